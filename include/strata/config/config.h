@@ -1,0 +1,181 @@
+// The validated, immutable configuration snapshot. Built once per load or reload by
+// config::load*(), then shared read-only as std::shared_ptr<const Config>: in-flight requests
+// keep the snapshot they started with, a reload swaps the pointer (DESIGN.md, "Process and
+// threads"). Defaults here are the documented defaults (conf/strata.yaml lists every key).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace strata::config {
+
+using Duration = std::chrono::milliseconds;
+
+inline constexpr std::uint64_t kKiB = 1024;
+inline constexpr std::uint64_t kMiB = 1024 * kKiB;
+inline constexpr std::uint64_t kGiB = 1024 * kMiB;
+
+// "host:port", "[v6]:port" or ":port" (all addresses). host is kept textual (numeric IPs only;
+// names are resolved never: a proxy must not block on DNS in the data path).
+struct Endpoint {
+    std::string host;  // "" means any address
+    std::uint16_t port = 0;
+    std::string text;  // as written, for logs and metrics labels
+};
+
+struct TlsCertificate {
+    std::string cert;  // PEM path (chain allowed)
+    std::string key;   // PEM path
+};
+
+struct ListenerTls {
+    std::vector<TlsCertificate> certificates;
+    std::string min_version = "1.2";  // "1.2" | "1.3"
+    std::string ciphers;              // empty: built-in intermediate profile
+};
+
+struct Listener {
+    std::string name;
+    Endpoint bind;
+    std::optional<ListenerTls> tls;
+};
+
+struct Admin {
+    std::optional<Endpoint> bind;  // absent: no admin listener
+    std::string token_file;
+};
+
+struct L1Cache {
+    std::uint64_t max_bytes = 256 * kMiB;
+};
+
+struct L2Cache {
+    std::vector<Endpoint> servers;  // empty: no L2
+    Duration timeout{50};
+    std::uint64_t max_object_bytes = 1 * kMiB;
+};
+
+struct Cache {
+    L1Cache l1;
+    L2Cache l2;
+};
+
+struct UpstreamServer {
+    Endpoint address;
+    std::uint32_t weight = 1;  // 1..1000
+};
+
+struct HealthCheck {
+    bool enabled = false;  // true once a health_check block is present
+    std::string method = "GET";
+    std::string path = "/healthz";
+    Duration interval{2000};
+    Duration timeout{1000};
+    std::uint32_t rise = 2;
+    std::uint32_t fall = 3;
+    int expect_status_min = 200;  // expected status range, inclusive
+    int expect_status_max = 399;
+};
+
+struct UpstreamTimeouts {
+    Duration connect{1000};
+    Duration response{30000};  // until the response head, and between reads of its body
+    Duration idle{60000};      // a pooled keep-alive connection unused this long is closed
+};
+
+struct Upstream {
+    std::string name;
+    std::vector<UpstreamServer> servers;
+    HealthCheck health_check;
+    UpstreamTimeouts timeouts;
+    std::uint32_t max_idle_connections = 64;  // per worker and server
+    std::uint32_t max_tries = 3;              // per request, for idempotent requests
+    Duration fail_backoff{5000};              // a server refusing connections is skipped this long
+};
+
+struct RouteMatch {
+    std::string host;                  // "" any; "api.example.com"; "*.example.com"
+    std::string path_prefix;           // "" any
+    std::vector<std::string> methods;  // empty: any
+};
+
+struct RouteCache {
+    bool enabled = false;
+    Duration default_ttl{0};
+    Duration stale_while_revalidate{0};
+    Duration stale_if_error{0};
+};
+
+struct Route {
+    RouteMatch match;
+    std::string upstream;
+    RouteCache cache;
+};
+
+struct Limits {
+    Duration client_header_timeout{10000};  // from first byte of a request to its end of head
+    Duration client_idle_timeout{60000};    // keep-alive idle between requests
+    Duration client_body_timeout{60000};    // between reads of a request body
+    Duration send_timeout{60000};           // a client not reading the response this long
+    std::uint64_t max_request_body_bytes = 1 * kGiB;
+    std::uint32_t max_request_line_bytes = 8 * kKiB;
+    std::uint32_t max_header_bytes = 32 * kKiB;  // whole request head
+    std::uint32_t max_headers = 100;
+    std::uint32_t max_client_connections = 10000;  // whole process
+    Duration drain_timeout{30000};
+};
+
+struct Logging {
+    std::string access_log = "stdout";  // "stdout" | "stderr" | "off" | path
+    std::string access_format = "combined";  // "combined" | "json"
+    std::string error_log = "stderr";   // "stdout" | "stderr" | path
+    std::string level = "info";         // debug | info | warn | error
+};
+
+struct Config {
+    unsigned workers = 0;  // 0 = auto (number of cores), resolved by the server
+    std::vector<Listener> listeners;
+    Admin admin;
+    Cache cache;
+    std::map<std::string, Upstream> upstreams;
+    std::vector<Route> routes;
+    Limits limits;
+    Logging logging;
+
+    std::string source;  // file path (or name given to loadString)
+};
+
+using ConfigPtr = std::shared_ptr<const Config>;
+
+// One problem found while loading, formatted "FILE:LINE:COL: key.path: message".
+struct Diagnostic {
+    std::string file;
+    int line = 0;  // 1-based; 0 when unknown (file unreadable)
+    int column = 0;
+    std::string path;  // "upstreams.app.servers[1]"
+    std::string message;
+
+    std::string format() const;
+};
+
+struct LoadResult {
+    ConfigPtr config;  // null when errors is not empty
+    std::vector<Diagnostic> errors;
+};
+
+// Parses and validates completely: every error is reported, not just the first. Never throws.
+LoadResult loadFile(const std::string& path);
+LoadResult loadString(const std::string& text, const std::string& name);
+
+// Unit parsers, exposed for tests: "250ms", "2s", "1m", "1h", bare integer = seconds;
+// "64MiB", "1KiB", "512", "1GB" (powers of 1000 for kB/MB/GB).
+bool parseDuration(const std::string& text, Duration& out);
+bool parseBytes(const std::string& text, std::uint64_t& out);
+bool parseEndpoint(const std::string& text, Endpoint& out, std::string& error);
+
+}  // namespace strata::config

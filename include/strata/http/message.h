@@ -1,0 +1,100 @@
+// HTTP/1.x message heads as value types. No sockets here: the http module is pure so it can be
+// fuzzed and unit-tested byte by byte.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace strata::http {
+
+struct Field {
+    std::string name;  // as received (case preserved); compare with equalsIgnoreCase
+    std::string value;  // OWS-trimmed
+};
+
+// Ordered header fields. Lookups are case-insensitive and linear: heads are small and a linear
+// scan over a contiguous vector beats hashing at these sizes.
+class Fields {
+public:
+    void add(std::string_view name, std::string_view value);
+    // Replaces every field of that name with one field (appends when absent).
+    void set(std::string_view name, std::string_view value);
+    // First value or nullptr.
+    const std::string* get(std::string_view name) const;
+    bool has(std::string_view name) const { return get(name) != nullptr; }
+    std::size_t count(std::string_view name) const;
+    // Removes every field of that name; returns how many were removed.
+    std::size_t remove(std::string_view name);
+    // True when any field of that name has `token` as one of its comma-separated elements
+    // (case-insensitive), e.g. hasToken("Connection", "close").
+    bool hasToken(std::string_view name, std::string_view token) const;
+
+    std::size_t size() const { return items_.size(); }
+    bool empty() const { return items_.empty(); }
+    void clear() { items_.clear(); }
+    auto begin() const { return items_.begin(); }
+    auto end() const { return items_.end(); }
+    std::vector<Field>& items() { return items_; }
+    const std::vector<Field>& items() const { return items_; }
+
+private:
+    std::vector<Field> items_;
+};
+
+// How a message body is delimited (RFC 9112 section 6).
+enum class BodyFraming {
+    None,        // no body (GET without CL/TE, 204, 304, HEAD answers, 1xx)
+    Length,      // Content-Length bytes
+    Chunked,     // Transfer-Encoding: chunked
+    UntilClose,  // response only: read until the connection closes
+};
+
+struct RequestHead {
+    std::string method;  // as received, e.g. "GET", or an extension method "PURGE", "FOO"
+    std::string target;  // request-target as received (origin-form or absolute-form)
+    std::string host;    // from absolute-form authority, else the Host field; lowercase, port kept
+    std::string path;    // target path without query ("/a/b"); "*" for OPTIONS *
+    std::string query;   // without '?', may be empty
+    int version_minor = 1;  // HTTP/1.x
+    Fields fields;
+    BodyFraming framing = BodyFraming::None;
+    std::uint64_t content_length = 0;  // when framing == Length
+    bool keep_alive = true;            // client wants the connection kept after this exchange
+    bool expect_continue = false;      // "Expect: 100-continue" was present
+
+    bool isHead() const { return method == "HEAD"; }
+};
+
+struct ResponseHead {
+    int status = 0;
+    std::string reason;
+    int version_minor = 1;
+    Fields fields;
+    BodyFraming framing = BodyFraming::None;
+    std::uint64_t content_length = 0;
+    bool keep_alive = true;  // upstream allows reuse of the connection after this response
+};
+
+// Hop-by-hop fields (RFC 9110 7.6.1): Connection, every field Connection names, Keep-Alive,
+// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Removed before forwarding;
+// the proxy sets its own framing.
+void removeHopByHop(Fields& fields);
+
+// Reason phrase for a status code ("OK", "Bad Gateway"); "Unknown" otherwise.
+std::string_view reasonPhrase(int status);
+
+// Serializers append to `out`. Field values are emitted as stored.
+void appendRequestLine(std::string& out, std::string_view method, std::string_view target,
+                       int version_minor);
+void appendStatusLine(std::string& out, int status, std::string_view reason, int version_minor);
+void appendFields(std::string& out, const Fields& fields);
+// Chunked transfer coding: one chunk header + data + CRLF; the last chunk is "0\r\n\r\n".
+void appendChunkHeader(std::string& out, std::size_t size);
+inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
+
+// True for methods RFC 9110 9.2.2 calls idempotent (safe to retry on another server).
+bool isIdempotent(std::string_view method);
+
+}  // namespace strata::http
