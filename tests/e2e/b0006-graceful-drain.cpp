@@ -1,0 +1,49 @@
+// SIGTERM drains: listeners close at once, requests in flight finish, then strata exits 0.
+#include <signal.h>
+
+#include "e2e.h"
+
+using namespace strata::test;
+
+TEST_SUITE("e2e/server") {
+    TEST_CASE("SIGTERM lets a slow request finish, refuses new connections, exits 0") {
+        Origin origin;
+        Strata strata(proxyConfig(origin.serversYaml()));
+        const std::uint16_t port = strata.port();
+        RawClient slow(port);
+        slow.send("GET /delay/2000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        // Probe: the request is in flight once the origin has counted it.
+        auto deadline = Clock::now() + 5s;
+        while (origin.requestCount(0, "/delay/2000") == 0 && Clock::now() < deadline) {
+            std::this_thread::sleep_for(5ms);
+        }
+        REQUIRE(origin.requestCount(0, "/delay/2000") == 1);
+
+        strata.process().signal(SIGTERM);
+        bool refused = false;
+        for (auto until = Clock::now() + 1500ms; !refused && Clock::now() < until;) {
+            refused = connectRefused(port);
+            if (!refused) {
+                std::this_thread::sleep_for(10ms);
+            }
+        }
+        CHECK(refused);
+
+        Response r = slow.readResponse();
+        REQUIRE(r.ok());
+        CHECK(r.status == 200);
+        CHECK(r.body == "delayed 2000ms\n");
+        auto code = strata.process().wait(10000ms);
+        REQUIRE(code.has_value());
+        CHECK(*code == 0);
+    }
+
+    TEST_CASE("SIGTERM with nothing in flight exits 0 promptly") {
+        Origin origin;
+        Strata strata(proxyConfig(origin.serversYaml()));
+        CHECK(get(strata.port(), "/").status == 200);
+        auto start = Clock::now();
+        CHECK(strata.stop(5000ms) == 0);
+        CHECK(Clock::now() - start < 2s);
+    }
+}
