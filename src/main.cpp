@@ -1,1 +1,5 @@
-int main() { return 0; }
+#include "strata/server/server.h"
+
+int main(int argc, char** argv) {
+    return strata::server::run(argc, argv);
+}

@@ -1,1 +1,137 @@
-// placeholder
+#include "strata/event/loop.h"
+
+#include <mutex>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "strata/common/assert.h"
+#include "strata/common/log.h"
+
+namespace strata::event {
+namespace {
+
+// libevent's locking must be switched on before the first event_base exists, once per process,
+// or event_active() from another thread races with the loop.
+void enableThreadsOnce() {
+    static std::once_flag once;
+    std::call_once(once, [] { STRATA_RELEASE_ASSERT(evthread_use_pthreads() == 0); });
+}
+
+}  // namespace
+
+struct timeval toTimeval(std::chrono::milliseconds d) {
+    struct timeval tv;
+    tv.tv_sec = static_cast<time_t>(d.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((d.count() % 1000) * 1000);
+    return tv;
+}
+
+Loop::Loop() {
+    enableThreadsOnce();
+    event_config* cfg = event_config_new();
+    // Timers use the monotonic clock; the loop caches time per iteration (now()).
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    base_ = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    STRATA_RELEASE_ASSERT(base_ != nullptr);
+    posted_event_ = event_new(base_, -1, 0, &Loop::onPosted, this);
+    deferred_event_ = event_new(base_, -1, 0, &Loop::onDeferred, this);
+}
+
+Loop::~Loop() {
+    deferred_.clear();
+    event_free(posted_event_);
+    event_free(deferred_event_);
+    event_base_free(base_);
+}
+
+void Loop::run() {
+    event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
+}
+
+void Loop::stop() {
+    post([this] { event_base_loopbreak(base_); });
+}
+
+void Loop::post(std::function<void()> fn) {
+    bool was_empty;
+    {
+        std::lock_guard lock(posted_mutex_);
+        was_empty = posted_.empty();
+        posted_.push_back(std::move(fn));
+    }
+    if (was_empty) {
+        event_active(posted_event_, 0, 0);
+    }
+}
+
+void Loop::onPosted(int, short, void* arg) {
+    auto* self = static_cast<Loop*>(arg);
+    std::vector<std::function<void()>> batch;
+    {
+        std::lock_guard lock(self->posted_mutex_);
+        batch.swap(self->posted_);
+    }
+    for (auto& fn : batch) {
+        try {
+            fn();
+        } catch (...) {
+            log::countInternalError();
+            LOG_ERROR("exception in posted task");
+        }
+    }
+}
+
+void Loop::deferredDelete(DeferredDeletablePtr object) {
+    if (deferred_.empty()) {
+        event_active(deferred_event_, 0, 0);
+    }
+    deferred_.push_back(std::move(object));
+}
+
+void Loop::onDeferred(int, short, void* arg) {
+    auto* self = static_cast<Loop*>(arg);
+    // Destructors may defer more deletions; those run on the next iteration.
+    std::vector<DeferredDeletablePtr> batch;
+    batch.swap(self->deferred_);
+    batch.clear();
+}
+
+std::chrono::steady_clock::time_point Loop::now() {
+    return std::chrono::steady_clock::now();
+}
+
+Timer::Timer(Loop& loop, std::function<void()> callback) : callback_(std::move(callback)) {
+    event_ = evtimer_new(loop.base(), &Timer::onFire, this);
+}
+
+Timer::~Timer() {
+    event_free(event_);
+}
+
+void Timer::arm(std::chrono::milliseconds delay) {
+    struct timeval tv = toTimeval(delay);
+    evtimer_add(event_, &tv);
+}
+
+void Timer::cancel() {
+    evtimer_del(event_);
+}
+
+bool Timer::armed() const {
+    return evtimer_pending(event_, nullptr) != 0;
+}
+
+void Timer::onFire(int, short, void* arg) {
+    auto* self = static_cast<Timer*>(arg);
+    try {
+        self->callback_();
+    } catch (...) {
+        log::countInternalError();
+        LOG_ERROR("exception in timer callback");
+    }
+}
+
+}  // namespace strata::event

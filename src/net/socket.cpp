@@ -1,1 +1,123 @@
-// placeholder
+#include "strata/net/socket.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+namespace strata::net {
+
+std::string SocketAddress::hostString() const {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (family() == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
+        inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+    } else if (family() == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+        inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+    }
+    return buf;
+}
+
+std::string SocketAddress::toString() const {
+    std::uint16_t port = 0;
+    if (family() == AF_INET) {
+        port = ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+        return hostString() + ":" + std::to_string(port);
+    }
+    if (family() == AF_INET6) {
+        port = ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+        return "[" + hostString() + "]:" + std::to_string(port);
+    }
+    return "unknown";
+}
+
+Result<SocketAddress> SocketAddress::fromEndpoint(const config::Endpoint& endpoint) {
+    SocketAddress out;
+    std::string host = endpoint.host;
+    if (host == "localhost") {
+        host = "127.0.0.1";
+    }
+    if (host.empty() || host == "*") {
+        host = "0.0.0.0";
+    }
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    auto* in = reinterpret_cast<sockaddr_in*>(&out.storage);
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(endpoint.port);
+        out.length = sizeof(sockaddr_in);
+        return out;
+    }
+    if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(endpoint.port);
+        out.length = sizeof(sockaddr_in6);
+        return out;
+    }
+    return Error{"not a numeric address: " + endpoint.host};
+}
+
+SocketAddress SocketAddress::fromSockaddr(const sockaddr* addr, socklen_t length) {
+    SocketAddress out;
+    if (length > sizeof out.storage) {
+        length = sizeof out.storage;
+    }
+    std::memcpy(&out.storage, addr, length);
+    out.length = length;
+    return out;
+}
+
+Result<int> listenTcp(const SocketAddress& address, bool reuse_port, int backlog) {
+    int fd = ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return Error{std::string("socket: ") + std::strerror(errno)};
+    }
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port) {
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
+    if (address.family() == AF_INET6) {
+        ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (::bind(fd, address.get(), address.length) != 0) {
+        std::string err = std::string("bind ") + address.toString() + ": " + std::strerror(errno);
+        ::close(fd);
+        return Error{err};
+    }
+    if (::listen(fd, backlog) != 0) {
+        std::string err = std::string("listen: ") + std::strerror(errno);
+        ::close(fd);
+        return Error{err};
+    }
+    return fd;
+}
+
+std::uint16_t localPort(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+        return 0;
+    }
+    if (ss.ss_family == AF_INET) {
+        return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    }
+    if (ss.ss_family == AF_INET6) {
+        return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    }
+    return 0;
+}
+
+void setNoDelay(int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+}  // namespace strata::net

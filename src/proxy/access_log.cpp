@@ -1,1 +1,160 @@
-// placeholder
+#include "strata/proxy/access_log.h"
+
+#include <cstdio>
+#include <ctime>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace strata::proxy {
+namespace {
+
+constexpr std::size_t kFlushThreshold = 32 * 1024;
+
+void appendQuoted(std::string& out, std::string_view value, bool json) {
+    out += '"';
+    if (value.empty() && !json) {
+        out += '-';
+    }
+    for (char c : value) {
+        auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\' || u < 0x20 || u == 0x7f) {
+            // Escaped so that a request cannot forge log lines or break JSON.
+            char esc[8];
+            std::snprintf(esc, sizeof esc, json ? "\\u%04x" : "\\x%02x", u);
+            out += esc;
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+}
+
+}  // namespace
+
+std::shared_ptr<AccessLogSink> AccessLogSink::open(const std::string& target,
+                                                   const std::string& format, std::string& error) {
+    std::shared_ptr<AccessLogSink> sink(new AccessLogSink());
+    sink->json_ = (format == "json");
+    if (target == "off") {
+        sink->fd_ = -1;
+    } else if (target == "stdout" || target.empty()) {
+        sink->fd_ = STDOUT_FILENO;
+    } else if (target == "stderr") {
+        sink->fd_ = STDERR_FILENO;
+    } else {
+        sink->fd_ = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (sink->fd_ < 0) {
+            error = "cannot open access log " + target;
+            return nullptr;
+        }
+        sink->owns_fd_ = true;
+        sink->path_ = target;
+    }
+    return sink;
+}
+
+AccessLogSink::~AccessLogSink() {
+    if (owns_fd_ && fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+void AccessLogSink::write(std::string_view bytes) {
+    std::lock_guard lock(mutex_);
+    while (!bytes.empty() && fd_ >= 0) {
+        ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+        if (n <= 0) {
+            return;  // a full disk must not stop the proxy; lines are lost
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+void AccessLogSink::reopen() {
+    std::lock_guard lock(mutex_);
+    if (!owns_fd_ || path_.empty()) {
+        return;
+    }
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return;
+    }
+    ::close(fd_);
+    fd_ = fd;
+}
+
+void AccessLogBuffer::setSink(std::shared_ptr<AccessLogSink> sink) {
+    flush();
+    sink_ = std::move(sink);
+}
+
+void AccessLogBuffer::append(const AccessRecord& r) {
+    if (!enabled()) {
+        return;
+    }
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char stamp[64];
+    char num[64];
+    if (sink_->json()) {
+        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        buffer_ += "{\"time\":\"";
+        buffer_ += stamp;
+        buffer_ += "\",\"client\":";
+        appendQuoted(buffer_, r.client, true);
+        buffer_ += ",\"method\":";
+        appendQuoted(buffer_, r.method, true);
+        buffer_ += ",\"target\":";
+        appendQuoted(buffer_, r.target, true);
+        std::snprintf(num, sizeof num, ",\"status\":%d,\"bytes\":%llu,", r.status,
+                      static_cast<unsigned long long>(r.bytes_sent));
+        buffer_ += num;
+        buffer_ += "\"referer\":";
+        appendQuoted(buffer_, r.referer, true);
+        buffer_ += ",\"user_agent\":";
+        appendQuoted(buffer_, r.user_agent, true);
+        buffer_ += ",\"upstream\":";
+        appendQuoted(buffer_, r.upstream, true);
+        std::snprintf(num, sizeof num, ",\"duration\":%.6f,\"upstream_time\":%.6f}\n", r.duration_s,
+                      r.upstream_s);
+        buffer_ += num;
+    } else {
+        // Combined log format plus upstream and timings, key=value at the end.
+        std::strftime(stamp, sizeof stamp, "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
+        buffer_ += r.client;
+        buffer_ += " - - ";
+        buffer_ += stamp;
+        buffer_ += " \"";
+        for (char c : r.method) {
+            buffer_ += (static_cast<unsigned char>(c) < 0x20 || c == '"') ? '?' : c;
+        }
+        buffer_ += ' ';
+        for (char c : r.target) {
+            buffer_ += (static_cast<unsigned char>(c) < 0x20 || c == '"') ? '?' : c;
+        }
+        buffer_ += r.version_minor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ";
+        std::snprintf(num, sizeof num, "%d %llu ", r.status,
+                      static_cast<unsigned long long>(r.bytes_sent));
+        buffer_ += num;
+        appendQuoted(buffer_, r.referer, false);
+        buffer_ += ' ';
+        appendQuoted(buffer_, r.user_agent, false);
+        buffer_ += " upstream=";
+        buffer_ += r.upstream.empty() ? std::string_view("-") : r.upstream;
+        std::snprintf(num, sizeof num, " rt=%.6f urt=%.6f\n", r.duration_s, r.upstream_s);
+        buffer_ += num;
+    }
+    if (buffer_.size() >= kFlushThreshold) {
+        flush();
+    }
+}
+
+void AccessLogBuffer::flush() {
+    if (!buffer_.empty() && sink_) {
+        sink_->write(buffer_);
+    }
+    buffer_.clear();
+}
+
+}  // namespace strata::proxy

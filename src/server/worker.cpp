@@ -1,1 +1,93 @@
-// placeholder
+#include "worker.h"
+
+#include <unistd.h>
+
+#include "strata/common/log.h"
+#include "strata/proxy/downstream_session.h"
+
+namespace strata::server {
+namespace {
+constexpr std::chrono::milliseconds kAccessLogFlushInterval{1000};
+}
+
+Worker::Worker(unsigned id, std::vector<BoundListener> listeners, proxy::SnapshotPtr snapshot,
+               std::atomic<std::uint32_t>& process_connections,
+               std::shared_ptr<proxy::AccessLogSink> access_sink)
+    : id_(id),
+      context_(loop_, id, process_connections, std::move(access_sink)),
+      bound_(std::move(listeners)) {
+    context_.snapshot = std::move(snapshot);
+    for (const auto& bound : bound_) {
+        proxy::ListenerInfo info = bound.info;
+        listeners_.push_back(std::make_unique<net::Listener>(
+            loop_, bound.fd,
+            [this, info](int fd, const net::SocketAddress& peer) { accept(info, fd, peer); }));
+    }
+    flush_timer_ = std::make_unique<event::Timer>(loop_, [this] {
+        context_.access_log.flush();
+        flush_timer_->arm(kAccessLogFlushInterval);
+    });
+}
+
+Worker::~Worker() {
+    join();
+    listeners_.clear();
+    context_.closeAllSessions();
+    context_.access_log.flush();
+}
+
+void Worker::start(std::function<void()> on_exit) {
+    thread_ = std::thread([this, on_exit = std::move(on_exit)] {
+        flush_timer_->arm(kAccessLogFlushInterval);
+        loop_.run();
+        context_.access_log.flush();
+        on_exit();
+    });
+}
+
+void Worker::join() {
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void Worker::accept(const proxy::ListenerInfo& info, int fd, const net::SocketAddress& peer) {
+    const auto& limits = context_.snapshot->config->limits;
+    if (context_.draining() || context_.process_connections.load(std::memory_order_relaxed) >=
+                                   limits.max_client_connections) {
+        // Over the connection cap: closing at once is cheaper for everyone than queueing.
+        ::close(fd);
+        return;
+    }
+    auto* session = new proxy::DownstreamSession(context_, fd, peer, info);
+    session->start();  // from here the session owns itself and dies through deferredDelete
+}
+
+void Worker::updateSnapshot(proxy::SnapshotPtr snapshot) {
+    loop_.post([this, snapshot = std::move(snapshot)]() mutable {
+        context_.snapshot = std::move(snapshot);
+    });
+}
+
+void Worker::drain() {
+    loop_.post([this] {
+        for (auto& listener : listeners_) {
+            listener->close();
+        }
+        context_.beginDrain([this] { loop_.stop(); });
+    });
+}
+
+void Worker::forceStop() {
+    loop_.post([this] {
+        context_.closeAllSessions();
+        loop_.stop();
+    });
+}
+
+void Worker::reopenLogs(std::shared_ptr<proxy::AccessLogSink> sink) {
+    loop_.post(
+        [this, sink = std::move(sink)]() mutable { context_.access_log.setSink(std::move(sink)); });
+}
+
+}  // namespace strata::server

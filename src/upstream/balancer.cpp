@@ -1,1 +1,111 @@
-// placeholder
+#include "strata/upstream/balancer.h"
+
+#include <numeric>
+
+namespace strata::upstream {
+namespace {
+
+std::int64_t toNanos(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+ServerState::ServerState(std::string upstream_name, net::SocketAddress address, std::string label)
+    : upstream_name_(std::move(upstream_name)), address_(address), label_(std::move(label)) {}
+
+void ServerState::recordFailure(std::chrono::steady_clock::time_point now,
+                                std::chrono::milliseconds backoff) {
+    consecutive_failures_.fetch_add(1, std::memory_order_relaxed);
+    down_until_ns_.store(toNanos(now + backoff), std::memory_order_relaxed);
+}
+
+void ServerState::recordSuccess() {
+    if (consecutive_failures_.load(std::memory_order_relaxed) != 0) {
+        consecutive_failures_.store(0, std::memory_order_relaxed);
+        down_until_ns_.store(0, std::memory_order_relaxed);
+    }
+}
+
+bool ServerState::isAvailable(std::chrono::steady_clock::time_point now) const {
+    return healthy() && down_until_ns_.load(std::memory_order_relaxed) <= toNanos(now);
+}
+
+ServerStatePtr ServerRegistry::get(const std::string& upstream_name,
+                                   const config::Endpoint& address) {
+    std::string key = upstream_name + "/" + address.text;
+    std::lock_guard lock(mutex_);
+    auto& slot = states_[key];
+    if (auto existing = slot.lock()) {
+        return existing;
+    }
+    auto resolved = net::SocketAddress::fromEndpoint(address);
+    // Config validation admits numeric addresses only, so this cannot fail for a loaded config.
+    auto state = std::make_shared<ServerState>(
+        upstream_name, resolved.ok() ? resolved.value() : net::SocketAddress{}, address.text);
+    slot = state;
+    return state;
+}
+
+std::vector<std::uint16_t> buildSchedule(const std::vector<std::uint32_t>& weights) {
+    std::int64_t total = std::accumulate(weights.begin(), weights.end(), std::int64_t{0});
+    std::vector<std::int64_t> current(weights.size(), 0);
+    std::vector<std::uint16_t> schedule;
+    schedule.reserve(static_cast<std::size_t>(total));
+    for (std::int64_t step = 0; step < total; ++step) {
+        std::size_t best = 0;
+        for (std::size_t i = 0; i < weights.size(); ++i) {
+            current[i] += weights[i];
+            if (current[i] > current[best]) {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        schedule.push_back(static_cast<std::uint16_t>(best));
+    }
+    return schedule;
+}
+
+UpstreamGroup::UpstreamGroup(const config::Upstream& config, ServerRegistry& registry)
+    : config_(config) {
+    std::vector<std::uint32_t> weights;
+    for (const auto& server : config_.servers) {
+        servers_.push_back(registry.get(config_.name, server.address));
+        weights.push_back(server.weight == 0 ? 1 : server.weight);
+    }
+    schedule_ = buildSchedule(weights);
+}
+
+int UpstreamGroup::pick(std::uint64_t tried, std::chrono::steady_clock::time_point now) const {
+    if (schedule_.empty()) {
+        return -1;
+    }
+    const std::size_t n = schedule_.size();
+    int fallback = -1;
+    for (std::size_t step = 0; step < n; ++step) {
+        // Each probe advances the shared cursor, so when a server is skipped the healthy ones
+        // still share its load evenly instead of its successor taking all of it.
+        std::uint64_t position = cursor_.fetch_add(1, std::memory_order_relaxed);
+        int index = schedule_[position % n];
+        if (index < 64 && (tried & (std::uint64_t{1} << index)) != 0) {
+            continue;
+        }
+        if (servers_[index]->isAvailable(now)) {
+            return index;
+        }
+        if (fallback < 0) {
+            fallback = index;
+        }
+    }
+    if (fallback < 0) {
+        // Every probe hit a tried server; look for any untried one directly.
+        for (std::size_t i = 0; i < servers_.size() && i < 64; ++i) {
+            if ((tried & (std::uint64_t{1} << i)) == 0) {
+                return static_cast<int>(i);
+            }
+        }
+    }
+    return fallback;
+}
+
+}  // namespace strata::upstream

@@ -21,7 +21,9 @@ void reopen();
 
 void setLevel(Level level);
 Level level();
-inline bool enabled(Level l) { return l >= level(); }
+inline bool enabled(Level l) {
+    return l >= level();
+}
 
 // Counts internal errors (STRATA_BUG in release builds, exceptions caught in trampolines).
 std::uint64_t internalErrors();
@@ -36,11 +38,11 @@ namespace strata::log::detail {
 void writef(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 }
 
-#define STRATA_LOG(lvl, ...)                                                \
-    do {                                                                    \
-        if (::strata::log::enabled(lvl)) {                                  \
-            ::strata::log::detail::writef(lvl, __VA_ARGS__);                \
-        }                                                                   \
+#define STRATA_LOG(lvl, ...)                                 \
+    do {                                                     \
+        if (::strata::log::enabled(lvl)) {                   \
+            ::strata::log::detail::writef(lvl, __VA_ARGS__); \
+        }                                                    \
     } while (0)
 #define LOG_DEBUG(...) STRATA_LOG(::strata::log::Level::Debug, __VA_ARGS__)
 #define LOG_INFO(...) STRATA_LOG(::strata::log::Level::Info, __VA_ARGS__)

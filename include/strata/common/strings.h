@@ -8,7 +8,9 @@
 
 namespace strata {
 
-inline char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline char asciiLower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) {

@@ -1,0 +1,96 @@
+// RAII over libevent: one Loop per worker thread (its own event_base), timers, a cross-thread
+// post queue and deferred deletion.
+//
+// Threading: everything here runs on the loop's thread except post() and stop(), which any thread
+// may call. Completions from other threads (L2 pool, reload) reach a worker only through post().
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+struct event_base;
+struct event;
+
+namespace strata::event {
+
+// Objects that must not die inside their own callbacks derive from this and are handed to
+// Loop::deferredDelete(); the loop frees them on a later iteration (Envoy's DeferredDeletable).
+class DeferredDeletable {
+public:
+    virtual ~DeferredDeletable() = default;
+};
+using DeferredDeletablePtr = std::unique_ptr<DeferredDeletable>;
+
+// Lets any owned object ride the deferred-delete queue.
+template <typename T>
+class DeferredDeletableHolder final : public DeferredDeletable {
+public:
+    explicit DeferredDeletableHolder(std::unique_ptr<T> object) : object_(std::move(object)) {}
+
+private:
+    std::unique_ptr<T> object_;
+};
+
+template <typename T>
+DeferredDeletablePtr deferrable(std::unique_ptr<T> object) {
+    return std::make_unique<DeferredDeletableHolder<T>>(std::move(object));
+}
+
+class Loop {
+public:
+    Loop();
+    ~Loop();
+    Loop(const Loop&) = delete;
+    Loop& operator=(const Loop&) = delete;
+
+    event_base* base() { return base_; }
+
+    // Runs until stop() is called.
+    void run();
+    // Thread-safe.
+    void stop();
+    // Thread-safe: runs fn on the loop thread, in order of posting. Never runs fn inline.
+    void post(std::function<void()> fn);
+    void deferredDelete(DeferredDeletablePtr object);
+
+    // Monotonic now (vDSO clock_gettime: cheap).
+    std::chrono::steady_clock::time_point now();
+
+private:
+    static void onPosted(int, short, void* arg);
+    static void onDeferred(int, short, void* arg);
+
+    event_base* base_ = nullptr;
+    ::event* posted_event_ = nullptr;
+    ::event* deferred_event_ = nullptr;
+    std::mutex posted_mutex_;
+    std::vector<std::function<void()>> posted_;  // guarded by posted_mutex_
+    std::vector<DeferredDeletablePtr> deferred_;
+};
+
+// One-shot timer on a loop. The callback runs on the loop thread; destroying the Timer cancels it.
+class Timer {
+public:
+    Timer(Loop& loop, std::function<void()> callback);
+    ~Timer();
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+
+    void arm(std::chrono::milliseconds delay);
+    void cancel();
+    bool armed() const;
+
+private:
+    static void onFire(int, short, void* arg);
+
+    ::event* event_ = nullptr;
+    std::function<void()> callback_;
+};
+
+// Converts a duration to the struct timeval libevent wants.
+struct timeval toTimeval(std::chrono::milliseconds d);
+
+}  // namespace strata::event

@@ -1,0 +1,66 @@
+// Access log: one line per exchange. Workers append to their own buffer (no lock, no syscall on
+// the request path); a buffer is written out when it grows past a threshold or on the worker's
+// flush timer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace strata::proxy {
+
+// The file all workers write to. Thread-safe; reopen() serves SIGUSR1 after logrotate.
+class AccessLogSink {
+public:
+    // target: "stdout", "stderr", "off" or a file path.
+    static std::shared_ptr<AccessLogSink> open(const std::string& target, const std::string& format,
+                                               std::string& error);
+    ~AccessLogSink();
+
+    bool enabled() const { return fd_ >= 0; }
+    bool json() const { return json_; }
+    void write(std::string_view bytes);
+    void reopen();
+
+private:
+    AccessLogSink() = default;
+    std::mutex mutex_;
+    int fd_ = -1;
+    bool owns_fd_ = false;
+    bool json_ = false;
+    std::string path_;
+};
+
+struct AccessRecord {
+    std::string_view client;
+    std::string_view method;
+    std::string_view target;
+    int version_minor = 1;
+    int status = 0;
+    std::uint64_t bytes_sent = 0;  // body bytes sent to the client
+    std::string_view referer;
+    std::string_view user_agent;
+    std::string_view upstream;  // "127.0.0.1:9001" or "-"
+    double duration_s = 0;
+    double upstream_s = -1;  // time to upstream response head, -1 when no upstream was asked
+};
+
+// Per-worker buffer in front of the sink.
+class AccessLogBuffer {
+public:
+    explicit AccessLogBuffer(std::shared_ptr<AccessLogSink> sink) : sink_(std::move(sink)) {}
+    ~AccessLogBuffer() { flush(); }
+
+    bool enabled() const { return sink_ && sink_->enabled(); }
+    void append(const AccessRecord& record);
+    void flush();
+    void setSink(std::shared_ptr<AccessLogSink> sink);
+
+private:
+    std::shared_ptr<AccessLogSink> sink_;
+    std::string buffer_;
+};
+
+}  // namespace strata::proxy

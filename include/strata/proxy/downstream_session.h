@@ -1,0 +1,104 @@
+// One client connection (HAProxy's "session"): reads requests with the strict parser, runs one
+// Transaction at a time, keeps the connection alive between exchanges, answers pipelined
+// requests in order (the next request is parsed only after the current response is handed
+// over), and enforces the client-side limits and timeouts.
+//
+//   accept ─▶ WaitingRequest ─first byte─▶ ReadingHead ─head─▶ InTransaction ─done─┐
+//                  ▲      (idle timer)         (header deadline)   (body, response)  │
+//                  └────────────────────────── keep-alive ◀──────────────────────────┘
+//   any error: answer 4xx when nothing was sent yet, then close; client EOF aborts.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "strata/event/loop.h"
+#include "strata/http/parser.h"
+#include "strata/net/socket.h"
+#include "strata/proxy/worker_context.h"
+
+struct bufferevent;
+struct evbuffer;
+
+namespace strata::proxy {
+
+class Transaction;
+
+class DownstreamSession final : public event::DeferredDeletable, public http::RequestCallbacks {
+public:
+    DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
+                      const ListenerInfo& listener);
+    ~DownstreamSession() override;
+
+    void start();
+
+    // Used by the Transaction it runs.
+    WorkerContext& worker() { return worker_; }
+    evbuffer* output();
+    const std::string& clientAddress() const { return client_address_; }
+    const ListenerInfo& listener() const { return listener_; }
+    std::uint64_t id() const { return id_; }
+    // The answer will be the last on this connection (client asked, draining, or framing).
+    bool closeAfterResponse() const { return close_after_response_; }
+    void setCloseAfterResponse() { close_after_response_ = true; }
+    // Flow control of the request body towards the upstream.
+    void pauseRequestBody();
+    void resumeRequestBody();
+    // The response was fully written to output(). The transaction is finished with the session.
+    void transactionDone();
+    // Writes one access-log line for an exchange.
+    void logAccess(std::string_view method, std::string_view target, int version_minor, int status,
+                   std::uint64_t bytes, std::string_view referer, std::string_view user_agent,
+                   std::string_view upstream, double upstream_s,
+                   std::chrono::steady_clock::time_point started);
+    // Something broke after the response started: the client can only learn it from a close.
+    void abortConnection();
+    // Answers `status` with a short body; the transaction (if any) is gone.
+    void sendError(int status, std::string_view detail, bool close);
+    // Throttles the upstream when the client reads slowly.
+    std::size_t outputPending() const;
+    void closeIfIdle();  // drain
+
+    // http::RequestCallbacks
+    void onRequestHead(http::RequestHead&& head) override;
+    void onRequestBody(std::string_view data) override;
+    void onRequestComplete() override;
+
+private:
+    enum class TimerMode { None, Header, Idle };
+
+    static void onRead(bufferevent* bev, void* arg);
+    static void onWrite(bufferevent* bev, void* arg);
+    static void onEvent(bufferevent* bev, short what, void* arg);
+
+    void processInput();
+    void responseDone();
+    void dropTransaction();
+    void armTimer(TimerMode mode);
+    void onTimer();
+    void finishIfFlushed();
+    void close();
+
+    WorkerContext& worker_;
+    bufferevent* bev_ = nullptr;
+    std::string client_address_;
+    ListenerInfo listener_;
+    std::uint64_t id_;
+    http::RequestParser parser_;
+    std::unique_ptr<Transaction> transaction_;
+    event::Timer timer_;
+    TimerMode timer_mode_ = TimerMode::None;
+    bool request_in_progress_ = false;  // head parsed, response not yet fully queued
+    bool request_complete_ = false;     // parser saw the end of the current request
+    bool response_done_ = false;        // the answer to the current request is queued
+    bool in_parser_ = false;            // inside parser_.feed(): parser state must not change
+    bool body_paused_ = false;
+    bool close_after_response_ = false;
+    bool closing_ = false;  // flushing the last bytes, then close
+    bool closed_ = false;
+    std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace strata::proxy

@@ -1,0 +1,30 @@
+// What a request runs against: the config plus everything derived from it (router, upstream
+// groups). Immutable and shared; a reload builds a new one and hands it to every worker, and a
+// request keeps the one it started with until it ends.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "strata/common/result.h"
+#include "strata/config/config.h"
+#include "strata/proxy/router.h"
+#include "strata/upstream/balancer.h"
+
+namespace strata::proxy {
+
+struct Snapshot {
+    config::ConfigPtr config;
+    Router router;
+    std::map<std::string, upstream::UpstreamGroupPtr> upstreams;
+    std::vector<const upstream::UpstreamGroup*> route_upstreams;  // parallel to config->routes
+    std::uint64_t version = 0;  // increments on every successful load
+
+    Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v);
+};
+
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace strata::proxy

@@ -1,0 +1,61 @@
+// Everything a worker thread owns and its sessions share: the loop, the current snapshot, the
+// upstream connection pool, the access log buffer. Touched only on the worker's own thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_set>
+
+#include "strata/event/loop.h"
+#include "strata/proxy/access_log.h"
+#include "strata/proxy/snapshot.h"
+#include "strata/upstream/pool.h"
+
+namespace strata::proxy {
+
+class DownstreamSession;
+
+// What a session needs to know about the listener that accepted it.
+struct ListenerInfo {
+    std::string name;
+    bool tls = false;
+};
+
+class WorkerContext {
+public:
+    WorkerContext(event::Loop& worker_loop, unsigned worker_id,
+                  std::atomic<std::uint32_t>& connections, std::shared_ptr<AccessLogSink> sink)
+        : loop(worker_loop),
+          id(worker_id),
+          pool(worker_loop),
+          access_log(std::move(sink)),
+          process_connections(connections) {}
+
+    event::Loop& loop;
+    const unsigned id;
+    SnapshotPtr snapshot;  // replaced (on this thread) when a reload is posted
+    upstream::ConnectionPool pool;
+    AccessLogBuffer access_log;
+    std::atomic<std::uint32_t>& process_connections;  // client connections, all workers
+    std::uint64_t next_connection_id = 1;
+
+    bool draining() const { return draining_; }
+    // Stops keep-alive everywhere: idle sessions close now, busy ones after their response.
+    // on_drained runs once no session is left.
+    void beginDrain(std::function<void()> on_drained);
+
+    void addSession(DownstreamSession* session) { sessions_.insert(session); }
+    void removeSession(DownstreamSession* session);
+    std::size_t sessionCount() const { return sessions_.size(); }
+    // Closes every session at once (drain timeout expired).
+    void closeAllSessions();
+
+private:
+    bool draining_ = false;
+    std::function<void()> on_drained_;
+    std::unordered_set<DownstreamSession*> sessions_;
+};
+
+}  // namespace strata::proxy

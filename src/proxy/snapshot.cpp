@@ -1,0 +1,19 @@
+#include "strata/proxy/snapshot.h"
+
+namespace strata::proxy {
+
+Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v)
+    : config(std::move(c)), router(config->routes), version(v) {
+    for (const auto& [name, upstream_config] : config->upstreams) {
+        upstreams.emplace(name,
+                          std::make_shared<upstream::UpstreamGroup>(upstream_config, registry));
+    }
+    route_upstreams.reserve(config->routes.size());
+    for (const auto& route : config->routes) {
+        auto it = upstreams.find(route.upstream);
+        // Config validation rejects routes naming unknown upstreams.
+        route_upstreams.push_back(it == upstreams.end() ? nullptr : it->second.get());
+    }
+}
+
+}  // namespace strata::proxy

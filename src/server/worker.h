@@ -1,0 +1,49 @@
+// A worker thread: its own event loop, its own SO_REUSEPORT listening sockets, and every
+// connection accepted on them for their whole life.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "strata/event/loop.h"
+#include "strata/net/listener.h"
+#include "strata/proxy/worker_context.h"
+
+namespace strata::server {
+
+struct BoundListener {
+    proxy::ListenerInfo info;
+    int fd;
+};
+
+class Worker {
+public:
+    Worker(unsigned id, std::vector<BoundListener> listeners, proxy::SnapshotPtr snapshot,
+           std::atomic<std::uint32_t>& process_connections,
+           std::shared_ptr<proxy::AccessLogSink> access_sink);
+    ~Worker();
+
+    void start(std::function<void()> on_exit);
+    void join();
+
+    // Thread-safe: each posts to the worker's loop.
+    void updateSnapshot(proxy::SnapshotPtr snapshot);
+    void drain();
+    void forceStop();
+    void reopenLogs(std::shared_ptr<proxy::AccessLogSink> sink);
+
+private:
+    void accept(const proxy::ListenerInfo& info, int fd, const net::SocketAddress& peer);
+
+    unsigned id_;
+    event::Loop loop_;
+    proxy::WorkerContext context_;
+    std::vector<BoundListener> bound_;
+    std::vector<std::unique_ptr<net::Listener>> listeners_;
+    std::unique_ptr<event::Timer> flush_timer_;
+    std::thread thread_;
+};
+
+}  // namespace strata::server
