@@ -1,1 +1,317 @@
-// placeholder
+// Header field containers, hop-by-hop handling and HTTP/1.x serializers.
+#include "strata/http/message.h"
+
+#include <array>
+
+#include "strata/common/strings.h"
+
+namespace strata::http {
+
+void Fields::add(std::string_view name, std::string_view value) {
+    items_.push_back(Field{std::string(name), std::string(value)});
+}
+
+void Fields::set(std::string_view name, std::string_view value) {
+    bool replaced = false;
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < items_.size(); ++i) {
+        if (equalsIgnoreCase(items_[i].name, name)) {
+            if (replaced) {
+                continue;  // later duplicates go away; the first keeps its position
+            }
+            items_[i].value.assign(value);
+            replaced = true;
+        }
+        if (out != i) {
+            items_[out] = std::move(items_[i]);
+        }
+        ++out;
+    }
+    items_.resize(out);
+    if (!replaced) {
+        add(name, value);
+    }
+}
+
+const std::string* Fields::get(std::string_view name) const {
+    for (const auto& f : items_) {
+        if (equalsIgnoreCase(f.name, name)) {
+            return &f.value;
+        }
+    }
+    return nullptr;
+}
+
+std::size_t Fields::count(std::string_view name) const {
+    std::size_t n = 0;
+    for (const auto& f : items_) {
+        if (equalsIgnoreCase(f.name, name)) {
+            ++n;
+        }
+    }
+    return n;
+}
+
+std::size_t Fields::remove(std::string_view name) {
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < items_.size(); ++i) {
+        if (equalsIgnoreCase(items_[i].name, name)) {
+            continue;
+        }
+        if (out != i) {
+            items_[out] = std::move(items_[i]);
+        }
+        ++out;
+    }
+    std::size_t removed = items_.size() - out;
+    items_.resize(out);
+    return removed;
+}
+
+bool Fields::hasToken(std::string_view name, std::string_view token) const {
+    for (const auto& f : items_) {
+        if (!equalsIgnoreCase(f.name, name)) {
+            continue;
+        }
+        bool found = false;
+        forEachListElement(f.value, [&](std::string_view element) {
+            if (equalsIgnoreCase(element, token)) {
+                found = true;
+            }
+        });
+        if (found) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void removeHopByHop(Fields& fields) {
+    // Collect the names Connection lists first: removing Connection itself would lose them.
+    std::vector<std::string> named;
+    for (const auto& f : fields) {
+        if (equalsIgnoreCase(f.name, "Connection")) {
+            forEachListElement(f.value,
+                               [&](std::string_view element) { named.emplace_back(element); });
+        }
+    }
+    for (const auto& name : named) {
+        fields.remove(name);
+    }
+    static constexpr std::array<std::string_view, 7> kHopByHop = {
+        "Connection", "Keep-Alive",        "Proxy-Connection", "TE",
+        "Trailer",    "Transfer-Encoding", "Upgrade"};
+    // One pass instead of seven: this runs on every proxied message.
+    auto& items = fields.items();
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        bool hop = false;
+        for (auto h : kHopByHop) {
+            if (equalsIgnoreCase(items[i].name, h)) {
+                hop = true;
+                break;
+            }
+        }
+        if (hop) {
+            continue;
+        }
+        if (out != i) {
+            items[out] = std::move(items[i]);
+        }
+        ++out;
+    }
+    items.resize(out);
+}
+
+std::string_view reasonPhrase(int status) {
+    switch (status) {
+        case 100:
+            return "Continue";
+        case 101:
+            return "Switching Protocols";
+        case 102:
+            return "Processing";
+        case 103:
+            return "Early Hints";
+        case 200:
+            return "OK";
+        case 201:
+            return "Created";
+        case 202:
+            return "Accepted";
+        case 203:
+            return "Non-Authoritative Information";
+        case 204:
+            return "No Content";
+        case 205:
+            return "Reset Content";
+        case 206:
+            return "Partial Content";
+        case 207:
+            return "Multi-Status";
+        case 208:
+            return "Already Reported";
+        case 226:
+            return "IM Used";
+        case 300:
+            return "Multiple Choices";
+        case 301:
+            return "Moved Permanently";
+        case 302:
+            return "Found";
+        case 303:
+            return "See Other";
+        case 304:
+            return "Not Modified";
+        case 305:
+            return "Use Proxy";
+        case 307:
+            return "Temporary Redirect";
+        case 308:
+            return "Permanent Redirect";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 402:
+            return "Payment Required";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 406:
+            return "Not Acceptable";
+        case 407:
+            return "Proxy Authentication Required";
+        case 408:
+            return "Request Timeout";
+        case 409:
+            return "Conflict";
+        case 410:
+            return "Gone";
+        case 411:
+            return "Length Required";
+        case 412:
+            return "Precondition Failed";
+        case 413:
+            return "Content Too Large";
+        case 414:
+            return "URI Too Long";
+        case 415:
+            return "Unsupported Media Type";
+        case 416:
+            return "Range Not Satisfiable";
+        case 417:
+            return "Expectation Failed";
+        case 421:
+            return "Misdirected Request";
+        case 422:
+            return "Unprocessable Content";
+        case 423:
+            return "Locked";
+        case 424:
+            return "Failed Dependency";
+        case 425:
+            return "Too Early";
+        case 426:
+            return "Upgrade Required";
+        case 428:
+            return "Precondition Required";
+        case 429:
+            return "Too Many Requests";
+        case 431:
+            return "Request Header Fields Too Large";
+        case 451:
+            return "Unavailable For Legal Reasons";
+        case 500:
+            return "Internal Server Error";
+        case 501:
+            return "Not Implemented";
+        case 502:
+            return "Bad Gateway";
+        case 503:
+            return "Service Unavailable";
+        case 504:
+            return "Gateway Timeout";
+        case 505:
+            return "HTTP Version Not Supported";
+        case 506:
+            return "Variant Also Negotiates";
+        case 507:
+            return "Insufficient Storage";
+        case 508:
+            return "Loop Detected";
+        case 510:
+            return "Not Extended";
+        case 511:
+            return "Network Authentication Required";
+        default:
+            return "Unknown";
+    }
+}
+
+namespace {
+void appendVersion(std::string& out, int version_minor) {
+    out.append("HTTP/1.");
+    out.push_back(version_minor == 0 ? '0' : '1');
+}
+}  // namespace
+
+void appendRequestLine(std::string& out, std::string_view method, std::string_view target,
+                       int version_minor) {
+    out.append(method);
+    out.push_back(' ');
+    out.append(target);
+    out.push_back(' ');
+    appendVersion(out, version_minor);
+    out.append("\r\n");
+}
+
+void appendStatusLine(std::string& out, int status, std::string_view reason, int version_minor) {
+    appendVersion(out, version_minor);
+    out.push_back(' ');
+    // Status codes are three digits (RFC 9110 15); clamp anything else to 500 rather than emit
+    // a line no client can parse.
+    if (status < 100 || status > 999) {
+        status = 500;
+    }
+    char digits[3] = {static_cast<char>('0' + status / 100),
+                      static_cast<char>('0' + status / 10 % 10),
+                      static_cast<char>('0' + status % 10)};
+    out.append(digits, 3);
+    out.push_back(' ');
+    out.append(reason);
+    out.append("\r\n");
+}
+
+void appendFields(std::string& out, const Fields& fields) {
+    for (const auto& f : fields) {
+        out.append(f.name);
+        out.append(": ");
+        out.append(f.value);
+        out.append("\r\n");
+    }
+}
+
+void appendChunkHeader(std::string& out, std::size_t size) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    char buf[2 * sizeof(std::size_t)];
+    std::size_t n = 0;
+    do {
+        buf[sizeof(buf) - 1 - n] = kHex[size & 0xf];
+        size >>= 4;
+        ++n;
+    } while (size != 0);
+    out.append(buf + sizeof(buf) - n, n);
+    out.append("\r\n");
+}
+
+bool isIdempotent(std::string_view method) {
+    // Method names are case-sensitive (RFC 9110 9.1): "get" is an extension method.
+    return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+           method == "PUT" || method == "DELETE";
+}
+
+}  // namespace strata::http
