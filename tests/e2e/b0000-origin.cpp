@@ -102,3 +102,22 @@ TEST_SUITE("e2e/origin") {
         CHECK(origin.process().stop() == 0);
     }
 }
+
+TEST_SUITE("e2e/harness") {
+    TEST_CASE("Memcached starts on an ephemeral port and answers") {
+        Memcached mc;
+        REQUIRE(mc.port() != 0);
+        RawClient c(mc.port());
+        c.send("version\r\n");
+        CHECK(c.readAvailable(300ms).rfind("VERSION ", 0) == 0);
+    }
+
+    TEST_CASE("ScriptedServer writes its script after the request head") {
+        ScriptedServer s("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok");
+        Response r = get(s.port(), "/");
+        CHECK(r.status == 201);
+        CHECK(r.body == "ok");
+        CHECK(s.connections() == 1);
+        CHECK(connectRefused(closedPort()));
+    }
+}

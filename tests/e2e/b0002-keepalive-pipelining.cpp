@@ -39,11 +39,24 @@ TEST_SUITE("e2e/proxy") {
         Origin origin;
         Strata strata(proxyConfig(origin.serversYaml()));
         RawClient c(strata.port());
-        c.send("GET / HTTP/1.0\r\n\r\n");
+        c.send("GET / HTTP/1.0\r\nHost: t\r\n\r\n");
         Response r = c.readResponse();
         REQUIRE(r.ok());
+        CHECK(r.status == 200);
         CHECK(r.version_major == 1);
         CHECK(r.body == "hello from 0\n");
+        CHECK(c.isClosed());
+    }
+
+    TEST_CASE("HTTP/1.0 without Host still reaches the origin (strata supplies a Host)") {
+        Origin origin;
+        Strata strata(proxyConfig(origin.serversYaml()));
+        RawClient c(strata.port());
+        c.send("GET /headers HTTP/1.0\r\n\r\n");
+        Response r = c.readResponse();
+        REQUIRE(r.ok());
+        CHECK(r.status == 200);
+        CHECK(EchoedHead(r.body).has("Host"));
         CHECK(c.isClosed());
     }
 
@@ -52,9 +65,10 @@ TEST_SUITE("e2e/proxy") {
         Strata strata(proxyConfig(origin.serversYaml()));
         RawClient c(strata.port());
         for (int i = 0; i < 3; ++i) {
-            c.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+            c.send("GET / HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n");
             Response r = c.readResponse();
             REQUIRE(r.ok());
+            CHECK(r.status == 200);
             CHECK(r.body == "hello from 0\n");
         }
         CHECK_FALSE(c.isClosed(200ms));
