@@ -213,6 +213,7 @@ struct ParserCore {
     // llhttp callbacks
     static int onMessageBegin(llhttp_t* p);
     static int onUrl(llhttp_t* p, const char* at, std::size_t n);
+    static int onUrlComplete(llhttp_t* p);
     static int onStatus(llhttp_t* p, const char* at, std::size_t n);
     static int onVersion(llhttp_t* p, const char* at, std::size_t n);
     static int onVersionComplete(llhttp_t* p);
@@ -284,6 +285,7 @@ const llhttp_settings_t& ParserCore::settings() {
         llhttp_settings_init(&st);
         st.on_message_begin = &onMessageBegin;
         st.on_url = &onUrl;
+        st.on_url_complete = &onUrlComplete;
         st.on_status = &onStatus;
         st.on_version = &onVersion;
         st.on_version_complete = &onVersionComplete;
@@ -835,6 +837,16 @@ int ParserCore::onUrl(llhttp_t* p, const char* at, std::size_t n) {
     c.url_end_ = c.offsetOf(at + n);
     c.req_head_.target.append(at, n);
     return c.checkHeadPos(at + n);
+}
+
+int ParserCore::onUrlComplete(llhttp_t* p) {
+    ParserCore& c = core(p);
+    // llhttp reads "GET /\r\n" as HTTP/0.9. Reject it here, where the byte after the target is
+    // in the current input, rather than later: the start-line limit check needs a done line.
+    if (c.byteAt(c.url_end_) != ' ') {
+        return c.fail(ParseError::BadRequest, "missing HTTP version");
+    }
+    return 0;
 }
 
 int ParserCore::onStatus(llhttp_t* p, const char* at, std::size_t n) {
