@@ -84,13 +84,13 @@ constexpr std::array<std::uint8_t, 256> makeByteClasses() {
 }
 constexpr std::array<std::uint8_t, 256> kByteClasses = makeByteClasses();
 
+// Branch-free over the span (the common case is all valid): AND the classes of every byte.
 inline bool allOf(const char* p, std::size_t n, std::uint8_t cls) {
+    std::uint8_t all = 0xff;
     for (std::size_t i = 0; i < n; ++i) {
-        if ((kByteClasses[static_cast<unsigned char>(p[i])] & cls) == 0) {
-            return false;
-        }
+        all &= kByteClasses[static_cast<unsigned char>(p[i])];
     }
-    return true;
+    return (all & cls) != 0;
 }
 
 inline bool isHexDigit(char c) {
