@@ -728,6 +728,10 @@ TEST_SUITE("http/response") {
             {"Connection: close",
              "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", "GET",
              BodyFraming::Length, "x", false, 200},
+            {"101 has no body",
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+             "Upgrade\r\n\r\n",
+             "GET", BodyFraming::None, "", true, 101},
             {"no reason phrase", "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", "GET",
              BodyFraming::Length, "", true, 404},
         };
@@ -859,6 +863,12 @@ TEST_SUITE("http/response") {
             {"CTL in value", "HTTP/1.1 200 OK\r\nX: \x01\r\n\r\n"},
             {"CTL in reason", "HTTP/1.1 200 O\x01K\r\n\r\n"},
             {"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nq\r\n"},
+            {"empty line before status line", "\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+            {"RTSP", "RTSP/1.0 200 OK\r\n\r\n"},
+            {"two spaces before status", "HTTP/1.1  200 OK\r\nContent-Length: 0\r\n\r\n"},
+            {"status with four digits", "HTTP/1.1 2000 OK\r\n\r\n"},
+            {"bare LF ends chunked body",
+             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\n"},
             {"head too large", "HTTP/1.1 200 OK\r\nX: " + std::string(40000, 'a') + "\r\n\r\n"},
         };
         for (const auto& c : cases) {
