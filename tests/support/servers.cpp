@@ -10,6 +10,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include <doctest/doctest.h>
+
 namespace strata::test {
 
 namespace {
@@ -40,7 +42,32 @@ std::uint16_t portOf(const std::string& host_port) {
                              "); stderr:\n" + proc.stderrText());
 }
 
+// Called from destructors of helpers whose process a test may have left running.
+void stopAndReport(const char* what, Process& proc) {
+    if (proc.running()) {
+        proc.stop(40000ms);
+    }
+    int code = proc.exitCode();
+    // -1: never started. A test that expects another exit code checks it and resets nothing,
+    // so a crash or sanitizer report is never silent.
+    if (code != 0 && code != -1) {
+        std::string err = proc.stderrText();
+        if (err.size() > 4000) {
+            err = "..." + err.substr(err.size() - 4000);
+        }
+        FAIL_CHECK(what << " exited with " << code << "; stderr:\n" << err);
+    }
+}
+
 }  // namespace
+
+Origin::~Origin() {
+    stopAndReport("strata-origin", proc_);
+}
+
+Strata::~Strata() {
+    stopAndReport("strata", proc_);
+}
 
 Origin::Origin(int listeners, const std::vector<std::string>& extra_args) {
     std::vector<std::string> argv = {binaryFromEnv("STRATA_ORIGIN_BIN")};

@@ -22,6 +22,8 @@ using Vars = std::map<std::string, std::string>;
 class Origin {
 public:
     explicit Origin(int listeners = 1, const std::vector<std::string>& extra_args = {});
+    // Stops the origin; a non-zero exit (crash, sanitizer report) fails the running test.
+    ~Origin();
 
     int size() const { return static_cast<int>(ports_.size()); }
     std::uint16_t port(int i = 0) const { return ports_.at(static_cast<std::size_t>(i)); }
@@ -52,6 +54,9 @@ class Strata {
 public:
     explicit Strata(const std::string& yaml, const Vars& vars = {},
                     const std::vector<std::string>& extra_args = {});
+    // Stops strata if the test did not; a non-zero exit (crash, failed drain, sanitizer
+    // report) fails the running test and shows strata's stderr.
+    ~Strata();
 
     // Port of a listener from the port file ("http", "admin", ...); throws when absent.
     std::uint16_t port(const std::string& listener = "http") const;
