@@ -131,10 +131,10 @@ struct Limits {
 };
 
 struct Logging {
-    std::string access_log = "stdout";  // "stdout" | "stderr" | "off" | path
+    std::string access_log = "stdout";       // "stdout" | "stderr" | "off" | path
     std::string access_format = "combined";  // "combined" | "json"
-    std::string error_log = "stderr";   // "stdout" | "stderr" | path
-    std::string level = "info";         // debug | info | warn | error
+    std::string error_log = "stderr";        // "stdout" | "stderr" | path
+    std::string level = "info";              // debug | info | warn | error
 };
 
 struct Config {
@@ -172,10 +172,30 @@ struct LoadResult {
 LoadResult loadFile(const std::string& path);
 LoadResult loadString(const std::string& text, const std::string& name);
 
-// Unit parsers, exposed for tests: "250ms", "2s", "1m", "1h", bare integer = seconds;
-// "64MiB", "1KiB", "512", "1GB" (powers of 1000 for kB/MB/GB).
+// Unit parsers, exposed for tests: "250ms", "2s", "1m", "1h", "7d", bare integer = seconds;
+// "64MiB", "1KiB", "512", "512B", "1GB" (powers of 1000 for kB/KB/MB/GB/TB, of 1024 for
+// KiB/MiB/GiB/TiB). No signs, spaces or fractions; overflow is a parse failure.
 bool parseDuration(const std::string& text, Duration& out);
 bool parseBytes(const std::string& text, std::uint64_t& out);
+// Accepts ports 0..65535 (0 = ephemeral); "localhost" becomes 127.0.0.1; a v6 host is stored
+// without its brackets. Names other than localhost are rejected: strata never resolves DNS.
 bool parseEndpoint(const std::string& text, Endpoint& out, std::string& error);
+
+// Inverse of the parsers, in the largest exact unit: 90000ms -> "90s", 1048576 -> "1MiB".
+std::string formatDuration(Duration d);
+std::string formatBytes(std::uint64_t bytes);
+
+// One key of the schema the loader validates against, for docs and tests ("every key of the
+// schema is documented in conf/strata.yaml"). Paths use "[]" for list items and "<name>" for
+// map entries: "upstreams.<name>.servers[].weight".
+struct SchemaKey {
+    std::string path;
+    std::string type;           // "duration", "bytes", "integer", "bool", "string", "a|b|c", ...
+    std::string default_value;  // as YAML text; "" when the key has no default (required or none)
+    std::string range;          // "1..256", "1ms..1h"; "" when unbounded
+    std::string doc;            // one line
+    bool required = false;
+};
+const std::vector<SchemaKey>& schema();
 
 }  // namespace strata::config

@@ -1,0 +1,937 @@
+// The schema tables (see schema.h) and the readers for keys that are more than one scalar.
+// To add a key: add its field to the struct in config.h with its default, then one row here;
+// conf/strata.yaml must document it (config_test checks that every schema key appears there).
+#include "schema.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <unistd.h>
+
+#include "strata/common/strings.h"
+
+#include "loader.h"
+#include "units.h"
+
+namespace strata::config::detail {
+
+namespace {
+
+using YAML::Mark;
+using YAML::Node;
+
+constexpr std::uint64_t kSecond = 1000;
+constexpr std::uint64_t kMinute = 60 * kSecond;
+constexpr std::uint64_t kHour = 60 * kMinute;
+constexpr std::uint64_t kDay = 24 * kHour;
+constexpr std::uint64_t kTiB = 1024 * kGiB;
+
+// ---- row builders -----------------------------------------------------------------------------
+
+template <class T>
+Field<T> durationField(std::string_view key, Duration T::*member, std::uint64_t min_ms,
+                       std::uint64_t max_ms, std::string_view doc) {
+    Field<T> f;
+    f.key = key;
+    f.kind = Kind::Duration;
+    f.duration = member;
+    f.min = min_ms;
+    f.max = max_ms;
+    f.doc = doc;
+    return f;
+}
+
+template <class T>
+Field<T> bytesField(std::string_view key, std::uint64_t T::*member, std::uint64_t min,
+                    std::uint64_t max, std::string_view doc) {
+    Field<T> f;
+    f.key = key;
+    f.kind = Kind::Bytes;
+    f.u64 = member;
+    f.min = min;
+    f.max = max;
+    f.doc = doc;
+    return f;
+}
+
+template <class T>
+Field<T> bytes32Field(std::string_view key, std::uint32_t T::*member, std::uint64_t min,
+                      std::uint64_t max, std::string_view doc) {
+    Field<T> f;
+    f.key = key;
+    f.kind = Kind::Bytes32;
+    f.u32 = member;
+    f.min = min;
+    f.max = max;
+    f.doc = doc;
+    return f;
+}
+
+template <class T>
+Field<T> countField(std::string_view key, std::uint32_t T::*member, std::uint64_t min,
+                    std::uint64_t max, std::string_view doc) {
+    Field<T> f;
+    f.key = key;
+    f.kind = Kind::Count;
+    f.u32 = member;
+    f.min = min;
+    f.max = max;
+    f.doc = doc;
+    return f;
+}
+
+template <class T>
+Field<T> flagField(std::string_view key, bool T::*member, std::string_view doc) {
+    Field<T> f;
+    f.key = key;
+    f.kind = Kind::Flag;
+    f.flag = member;
+    f.doc = doc;
+    return f;
+}
+
+template <class T>
+Field<T> textField(std::string_view key, std::string T::*member, std::string_view doc,
+                   TextCheck check = nullptr, std::span<const std::string_view> choices = {},
+                   bool required = false) {
+    Field<T> f;
+    f.key = key;
+    f.kind = Kind::Text;
+    f.text = member;
+    f.check = check;
+    f.choices = choices;
+    f.required = required;
+    f.doc = doc;
+    return f;
+}
+
+template <class T>
+Field<T> customField(std::string_view key, CustomFn<T> fn, std::string_view type,
+                     std::string_view default_text, std::string_view doc,
+                     Describe describe = nullptr, bool required = false) {
+    Field<T> f;
+    f.key = key;
+    f.kind = Kind::Custom;
+    f.custom = fn;
+    f.type = type;
+    f.default_text = default_text;
+    f.describe = describe;
+    f.required = required;
+    f.doc = doc;
+    return f;
+}
+
+// A nested mapping stored in member M of Parent.
+template <class Parent, class Child, Child Parent::*M>
+void readSection(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 Parent& out) {
+    loader.readMap(value, key_mark, path, out.*M);
+}
+
+template <class Child>
+void describeSection(std::vector<SchemaKey>& out, const std::string& path) {
+    describeFields<Child>(out, path);
+}
+template <class Child>
+void describeList(std::vector<SchemaKey>& out, const std::string& path) {
+    describeFields<Child>(out, path + "[]");
+}
+
+// ---- text checks ------------------------------------------------------------------------------
+
+bool isTchar(char c) {
+    // RFC 9110 5.6.2 token characters.
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool hasControlOrSpace(std::string_view s) {
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; });
+}
+
+// Listener names end up in logs and metric labels.
+bool checkName(std::string& value, std::string& error) {
+    const bool ok =
+        !value.empty() && value.size() <= 64 && std::all_of(value.begin(), value.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '_' || c == '-' || c == '.';
+        });
+    if (!ok) {
+        error = "invalid name \"" + value + "\"; use 1..64 of A-Z a-z 0-9 _ - .";
+    }
+    return ok;
+}
+
+bool checkNotEmpty(std::string& value, std::string& error) {
+    if (value.empty()) {
+        error = "must not be empty";
+        return false;
+    }
+    return true;
+}
+
+bool checkReadableFile(std::string& value, std::string& error) {
+    if (value.empty()) {
+        error = "must not be empty";
+        return false;
+    }
+    if (::access(value.c_str(), R_OK) != 0) {
+        error = "cannot read \"" + value + "\": " + std::strerror(errno);
+        return false;
+    }
+    return true;
+}
+
+bool checkMethod(std::string& value, std::string& error) {
+    if (value.empty() || !std::all_of(value.begin(), value.end(), isTchar)) {
+        error = "invalid method \"" + value + "\"";
+        return false;
+    }
+    // Methods are case-sensitive on the wire and standard ones are upper case; "get" in a config
+    // file is a typo for GET, not a custom method.
+    for (char& c : value) {
+        c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+    }
+    return true;
+}
+
+bool checkRequestPath(std::string& value, std::string& error) {
+    if (value.empty() || value.front() != '/') {
+        error = "path \"" + value + "\" must start with \"/\"";
+        return false;
+    }
+    if (hasControlOrSpace(value) || value.find('#') != std::string::npos) {
+        error = "path \"" + value + "\" contains a space, control character or '#'";
+        return false;
+    }
+    return true;
+}
+
+bool checkPathPrefix(std::string& value, std::string& error) {
+    if (!checkRequestPath(value, error)) {
+        return false;
+    }
+    if (value.find('?') != std::string::npos) {
+        error = "path_prefix \"" + value + "\" must not contain a query ('?')";
+        return false;
+    }
+    return true;
+}
+
+bool isHostLabelChar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+// Exact host ("api.example.com", "127.0.0.1", "[::1]") or "*.suffix"; lower-cased, since
+// host names compare case-insensitively. "*" alone means any host, like omitting the key.
+bool checkHostPattern(std::string& value, std::string& error) {
+    value = toLower(value);
+    if (value == "*") {
+        value.clear();
+        return true;
+    }
+    constexpr std::string_view kForm = "a host pattern is an exact name or \"*.suffix\"";
+    if (value.empty()) {
+        error = "empty host; omit the key (or use \"*\") to match any host";
+        return false;
+    }
+    if (value.front() == '[') {
+        if (value.back() == ']' && value.size() > 2 &&
+            std::all_of(value.begin() + 1, value.end() - 1, [](char c) {
+                return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+            })) {
+            return true;
+        }
+        error = "invalid IPv6 host \"" + value + "\"";
+        return false;
+    }
+    std::string_view name(value);
+    if (name.rfind("*.", 0) == 0) {
+        name.remove_prefix(2);
+    }
+    if (name.find(':') != std::string_view::npos) {
+        error =
+            "host \"" + value + "\" must not include a port (the Host header's port is ignored)";
+        return false;
+    }
+    if (name.find('*') != std::string_view::npos) {
+        error = "invalid host \"" + value + "\"; " + std::string(kForm);
+        return false;
+    }
+    if (name.empty() || name.size() > 253) {
+        error = "invalid host \"" + value + "\"; " + std::string(kForm);
+        return false;
+    }
+    std::size_t label = 0;
+    for (char c : name) {
+        if (c == '.') {
+            if (label == 0) {
+                break;
+            }
+            label = 0;
+        } else if (isHostLabelChar(c)) {
+            ++label;
+        } else {
+            error = "invalid character '" + std::string(1, c) + "' in host \"" + value + "\"; " +
+                    std::string(kForm);
+            return false;
+        }
+        if (label > 63) {
+            break;
+        }
+    }
+    if (label == 0 || label > 63 || name.find("..") != std::string_view::npos) {
+        error = "invalid host \"" + value + "\" (empty or overlong label); " + std::string(kForm);
+        return false;
+    }
+    return true;
+}
+
+bool checkCiphers(std::string& value, std::string& error) {
+    // Only the character set of an OpenSSL cipher list; the net module asks OpenSSL itself.
+    const bool ok = std::all_of(value.begin(), value.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               std::string_view(":+-!@=_,. ").find(c) != std::string_view::npos;
+    });
+    if (!ok) {
+        error = "invalid character in cipher list \"" + value + "\"";
+    }
+    return ok;
+}
+
+bool checkErrorLog(std::string& value, std::string& error) {
+    if (value.empty() || value == "off") {
+        error = "error_log must be stdout, stderr or a file path (errors are never discarded)";
+        return false;
+    }
+    return true;
+}
+
+constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};
+constexpr std::array<std::string_view, 2> kAccessFormats{"combined", "json"};
+constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warn", "error"};
+
+// ---- custom readers ---------------------------------------------------------------------------
+
+void readWorkers(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 Config& out) {
+    std::string text;
+    if (!loader.readScalar(value, key_mark, path, "\"auto\" or 1..256", text)) {
+        return;
+    }
+    if (text == "auto") {
+        out.workers = 0;
+        return;
+    }
+    std::uint64_t n = 0;
+    if (text.empty() ||
+        !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        loader.error(value.Mark(), path, "expected \"auto\" or 1..256, got \"" + text + "\"");
+        return;
+    }
+    if (loader.readInteger(value, key_mark, path, 1, 256, n)) {
+        out.workers = static_cast<unsigned>(n);
+    }
+}
+
+void readListeners(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                   Config& out) {
+    loader.listeners_mark = Loader::valueMark(value, key_mark);
+    // A mistyped "listeners" is reported as such; "no listeners configured" would be noise.
+    loader.listeners_mistyped = !value.IsNull() && !value.IsSequence();
+    std::map<std::string, Mark> names;
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            Listener listener;
+            auto marks =
+                loader.readMap(node, Loader::valueMark(node, key_mark), item_path, listener);
+            if (!listener.name.empty()) {
+                auto mark = marks.valueMark("name", node.Mark());
+                auto [it, inserted] = names.emplace(listener.name, mark);
+                if (!inserted) {
+                    loader.error(mark, Loader::child(item_path, "name"),
+                                 "duplicate listener name \"" + listener.name + "\" (first at " +
+                                     std::to_string(it->second.line + 1) + ":" +
+                                     std::to_string(it->second.column + 1) + ")");
+                }
+            }
+            if (marks.has("bind") && !listener.bind.text.empty()) {
+                loader.binds.push_back({listener.bind, marks.valueMark("bind", node.Mark()),
+                                        Loader::child(item_path, "bind")});
+            }
+            out.listeners.push_back(std::move(listener));
+        });
+}
+
+void readBind(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+              Listener& out) {
+    loader.readEndpoint(value, key_mark, path, /*min_port=*/0, out.bind);
+}
+
+void readTls(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+             Listener& out) {
+    out.tls.emplace();
+    loader.readMap(value, key_mark, path, *out.tls);
+}
+
+void readCertificates(Loader& loader, const Node& value, const Mark& key_mark,
+                      const std::string& path, ListenerTls& out) {
+    loader.readList(value, key_mark, path,
+                    [&](const Node& node, const std::string& item_path, std::size_t) {
+                        TlsCertificate cert;
+                        loader.readMap(node, key_mark, item_path, cert);
+                        out.certificates.push_back(std::move(cert));
+                    });
+    if (value.IsNull() || (value.IsSequence() && value.size() == 0)) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "empty list; TLS needs at least one certificate");
+    }
+}
+
+void readAdminBind(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                   Admin& out) {
+    Endpoint endpoint;
+    if (loader.readEndpoint(value, key_mark, path, /*min_port=*/0, endpoint)) {
+        loader.binds.push_back({endpoint, value.Mark(), path});
+        out.bind = std::move(endpoint);
+    }
+}
+
+// An origin must name a host, and appear once per list (use weights to skew instead).
+bool checkOrigin(Loader& loader, const Mark& mark, const std::string& path,
+                 std::map<std::string, Mark>& seen, const Endpoint& endpoint) {
+    if (endpoint.host.empty()) {
+        loader.error(
+            mark, path,
+            "address \"" + endpoint.text + "\" has no host; an origin needs an IP address");
+        return false;
+    }
+    auto key = canonicalHost(endpoint.host) + "|" + std::to_string(endpoint.port);
+    auto [it, inserted] = seen.emplace(key, mark);
+    if (!inserted) {
+        loader.error(mark, path,
+                     "duplicate server " + endpoint.text + " (first at " +
+                         std::to_string(it->second.line + 1) + ":" +
+                         std::to_string(it->second.column + 1) + ")");
+        return false;
+    }
+    return true;
+}
+
+void readL2Servers(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                   L2Cache& out) {
+    std::map<std::string, Mark> seen;
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            Endpoint endpoint;
+            if (loader.readEndpoint(node, key_mark, item_path, /*min_port=*/1, endpoint) &&
+                checkOrigin(loader, node.Mark(), item_path, seen, endpoint)) {
+                out.servers.push_back(std::move(endpoint));
+            }
+        });
+}
+
+void readServerAddress(Loader& loader, const Node& value, const Mark& key_mark,
+                       const std::string& path, UpstreamServer& out) {
+    // Only the syntax here; duplicates are checked by the list reader, which sees them all.
+    loader.readEndpoint(value, key_mark, path, /*min_port=*/1, out.address);
+}
+
+void readUpstreamServers(Loader& loader, const Node& value, const Mark& key_mark,
+                         const std::string& path, Upstream& out) {
+    std::map<std::string, Mark> seen;
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            UpstreamServer server;
+            if (node.IsMap()) {
+                auto marks = loader.readMap(node, key_mark, item_path, server);
+                if (server.address.text.empty() ||
+                    !checkOrigin(loader, marks.valueMark("address", node.Mark()),
+                                 Loader::child(item_path, "address"), seen, server.address)) {
+                    return;  // a syntax error was reported by readServerAddress or readMap
+                }
+            } else if (!loader.readEndpoint(node, key_mark, item_path, /*min_port=*/1,
+                                            server.address) ||
+                       !checkOrigin(loader, node.Mark(), item_path, seen, server.address)) {
+                return;
+            }
+            out.servers.push_back(std::move(server));
+        });
+    if (out.servers.empty() && (value.IsNull() || (value.IsSequence() && value.size() == 0))) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "empty list; an upstream needs at least one server");
+    }
+}
+
+void readExpectStatus(Loader& loader, const Node& value, const Mark& key_mark,
+                      const std::string& path, HealthCheck& out) {
+    std::string text;
+    if (!loader.readScalar(value, key_mark, path, "a status or range like \"200-399\"", text)) {
+        return;
+    }
+    auto dash = text.find('-');
+    auto low = parseDecimal(std::string_view(text).substr(0, dash));
+    auto high =
+        dash == std::string::npos ? low : parseDecimal(std::string_view(text).substr(dash + 1));
+    if (!low || !high) {
+        loader.error(value.Mark(), path,
+                     "invalid status range \"" + text + "\"; expected e.g. \"200\" or \"200-399\"");
+        return;
+    }
+    if (*low < 100 || *high > 599 || *low > *high) {
+        loader.error(value.Mark(), path, text + " out of range 100..599 (low-high, low <= high)");
+        return;
+    }
+    out.expect_status_min = static_cast<int>(*low);
+    out.expect_status_max = static_cast<int>(*high);
+}
+
+void readHealthCheck(Loader& loader, const Node& value, const Mark& key_mark,
+                     const std::string& path, Upstream& out) {
+    auto& check = out.health_check;
+    check.enabled = true;
+    auto marks = loader.readMap(value, key_mark, path, check);
+    // An overlapping probe would have two in flight per server; HAProxy forbids it as well.
+    if (check.timeout > check.interval) {
+        const bool timeout_written = marks.has("timeout");
+        loader.error(marks.valueMark(timeout_written ? "timeout" : "interval", key_mark),
+                     Loader::child(path, timeout_written ? "timeout" : "interval"),
+                     "timeout " + formatDuration(check.timeout) + " exceeds interval " +
+                         formatDuration(check.interval) +
+                         "; a probe must finish before the next one starts");
+    }
+}
+
+void readUpstreams(Loader& loader, const Node& value, const Mark& /*key_mark*/,
+                   const std::string& path, Config& out) {
+    if (value.IsNull()) {
+        return;
+    }
+    if (!value.IsMap()) {
+        loader.error(value.Mark(), path,
+                     "expected a mapping of upstream names, got a " + std::string(typeName(value)));
+        return;
+    }
+    for (auto& entry : loader.entries(value, path)) {
+        const auto item_path = Loader::child(path, entry.key);
+        std::string name = entry.key;
+        std::string problem;
+        if (!checkName(name, problem)) {
+            loader.error(entry.key_node.Mark(), item_path, problem);
+            continue;
+        }
+        Upstream upstream;
+        upstream.name = name;
+        loader.readMap(entry.value, entry.key_node.Mark(), item_path, upstream);
+        out.upstreams.emplace(name, std::move(upstream));
+    }
+}
+
+void readRouteUpstream(Loader& loader, const Node& value, const Mark& key_mark,
+                       const std::string& path, Route& out) {
+    if (loader.readScalar(value, key_mark, path, "an upstream name", out.upstream)) {
+        loader.upstream_refs.push_back({out.upstream, value.Mark(), path});
+    }
+}
+
+void readMethods(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 RouteMatch& out) {
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            std::string method;
+            if (!loader.readScalar(node, key_mark, item_path, "a method", method)) {
+                return;
+            }
+            std::string problem;
+            if (!checkMethod(method, problem)) {
+                loader.error(node.Mark(), item_path, problem);
+                return;
+            }
+            if (std::find(out.methods.begin(), out.methods.end(), method) != out.methods.end()) {
+                loader.error(node.Mark(), item_path, "duplicate method " + method);
+                return;
+            }
+            out.methods.push_back(std::move(method));
+        });
+    if (out.methods.empty() && value.IsSequence() && value.size() == 0) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "empty list would match nothing; omit the key to match any method");
+    }
+}
+
+void readRoutes(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                Config& out) {
+    loader.readList(value, key_mark, path,
+                    [&](const Node& node, const std::string& item_path, std::size_t) {
+                        Route route;
+                        loader.readMap(node, key_mark, item_path, route);
+                        out.routes.push_back(std::move(route));
+                    });
+}
+
+void readLimits(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                Config& out) {
+    auto& limits = out.limits;
+    auto marks = loader.readMap(value, key_mark, path, limits);
+    // The request line is part of the head, so it cannot be allowed more than the head.
+    if (limits.max_request_line_bytes > limits.max_header_bytes) {
+        const bool line_written = marks.has("max_request_line_bytes");
+        const char* key = line_written ? "max_request_line_bytes" : "max_header_bytes";
+        loader.error(marks.valueMark(key, key_mark), Loader::child(path, key),
+                     "max_request_line_bytes (" + formatBytes(limits.max_request_line_bytes) +
+                         ") exceeds max_header_bytes (" + formatBytes(limits.max_header_bytes) +
+                         "), which includes the request line");
+    }
+}
+
+}  // namespace
+
+// ---- the tables ---------------------------------------------------------------------------------
+
+template <>
+const std::vector<Field<Config>>& fieldsOf<Config>() {
+    static const std::vector<Field<Config>> fields{
+        customField<Config>("workers", readWorkers, "\"auto\" | 1..256", "auto",
+                            "event-loop threads; auto = one per core"),
+        customField<Config>("listeners", readListeners, "list", "",
+                            "client-facing sockets; at least one", describeList<Listener>),
+        customField<Config>("admin", readSection<Config, Admin, &Config::admin>, "mapping", "",
+                            "admin listener (/metrics, /status, purge, reload)",
+                            describeSection<Admin>),
+        customField<Config>("cache", readSection<Config, Cache, &Config::cache>, "mapping", "",
+                            "L1 (memory) and L2 (memcached) cache tiers", describeSection<Cache>),
+        customField<Config>("upstreams", readUpstreams, "mapping", "", "origin pools by name",
+                            [](std::vector<SchemaKey>& out, const std::string& p) {
+                                describeFields<Upstream>(out, p + ".<name>");
+                            }),
+        customField<Config>("routes", readRoutes, "list", "",
+                            "first match wins: request -> upstream + cache policy",
+                            describeList<Route>),
+        customField<Config>("limits", readLimits, "mapping", "",
+                            "client-side timeouts and size limits", describeSection<Limits>),
+        customField<Config>("logging", readSection<Config, Logging, &Config::logging>, "mapping",
+                            "", "access and error logs", describeSection<Logging>),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Listener>>& fieldsOf<Listener>() {
+    static const std::vector<Field<Listener>> fields{
+        textField<Listener>("name", &Listener::name, "unique; used in logs and metric labels",
+                            checkName, {}, /*required=*/true),
+        customField<Listener>("bind", readBind, "host:port", "",
+                              "numeric IPv4, [IPv6] or :port (all addresses); port 0 = ephemeral",
+                              nullptr, /*required=*/true),
+        customField<Listener>("tls", readTls, "mapping", "", "terminate TLS on this listener",
+                              describeSection<ListenerTls>),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<ListenerTls>>& fieldsOf<ListenerTls>() {
+    static const std::vector<Field<ListenerTls>> fields{
+        customField<ListenerTls>("certificates", readCertificates, "list", "",
+                                 "chosen by SNI from each certificate's names; first is default",
+                                 describeList<TlsCertificate>, /*required=*/true),
+        textField<ListenerTls>("min_version", &ListenerTls::min_version,
+                               "lowest TLS version accepted", nullptr, kTlsVersions),
+        textField<ListenerTls>("ciphers", &ListenerTls::ciphers,
+                               "OpenSSL cipher list for TLS 1.2; empty = intermediate profile",
+                               checkCiphers),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<TlsCertificate>>& fieldsOf<TlsCertificate>() {
+    static const std::vector<Field<TlsCertificate>> fields{
+        textField<TlsCertificate>("cert", &TlsCertificate::cert, "PEM certificate (chain allowed)",
+                                  checkReadableFile, {}, /*required=*/true),
+        textField<TlsCertificate>("key", &TlsCertificate::key, "PEM private key", checkReadableFile,
+                                  {}, /*required=*/true),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Admin>>& fieldsOf<Admin>() {
+    static const std::vector<Field<Admin>> fields{
+        customField<Admin>("bind", readAdminBind, "host:port", "",
+                           "absent = no admin listener; keep it on loopback"),
+        textField<Admin>("token_file", &Admin::token_file,
+                         "file holding the bearer token purge and reload require; empty = those "
+                         "endpoints are disabled",
+                         checkReadableFile),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Cache>>& fieldsOf<Cache>() {
+    static const std::vector<Field<Cache>> fields{
+        customField<Cache>("l1", readSection<Cache, L1Cache, &Cache::l1>, "mapping", "",
+                           "in-process memory tier", describeSection<L1Cache>),
+        customField<Cache>("l2", readSection<Cache, L2Cache, &Cache::l2>, "mapping", "",
+                           "shared memcached tier", describeSection<L2Cache>),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<L1Cache>>& fieldsOf<L1Cache>() {
+    static const std::vector<Field<L1Cache>> fields{
+        bytesField<L1Cache>("max_bytes", &L1Cache::max_bytes, 0, kTiB,
+                            "memory budget for cached objects; 0 disables L1"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<L2Cache>>& fieldsOf<L2Cache>() {
+    static const std::vector<Field<L2Cache>> fields{
+        customField<L2Cache>("servers", readL2Servers, "list of host:port", "[]",
+                             "memcached servers (ketama hashing); empty = no L2"),
+        durationField<L2Cache>("timeout", &L2Cache::timeout, 1, 10 * kSecond,
+                               "per operation; a slow L2 is a miss"),
+        bytesField<L2Cache>("max_object_bytes", &L2Cache::max_object_bytes, 1, kGiB,
+                            "larger objects are not stored in L2"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
+    static const std::vector<Field<Upstream>> fields{
+        customField<Upstream>(
+            "servers", readUpstreamServers, "list of host:port | {address, weight}", "",
+            "origins, round robin (weighted)", describeList<UpstreamServer>, /*required=*/true),
+        customField<Upstream>("health_check", readHealthCheck, "mapping", "",
+                              "active probes; absent = no health checks",
+                              describeSection<HealthCheck>),
+        customField<Upstream>(
+            "timeouts", readSection<Upstream, UpstreamTimeouts, &Upstream::timeouts>, "mapping", "",
+            "upstream timeouts", describeSection<UpstreamTimeouts>),
+        countField<Upstream>("max_idle_connections", &Upstream::max_idle_connections, 0, 100000,
+                             "keep-alive connections kept per worker and server; 0 = none"),
+        countField<Upstream>("max_tries", &Upstream::max_tries, 1, 10,
+                             "attempts per idempotent request, on different servers"),
+        durationField<Upstream>("fail_backoff", &Upstream::fail_backoff, 0, kHour,
+                                "a server refusing connections is skipped this long"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<UpstreamServer>>& fieldsOf<UpstreamServer>() {
+    static const std::vector<Field<UpstreamServer>> fields{
+        customField<UpstreamServer>("address", readServerAddress, "host:port", "",
+                                    "numeric IPv4 or [IPv6] and port 1..65535", nullptr,
+                                    /*required=*/true),
+        countField<UpstreamServer>("weight", &UpstreamServer::weight, 1, 1000,
+                                   "share of requests relative to the other servers"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<HealthCheck>>& fieldsOf<HealthCheck>() {
+    static const std::vector<Field<HealthCheck>> fields{
+        textField<HealthCheck>("method", &HealthCheck::method, "probe request method", checkMethod),
+        textField<HealthCheck>("path", &HealthCheck::path, "probe request target",
+                               checkRequestPath),
+        durationField<HealthCheck>("interval", &HealthCheck::interval, 10, kHour,
+                                   "time between probes of one server"),
+        durationField<HealthCheck>("timeout", &HealthCheck::timeout, 1, kHour,
+                                   "a probe slower than this failed; at most interval"),
+        countField<HealthCheck>("rise", &HealthCheck::rise, 1, 100,
+                                "consecutive passes to mark a server up"),
+        countField<HealthCheck>("fall", &HealthCheck::fall, 1, 100,
+                                "consecutive failures to mark a server down"),
+        customField<HealthCheck>("expect_status", readExpectStatus, "\"low-high\" | status",
+                                 "200-399", "statuses that pass"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<UpstreamTimeouts>>& fieldsOf<UpstreamTimeouts>() {
+    static const std::vector<Field<UpstreamTimeouts>> fields{
+        durationField<UpstreamTimeouts>("connect", &UpstreamTimeouts::connect, 1, 5 * kMinute,
+                                        "TCP connect to a server"),
+        durationField<UpstreamTimeouts>("response", &UpstreamTimeouts::response, 1, kDay,
+                                        "until the response head, and between body reads"),
+        durationField<UpstreamTimeouts>("idle", &UpstreamTimeouts::idle, 1, kDay,
+                                        "a pooled keep-alive connection unused this long closes"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Route>>& fieldsOf<Route>() {
+    static const std::vector<Field<Route>> fields{
+        customField<Route>("match", readSection<Route, RouteMatch, &Route::match>, "mapping", "",
+                           "all given conditions must hold; absent = every request",
+                           describeSection<RouteMatch>),
+        customField<Route>("upstream", readRouteUpstream, "upstream name", "", "a key of upstreams",
+                           nullptr, /*required=*/true),
+        customField<Route>("cache", readSection<Route, RouteCache, &Route::cache>, "mapping", "",
+                           "cache policy; absent = bypass", describeSection<RouteCache>),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<RouteMatch>>& fieldsOf<RouteMatch>() {
+    static const std::vector<Field<RouteMatch>> fields{
+        textField<RouteMatch>("host", &RouteMatch::host,
+                              "exact host or \"*.suffix\" (case-insensitive); absent = any",
+                              checkHostPattern),
+        textField<RouteMatch>("path_prefix", &RouteMatch::path_prefix,
+                              "starts with \"/\"; absent = any path", checkPathPrefix),
+        customField<RouteMatch>("methods", readMethods, "list of methods", "[]",
+                                "upper-cased; empty = any method"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>() {
+    static const std::vector<Field<RouteCache>> fields{
+        flagField<RouteCache>("enabled", &RouteCache::enabled,
+                              "store and serve cacheable responses (RFC 9111)"),
+        durationField<RouteCache>("default_ttl", &RouteCache::default_ttl, 0, 365 * kDay,
+                                  "freshness when the response gives none; 0 = heuristic only"),
+        durationField<RouteCache>("stale_while_revalidate", &RouteCache::stale_while_revalidate, 0,
+                                  365 * kDay, "serve stale this long while refreshing"),
+        durationField<RouteCache>("stale_if_error", &RouteCache::stale_if_error, 0, 365 * kDay,
+                                  "serve stale this long when the origin fails"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Limits>>& fieldsOf<Limits>() {
+    static const std::vector<Field<Limits>> fields{
+        durationField<Limits>("client_header_timeout", &Limits::client_header_timeout, 1, kHour,
+                              "first byte of a request to the end of its head"),
+        durationField<Limits>("client_idle_timeout", &Limits::client_idle_timeout, 1, kDay,
+                              "keep-alive idle between requests"),
+        durationField<Limits>("client_body_timeout", &Limits::client_body_timeout, 1, kDay,
+                              "between reads of a request body"),
+        durationField<Limits>("send_timeout", &Limits::send_timeout, 1, kDay,
+                              "a client not reading the response this long is closed"),
+        bytesField<Limits>("max_request_body_bytes", &Limits::max_request_body_bytes, 0, kTiB,
+                           "larger bodies get 413"),
+        bytes32Field<Limits>("max_request_line_bytes", &Limits::max_request_line_bytes, 256, kMiB,
+                             "longer request lines get 414"),
+        bytes32Field<Limits>("max_header_bytes", &Limits::max_header_bytes, kKiB, 16 * kMiB,
+                             "whole request head; larger gets 431"),
+        countField<Limits>("max_headers", &Limits::max_headers, 1, 10000,
+                           "header fields per request; more gets 431"),
+        countField<Limits>("max_client_connections", &Limits::max_client_connections, 1, 1000000,
+                           "whole process; further accepts wait"),
+        durationField<Limits>("drain_timeout", &Limits::drain_timeout, 0, kHour,
+                              "on shutdown, in-flight requests get this long"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Logging>>& fieldsOf<Logging>() {
+    static const std::vector<Field<Logging>> fields{
+        textField<Logging>("access_log", &Logging::access_log, "stdout | stderr | off | file path",
+                           checkNotEmpty),
+        textField<Logging>("access_format", &Logging::access_format, "access log line format",
+                           nullptr, kAccessFormats),
+        textField<Logging>("error_log", &Logging::error_log, "stdout | stderr | file path",
+                           checkErrorLog),
+        textField<Logging>("level", &Logging::level, "least severe error_log level written",
+                           nullptr, kLogLevels),
+    };
+    return fields;
+}
+
+// ---- schema() rendering -----------------------------------------------------------------------
+
+namespace {
+
+std::string rangeText(Kind kind, std::uint64_t min, std::uint64_t max) {
+    switch (kind) {
+        case Kind::Count:
+            return std::to_string(min) + ".." + std::to_string(max);
+        case Kind::Bytes:
+        case Kind::Bytes32:
+            return formatBytes(min) + ".." + formatBytes(max);
+        case Kind::Duration:
+            return formatDuration(Duration(static_cast<Duration::rep>(min))) + ".." +
+                   formatDuration(Duration(static_cast<Duration::rep>(max)));
+        default:
+            return "";
+    }
+}
+
+}  // namespace
+
+template <class T>
+void describeFields(std::vector<SchemaKey>& out, const std::string& prefix) {
+    static const T defaults{};  // static: also avoids a gcc 12 false -Wmaybe-uninitialized
+    for (const auto& field : fieldsOf<T>()) {
+        SchemaKey key;
+        key.path = prefix.empty() ? std::string(field.key) : prefix + "." + std::string(field.key);
+        key.doc = std::string(field.doc);
+        key.required = field.required;
+        key.range = rangeText(field.kind, field.min, field.max);
+        switch (field.kind) {
+            case Kind::Count:
+                key.type = "integer";
+                key.default_value = std::to_string(defaults.*field.u32);
+                break;
+            case Kind::Bytes:
+                key.type = "bytes";
+                key.default_value = formatBytes(defaults.*field.u64);
+                break;
+            case Kind::Bytes32:
+                key.type = "bytes";
+                key.default_value = formatBytes(defaults.*field.u32);
+                break;
+            case Kind::Duration:
+                key.type = "duration";
+                key.default_value = formatDuration(defaults.*field.duration);
+                break;
+            case Kind::Flag:
+                key.type = "bool";
+                key.default_value = (defaults.*field.flag) ? "true" : "false";
+                break;
+            case Kind::Text:
+                if (field.choices.empty()) {
+                    key.type = "string";
+                } else {
+                    for (auto choice : field.choices) {
+                        key.type += (key.type.empty() ? "" : "|") + std::string(choice);
+                    }
+                }
+                key.default_value = field.required ? "" : defaults.*field.text;
+                break;
+            case Kind::Custom:
+                key.type = std::string(field.type);
+                key.default_value = std::string(field.default_text);
+                break;
+        }
+        // Copied: describe() appends to `out`, which may reallocate under a reference into it.
+        const std::string path = key.path;
+        out.push_back(std::move(key));
+        if (field.describe != nullptr) {
+            field.describe(out, path);
+        }
+    }
+}
+
+template void describeFields<Config>(std::vector<SchemaKey>&, const std::string&);
+
+}  // namespace strata::config::detail
