@@ -1,5 +1,7 @@
 // strata-origin on its own: the endpoints the other cases rely on, checked without strata in the
 // path, so a failing proxy case is never the origin's fault.
+#include <thread>
+
 #include "e2e.h"
 
 using namespace strata::test;
@@ -58,6 +60,45 @@ TEST_SUITE("e2e/origin") {
         h.update("hello upload");
         Response up = request(origin.port(), "PUT", "/upload", "", "hello upload");
         CHECK(up.body == "{\"bytes\":12,\"fnv1a64\":\"" + h.hex() + "\"}\n");
+    }
+
+    TEST_CASE("/echo streams a large body back with bounded memory") {
+        Origin origin;
+        constexpr std::uint64_t kTotal = 64ULL << 20;
+        RawClient c(origin.port());
+        // Send and receive at once: the origin stops reading while its output is backed up.
+        std::thread sender([&] {
+            std::string piece(1 << 20, '\0');
+            originPattern(0, piece);
+            c.send("POST /echo HTTP/1.1\r\nHost: o\r\nContent-Length: " + std::to_string(kTotal) +
+                   "\r\n\r\n");
+            for (std::uint64_t sent = 0; sent < kTotal; sent += piece.size()) {
+                if (!c.send(piece)) {
+                    break;
+                }
+            }
+        });
+        Fnv1a64 got;
+        std::uint64_t max_rss = 0;
+        ReadOptions opts;
+        opts.timeout = 60s;
+        opts.on_body = [&](std::string_view data) {
+            got.update(data);
+            max_rss = std::max(max_rss, residentBytes(origin.process().pid()));
+        };
+        Response r = c.readResponse(opts);
+        sender.join();
+        Fnv1a64 want;
+        std::string piece(1 << 20, '\0');
+        originPattern(0, piece);
+        for (std::uint64_t i = 0; i < kTotal; i += piece.size()) {
+            want.update(piece);
+        }
+        CHECK(r.status == 200);
+        CHECK(r.body_bytes == kTotal);
+        CHECK(got.hex() == want.hex());
+        MESSAGE("origin max VmRSS during echo: " << (max_rss >> 20) << " MiB");
+        CHECK(max_rss < (64ULL << 20));
     }
 
     TEST_CASE("keep-alive, pipelining in order, HTTP/1.0 closes") {
