@@ -393,7 +393,7 @@ std::size_t ParserCore::scanMethod(std::string_view data) {
         std::string_view stand_in = req_head_.method == "CONNECT" ? kConnect : kGet;
         exec_begin_ = stand_in.data();
         exec_len_ = stand_in.size();
-        exec_base_ = msg_bytes_ - stand_in.size();
+        exec_base_ = msg_bytes_;  // nothing position-dependent fires on the stand-in
         if (llhttp_execute(&parser_, stand_in.data(), stand_in.size()) != HPE_OK) {
             fail(ParseError::BadRequest, "method rejected");
             return i;
@@ -928,13 +928,13 @@ int ParserCore::onHeaderField(llhttp_t* p, const char* at, std::size_t n) {
 
 int ParserCore::onHeaderFieldComplete(llhttp_t* p) {
     ParserCore& c = core(p);
+    if (!c.in_name_) {
+        return c.fail(c.badInput(), "empty field name");
+    }
     c.in_name_ = false;
     if (++c.field_count_ > c.limits_.max_headers) {
         return c.fail(c.request_ ? ParseError::HeadersTooLarge : ParseError::BadResponse,
                       "too many fields");
-    }
-    if (!c.head_done_ && c.fields().items().back().name.empty()) {
-        return c.fail(c.badInput(), "empty field name");
     }
     return 0;
 }
@@ -960,13 +960,17 @@ int ParserCore::onHeaderValue(llhttp_t* p, const char* at, std::size_t n) {
         }
         return 0;
     }
-    c.fields().items().back().value.append(at, n);
+    auto& items = c.fields().items();
+    if (items.empty()) {
+        return c.fail(c.badInput(), "field value without a name");
+    }
+    items.back().value.append(at, n);
     return c.checkHeadPos(at + n);
 }
 
 int ParserCore::onHeaderValueComplete(llhttp_t* p) {
     ParserCore& c = core(p);
-    if (c.head_done_) {
+    if (c.head_done_ || c.fields().empty()) {
         return 0;
     }
     std::string& v = c.fields().items().back().value;
