@@ -261,8 +261,9 @@ struct ParserCore {
     bool expect_head_ = false;  // response parser: the request was HEAD
     bool url_seen_ = false;
     bool version_seen_ = false;
-    bool version_ok_ = false;  // HTTP/1.0 or HTTP/1.1 with a well-formed start line
-    bool value_seen_ = false;  // the current field has a value span already
+    bool version_ok_ = false;     // HTTP/1.0 or HTTP/1.1 with a well-formed start line
+    bool value_seen_ = false;     // the current field has a value span already
+    std::size_t name_bytes_ = 0;  // length of the current field name so far
     std::uint32_t field_count_ = 0;
     std::uint64_t trailer_bytes_ = 0;
     std::uint64_t body_bytes_ = 0;
@@ -905,6 +906,7 @@ int ParserCore::onHeaderField(llhttp_t* p, const char* at, std::size_t n) {
             return c.fail(c.badInput(), "line must end with CRLF");
         }
         c.in_name_ = true;
+        c.name_bytes_ = 0;
         c.value_seen_ = false;
         if (!c.head_done_) {
             auto& items = c.fields().items();
@@ -914,6 +916,7 @@ int ParserCore::onHeaderField(llhttp_t* p, const char* at, std::size_t n) {
             items.emplace_back();
         }
     }
+    c.name_bytes_ += n;
     if (c.head_done_) {
         c.trailer_bytes_ += n;
         if (c.trailer_bytes_ > c.limits_.max_header_bytes) {
@@ -928,7 +931,8 @@ int ParserCore::onHeaderField(llhttp_t* p, const char* at, std::size_t n) {
 
 int ParserCore::onHeaderFieldComplete(llhttp_t* p) {
     ParserCore& c = core(p);
-    if (!c.in_name_) {
+    // llhttp reports ": v" as a zero-length name span, so count the bytes.
+    if (!c.in_name_ || c.name_bytes_ == 0) {
         return c.fail(c.badInput(), "empty field name");
     }
     c.in_name_ = false;

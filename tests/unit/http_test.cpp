@@ -391,6 +391,9 @@ TEST_SUITE("http/request") {
              "POST / HTTP/1.1\r\n" + h +
                  "Transfer-Encoding: chunked\r\n\r\n0\r\nX: a\r\n b\r\n\r\n",
              ParseError::BadRequest},
+            {"trailer with empty name",
+             "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n0\r\n: a\r\n\r\n",
+             ParseError::BadRequest},
             {"trailer with bad name",
              "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n0\r\nX Y: a\r\n\r\n",
              ParseError::BadRequest},
