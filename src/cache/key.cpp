@@ -1,0 +1,184 @@
+// Primary keys (URL) and secondary keys (Vary values), RFC 9111 2 and 4.1.
+#include "strata/cache/key.h"
+
+#include <algorithm>
+
+#include "strata/common/strings.h"
+#include "strata/http/message.h"
+
+namespace strata::cache {
+namespace {
+
+std::string_view paramName(std::string_view param) {
+    return param.substr(0, param.find('='));
+}
+
+std::string normalizeQuery(std::string_view query, const KeyPolicy& policy) {
+    switch (policy.query) {
+        case QueryMode::AsIs:
+            return std::string(query);
+        case QueryMode::Ignore:
+            return {};
+        case QueryMode::Sorted:
+        case QueryMode::AllowList:
+            break;
+    }
+    std::vector<std::string_view> params;
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        std::string_view p = query.substr(0, amp);
+        if (!p.empty()) {
+            bool keep = policy.query != QueryMode::AllowList ||
+                        std::find(policy.query_allow.begin(), policy.query_allow.end(),
+                                  paramName(p)) != policy.query_allow.end();
+            if (keep) {
+                params.push_back(p);
+            }
+        }
+        if (amp == std::string_view::npos) {
+            break;
+        }
+        query.remove_prefix(amp + 1);
+    }
+    // Stable: same-name parameters keep their order ("a=1&a=2" differs from "a=2&a=1").
+    std::stable_sort(params.begin(), params.end(), [](std::string_view a, std::string_view b) {
+        return paramName(a) < paramName(b);
+    });
+    std::string out;
+    for (std::string_view p : params) {
+        if (!out.empty()) {
+            out.push_back('&');
+        }
+        out.append(p);
+    }
+    return out;
+}
+
+// Lowercase host without the scheme's default port. IPv6 literals keep their brackets.
+std::string normalizeHost(std::string_view scheme, std::string_view host) {
+    std::string h = toLower(host);
+    auto colon = h.rfind(':');
+    if (colon != std::string::npos && h.find(']', colon) == std::string::npos) {
+        std::string_view port = std::string_view(h).substr(colon + 1);
+        if ((scheme == "http" && port == "80") || (scheme == "https" && port == "443") ||
+            port.empty()) {
+            h.resize(colon);
+        }
+    }
+    return h;
+}
+
+// Appends a field value with list whitespace normalised: OWS around commas removed, inner
+// whitespace runs collapsed to one space.
+void appendNormalized(std::string& out, std::string_view value) {
+    value = trimOws(value);
+    bool space = false;
+    for (char c : value) {
+        if (c == ' ' || c == '\t') {
+            space = true;
+            continue;
+        }
+        if (c == ',') {
+            space = false;
+            out.push_back(',');
+            continue;
+        }
+        if (space && !out.empty() && out.back() != ',') {
+            out.push_back(' ');
+        }
+        space = false;
+        out.push_back(c);
+    }
+}
+
+}  // namespace
+
+std::string primaryKeyForUri(std::string_view scheme, std::string_view host,
+                             std::string_view path_and_query, const KeyPolicy& policy) {
+    std::string key;
+    key.reserve(scheme.size() + host.size() + path_and_query.size() + 4);
+    key.append(scheme);
+    key.append("://");
+    key.append(normalizeHost(scheme, host));
+    auto q = path_and_query.find('?');
+    std::string_view path = path_and_query.substr(0, q);
+    key.append(path.empty() ? std::string_view("/") : path);
+    if (q != std::string_view::npos) {
+        std::string query = normalizeQuery(path_and_query.substr(q + 1), policy);
+        if (!query.empty()) {
+            key.push_back('?');
+            key.append(query);
+        }
+    }
+    return key;
+}
+
+std::string primaryKey(std::string_view scheme, const http::RequestHead& request,
+                       const KeyPolicy& policy) {
+    std::string pq = request.path;
+    if (!request.query.empty()) {
+        pq.push_back('?');
+        pq.append(request.query);
+    }
+    std::string key = primaryKeyForUri(scheme, request.host, pq, policy);
+    for (const auto& name : policy.headers) {
+        key.push_back('\n');
+        key.append(toLower(name));
+        key.push_back(':');
+        bool first = true;
+        for (const auto& f : request.fields) {
+            if (equalsIgnoreCase(f.name, name)) {
+                if (!first) {
+                    key.push_back(',');
+                }
+                appendNormalized(key, f.value);
+                first = false;
+            }
+        }
+    }
+    return key;
+}
+
+VarySpec parseVary(const http::Fields& fields) {
+    VarySpec spec;
+    for (const auto& f : fields) {
+        if (!equalsIgnoreCase(f.name, "Vary")) {
+            continue;
+        }
+        forEachListElement(f.value, [&](std::string_view e) {
+            if (e == "*") {
+                spec.star = true;
+            } else {
+                spec.names.push_back(toLower(e));
+            }
+        });
+    }
+    std::sort(spec.names.begin(), spec.names.end());
+    spec.names.erase(std::unique(spec.names.begin(), spec.names.end()), spec.names.end());
+    return spec;
+}
+
+std::string secondaryKey(const VarySpec& vary, const http::Fields& request_fields) {
+    if (vary.star) {
+        return std::string(1, '*');  // Vary: * entries are never stored, so never equal
+    }
+    std::string out;
+    for (const auto& name : vary.names) {
+        out.append(name);
+        bool present = false;
+        for (const auto& f : request_fields) {
+            if (equalsIgnoreCase(f.name, name)) {
+                out.push_back(present ? ',' : '=');
+                appendNormalized(out, f.value);
+                present = true;
+            }
+        }
+        if (!present) {
+            out.push_back('!');  // absent differs from empty ("name=")
+        }
+        out.push_back('\n');
+    }
+    return out;
+}
+
+}  // namespace strata::cache
