@@ -10,7 +10,7 @@ TEST_SUITE("e2e/origin") {
     TEST_CASE("answers / and unknown paths with its id and port") {
         Origin origin(2);
         Response r = get(origin.port(1), "/");
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.status == 200);
         CHECK(r.body == "hello from 1\n");
         CHECK(r.header("X-Origin") == "1");

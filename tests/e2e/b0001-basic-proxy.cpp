@@ -9,7 +9,7 @@ TEST_SUITE("e2e/proxy") {
         Origin origin;
         Strata strata(proxyConfig(origin.serversYaml()));
         Response r = get(strata.port(), "/");
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.status == 200);
         CHECK(r.body == "hello from 0\n");
         CHECK(r.header("X-Origin") == "0");

@@ -11,7 +11,7 @@ TEST_SUITE("e2e/proxy") {
         for (int i = 0; i < 200; ++i) {
             REQUIRE(c.send("GET /ka HTTP/1.1\r\nHost: t\r\n\r\n"));
             Response r = c.readResponse();
-            REQUIRE(r.ok());
+            STRATA_REQUIRE_RESPONSE(r);
             CHECK(r.status == 200);
         }
         CHECK(origin.requestCount(0, "/ka") == 200);
@@ -30,7 +30,7 @@ TEST_SUITE("e2e/proxy") {
         REQUIRE(c.send(pipeline));
         for (int i = 0; i < 10; ++i) {
             Response r = c.readResponse();
-            REQUIRE(r.ok());
+            STRATA_REQUIRE_RESPONSE(r);
             CHECK(r.body == "delayed " + std::to_string((9 - i) * 10) + "ms\n");
         }
     }
@@ -41,7 +41,7 @@ TEST_SUITE("e2e/proxy") {
         RawClient c(strata.port());
         c.send("GET / HTTP/1.0\r\nHost: t\r\n\r\n");
         Response r = c.readResponse();
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.status == 200);
         CHECK(r.version_major == 1);
         CHECK(r.body == "hello from 0\n");
@@ -54,7 +54,7 @@ TEST_SUITE("e2e/proxy") {
         RawClient c(strata.port());
         c.send("GET /headers HTTP/1.0\r\n\r\n");
         Response r = c.readResponse();
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.status == 200);
         CHECK(EchoedHead(r.body).has("Host"));
         CHECK(c.isClosed());
@@ -67,7 +67,7 @@ TEST_SUITE("e2e/proxy") {
         for (int i = 0; i < 3; ++i) {
             c.send("GET / HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n");
             Response r = c.readResponse();
-            REQUIRE(r.ok());
+            STRATA_REQUIRE_RESPONSE(r);
             CHECK(r.status == 200);
             CHECK(r.body == "hello from 0\n");
         }

@@ -23,7 +23,7 @@ TEST_SUITE("e2e/proxy") {
         req += "0\r\n\r\n";
         REQUIRE(c.send(req));
         Response r = c.readResponse();
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.body ==
               "{\"bytes\":" + std::to_string(total) + ",\"fnv1a64\":\"" + h.hex() + "\"}\n");
     }
@@ -34,7 +34,7 @@ TEST_SUITE("e2e/proxy") {
         std::string expected(1000000, '\0');
         originPattern(0, expected);
         Response r = get(strata.port(), "/bytes/1000000?chunked=1");
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.body_bytes == expected.size());
         CHECK(r.body == expected);
     }
@@ -57,7 +57,7 @@ TEST_SUITE("e2e/proxy") {
         ReadOptions head_only;
         head_only.head = true;
         Response r = c.readResponse(head_only);
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.status == 200);
         CHECK(r.body.empty());
         CHECK(r.header("Content-Length") == "1000");
@@ -74,11 +74,11 @@ TEST_SUITE("e2e/proxy") {
             "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
             "Expect: 100-continue\r\n\r\n");
         Response interim = c.readResponse();
-        REQUIRE(interim.ok());
+        STRATA_REQUIRE_RESPONSE(interim);
         CHECK(interim.status == 100);
         c.send("hello");
         Response final_answer = c.readResponse();
-        REQUIRE(final_answer.ok());
+        STRATA_REQUIRE_RESPONSE(final_answer);
         CHECK(final_answer.status == 200);
         CHECK(final_answer.body.find("\"bytes\":5,") != std::string::npos);
     }

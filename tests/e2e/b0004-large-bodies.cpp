@@ -54,7 +54,7 @@ TEST_SUITE("e2e/proxy") {
         RawClient c(strata.port());
         c.send("GET /bytes/" + std::to_string(n) + " HTTP/1.1\r\nHost: t\r\n\r\n");
         Response r = c.readResponse(opts);
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.body_bytes == n);
         CHECK(content_ok);
         MESSAGE("strata max VmRSS during download: " << (max_rss >> 20) << " MiB");
@@ -86,7 +86,7 @@ TEST_SUITE("e2e/proxy") {
         ReadOptions opts;
         opts.timeout = 60s;
         Response r = c.readResponse(opts);
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.body == "{\"bytes\":" + std::to_string(n) + ",\"fnv1a64\":\"" + h.hex() + "\"}\n");
         MESSAGE("strata max VmRSS during upload: " << (max_rss >> 20) << " MiB");
         CHECK(max_rss < kMaxRss);

@@ -30,7 +30,7 @@ TEST_SUITE("e2e/server") {
         CHECK(refused);
 
         Response r = slow.readResponse();
-        REQUIRE(r.ok());
+        STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.status == 200);
         CHECK(r.body == "delayed 2000ms\n");
         auto code = strata.process().wait(10000ms);

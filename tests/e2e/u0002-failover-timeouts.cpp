@@ -13,7 +13,7 @@ TEST_SUITE("e2e/upstream") {
         Strata strata(proxyConfig(servers));
         for (int i = 0; i < 300; ++i) {
             Response r = get(strata.port(), "/fo");
-            REQUIRE(r.ok());
+            STRATA_REQUIRE_RESPONSE(r);
             CHECK(r.status == 200);
         }
         CHECK(origin.totalCount("/fo") == 300);

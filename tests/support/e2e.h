@@ -16,6 +16,14 @@
 #include "raw_client.h"
 #include "servers.h"
 
+// REQUIRE that a complete response was read; on failure shows why (timeout, close, malformed).
+#define STRATA_REQUIRE_RESPONSE(r)                     \
+    do {                                               \
+        INFO("response error: " << (r).error);         \
+        INFO("body bytes so far: " << (r).body_bytes); \
+        REQUIRE((r).ok());                             \
+    } while (false)
+
 namespace strata::test {
 
 // strata-origin's /headers body: the request line, then one "Name: value" line per field.
