@@ -748,8 +748,16 @@ int main(int argc, char** argv) {
         } else if (a == "--threads") {
             args.threads =
                 static_cast<unsigned>(std::max(1L, std::strtol(value().c_str(), nullptr, 10)));
+        } else if (a == "-v" || a == "--version") {
+            std::printf("strata-origin %s\n", STRATA_VERSION);
+            return 0;
         } else if (a == "-h" || a == "--help") {
-            usage("help");
+            std::printf(
+                "usage: strata-origin --listen HOST:PORT [--listen ...] [--port-file FILE] "
+                "[--name NAME] [--threads N]\n"
+                "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
+                "           /close /drop /hang /slowbody/MS /__stats /__reset; ?cc=... ?h=N:V\n");
+            return 0;
         } else {
             usage(("unknown argument " + a).c_str());
         }
