@@ -1,26 +1,16 @@
 #include "strata/event/loop.h"
 
 #include <mutex>
+#include <sys/eventfd.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/thread.h>
 
 #include "strata/common/assert.h"
 #include "strata/common/log.h"
 
 namespace strata::event {
-namespace {
-
-// libevent's locking must be switched on before the first event_base exists, once per process,
-// or event_active() from another thread races with the loop.
-void enableThreadsOnce() {
-    static std::once_flag once;
-    std::call_once(once, [] { STRATA_RELEASE_ASSERT(evthread_use_pthreads() == 0); });
-}
-
-}  // namespace
-
 struct timeval toTimeval(std::chrono::milliseconds d) {
     struct timeval tv;
     tv.tv_sec = static_cast<time_t>(d.count() / 1000);
@@ -28,15 +18,19 @@ struct timeval toTimeval(std::chrono::milliseconds d) {
     return tv;
 }
 
+// libevent's own locking (evthread_use_pthreads) is deliberately not enabled: it would put a
+// mutex around every event operation on the hot path. The only cross-thread entry is post(),
+// which wakes the loop through an eventfd.
 Loop::Loop() {
-    enableThreadsOnce();
     event_config* cfg = event_config_new();
-    // Timers use the monotonic clock; the loop caches time per iteration (now()).
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     base_ = event_base_new_with_config(cfg);
     event_config_free(cfg);
     STRATA_RELEASE_ASSERT(base_ != nullptr);
-    posted_event_ = event_new(base_, -1, 0, &Loop::onPosted, this);
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    STRATA_RELEASE_ASSERT(wake_fd_ >= 0);
+    posted_event_ = event_new(base_, wake_fd_, EV_READ | EV_PERSIST, &Loop::onPosted, this);
+    event_add(posted_event_, nullptr);
     deferred_event_ = event_new(base_, -1, 0, &Loop::onDeferred, this);
 }
 
@@ -44,6 +38,7 @@ Loop::~Loop() {
     deferred_.clear();
     event_free(posted_event_);
     event_free(deferred_event_);
+    ::close(wake_fd_);
     event_base_free(base_);
 }
 
@@ -63,12 +58,17 @@ void Loop::post(std::function<void()> fn) {
         posted_.push_back(std::move(fn));
     }
     if (was_empty) {
-        event_active(posted_event_, 0, 0);
+        std::uint64_t one = 1;
+        ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
+        (void)ignored;
     }
 }
 
 void Loop::onPosted(int, short, void* arg) {
     auto* self = static_cast<Loop*>(arg);
+    std::uint64_t count;
+    ssize_t ignored = ::read(self->wake_fd_, &count, sizeof count);
+    (void)ignored;
     std::vector<std::function<void()>> batch;
     {
         std::lock_guard lock(self->posted_mutex_);

@@ -1,8 +1,6 @@
 #include "strata/proxy/downstream_session.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 
 #include "strata/common/log.h"
 #include "strata/http/message.h"
@@ -14,10 +12,10 @@ namespace {
 // Reads stop when this much unparsed input is buffered (pipelined requests, a body the upstream
 // is not taking yet): bounds memory per connection.
 constexpr std::size_t kInputHighWater = 64 * 1024;
-// The upstream is throttled when the client has this much response data unsent, and resumed
-// below the low-water mark.
-constexpr std::size_t kOutputHighWater = 256 * 1024;
+// The upstream is resumed once the client's unsent output drains below this.
 constexpr std::size_t kOutputLowWater = 64 * 1024;
+
+constexpr auto kNever = std::chrono::steady_clock::time_point::max();
 
 http::ParserLimits parserLimits(const config::Limits& limits) {
     http::ParserLimits out;
@@ -65,78 +63,144 @@ void WorkerContext::closeAllSessions() {
 DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
                                      const ListenerInfo& listener)
     : worker_(worker),
+      connection_(worker.loop, fd),
       client_address_(peer.hostString()),
       listener_(listener),
       id_(worker.next_connection_id++),
       parser_(*this, parserLimits(worker.snapshot->config->limits)),
-      timer_(worker.loop, [this] { onTimer(); }) {
-    bev_ = bufferevent_socket_new(worker.loop.base(), fd, BEV_OPT_CLOSE_ON_FREE);
+      timer_(worker.loop, [this] { onTimer(); }),
+      read_deadline_(kNever),
+      send_deadline_(kNever),
+      timer_due_(kNever) {
     worker_.addSession(this);
     worker_.process_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
-DownstreamSession::~DownstreamSession() {
-    // Normally close() ran and queued this deletion; at shutdown the loop frees what is left.
-    if (bev_ != nullptr) {
-        bufferevent_free(bev_);
-    }
-}
+DownstreamSession::~DownstreamSession() = default;
 
 void DownstreamSession::start() {
-    net::setNoDelay(bufferevent_getfd(bev_));
-    bufferevent_setcb(bev_, &DownstreamSession::onRead, &DownstreamSession::onWrite,
-                      &DownstreamSession::onEvent, this);
-    bufferevent_setwatermark(bev_, EV_READ, 0, kInputHighWater);
-    bufferevent_setwatermark(bev_, EV_WRITE, kOutputLowWater, 0);
-    const auto& limits = worker_.snapshot->config->limits;
-    struct timeval send_tv = event::toTimeval(limits.send_timeout);
-    bufferevent_set_timeouts(bev_, nullptr, &send_tv);
-    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+    net::setNoDelay(connection_.fd());
+    connection_.setInputLimit(kInputHighWater);
+    connection_.setOutputLowWater(kOutputLowWater);
+    connection_.setCallbacks(this);
     // A new connection must send a complete head within the header timeout, like a request
     // that has started: an accepted-but-silent connection is the cheapest slowloris.
-    armTimer(TimerMode::Header);
+    setReadDeadline(ReadDeadline::Header);
 }
 
 evbuffer* DownstreamSession::output() {
-    return bufferevent_get_output(bev_);
+    return connection_.output();
 }
 
 std::size_t DownstreamSession::outputPending() const {
-    return evbuffer_get_length(bufferevent_get_output(bev_));
+    return connection_.outputLength();
 }
 
-void DownstreamSession::armTimer(TimerMode mode) {
-    timer_mode_ = mode;
-    if (mode == TimerMode::None) {
-        timer_.cancel();
+void DownstreamSession::flushOutput() {
+    if (closed_) {
+        return;
+    }
+    connection_.flush();
+    if (connection_.failed()) {
+        return;  // onError() follows
+    }
+    if (connection_.outputLength() > 0) {
+        if (send_deadline_ == kNever) {
+            setSendDeadline(true);
+        }
+    } else if (closing_) {
+        close();
+    }
+}
+
+void DownstreamSession::scheduleTimer(std::chrono::steady_clock::time_point when) {
+    if (when == kNever) {
+        return;
+    }
+    if (timer_.armed() && timer_due_ <= when) {
+        return;  // fires earlier and re-arms for the later deadline then
+    }
+    auto now = std::chrono::steady_clock::now();
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(when - now);
+    timer_.arm(delay.count() > 0 ? delay : std::chrono::milliseconds(0));
+    timer_due_ = when;
+}
+
+void DownstreamSession::setReadDeadline(ReadDeadline mode) {
+    read_mode_ = mode;
+    if (mode == ReadDeadline::None) {
+        read_deadline_ = kNever;
         return;
     }
     const auto& limits = worker_.snapshot->config->limits;
-    timer_.arm(mode == TimerMode::Header ? limits.client_header_timeout
-                                         : limits.client_idle_timeout);
+    std::chrono::milliseconds timeout = limits.client_header_timeout;
+    if (mode == ReadDeadline::Idle) {
+        timeout = limits.client_idle_timeout;
+    } else if (mode == ReadDeadline::Body) {
+        timeout = limits.client_body_timeout;
+    }
+    read_deadline_ = std::chrono::steady_clock::now() + timeout;
+    scheduleTimer(read_deadline_);
+}
+
+void DownstreamSession::setSendDeadline(bool waiting) {
+    if (!waiting) {
+        send_deadline_ = kNever;
+        return;
+    }
+    send_deadline_ =
+        std::chrono::steady_clock::now() + worker_.snapshot->config->limits.send_timeout;
+    scheduleTimer(send_deadline_);
 }
 
 void DownstreamSession::onTimer() {
-    if (timer_mode_ == TimerMode::Header && parser_.inMessage()) {
-        // RFC 9110 15.5.9: 408 tells the client we gave up waiting for its request.
-        LOG_DEBUG("[w%u][c%llu] client header timeout", worker_.id,
+    timer_due_ = kNever;
+    auto now = std::chrono::steady_clock::now();
+    if (send_deadline_ <= now) {
+        LOG_DEBUG("[w%u][c%llu] client send timeout", worker_.id,
                   static_cast<unsigned long long>(id_));
-        sendError(408, "request header timeout", true);
+        abortConnection();
         return;
     }
-    // Idle keep-alive connection, or a connection that never sent a byte: close silently.
-    close();
+    if (read_deadline_ <= now) {
+        switch (read_mode_) {
+            case ReadDeadline::Header:
+                if (parser_.inMessage() && !closing_) {
+                    // RFC 9110 15.5.9: 408 tells the client we gave up waiting for its request.
+                    LOG_DEBUG("[w%u][c%llu] client header timeout", worker_.id,
+                              static_cast<unsigned long long>(id_));
+                    sendError(408, "request header timeout", true);
+                    return;
+                }
+                close();  // a connection that never sent a byte
+                return;
+            case ReadDeadline::Idle:
+                close();
+                return;
+            case ReadDeadline::Body:
+                LOG_DEBUG("[w%u][c%llu] client body timeout", worker_.id,
+                          static_cast<unsigned long long>(id_));
+                abortConnection();
+                return;
+            case ReadDeadline::None:
+                break;
+        }
+    }
+    scheduleTimer(std::min(read_deadline_, send_deadline_));
 }
 
-void DownstreamSession::onRead(bufferevent*, void* arg) {
-    auto* self = static_cast<DownstreamSession*>(arg);
+void DownstreamSession::onReadable() {
     try {
-        self->processInput();
+        processInput();
     } catch (...) {
         log::countInternalError();
         LOG_ERROR("exception in client read");
-        self->abortConnection();
+        abortConnection();
     }
+}
+
+void DownstreamSession::onError() {
+    abortConnection();
 }
 
 // The one place that feeds the parser and moves from one exchange to the next, so the parser
@@ -145,7 +209,7 @@ void DownstreamSession::processInput() {
     if (in_parser_) {
         return;  // re-entered from a callback: the outer loop carries on
     }
-    evbuffer* in = bufferevent_get_input(bev_);
+    evbuffer* in = connection_.input();
     while (!closed_ && !closing_) {
         if (request_complete_) {
             if (!response_done_) {
@@ -154,21 +218,22 @@ void DownstreamSession::processInput() {
             request_complete_ = false;
             response_done_ = false;
             parser_.nextMessage();
-            armTimer(TimerMode::Idle);
-            if (body_paused_) {
-                body_paused_ = false;
-                bufferevent_enable(bev_, EV_READ);
-            }
+            setReadDeadline(ReadDeadline::Idle);
         }
         if (body_paused_) {
             break;
         }
         std::size_t available = evbuffer_get_length(in);
         if (available == 0) {
+            if (connection_.readMore()) {
+                continue;
+            }
             break;
         }
-        if (!parser_.inMessage() && timer_mode_ != TimerMode::Header) {
-            armTimer(TimerMode::Header);  // first byte of a new request starts the deadline
+        if (!parser_.inMessage()) {
+            setReadDeadline(ReadDeadline::Header);  // a new request's first byte
+        } else if (read_mode_ == ReadDeadline::Body) {
+            setReadDeadline(ReadDeadline::Body);  // progress on the body
         }
         evbuffer_iovec chunk;
         if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) {
@@ -179,7 +244,7 @@ void DownstreamSession::processInput() {
             parser_.feed(std::string_view(static_cast<const char*>(chunk.iov_base), chunk.iov_len));
         in_parser_ = false;
         if (closed_) {
-            return;  // a callback closed the connection; `in` is gone
+            return;
         }
         evbuffer_drain(in, result.consumed);
         if (result.status == http::ParseStatus::Error) {
@@ -192,7 +257,9 @@ void DownstreamSession::processInput() {
                 // The response has started; only a close can signal the error.
                 abortConnection();
             } else {
-                sendError(http::httpStatus(parser_.error()), parser_.errorDetail(), true);
+                int status = http::httpStatus(parser_.error());
+                logAccess("-", "-", 1, status, 0, {}, {}, {}, -1, std::chrono::steady_clock::now());
+                sendError(status, parser_.errorDetail(), true);
             }
             return;
         }
@@ -200,19 +267,34 @@ void DownstreamSession::processInput() {
             break;
         }
     }
+    if (closed_) {
+        return;
+    }
+    if (connection_.peerClosed() && !closing_ && !body_paused_ && evbuffer_get_length(in) == 0) {
+        // The client half-closed. Whatever it sent is parsed; an answer in progress can still
+        // be written, but nothing more will come, so the connection ends after it.
+        if (request_in_progress_ && request_complete_) {
+            close_after_response_ = true;
+        } else {
+            abortConnection();
+        }
+        return;
+    }
+    if (connection_.failed()) {
+        abortConnection();
+    }
 }
 
 void DownstreamSession::onRequestHead(http::RequestHead&& head) {
-    armTimer(TimerMode::None);
     request_in_progress_ = true;
     request_complete_ = false;
     response_done_ = false;
     started_ = std::chrono::steady_clock::now();
-    const auto& limits = worker_.snapshot->config->limits;
     if (!head.keep_alive || worker_.draining()) {
         close_after_response_ = true;
     }
     if (head.method == "CONNECT") {
+        setReadDeadline(ReadDeadline::None);
         logAccess(head.method, head.target, head.version_minor, 405, 0, {}, {}, {}, -1, started_);
         sendError(405, "CONNECT is not supported", true);
         return;
@@ -220,17 +302,15 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     SnapshotPtr snapshot = worker_.snapshot;
     int route = snapshot->router.match(head.host, head.path, head.method);
     if (route < 0) {
+        setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
+                                                                : ReadDeadline::Body);
         logAccess(head.method, head.target, head.version_minor, 404, 0, {}, {}, {}, -1, started_);
         // The body, if any, is read and dropped so the connection stays usable.
         sendError(404, "no route", false);
         return;
     }
-    if (head.framing != http::BodyFraming::None) {
-        // Body reads are subject to the body timeout, header reads are not.
-        struct timeval body_tv = event::toTimeval(limits.client_body_timeout);
-        struct timeval send_tv = event::toTimeval(limits.send_timeout);
-        bufferevent_set_timeouts(bev_, &body_tv, &send_tv);
-    }
+    setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
+                                                            : ReadDeadline::Body);
     transaction_ =
         std::make_unique<Transaction>(*this, std::move(snapshot), route, std::move(head));
     transaction_->start();
@@ -248,26 +328,24 @@ void DownstreamSession::onRequestBody(std::string_view data) {
 
 void DownstreamSession::onRequestComplete() {
     request_complete_ = true;
-    const auto& limits = worker_.snapshot->config->limits;
-    struct timeval send_tv = event::toTimeval(limits.send_timeout);
-    bufferevent_set_timeouts(bev_, nullptr, &send_tv);
+    if (read_mode_ == ReadDeadline::Body) {
+        setReadDeadline(ReadDeadline::None);
+    }
     if (transaction_) {
         transaction_->onClientBodyComplete();
     }
 }
 
 void DownstreamSession::pauseRequestBody() {
-    if (!body_paused_) {
-        body_paused_ = true;
-        bufferevent_disable(bev_, EV_READ);
-    }
+    // Parsing stops; the connection stops reading by itself once its input limit is reached,
+    // and the kernel's receive window then throttles the client.
+    body_paused_ = true;
 }
 
 void DownstreamSession::resumeRequestBody() {
     if (body_paused_ && !closed_ && !closing_) {
         body_paused_ = false;
-        bufferevent_enable(bev_, EV_READ);
-        processInput();
+        processInput();  // resumes socket reads once the buffered input is consumed
     }
 }
 
@@ -293,15 +371,12 @@ void DownstreamSession::responseDone() {
     response_done_ = true;
     if (close_after_response_ || worker_.draining()) {
         closing_ = true;
-        timer_.cancel();
-        bufferevent_disable(bev_, EV_READ);
-        finishIfFlushed();
+        connection_.pauseReading();
+        connection_.setOutputLowWater(0);  // be told when the last byte left
+        flushOutput();
         return;
     }
-    if (!request_complete_) {
-        // A locally answered request whose body is still arriving: read and drop it.
-        armTimer(TimerMode::None);
-    }
+    flushOutput();
     processInput();  // moves to the next exchange; a pipelined request may be buffered
 }
 
@@ -354,32 +429,22 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     worker_.access_log.append(record);
 }
 
-void DownstreamSession::onWrite(bufferevent*, void* arg) {
-    auto* self = static_cast<DownstreamSession*>(arg);
-    if (self->closing_) {
-        self->finishIfFlushed();
+void DownstreamSession::onWritable() {
+    if (closed_) {
         return;
     }
-    if (self->transaction_) {
-        self->transaction_->onClientWritable();
+    if (connection_.outputLength() == 0) {
+        setSendDeadline(false);
+        if (closing_) {
+            close();
+            return;
+        }
+    } else {
+        setSendDeadline(true);  // progress: the client is reading
     }
-}
-
-void DownstreamSession::finishIfFlushed() {
-    if (!closed_ && evbuffer_get_length(output()) == 0) {
-        close();
+    if (transaction_) {
+        transaction_->onClientWritable();
     }
-}
-
-void DownstreamSession::onEvent(bufferevent*, short what, void* arg) {
-    auto* self = static_cast<DownstreamSession*>(arg);
-    if ((what & BEV_EVENT_EOF) != 0 && self->closing_) {
-        self->close();
-        return;
-    }
-    // EOF, error, body read timeout, send timeout: the client is gone or stuck; nothing more
-    // can be delivered.
-    self->abortConnection();
 }
 
 void DownstreamSession::abortConnection() {
@@ -410,10 +475,7 @@ void DownstreamSession::close() {
         transaction_->abort();
         dropTransaction();
     }
-    if (bev_ != nullptr) {
-        bufferevent_free(bev_);
-        bev_ = nullptr;
-    }
+    connection_.close();
     worker_.process_connections.fetch_sub(1, std::memory_order_relaxed);
     worker_.removeSession(this);
     worker_.loop.deferredDelete(event::DeferredDeletablePtr(this));

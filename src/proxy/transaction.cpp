@@ -1,8 +1,6 @@
 #include "strata/proxy/transaction.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
@@ -15,11 +13,12 @@ namespace {
 // Request body bytes buffered towards the upstream before the client is throttled.
 constexpr std::size_t kBodyHighWater = 256 * 1024;
 constexpr std::size_t kUpstreamOutputLowWater = 64 * 1024;
-constexpr std::size_t kUpstreamInputHighWater = 64 * 1024;
+constexpr std::size_t kUpstreamInputLimit = 64 * 1024;
 // Response bytes queued to the client before the upstream is throttled.
 constexpr std::size_t kClientOutputHighWater = 256 * 1024;
 
 constexpr std::string_view kViaValue = "1.1 strata";
+constexpr auto kNever = std::chrono::steady_clock::time_point::max();
 
 void appendListField(http::Fields& fields, std::string_view name, std::string_view value) {
     // RFC 9110 5.3: a recipient may combine field lines into one comma-separated value.
@@ -33,6 +32,14 @@ void appendListField(http::Fields& fields, std::string_view name, std::string_vi
     fields.add(name, value);
 }
 
+void appendChunk(evbuffer* out, std::string_view data) {
+    char header[24];
+    int n = std::snprintf(header, sizeof header, "%zx\r\n", data.size());
+    evbuffer_add(out, header, static_cast<std::size_t>(n));
+    evbuffer_add(out, data.data(), data.size());
+    evbuffer_add(out, "\r\n", 2);
+}
+
 }  // namespace
 
 Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int route_index,
@@ -44,6 +51,8 @@ Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int r
       request_(std::move(request)),
       pending_body_(evbuffer_new()),
       timer_(session.worker().loop, [this] { onTimer(); }),
+      deadline_(kNever),
+      timer_due_(kNever),
       started_(std::chrono::steady_clock::now()) {}
 
 Transaction::~Transaction() {
@@ -55,11 +64,12 @@ Transaction::~Transaction() {
 
 void Transaction::start() {
     if (request_.expect_continue && request_.framing != http::BodyFraming::None) {
-        // We will read the body whatever the upstream would say, so the client need not wait
+        // We read the body whatever the upstream would say, so the client need not wait
         // (RFC 9110 10.1.1); HTTP/1.0 clients do not know 100 (RFC 9110 15.2).
         if (request_.version_minor >= 1) {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
             evbuffer_add(session_.output(), kContinue.data(), kContinue.size());
+            session_.flushOutput();
         }
     }
     if (request_.framing == http::BodyFraming::None) {
@@ -80,8 +90,10 @@ void Transaction::buildUpstreamHead() {
     if (request_.framing == http::BodyFraming::Chunked) {
         fields.add("Transfer-Encoding", "chunked");
     }
-    if (!request_.host.empty() && !fields.has("Host")) {
-        fields.add("Host", request_.host);  // HTTP/1.0 absolute-form
+    if (!fields.has("Host")) {
+        // HTTP/1.1 requires Host upstream (RFC 9112 3.2). An HTTP/1.0 client may have sent
+        // none: use the upstream's name, as nginx's $proxy_host does.
+        fields.add("Host", request_.host.empty() ? group_->config().name : request_.host);
     }
     upstream_head_.clear();
     upstream_head_.reserve(256 + request_.target.size());
@@ -99,6 +111,16 @@ void Transaction::buildUpstreamHead() {
     }
     http::appendFields(upstream_head_, fields);
     upstream_head_ += "\r\n";
+}
+
+void Transaction::setDeadline(std::chrono::milliseconds timeout) {
+    auto now = std::chrono::steady_clock::now();
+    deadline_ = now + timeout;
+    if (timer_.armed() && timer_due_ <= deadline_) {
+        return;  // fires earlier, sees the later deadline and re-arms
+    }
+    timer_.arm(timeout);
+    timer_due_ = deadline_;
 }
 
 void Transaction::connectNext() {
@@ -126,7 +148,7 @@ void Transaction::connectNext() {
     }
     if (connection_) {
         installCallbacks();
-        onConnected();
+        sendRequest();
         return;
     }
     connection_ = session_.worker().pool.connect(server);
@@ -138,31 +160,43 @@ void Transaction::connectNext() {
         return connectNext();
     }
     installCallbacks();
-    timer_.arm(config.timeouts.connect);
+    setDeadline(config.timeouts.connect);
 }
 
 void Transaction::installCallbacks() {
-    bufferevent_setcb(connection_->bev(), &Transaction::onUpstreamRead,
-                      &Transaction::onUpstreamWrite, &Transaction::onUpstreamEvent, this);
-    bufferevent_setwatermark(connection_->bev(), EV_WRITE, kUpstreamOutputLowWater, 0);
-    bufferevent_setwatermark(connection_->bev(), EV_READ, 0, kUpstreamInputHighWater);
-    bufferevent_enable(connection_->bev(), EV_READ | EV_WRITE);
+    net::Connection& c = connection_->connection();
+    c.setCallbacks(this);
+    c.setInputLimit(kUpstreamInputLimit);
+    c.setOutputLowWater(kUpstreamOutputLowWater);
 }
 
 evbuffer* Transaction::upstreamOutput() {
-    return bufferevent_get_output(connection_->bev());
+    return connection_->connection().output();
 }
 
-void Transaction::onConnected() {
-    timer_.cancel();
+void Transaction::onConnected(bool ok) {
+    if (aborted_) {
+        return;
+    }
+    if (!ok) {
+        onUpstreamFailure(Failure::Connect);
+        return;
+    }
+    sendRequest();
+}
+
+void Transaction::sendRequest() {
     state_ = State::AwaitingHead;
     connection_->server().in_flight.fetch_add(1, std::memory_order_relaxed);
-    parser_ = std::make_unique<http::ResponseParser>(*this, http::ParserLimits{
-                                                                /*max_request_line_bytes=*/8 * 1024,
-                                                                /*max_header_bytes=*/64 * 1024,
-                                                                /*max_headers=*/200,
-                                                                /*max_body_bytes=*/UINT64_MAX,
-                                                            });
+    if (!parser_) {
+        parser_ =
+            std::make_unique<http::ResponseParser>(*this, http::ParserLimits{
+                                                              /*max_request_line_bytes=*/8 * 1024,
+                                                              /*max_header_bytes=*/64 * 1024,
+                                                              /*max_headers=*/200,
+                                                              /*max_body_bytes=*/UINT64_MAX,
+                                                          });
+    }
     parser_->expectResponseTo(request_.method);
     evbuffer* out = upstreamOutput();
     evbuffer_add(out, upstream_head_.data(), upstream_head_.size());
@@ -170,24 +204,30 @@ void Transaction::onConnected() {
         evbuffer_add_buffer(out, pending_body_);
     }
     request_sent_ = true;
-    timer_.arm(group_->config().timeouts.response);
+    setDeadline(group_->config().timeouts.response);
+    connection_->connection().flush();
+    if (connection_->connection().failed()) {
+        onUpstreamFailure(Failure::Broken);
+        return;
+    }
     session_.resumeRequestBody();
+    // A reused connection may already hold the server's EOF or bytes.
+    processUpstreamInput();
 }
 
 void Transaction::onClientBody(std::string_view data) {
     if (aborted_ || data.empty()) {
         return;
     }
-    evbuffer* out =
-        (state_ == State::Connecting || !connection_) ? pending_body_ : upstreamOutput();
+    const bool connected = connection_ && state_ != State::Connecting;
+    evbuffer* out = connected ? upstreamOutput() : pending_body_;
     if (request_.framing == http::BodyFraming::Chunked) {
-        std::string header;
-        http::appendChunkHeader(header, data.size());
-        evbuffer_add(out, header.data(), header.size());
-        evbuffer_add(out, data.data(), data.size());
-        evbuffer_add(out, "\r\n", 2);
+        appendChunk(out, data);
     } else {
         evbuffer_add(out, data.data(), data.size());
+    }
+    if (connected) {
+        connection_->connection().flush();
     }
 }
 
@@ -195,10 +235,13 @@ void Transaction::onClientBodyComplete() {
     if (aborted_) {
         return;
     }
+    const bool connected = connection_ && state_ != State::Connecting;
     if (request_.framing == http::BodyFraming::Chunked) {
-        evbuffer* out =
-            (state_ == State::Connecting || !connection_) ? pending_body_ : upstreamOutput();
+        evbuffer* out = connected ? upstreamOutput() : pending_body_;
         evbuffer_add(out, http::kLastChunk.data(), http::kLastChunk.size());
+        if (connected) {
+            connection_->connection().flush();
+        }
     }
     request_complete_ = true;
 }
@@ -207,95 +250,81 @@ bool Transaction::wantsMoreBody() const {
     if (state_ == State::Connecting || !connection_) {
         return evbuffer_get_length(pending_body_) < kBodyHighWater;
     }
-    return evbuffer_get_length(bufferevent_get_output(connection_->bev())) < kBodyHighWater;
+    return connection_->connection().outputLength() < kBodyHighWater;
 }
 
-void Transaction::onUpstreamWrite(bufferevent*, void* arg) {
-    auto* self = static_cast<Transaction*>(arg);
-    if (self->state_ != State::Connecting && !self->aborted_) {
-        self->session_.resumeRequestBody();
+void Transaction::onWritable() {
+    if (state_ != State::Connecting && !aborted_) {
+        session_.resumeRequestBody();
     }
 }
 
-void Transaction::onUpstreamEvent(bufferevent*, short what, void* arg) {
-    auto* self = static_cast<Transaction*>(arg);
-    try {
-        if ((what & BEV_EVENT_CONNECTED) != 0) {
-            self->onConnected();
-            return;
-        }
-        if (self->state_ == State::Connecting) {
-            self->onUpstreamFailure(Failure::Connect);
-            return;
-        }
-        if ((what & BEV_EVENT_TIMEOUT) != 0) {
-            self->onUpstreamFailure(Failure::Timeout);
-            return;
-        }
-        if ((what & BEV_EVENT_EOF) != 0 && self->parser_) {
-            // Bytes may still sit in the input buffer; parse them first.
-            self->processUpstreamInput();
-            if (self->aborted_ || self->state_ == State::Done || !self->connection_) {
-                return;
-            }
-            auto status = self->parser_->finish();
-            if (status == http::ParseStatus::Complete && self->state_ == State::Done) {
-                self->upstream_keep_alive_ = false;
-                self->finish();
-                return;
-            }
-            if (status == http::ParseStatus::Ok && self->state_ == State::AwaitingHead) {
-                self->onUpstreamFailure(Failure::Broken);
-                return;
-            }
-        }
-        self->onUpstreamFailure(self->state_ == State::AwaitingHead ? Failure::Broken
-                                                                    : Failure::BadResponse);
-    } catch (...) {
-        log::countInternalError();
-        LOG_ERROR("exception in upstream event");
-        self->session_.abortConnection();
+void Transaction::onError() {
+    if (aborted_) {
+        return;
+    }
+    if (state_ == State::Connecting) {
+        onUpstreamFailure(Failure::Connect);
+        return;
+    }
+    // Parse what arrived before the error (a response may be complete in the buffer).
+    processUpstreamInput();
+    if (!aborted_ && connection_ && state_ != State::Done) {
+        onUpstreamFailure(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
     }
 }
 
-void Transaction::onUpstreamRead(bufferevent*, void* arg) {
-    auto* self = static_cast<Transaction*>(arg);
+void Transaction::onReadable() {
     try {
-        self->processUpstreamInput();
+        processUpstreamInput();
     } catch (...) {
         log::countInternalError();
         LOG_ERROR("exception in upstream read");
-        self->session_.abortConnection();
+        session_.abortConnection();
     }
 }
 
 void Transaction::processUpstreamInput() {
-    if (!connection_ || !parser_) {
+    if (!connection_ || !parser_ || aborted_) {
         return;
     }
-    evbuffer* in = bufferevent_get_input(connection_->bev());
+    net::Connection& c = connection_->connection();
+    evbuffer* in = c.input();
+    bool wrote = false;
     while (connection_ && !aborted_ && state_ != State::Done) {
         if (session_.outputPending() >= kClientOutputHighWater) {
-            // The client reads slower than the upstream sends: stop reading the upstream until
-            // the client drains (onClientWritable).
-            upstream_reading_paused_ = true;
-            bufferevent_disable(connection_->bev(), EV_READ);
-            return;
+            session_.flushOutput();
+            wrote = false;
+            if (aborted_ || !connection_) {
+                return;
+            }
+            if (session_.outputPending() >= kClientOutputHighWater) {
+                // The client reads slower than the upstream sends: stop reading the upstream
+                // until the client drains (onClientWritable).
+                c.pauseReading();
+                break;
+            }
         }
         if (evbuffer_get_length(in) == 0) {
-            return;
+            if (c.readMore()) {
+                continue;
+            }
+            break;
         }
         evbuffer_iovec chunk;
         if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) {
-            return;
+            break;
         }
+        const bool had_head = state_ == State::StreamingBody;
         auto result = parser_->feed(
             std::string_view(static_cast<const char*>(chunk.iov_base), chunk.iov_len));
         if (aborted_ || !connection_) {
             return;
         }
         evbuffer_drain(in, result.consumed);
+        wrote = wrote || had_head || state_ != State::AwaitingHead;
         if (state_ == State::Done) {
+            session_.flushOutput();
             finish();  // after the drain, so a pooled connection keeps no stale bytes
             return;
         }
@@ -303,6 +332,9 @@ void Transaction::processUpstreamInput() {
             LOG_WARN("[w%u][c%llu] upstream %s: bad response from %s: %s", session_.worker().id,
                      static_cast<unsigned long long>(session_.id()), group_->config().name.c_str(),
                      connection_->server().label().c_str(), parser_->errorDetail().c_str());
+            if (wrote) {
+                session_.flushOutput();
+            }
             onUpstreamFailure(Failure::BadResponse);
             return;
         }
@@ -310,12 +342,37 @@ void Transaction::processUpstreamInput() {
             parser_->nextMessage();  // an interim 1xx response ended; the final one follows
         }
     }
+    if (wrote) {
+        session_.flushOutput();
+    }
+    if (aborted_ || !connection_ || state_ == State::Done) {
+        return;
+    }
+    if (c.failed()) {
+        onUpstreamFailure(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
+        return;
+    }
+    if (c.peerClosed() && evbuffer_get_length(in) == 0) {
+        auto status = parser_->finish();
+        if (status == http::ParseStatus::Complete && state_ == State::Done) {
+            upstream_keep_alive_ = false;
+            session_.flushOutput();
+            finish();
+            return;
+        }
+        onUpstreamFailure(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
+        return;
+    }
+    if (state_ == State::StreamingBody) {
+        // Between body reads the response timeout applies as an idle timeout.
+        setDeadline(group_->config().timeouts.response);
+    }
 }
 
 void Transaction::onClientWritable() {
-    if (upstream_reading_paused_ && connection_ && !aborted_) {
-        upstream_reading_paused_ = false;
-        bufferevent_enable(connection_->bev(), EV_READ);
+    if (connection_ && !aborted_ && connection_->connection().readingPaused() &&
+        session_.outputPending() < kClientOutputHighWater) {
+        connection_->connection().resumeReading();  // may call onReadable()
         processUpstreamInput();
     }
 }
@@ -326,15 +383,11 @@ void Transaction::onResponseHead(http::ResponseHead&& head) {
         // client's Expect itself.
         return;
     }
-    timer_.cancel();
     upstream_seconds_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - upstream_started_).count();
     state_ = State::StreamingBody;
     status_ = head.status;
     connection_->server().recordSuccess();
-    // Between body reads the response timeout applies as an idle timeout.
-    struct timeval tv = event::toTimeval(group_->config().timeouts.response);
-    bufferevent_set_timeouts(connection_->bev(), &tv, nullptr);
 
     http::Fields& fields = head.fields;
     http::removeHopByHop(fields);
@@ -374,15 +427,10 @@ void Transaction::onResponseBody(std::string_view data) {
     if (data.empty()) {
         return;
     }
-    evbuffer* out = session_.output();
     if (client_chunked_) {
-        std::string header;
-        http::appendChunkHeader(header, data.size());
-        evbuffer_add(out, header.data(), header.size());
-        evbuffer_add(out, data.data(), data.size());
-        evbuffer_add(out, "\r\n", 2);
+        appendChunk(session_.output(), data);
     } else {
-        evbuffer_add(out, data.data(), data.size());
+        evbuffer_add(session_.output(), data.data(), data.size());
     }
     body_bytes_sent_ += data.size();
 }
@@ -399,12 +447,12 @@ void Transaction::onResponseComplete() {
 
 void Transaction::finish() {
     // The connection is reusable only when both directions ended cleanly.
-    bool reusable = upstream_keep_alive_ && request_complete_ &&
-                    evbuffer_get_length(bufferevent_get_input(connection_->bev())) == 0 &&
-                    evbuffer_get_length(upstreamOutput()) == 0;
+    net::Connection& c = connection_->connection();
+    bool reusable = upstream_keep_alive_ && request_complete_ && !c.peerClosed() && !c.failed() &&
+                    evbuffer_get_length(c.input()) == 0 && c.outputLength() == 0;
     logAccess();
     releaseConnection(reusable);
-    session_.transactionDone();  // may schedule our deletion; touch nothing after this
+    session_.transactionDone();  // schedules our deletion; touch nothing after this
 }
 
 void Transaction::releaseConnection(bool reusable) {
@@ -412,25 +460,34 @@ void Transaction::releaseConnection(bool reusable) {
         return;
     }
     timer_.cancel();
+    deadline_ = kNever;
     if (state_ != State::Connecting) {
         connection_->server().in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
-    bufferevent_setcb(connection_->bev(), nullptr, nullptr, nullptr, nullptr);
+    connection_->connection().setCallbacks(nullptr);
     if (reusable) {
         const auto& config = group_->config();
         session_.worker().pool.release(std::move(connection_), config.max_idle_connections,
                                        config.timeouts.idle);
     } else {
-        connection_.reset();
+        // Freed later: this may run inside the connection's own callback.
+        connection_->connection().close();
+        session_.worker().loop.deferredDelete(event::deferrable(std::move(connection_)));
     }
 }
 
 void Transaction::onTimer() {
-    if (state_ == State::Connecting) {
-        onUpstreamFailure(Failure::ConnectTimeout);
-    } else {
-        onUpstreamFailure(Failure::Timeout);
+    timer_due_ = kNever;
+    auto now = std::chrono::steady_clock::now();
+    if (deadline_ > now) {
+        if (deadline_ != kNever) {
+            timer_.arm(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now) +
+                       std::chrono::milliseconds(1));
+            timer_due_ = deadline_;
+        }
+        return;
     }
+    onUpstreamFailure(state_ == State::Connecting ? Failure::ConnectTimeout : Failure::Timeout);
 }
 
 void Transaction::onUpstreamFailure(Failure failure) {
@@ -472,8 +529,8 @@ void Transaction::onUpstreamFailure(Failure failure) {
 
     if (response_started_) {
         // Part of the response is out: the client can only learn of the failure by a close.
-        status_ = status_ == 0 ? 502 : status_;
         logAccess();
+        aborted_ = true;
         session_.abortConnection();
         return;
     }
@@ -490,6 +547,9 @@ void Transaction::onUpstreamFailure(Failure failure) {
             tries_--;
         }
         request_sent_ = false;
+        if (parser_) {
+            parser_->nextMessage();
+        }
         connectNext();
         return;
     }

@@ -2,23 +2,30 @@
 
 #include <algorithm>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-
 #include "strata/common/log.h"
-#include "strata/net/socket.h"
 
 namespace strata::upstream {
+namespace {
+constexpr std::chrono::milliseconds kSweepInterval{1000};
+}
 
-UpstreamConnection::UpstreamConnection(bufferevent* bev, ServerStatePtr server)
-    : bev_(bev), server_(std::move(server)) {}
+UpstreamConnection::UpstreamConnection(net::ConnectionPtr connection, ServerStatePtr server)
+    : connection_(std::move(connection)), server_(std::move(server)) {}
 
-UpstreamConnection::~UpstreamConnection() {
-    if (bev_ != nullptr) {
-        bufferevent_free(bev_);
+void UpstreamConnection::onReadable() {
+    if (idle_in_ != nullptr) {
+        idle_in_->discard(this);
     }
 }
+
+void UpstreamConnection::onError() {
+    if (idle_in_ != nullptr) {
+        idle_in_->discard(this);
+    }
+}
+
+ConnectionPool::ConnectionPool(event::Loop& loop)
+    : loop_(loop), sweep_timer_(loop, [this] { sweep(); }) {}
 
 ConnectionPool::~ConnectionPool() {
     closeAll();
@@ -32,46 +39,35 @@ UpstreamConnectionPtr ConnectionPool::takeIdle(const ServerState& server) {
     UpstreamConnection* connection = it->second.back();
     it->second.pop_back();
     connection->idle_in_ = nullptr;
-    bufferevent_setcb(connection->bev(), nullptr, nullptr, nullptr, nullptr);
-    bufferevent_disable(connection->bev(), EV_READ);
-    bufferevent_set_timeouts(connection->bev(), nullptr, nullptr);
+    connection->connection().setCallbacks(nullptr);
     return UpstreamConnectionPtr(connection);
 }
 
 UpstreamConnectionPtr ConnectionPool::connect(const ServerStatePtr& server) {
-    const net::SocketAddress& address = server->address();
-    bufferevent* bev = bufferevent_socket_new(loop_.base(), -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == nullptr) {
+    auto connection = net::Connection::connectTo(loop_, server->address());
+    if (!connection) {
         return nullptr;
     }
-    auto connection = std::make_unique<UpstreamConnection>(bev, server);
-    if (bufferevent_socket_connect(bev, address.get(), static_cast<int>(address.length)) != 0) {
-        // Immediate failure (e.g. no route); the caller sees a null connection and fails over.
-        return nullptr;
-    }
-    int fd = bufferevent_getfd(bev);
-    if (fd >= 0) {
-        net::setNoDelay(fd);
-    }
-    return connection;
+    return std::make_unique<UpstreamConnection>(std::move(connection), server);
 }
 
 void ConnectionPool::release(UpstreamConnectionPtr connection, std::uint32_t max_idle,
                              std::chrono::milliseconds idle_timeout) {
     auto& list = idle_[&connection->server()];
-    if (list.size() >= max_idle) {
-        return;  // connection closes as it goes out of scope
+    if (list.size() >= max_idle || connection->connection().closed()) {
+        return;  // closes as it goes out of scope
     }
     UpstreamConnection* raw = connection.release();
     raw->idle_in_ = this;
     raw->exchanges++;
-    // An idle connection must stay silent: any byte or EOF means the server gave up on it.
-    struct timeval tv = event::toTimeval(idle_timeout);
-    bufferevent_set_timeouts(raw->bev(), &tv, nullptr);
-    bufferevent_setcb(raw->bev(), &ConnectionPool::onIdleRead, nullptr,
-                      &ConnectionPool::onIdleEvent, raw);
-    bufferevent_enable(raw->bev(), EV_READ);
+    raw->idle_since_ = std::chrono::steady_clock::now();
+    raw->idle_timeout_ = idle_timeout;
+    raw->connection().setCallbacks(raw);
+    raw->connection().resumeReading();
     list.push_back(raw);
+    if (!sweep_timer_.armed()) {
+        sweep_timer_.arm(kSweepInterval);
+    }
 }
 
 void ConnectionPool::discard(UpstreamConnection* connection) {
@@ -83,17 +79,29 @@ void ConnectionPool::discard(UpstreamConnection* connection) {
             idle_.erase(it);
         }
     }
-    delete connection;
+    connection->connection().close();
+    // Called from the connection's own callback: free it on a later loop iteration.
+    loop_.deferredDelete(event::deferrable(UpstreamConnectionPtr(connection)));
 }
 
-void ConnectionPool::onIdleRead(bufferevent*, void* arg) {
-    auto* connection = static_cast<UpstreamConnection*>(arg);
-    connection->idle_in_->discard(connection);
-}
-
-void ConnectionPool::onIdleEvent(bufferevent*, short, void* arg) {
-    auto* connection = static_cast<UpstreamConnection*>(arg);
-    connection->idle_in_->discard(connection);
+void ConnectionPool::sweep() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = idle_.begin(); it != idle_.end();) {
+        auto& list = it->second;
+        list.erase(std::remove_if(list.begin(), list.end(),
+                                  [now](UpstreamConnection* c) {
+                                      if (now - c->idle_since_ < c->idle_timeout_) {
+                                          return false;
+                                      }
+                                      delete c;
+                                      return true;
+                                  }),
+                   list.end());
+        it = list.empty() ? idle_.erase(it) : std::next(it);
+    }
+    if (!idle_.empty()) {
+        sweep_timer_.arm(kSweepInterval);
+    }
 }
 
 void ConnectionPool::closeAll() {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
 TEST_SUITE("common") {
-    TEST_CASE("placeholder") { CHECK(true); }
+    TEST_CASE("placeholder") {
+        CHECK(true);
+    }
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,7 @@ private:
     static void onDeferred(int, short, void* arg);
 
     event_base* base_ = nullptr;
+    int wake_fd_ = -1;  // eventfd: post() from other threads wakes the loop through it
     ::event* posted_event_ = nullptr;
     ::event* deferred_event_ = nullptr;
     std::mutex posted_mutex_;

@@ -25,12 +25,12 @@ enum class ParseStatus {
 // Why a message was rejected; httpStatus() maps it to the answer a client gets.
 enum class ParseError {
     None,
-    BadRequest,      // malformed or ambiguous framing -> 400
-    UriTooLong,      // request line over the limit -> 414
-    HeadersTooLarge, // head bytes or field count over the limit -> 431
-    BodyTooLarge,    // declared or streamed body over max_body_bytes -> 413
-    BadResponse,     // upstream response malformed -> 502 to the client
-    Truncated,       // connection closed in the middle of a message
+    BadRequest,       // malformed or ambiguous framing -> 400
+    UriTooLong,       // request line over the limit -> 414
+    HeadersTooLarge,  // head bytes or field count over the limit -> 431
+    BodyTooLarge,     // declared or streamed body over max_body_bytes -> 413
+    BadResponse,      // upstream response malformed -> 502 to the client
+    Truncated,        // connection closed in the middle of a message
 };
 int httpStatus(ParseError e);
 

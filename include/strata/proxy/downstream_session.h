@@ -16,17 +16,19 @@
 
 #include "strata/event/loop.h"
 #include "strata/http/parser.h"
+#include "strata/net/connection.h"
 #include "strata/net/socket.h"
 #include "strata/proxy/worker_context.h"
 
-struct bufferevent;
 struct evbuffer;
 
 namespace strata::proxy {
 
 class Transaction;
 
-class DownstreamSession final : public event::DeferredDeletable, public http::RequestCallbacks {
+class DownstreamSession final : public event::DeferredDeletable,
+                                public http::RequestCallbacks,
+                                private net::ConnectionCallbacks {
 public:
     DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
                       const ListenerInfo& listener);
@@ -37,6 +39,8 @@ public:
     // Used by the Transaction it runs.
     WorkerContext& worker() { return worker_; }
     evbuffer* output();
+    // Sends what was appended to output() as far as the socket takes it now.
+    void flushOutput();
     const std::string& clientAddress() const { return client_address_; }
     const ListenerInfo& listener() const { return listener_; }
     std::uint64_t id() const { return id_; }
@@ -67,29 +71,38 @@ public:
     void onRequestComplete() override;
 
 private:
-    enum class TimerMode { None, Header, Idle };
+    // One lazily re-armed deadline per session: moving it costs no timer operation; the timer
+    // fires at the old time, sees the new deadline and re-arms (timeouts are rare events).
+    enum class ReadDeadline { None, Header, Idle, Body };
 
-    static void onRead(bufferevent* bev, void* arg);
-    static void onWrite(bufferevent* bev, void* arg);
-    static void onEvent(bufferevent* bev, short what, void* arg);
+    // net::ConnectionCallbacks
+    void onReadable() override;
+    void onWritable() override;
+    void onConnected(bool) override {}
+    void onError() override;
 
     void processInput();
     void responseDone();
     void dropTransaction();
-    void armTimer(TimerMode mode);
+    void setReadDeadline(ReadDeadline mode);
+    void setSendDeadline(bool waiting);
+    void scheduleTimer(std::chrono::steady_clock::time_point when);
     void onTimer();
     void finishIfFlushed();
     void close();
 
     WorkerContext& worker_;
-    bufferevent* bev_ = nullptr;
+    net::Connection connection_;
     std::string client_address_;
     ListenerInfo listener_;
     std::uint64_t id_;
     http::RequestParser parser_;
     std::unique_ptr<Transaction> transaction_;
     event::Timer timer_;
-    TimerMode timer_mode_ = TimerMode::None;
+    ReadDeadline read_mode_ = ReadDeadline::None;
+    std::chrono::steady_clock::time_point read_deadline_;
+    std::chrono::steady_clock::time_point send_deadline_;
+    std::chrono::steady_clock::time_point timer_due_;
     bool request_in_progress_ = false;  // head parsed, response not yet fully queued
     bool request_complete_ = false;     // parser saw the end of the current request
     bool response_done_ = false;        // the answer to the current request is queued

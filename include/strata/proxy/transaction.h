@@ -19,17 +19,17 @@
 
 #include "strata/event/loop.h"
 #include "strata/http/parser.h"
+#include "strata/net/connection.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/upstream/pool.h"
 
-struct bufferevent;
 struct evbuffer;
 
 namespace strata::proxy {
 
 class DownstreamSession;
 
-class Transaction final : public http::ResponseCallbacks {
+class Transaction final : public http::ResponseCallbacks, private net::ConnectionCallbacks {
 public:
     Transaction(DownstreamSession& session, SnapshotPtr snapshot, int route_index,
                 http::RequestHead&& request);
@@ -60,13 +60,15 @@ private:
     enum class State { Connecting, AwaitingHead, StreamingBody, Done };
     enum class Failure { Connect, ConnectTimeout, Broken, Timeout, BadResponse };
 
-    static void onUpstreamRead(bufferevent* bev, void* arg);
-    static void onUpstreamWrite(bufferevent* bev, void* arg);
-    static void onUpstreamEvent(bufferevent* bev, short what, void* arg);
+    // net::ConnectionCallbacks (the upstream connection)
+    void onReadable() override;
+    void onWritable() override;
+    void onConnected(bool ok) override;
+    void onError() override;
 
     void buildUpstreamHead();
     void connectNext();
-    void onConnected();
+    void sendRequest();
     void processUpstreamInput();
     void onUpstreamFailure(Failure failure);
     void onTimer();
@@ -74,6 +76,7 @@ private:
     void logAccess();
     void releaseConnection(bool reusable);
     void installCallbacks();
+    void setDeadline(std::chrono::milliseconds timeout);
     evbuffer* upstreamOutput();
 
     DownstreamSession& session_;  // owns this transaction
@@ -86,13 +89,14 @@ private:
     upstream::UpstreamConnectionPtr connection_;
     std::unique_ptr<http::ResponseParser> parser_;
     event::Timer timer_;
+    std::chrono::steady_clock::time_point deadline_;  // lazily moved; timer_ re-arms on fire
+    std::chrono::steady_clock::time_point timer_due_;
     State state_ = State::Connecting;
     std::uint64_t tried_mask_ = 0;
     std::uint32_t tries_ = 0;
     bool request_complete_ = false;  // whole request body received from the client
     bool request_sent_ = false;      // bytes were written to an upstream connection
     bool client_chunked_ = false;    // the response is chunk-encoded towards the client
-    bool upstream_reading_paused_ = false;
     bool response_started_ = false;  // the response head was queued to the client
     bool upstream_keep_alive_ = false;
     bool aborted_ = false;

@@ -16,22 +16,21 @@
 #include <vector>
 
 #include "strata/event/loop.h"
+#include "strata/net/connection.h"
 #include "strata/upstream/balancer.h"
-
-struct bufferevent;
 
 namespace strata::upstream {
 
 class ConnectionPool;
 
-class UpstreamConnection {
+class UpstreamConnection final : private net::ConnectionCallbacks {
 public:
-    UpstreamConnection(bufferevent* bev, ServerStatePtr server);
-    ~UpstreamConnection();
+    UpstreamConnection(net::ConnectionPtr connection, ServerStatePtr server);
+    ~UpstreamConnection() override = default;
     UpstreamConnection(const UpstreamConnection&) = delete;
     UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
-    bufferevent* bev() { return bev_; }
+    net::Connection& connection() { return *connection_; }
     ServerState& server() { return *server_; }
     const ServerStatePtr& serverPtr() const { return server_; }
     // Exchanges completed on this connection; > 0 means it was reused from the pool, and a
@@ -40,26 +39,35 @@ public:
 
 private:
     friend class ConnectionPool;
-    bufferevent* bev_;
+    // net::ConnectionCallbacks, while parked in the pool: an idle connection must stay silent,
+    // so any byte, EOF or error means the server gave up on it.
+    void onReadable() override;
+    void onWritable() override {}
+    void onConnected(bool) override {}
+    void onError() override;
+
+    net::ConnectionPtr connection_;
     ServerStatePtr server_;
-    ConnectionPool* idle_in_ = nullptr;  // set while parked in a pool
+    ConnectionPool* idle_in_ = nullptr;  // set while parked
+    std::chrono::steady_clock::time_point idle_since_;
+    std::chrono::milliseconds idle_timeout_{0};
 };
 
 using UpstreamConnectionPtr = std::unique_ptr<UpstreamConnection>;
 
 class ConnectionPool {
 public:
-    explicit ConnectionPool(event::Loop& loop) : loop_(loop) {}
+    explicit ConnectionPool(event::Loop& loop);
     ~ConnectionPool();
     ConnectionPool(const ConnectionPool&) = delete;
     ConnectionPool& operator=(const ConnectionPool&) = delete;
 
-    // The most recently parked idle connection to `server`, or null. Its callbacks are cleared;
-    // the caller installs its own.
+    // The most recently parked idle connection to `server`, or null. The caller installs its
+    // own callbacks.
     UpstreamConnectionPtr takeIdle(const ServerState& server);
 
-    // Starts a non-blocking connect. The caller installs callbacks and learns the outcome from
-    // BEV_EVENT_CONNECTED or an error event. Null when the socket could not even be created.
+    // Starts a non-blocking connect; the outcome arrives as onConnected(). Null when the socket
+    // could not even be created or the connect failed at once.
     UpstreamConnectionPtr connect(const ServerStatePtr& server);
 
     // Parks a connection whose last exchange ended cleanly (response complete, keep-alive).
@@ -71,12 +79,13 @@ public:
     std::size_t idleCount() const;
 
 private:
-    static void onIdleRead(bufferevent* bev, void* arg);
-    static void onIdleEvent(bufferevent* bev, short what, void* arg);
+    friend class UpstreamConnection;
     void discard(UpstreamConnection* connection);
+    void sweep();
 
     event::Loop& loop_;
     std::unordered_map<const ServerState*, std::vector<UpstreamConnection*>> idle_;
+    event::Timer sweep_timer_;  // closes connections idle past their timeout, once a second
 };
 
 }  // namespace strata::upstream
