@@ -10,7 +10,7 @@
 namespace strata::http {
 
 struct Field {
-    std::string name;  // as received (case preserved); compare with equalsIgnoreCase
+    std::string name;   // as received (case preserved); compare with equalsIgnoreCase
     std::string value;  // OWS-trimmed
 };
 
