@@ -771,6 +771,17 @@ int main(int argc, char** argv) {
     ::signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
 
+    // Signal handlers go in before the port file exists: a test may send SIGTERM the moment it
+    // has read the file, and must get exit status 0, not death by the default disposition.
+    event_base* main_base = event_base_new();
+    auto on_signal = [](evutil_socket_t, short, void* arg) {
+        event_base_loopbreak(static_cast<event_base*>(arg));
+    };
+    event* sigterm = evsignal_new(main_base, SIGTERM, on_signal, main_base);
+    event* sigint = evsignal_new(main_base, SIGINT, on_signal, main_base);
+    evsignal_add(sigterm, nullptr);
+    evsignal_add(sigint, nullptr);
+
     std::vector<std::unique_ptr<Server>> servers;
     std::vector<Worker> workers(args.threads);
     std::vector<std::unique_ptr<AcceptCtx>> ctxs;
@@ -839,14 +850,6 @@ int main(int argc, char** argv) {
     }
 
     // The main thread only waits for SIGTERM/SIGINT, then stops every worker loop.
-    event_base* main_base = event_base_new();
-    auto on_signal = [](evutil_socket_t, short, void* arg) {
-        event_base_loopbreak(static_cast<event_base*>(arg));
-    };
-    event* sigterm = evsignal_new(main_base, SIGTERM, on_signal, main_base);
-    event* sigint = evsignal_new(main_base, SIGINT, on_signal, main_base);
-    evsignal_add(sigterm, nullptr);
-    evsignal_add(sigint, nullptr);
     event_base_dispatch(main_base);
 
     for (auto& w : workers) {
