@@ -55,7 +55,7 @@ void stopAndReport(const char* what, Process& proc) {
         if (err.size() > 4000) {
             err = "..." + err.substr(err.size() - 4000);
         }
-        FAIL_CHECK(what << " exited with " << code << "; stderr:\n" << err);
+        FAIL_CHECK(std::string(what) << " exited with " << code << "; stderr:\n" << err);
     }
 }
 
