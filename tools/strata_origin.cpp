@@ -241,9 +241,15 @@ void Connection::closeNow() {
 }
 
 void Connection::onEvent(short what) {
+    if ((what & BEV_EVENT_ERROR) == 0 && (what & BEV_EVENT_EOF) != 0 && in_exchange_ &&
+        request_done_) {
+        // Half-closed after a complete request (nc, some HTTP/1.0 clients): still answer it,
+        // then close once the answer is flushed.
+        keep_alive_ = false;
+        bufferevent_disable(bev_, EV_READ);
+        return;
+    }
     if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0) {
-        // A client that half-closes after sending its request still gets its answer only if it
-        // is already queued; anything else is abandoned.
         closeNow();
     }
 }
