@@ -138,6 +138,15 @@ TEST_SUITE("e2e/origin") {
         CHECK(origin.requestCount(0, "/drop") == 0);
     }
 
+    TEST_CASE("a client that half-closes after its request still gets the answer") {
+        Origin origin;
+        RawClient c(origin.port());
+        c.send("GET /delay/50 HTTP/1.1\r\nHost: o\r\n\r\n");
+        c.shutdownWrite();
+        CHECK(c.readResponse().status == 200);
+        CHECK(c.isClosed());
+    }
+
     TEST_CASE("exits 0 on SIGTERM") {
         Origin origin;
         CHECK(origin.process().stop() == 0);
