@@ -541,11 +541,14 @@ std::optional<WallTime> makeTime(std::int64_t year, int month, int day, int h, i
     if (sec == 60) {
         sec = 59;  // a leap second; time points cannot express it
     }
-    // Clamp far-future years so time-point arithmetic stays far from overflow.
+    // Clamp to 1970..2200 so nanosecond time points and their differences cannot overflow
+    // (int64 nanoseconds span +-292 years). Earlier dates are "long past" for every use here.
     if (year > 2200) {
         year = 2200;
         month = 12;
         day = 31;
+    } else if (year < 1970) {
+        return WallTime{};
     }
     std::int64_t days =
         daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));

@@ -19,9 +19,9 @@ std::int64_t toMillis(WallTime t) {
 }
 
 WallTime fromMillis(std::int64_t ms) {
-    // Clamp to about +-200 years so conversion to nanosecond time points cannot overflow.
-    constexpr std::int64_t kLimit = 200LL * 366 * 86400 * 1000;
-    ms = std::clamp(ms, -kLimit, kLimit);
+    // 1970..2200, like parseHttpDate: time points and their differences cannot overflow.
+    constexpr std::int64_t kLimit = 7'258'118'400'000LL;
+    ms = std::clamp<std::int64_t>(ms, 0, kLimit);
     return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
 }
 

@@ -96,7 +96,7 @@ CacheControl requestDirectives(const http::Fields& request_fields);
 
 // HTTP-date (RFC 9110 5.6.7): IMF-fixdate, and the obsolete RFC 850 and asctime forms. An
 // RFC 850 two-digit year more than 50 years ahead of `now` is taken as the past century.
-// Years past 2200 are clamped there so arithmetic on time points cannot overflow.
+// Dates are clamped to 1970..2200 so arithmetic on time points cannot overflow.
 std::optional<WallTime> parseHttpDate(std::string_view text, WallTime now);
 // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
 std::string formatHttpDate(WallTime t);
