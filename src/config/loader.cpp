@@ -9,9 +9,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <sys/stat.h>
 #include <tuple>
 #include <unistd.h>
+#include <unordered_map>
+
+#include <yaml-cpp/eventhandler.h>
 
 #include "strata/common/strings.h"
 
@@ -26,7 +30,8 @@ namespace {
 // A compiler-style cap: past this many the rest are noise (and a hostile file could otherwise
 // make millions of them through aliases).
 constexpr std::size_t kMaxErrors = 100;
-constexpr int kMaxMergeDepth = 8;
+// Mappings merged with "<<" into one mapping; real configs use a handful.
+constexpr std::size_t kMaxMergeSources = 64;
 // Config files are small; anything bigger is a mistake (or an attack on the YAML parser).
 constexpr std::size_t kMaxConfigBytes = 16 * kMiB;
 
@@ -123,14 +128,26 @@ YAML::Mark Loader::valueMark(const YAML::Node& value, const YAML::Mark& key_mark
     return value.Mark();
 }
 
-std::vector<Loader::Entry> Loader::entries(const YAML::Node& map, const std::string& path) {
+// State of one entries() call: what has been collected and which mappings were merged, so a
+// mapping merged twice (directly or through a cycle of aliases) is walked once. Without this,
+// "&m {<<: [*m, *m, *m]}" costs k^depth walks.
+struct Loader::MergeState {
     std::vector<Entry> out;
-    collect(map, path, 0, out, /*merged=*/false);
-    return out;
+    std::unordered_map<std::string, std::size_t> index;  // key -> position in out
+    std::vector<YAML::Node> visited;                     // mappings already collected
+    std::vector<YAML::Node> stack;                       // the merge chain being collected
+};
+
+std::vector<Loader::Entry> Loader::entries(const YAML::Node& map, const std::string& path) {
+    MergeState state;
+    collect(map, path, state, /*merged=*/false);
+    return std::move(state.out);
 }
 
-void Loader::collect(const YAML::Node& map, const std::string& path, int depth,
-                     std::vector<Entry>& out, bool merged) {
+void Loader::collect(const YAML::Node& map, const std::string& path, MergeState& state,
+                     bool merged) {
+    state.visited.push_back(map);
+    state.stack.push_back(map);
     std::vector<std::pair<YAML::Node, YAML::Node>> merges;
     for (const auto& pair : map) {
         const YAML::Node& key = pair.first;
@@ -143,41 +160,50 @@ void Loader::collect(const YAML::Node& map, const std::string& path, int depth,
             merges.emplace_back(key, pair.second);
             continue;
         }
-        auto existing =
-            std::find_if(out.begin(), out.end(), [&](const Entry& e) { return e.key == name; });
-        if (existing != out.end()) {
+        auto [existing, inserted] = state.index.emplace(name, state.out.size());
+        if (!inserted) {
             // A merged mapping's keys are defaults: whatever came before them wins.
             if (!merged) {
-                auto first = existing->key_node.Mark();
+                auto first = state.out[existing->second].key_node.Mark();
                 error(key.Mark(), child(path, name),
                       "duplicate key (first at " + std::to_string(first.line + 1) + ":" +
                           std::to_string(first.column + 1) + ")");
             }
             continue;
         }
-        out.push_back({name, key, pair.second});
+        state.out.push_back({name, key, pair.second});
     }
-    for (const auto& [key, value] : merges) {
-        if (depth >= kMaxMergeDepth) {
-            error(key.Mark(), path, "merge keys (<<) nested too deeply");
+    auto mergeOne = [&](const YAML::Node& key, const YAML::Node& source) {
+        if (!source.IsMap()) {
+            error(valueMark(source, key.Mark()), path,
+                  "merge key (<<) needs a mapping or a list of mappings");
             return;
         }
-        if (value.IsMap()) {
-            collect(value, path, depth + 1, out, /*merged=*/true);
-        } else if (value.IsSequence()) {
+        auto same = [&](const YAML::Node& n) { return n.is(source); };
+        if (std::any_of(state.stack.begin(), state.stack.end(), same)) {
+            error(key.Mark(), path, "merge key (<<) merges a mapping into itself");
+            return;
+        }
+        if (std::any_of(state.visited.begin(), state.visited.end(), same)) {
+            return;  // merged already: its keys are all present
+        }
+        if (state.visited.size() >= kMaxMergeSources) {
+            error(key.Mark(), path,
+                  "too many merged mappings (over " + std::to_string(kMaxMergeSources) + ")");
+            return;
+        }
+        collect(source, path, state, /*merged=*/true);
+    };
+    for (const auto& [key, value] : merges) {
+        if (value.IsSequence()) {
             for (const auto& source : value) {
-                if (source.IsMap()) {
-                    collect(source, path, depth + 1, out, /*merged=*/true);
-                } else {
-                    error(valueMark(source, key.Mark()), path,
-                          "merge key (<<) needs a mapping or a list of mappings");
-                }
+                mergeOne(key, source);
             }
         } else {
-            error(valueMark(value, key.Mark()), path,
-                  "merge key (<<) needs a mapping or a list of mappings");
+            mergeOne(key, value);
         }
     }
+    state.stack.pop_back();
 }
 
 bool Loader::readScalar(const YAML::Node& node, const YAML::Mark& key_mark, const std::string& path,
@@ -404,6 +430,52 @@ void Loader::crossCheck(const Config& config) {
     }
 }
 
+namespace {
+
+// Records where each document starts and nothing else: the cheapest way to ask yaml-cpp whether
+// a second document follows the first.
+class DocumentStarts : public YAML::EventHandler {
+public:
+    std::optional<YAML::Mark> start;
+
+    void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+};
+
+}  // namespace
+
+void Loader::checkSingleDocument(const std::string& text) {
+    // Not YAML::LoadAll: in yaml-cpp 0.7 it never returns on a stray token at document level
+    // (a lone ","): HandleNextDocument reports a new empty document at the same position
+    // forever. Asking for exactly two documents is bounded, and "no progress" identifies the
+    // stray token. (Found by tests/fuzz/config_yaml_fuzz.cpp; corpus/crash-yaml-cpp-loadall.)
+    std::istringstream stream(text);
+    YAML::Parser parser(stream);
+    DocumentStarts first;
+    if (!parser.HandleNextDocument(first) || !first.start) {
+        return;
+    }
+    DocumentStarts second;
+    if (!parser.HandleNextDocument(second) || !second.start) {
+        return;
+    }
+    if (second.start->pos > first.start->pos) {
+        error(*second.start, "", "more than one YAML document; strata reads exactly one");
+    } else {
+        error(*second.start, "", "invalid YAML: unexpected token outside any collection");
+    }
+}
+
 LoadResult Loader::run(const std::string& text) {
     auto config = std::make_shared<Config>();
     config->source = file_;
@@ -414,23 +486,20 @@ LoadResult Loader::run(const std::string& text) {
         if (text.size() > kMaxConfigBytes) {
             error(listeners_mark, "", "file too large (over " + formatBytes(kMaxConfigBytes) + ")");
         } else {
-            std::vector<YAML::Node> documents;
+            YAML::Node root;
+            bool parsed = true;
             try {
-                documents = YAML::LoadAll(text);
+                root = YAML::Load(text);
+                checkSingleDocument(text);
             } catch (const YAML::Exception& e) {
                 error(e.mark, "", "invalid YAML: " + e.msg);
+                parsed = false;
             }
-            if (documents.size() > 1) {
-                error(documents[1].Mark(), "",
-                      "more than one YAML document; strata reads exactly one");
-            }
-            const bool parsed = errors_.empty();
-            if (parsed && !documents.empty() && !documents[0].IsNull() && !documents[0].IsMap()) {
-                error(documents[0].Mark(), "",
-                      "expected a mapping of top-level keys, got a " +
-                          std::string(typeName(documents[0])));
+            parsed = parsed && errors_.empty();
+            if (parsed && !root.IsNull() && !root.IsMap()) {
+                error(root.Mark(), "",
+                      "expected a mapping of top-level keys, got a " + std::string(typeName(root)));
             } else if (parsed) {
-                YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
                 readMap(root, listeners_mark, "", *config);
                 crossCheck(*config);
             }

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -143,8 +144,9 @@ private:
                   bool& out);
     bool readText(const YAML::Node& node, const YAML::Mark& key_mark, const std::string& path,
                   std::span<const std::string_view> choices, TextCheck check, std::string& out);
-    void collect(const YAML::Node& map, const std::string& path, int depth, std::vector<Entry>& out,
-                 bool merged);
+    struct MergeState;
+    void collect(const YAML::Node& map, const std::string& path, MergeState& state, bool merged);
+    void checkSingleDocument(const std::string& text);
     void crossCheck(const Config& config);
 
     std::string file_;
