@@ -625,7 +625,7 @@ const std::vector<Field<Listener>>& fieldsOf<Listener>() {
         textField<Listener>("name", &Listener::name, "unique; used in logs and metric labels",
                             checkName, {}, /*required=*/true),
         customField<Listener>("bind", readBind, "host:port", "",
-                              "numeric IPv4, [IPv6] or :port (all addresses); port 0 = ephemeral",
+                              "numeric IPv4, [IPv6] or :port (= 0.0.0.0); port 0 = ephemeral",
                               nullptr, /*required=*/true),
         customField<Listener>("tls", readTls, "mapping", "", "terminate TLS on this listener",
                               describeSection<ListenerTls>),
