@@ -858,8 +858,10 @@ int main(int argc, char** argv) {
     // The main thread only waits for SIGTERM/SIGINT, then stops every worker loop.
     event_base_dispatch(main_base);
 
+    // loopexit, not loopbreak: a worker thread that has not entered its loop yet (SIGTERM right
+    // after startup) would clear a break flag, but a pending exit event still fires.
     for (auto& w : workers) {
-        event_base_loopbreak(w.base);
+        event_base_loopexit(w.base, nullptr);
     }
     for (auto& w : workers) {
         w.thread.join();
