@@ -1,12 +1,11 @@
 #include "strata/common/log.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
+#include <fcntl.h>
 #include <mutex>
+#include <unistd.h>
 
 namespace strata::log {
 namespace {
@@ -40,9 +39,11 @@ int openAppend(const std::string& path) {
 }  // namespace
 
 bool parseLevel(std::string_view text, Level& out) {
-    static constexpr std::pair<std::string_view, Level> kLevels[] = {
-        {"debug", Level::Debug}, {"info", Level::Info}, {"warn", Level::Warn},
-        {"error", Level::Error}, {"off", Level::Off}};
+    static constexpr std::pair<std::string_view, Level> kLevels[] = {{"debug", Level::Debug},
+                                                                     {"info", Level::Info},
+                                                                     {"warn", Level::Warn},
+                                                                     {"error", Level::Error},
+                                                                     {"off", Level::Off}};
     for (const auto& [name, l] : kLevels) {
         if (text == name) {
             out = l;
@@ -89,11 +90,19 @@ void reopen() {
     }
 }
 
-void setLevel(Level l) { g_level.store(l, std::memory_order_relaxed); }
-Level level() { return g_level.load(std::memory_order_relaxed); }
+void setLevel(Level l) {
+    g_level.store(l, std::memory_order_relaxed);
+}
+Level level() {
+    return g_level.load(std::memory_order_relaxed);
+}
 
-std::uint64_t internalErrors() { return g_internal_errors.load(std::memory_order_relaxed); }
-void countInternalError() { g_internal_errors.fetch_add(1, std::memory_order_relaxed); }
+std::uint64_t internalErrors() {
+    return g_internal_errors.load(std::memory_order_relaxed);
+}
+void countInternalError() {
+    g_internal_errors.fetch_add(1, std::memory_order_relaxed);
+}
 
 void write(Level l, std::string_view message) {
     char stamp[64];
