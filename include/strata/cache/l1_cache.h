@@ -52,8 +52,9 @@ enum class EvictionKind {
     Lru,
     // S3-FIFO (Yang et al., SOSP 2023): a small FIFO (10% of bytes) filters one-hit wonders, a
     // main FIFO with 2-bit frequency reinsertion keeps the rest, a ghost FIFO of evicted key
-    // hashes readmits straight to main. Default: it beat LRU on every trace in
-    // bench/micro/README.md.
+    // hashes readmits straight to main. Default: 3-11 points above LRU on every Zipf and
+    // scan-polluted trace in bench/micro/README.md (it trails LRU only on abrupt popularity
+    // shifts with a large cache).
     S3Fifo,
 };
 std::unique_ptr<EvictionPolicy> makeEvictionPolicy(EvictionKind kind, std::uint64_t shard_budget);
