@@ -98,7 +98,7 @@ TEST_SUITE("e2e/origin") {
         CHECK(r.body_bytes == kTotal);
         CHECK(got.hex() == want.hex());
         MESSAGE("origin max VmRSS during echo: " << (max_rss >> 20) << " MiB");
-        CHECK(max_rss < (64ULL << 20));
+        CHECK(max_rss < rssBound(64ULL << 20));
     }
 
     TEST_CASE("keep-alive, pipelining in order, HTTP/1.0 closes") {

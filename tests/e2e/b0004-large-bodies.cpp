@@ -10,12 +10,7 @@ using namespace strata::test;
 namespace {
 
 constexpr std::uint64_t kLarge = 1ULL << 30;
-#if defined(__SANITIZE_ADDRESS__)
-// ASan's quarantine keeps up to 256 MiB of freed memory resident: only gross growth shows.
-constexpr std::uint64_t kMaxRss = 700ULL << 20;
-#else
-constexpr std::uint64_t kMaxRss = 100ULL << 20;
-#endif
+constexpr std::uint64_t kMaxRss = rssBound(100ULL << 20);
 
 // STRATA_E2E_LARGE_BYTES shrinks the transfer for slow (sanitizer) builds.
 std::uint64_t largeBytes() {
