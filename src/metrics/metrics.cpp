@@ -1,1 +1,667 @@
-// placeholder
+#include "strata/metrics/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "strata/common/log.h"
+
+#ifndef STRATA_VERSION
+#define STRATA_VERSION "unknown"
+#endif
+
+namespace strata::metrics {
+namespace {
+
+constexpr std::string_view kOther = "other";
+
+std::uint64_t toMicros(double seconds) {
+    if (!(seconds > 0)) {
+        return 0;  // also NaN
+    }
+    return static_cast<std::uint64_t>(std::llround(seconds * 1e6));
+}
+
+std::size_t bucketOf(double seconds) {
+    // Linear scan: 14 bounds, almost always one of the first few for a proxy.
+    for (std::size_t i = 0; i < kLatencyBuckets.size(); ++i) {
+        if (seconds <= kLatencyBuckets[i]) {
+            return i;
+        }
+    }
+    return kLatencyBuckets.size();
+}
+
+// Multi-writer histogram for process-wide events (L2 pool threads).
+struct AtomicHistogram {
+    std::array<std::atomic<std::uint64_t>, kBuckets> buckets{};
+    std::atomic<std::uint64_t> sum_us{0};
+    void observe(double seconds) {
+        buckets[bucketOf(seconds)].fetch_add(1, std::memory_order_relaxed);
+        sum_us.fetch_add(toMicros(seconds), std::memory_order_relaxed);
+    }
+};
+
+// Accumulates a histogram over shards before it becomes a ClientMetric.
+struct HistogramSum {
+    std::array<std::uint64_t, kBuckets> buckets{};
+    std::uint64_t sum_us = 0;
+    void add(const ShardHistogram& h) {
+        for (std::size_t i = 0; i < kBuckets; ++i) {
+            buckets[i] += h.buckets[i].get();
+        }
+        sum_us += h.sum_us.get();
+    }
+    void add(const AtomicHistogram& h) {
+        for (std::size_t i = 0; i < kBuckets; ++i) {
+            buckets[i] += h.buckets[i].load(std::memory_order_relaxed);
+        }
+        sum_us += h.sum_us.load(std::memory_order_relaxed);
+    }
+    std::uint64_t count() const {
+        std::uint64_t n = 0;
+        for (auto b : buckets) {
+            n += b;
+        }
+        return n;
+    }
+};
+
+using Labels = std::vector<prometheus::ClientMetric::Label>;
+
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type) {
+    prometheus::MetricFamily f;
+    f.name = std::move(name);
+    f.help = std::move(help);
+    f.type = type;
+    return f;
+}
+
+void addValue(prometheus::MetricFamily& f, Labels labels, double value) {
+    prometheus::ClientMetric m;
+    m.label = std::move(labels);
+    if (f.type == prometheus::MetricType::Counter) {
+        m.counter.value = value;
+    } else {
+        m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+}
+
+void addHistogram(prometheus::MetricFamily& f, Labels labels, const HistogramSum& h) {
+    prometheus::ClientMetric m;
+    m.label = std::move(labels);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < kBuckets; ++i) {
+        cumulative += h.buckets[i];
+        prometheus::ClientMetric::Bucket b;
+        b.cumulative_count = cumulative;
+        b.upper_bound = i < kLatencyBuckets.size() ? kLatencyBuckets[i]
+                                                   : std::numeric_limits<double>::infinity();
+        m.histogram.bucket.push_back(b);
+    }
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = static_cast<double>(h.sum_us) / 1e6;
+    f.metric.push_back(std::move(m));
+}
+
+Labels label(std::string_view k, std::string_view v) {
+    return Labels{{std::string(k), std::string(v)}};
+}
+
+}  // namespace
+
+// ---- label names --------------------------------------------------------------------------------
+
+MethodClass methodClass(std::string_view m) {
+    switch (m.size()) {
+        case 3:
+            return m == "GET"   ? MethodClass::Get
+                   : m == "PUT" ? MethodClass::Put
+                                : MethodClass::Other;
+        case 4:
+            return m == "HEAD"   ? MethodClass::Head
+                   : m == "POST" ? MethodClass::Post
+                                 : MethodClass::Other;
+        case 6:
+            return m == "DELETE" ? MethodClass::Delete : MethodClass::Other;
+        default:
+            return MethodClass::Other;
+    }
+}
+
+StatusClass statusClass(int status) {
+    if (status < 100 || status > 599) {
+        return StatusClass::Error;
+    }
+    return static_cast<StatusClass>(status / 100 - 1);
+}
+
+std::string_view name(MethodClass v) {
+    static constexpr std::array<std::string_view, count<MethodClass>()> k{"GET", "HEAD",   "POST",
+                                                                          "PUT", "DELETE", "OTHER"};
+    return k[idx(v)];
+}
+std::string_view name(StatusClass v) {
+    static constexpr std::array<std::string_view, count<StatusClass>()> k{"1xx", "2xx", "3xx",
+                                                                          "4xx", "5xx", "error"};
+    return k[idx(v)];
+}
+std::string_view name(CacheResult v) {
+    static constexpr std::array<std::string_view, count<CacheResult>()> k{
+        "hit", "stale", "miss", "pass", "bypass", "collapsed"};
+    return k[idx(v)];
+}
+std::string_view name(Tier v) {
+    static constexpr std::array<std::string_view, count<Tier>()> k{"l1", "l2"};
+    return k[idx(v)];
+}
+std::string_view name(LookupResult v) {
+    static constexpr std::array<std::string_view, count<LookupResult>()> k{"hit", "miss", "stale",
+                                                                           "error"};
+    return k[idx(v)];
+}
+std::string_view name(L2Op v) {
+    static constexpr std::array<std::string_view, count<L2Op>()> k{"get", "set", "delete"};
+    return k[idx(v)];
+}
+std::string_view name(TlsResult v) {
+    static constexpr std::array<std::string_view, count<TlsResult>()> k{"ok", "failed"};
+    return k[idx(v)];
+}
+std::string_view name(TlsVersion v) {
+    static constexpr std::array<std::string_view, count<TlsVersion>()> k{"1.2", "1.3", "other"};
+    return k[idx(v)];
+}
+std::string_view name(ReloadResult v) {
+    static constexpr std::array<std::string_view, count<ReloadResult>()> k{"success", "failure"};
+    return k[idx(v)];
+}
+
+// ---- worker shard -------------------------------------------------------------------------------
+
+void ShardHistogram::observe(double seconds) {
+    buckets[bucketOf(seconds)].add();
+    sum_us.add(toMicros(seconds));
+}
+
+void WorkerMetrics::request(std::uint16_t route_slot, MethodClass method, int status,
+                            CacheResult cache, double seconds) {
+    RouteBlock& r = routes_[std::min<std::size_t>(route_slot, kMaxRoutes - 1)];
+    r.requests[idx(method) * count<StatusClass>() + idx(statusClass(status))].add();
+    r.duration[idx(cache)].observe(seconds);
+}
+
+void WorkerMetrics::upstreamResponse(std::uint16_t server_slot, int status, double seconds) {
+    ServerBlock& s = servers_[std::min<std::size_t>(server_slot, kMaxServers - 1)];
+    s.responses[idx(statusClass(status))].add();
+    if (status >= 100) {
+        s.response_time.observe(seconds);
+    }
+}
+
+void WorkerMetrics::upstreamConnectError(std::uint16_t server_slot) {
+    servers_[std::min<std::size_t>(server_slot, kMaxServers - 1)].connect_errors.add();
+}
+
+void WorkerMetrics::upstreamRetry(std::uint16_t server_slot) {
+    servers_[std::min<std::size_t>(server_slot, kMaxServers - 1)].retries.add();
+}
+
+void WorkerMetrics::cacheLookup(Tier tier, LookupResult result) {
+    lookups_[idx(tier) * count<LookupResult>() + idx(result)].add();
+}
+
+void WorkerMetrics::cacheCoalescedWait() {
+    coalesced_waits_.add();
+}
+
+void WorkerMetrics::l1Eviction(std::uint64_t objects) {
+    l1_evictions_.add(objects);
+}
+
+void WorkerMetrics::tlsHandshake(TlsResult result, TlsVersion version) {
+    tls_[idx(result) * count<TlsVersion>() + idx(version)].add();
+}
+
+// ---- registry -----------------------------------------------------------------------------------
+
+struct Registry::ProcessCounters {
+    std::array<std::atomic<std::uint64_t>, count<ReloadResult>()> reloads{};
+    std::atomic<double> last_reload_success{0};
+    std::array<AtomicHistogram, count<L2Op>()> l2_latency;
+    std::array<std::atomic<std::uint64_t>, count<L2Op>()> l2_errors{};
+    std::map<std::string, bool> l2_breakers;  // guarded by Registry::mutex_
+    std::atomic<std::uint64_t> l1_bytes{0};
+    std::atomic<std::uint64_t> l1_objects{0};
+    std::map<std::pair<std::string, int>, std::uint64_t> admin_requests;  // guarded by mutex_
+    std::atomic<std::uint64_t> admin_unauthorized{0};
+    std::atomic<std::int64_t> upstream_connections{0};
+    std::array<std::array<std::atomic<std::uint64_t>, 2>, kMaxServers> health_checks{};
+};
+
+Registry::Registry(unsigned max_workers)
+    : max_workers_(max_workers == 0 ? 1 : max_workers),
+      process_(std::make_unique<ProcessCounters>()) {
+    route_names_.push_back("none");  // kNoRoute
+    route_index_.emplace("none", kNoRoute);
+}
+
+Registry::~Registry() = default;
+
+WorkerMetrics& Registry::worker(unsigned id) {
+    std::lock_guard lock(mutex_);
+    if (id >= max_workers_) {
+        id = max_workers_ - 1;  // never in practice: workers are bounded by config (1..256)
+    }
+    if (workers_.size() <= id) {
+        workers_.resize(id + 1);
+    }
+    if (!workers_[id]) {
+        workers_[id] = std::make_unique<WorkerMetrics>();
+    }
+    return *workers_[id];
+}
+
+std::uint16_t Registry::routeSlot(const std::string& route_name) {
+    std::lock_guard lock(mutex_);
+    auto it = route_index_.find(route_name);
+    if (it != route_index_.end()) {
+        return it->second;
+    }
+    if (route_names_.size() >= kMaxRoutes - 1) {
+        if (route_names_.size() == kMaxRoutes - 1) {
+            route_names_.emplace_back(kOther);
+        }
+        return static_cast<std::uint16_t>(kMaxRoutes - 1);
+    }
+    auto slot = static_cast<std::uint16_t>(route_names_.size());
+    route_names_.push_back(route_name);
+    route_index_.emplace(route_name, slot);
+    return slot;
+}
+
+std::uint16_t Registry::serverSlot(const std::string& upstream, const std::string& server) {
+    std::lock_guard lock(mutex_);
+    std::string key = upstream + "\n" + server;
+    auto it = server_index_.find(key);
+    if (it != server_index_.end()) {
+        return it->second;
+    }
+    if (server_names_.size() >= kMaxServers - 1) {
+        if (server_names_.size() == kMaxServers - 1) {
+            server_names_.emplace_back(std::string(kOther), std::string(kOther));
+        }
+        return static_cast<std::uint16_t>(kMaxServers - 1);
+    }
+    auto slot = static_cast<std::uint16_t>(server_names_.size());
+    server_names_.emplace_back(upstream, server);
+    server_index_.emplace(std::move(key), slot);
+    return slot;
+}
+
+void Registry::configReload(ReloadResult result, double unix_seconds) {
+    process_->reloads[idx(result)].fetch_add(1, std::memory_order_relaxed);
+    if (result == ReloadResult::Success) {
+        process_->last_reload_success.store(unix_seconds, std::memory_order_relaxed);
+    }
+}
+
+void Registry::l2Operation(L2Op op, double seconds, bool ok) {
+    process_->l2_latency[idx(op)].observe(seconds);
+    if (!ok) {
+        process_->l2_errors[idx(op)].fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void Registry::setL2BreakerOpen(const std::string& server, bool open) {
+    std::lock_guard lock(mutex_);
+    process_->l2_breakers[server] = open;
+}
+
+void Registry::setL1Usage(std::uint64_t bytes, std::uint64_t objects) {
+    process_->l1_bytes.store(bytes, std::memory_order_relaxed);
+    process_->l1_objects.store(objects, std::memory_order_relaxed);
+}
+
+void Registry::adminRequest(std::string_view endpoint, int status) {
+    std::lock_guard lock(mutex_);
+    process_->admin_requests[{std::string(endpoint), status}]++;
+}
+
+void Registry::adminUnauthorized() {
+    process_->admin_unauthorized.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::upstreamConnectionOpened() {
+    process_->upstream_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::upstreamConnectionClosed() {
+    process_->upstream_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Registry::healthCheck(std::uint16_t server_slot, bool ok) {
+    process_->health_checks[std::min<std::size_t>(server_slot, kMaxServers - 1)][ok ? 1 : 0]
+        .fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::addGauge(std::string name, std::string help, GaugeFn fn) {
+    std::lock_guard lock(mutex_);
+    gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(fn)});
+}
+
+std::vector<prometheus::MetricFamily> Registry::Collect() const {
+    using prometheus::MetricType;
+    std::vector<prometheus::MetricFamily> out;
+    std::vector<Gauge> gauges;
+    {
+        std::lock_guard lock(mutex_);
+        const std::size_t routes = route_names_.size();
+        const std::size_t servers = server_names_.size();
+
+        auto build = family("strata_build_info", "strata version; always 1", MetricType::Gauge);
+        addValue(build, label("version", STRATA_VERSION), 1);
+        out.push_back(std::move(build));
+
+        // Requests, by route.
+        auto requests =
+            family("strata_proxy_requests_total",
+                   "client exchanges by route, method class and status class", MetricType::Counter);
+        auto duration = family("strata_proxy_request_duration_seconds",
+                               "time from request head to response end, by route and cache result",
+                               MetricType::Histogram);
+        for (std::size_t r = 0; r < routes; ++r) {
+            std::array<std::uint64_t, count<MethodClass>() * count<StatusClass>()> n{};
+            std::array<HistogramSum, count<CacheResult>()> h{};
+            for (const auto& w : workers_) {
+                if (!w) {
+                    continue;
+                }
+                const auto& block = w->routes_[r];
+                for (std::size_t i = 0; i < n.size(); ++i) {
+                    n[i] += block.requests[i].get();
+                }
+                for (std::size_t c = 0; c < h.size(); ++c) {
+                    h[c].add(block.duration[c]);
+                }
+            }
+            for (std::size_t i = 0; i < n.size(); ++i) {
+                if (n[i] == 0) {
+                    continue;  // sparse: 36 mostly-empty series per route would be noise
+                }
+                auto m = static_cast<MethodClass>(i / count<StatusClass>());
+                auto s = static_cast<StatusClass>(i % count<StatusClass>());
+                addValue(requests,
+                         Labels{{"route", route_names_[r]},
+                                {"method", std::string(name(m))},
+                                {"status_class", std::string(name(s))}},
+                         static_cast<double>(n[i]));
+            }
+            for (std::size_t c = 0; c < h.size(); ++c) {
+                if (h[c].count() > 0) {
+                    addHistogram(duration,
+                                 Labels{{"route", route_names_[r]},
+                                        {"cache", std::string(name(static_cast<CacheResult>(c)))}},
+                                 h[c]);
+                }
+            }
+        }
+        out.push_back(std::move(requests));
+        out.push_back(std::move(duration));
+
+        // Upstreams, by server.
+        auto up_requests =
+            family("strata_upstream_requests_total",
+                   "upstream exchanges by upstream, server and status class (error: no response)",
+                   MetricType::Counter);
+        auto up_time =
+            family("strata_upstream_response_time_seconds",
+                   "time from connect/reuse to the upstream response head", MetricType::Histogram);
+        auto connect_errors = family("strata_upstream_connect_errors_total",
+                                     "failed or timed-out connects", MetricType::Counter);
+        auto retries =
+            family("strata_upstream_retries_total",
+                   "attempts after the first, by the server retried on", MetricType::Counter);
+        auto checks = family("strata_upstream_health_checks_total",
+                             "active health probes by result", MetricType::Counter);
+        for (std::size_t s = 0; s < servers; ++s) {
+            std::array<std::uint64_t, count<StatusClass>()> n{};
+            HistogramSum h;
+            std::uint64_t errors = 0;
+            std::uint64_t retried = 0;
+            for (const auto& w : workers_) {
+                if (!w) {
+                    continue;
+                }
+                const auto& block = w->servers_[s];
+                for (std::size_t i = 0; i < n.size(); ++i) {
+                    n[i] += block.responses[i].get();
+                }
+                h.add(block.response_time);
+                errors += block.connect_errors.get();
+                retried += block.retries.get();
+            }
+            const auto& [upstream, server] = server_names_[s];
+            Labels base{{"upstream", upstream}, {"server", server}};
+            for (std::size_t i = 0; i < n.size(); ++i) {
+                if (n[i] > 0) {
+                    Labels l = base;
+                    l.push_back({"status_class", std::string(name(static_cast<StatusClass>(i)))});
+                    addValue(up_requests, std::move(l), static_cast<double>(n[i]));
+                }
+            }
+            if (h.count() > 0) {
+                addHistogram(up_time, base, h);
+            }
+            addValue(connect_errors, base, static_cast<double>(errors));
+            addValue(retries, base, static_cast<double>(retried));
+            for (int ok = 0; ok < 2; ++ok) {
+                Labels l = base;
+                l.push_back({"result", ok ? "pass" : "fail"});
+                addValue(checks, std::move(l),
+                         static_cast<double>(
+                             process_->health_checks[s][ok].load(std::memory_order_relaxed)));
+            }
+        }
+        out.push_back(std::move(up_requests));
+        out.push_back(std::move(up_time));
+        out.push_back(std::move(connect_errors));
+        out.push_back(std::move(retries));
+        out.push_back(std::move(checks));
+        auto up_conns =
+            family("strata_upstream_connections",
+                   "open upstream connections (busy and idle), all workers", MetricType::Gauge);
+        addValue(up_conns, {},
+                 static_cast<double>(std::max<std::int64_t>(
+                     0, process_->upstream_connections.load(std::memory_order_relaxed))));
+        out.push_back(std::move(up_conns));
+
+        // Cache.
+        std::array<std::uint64_t, count<Tier>() * count<LookupResult>()> lookups{};
+        std::uint64_t coalesced = 0;
+        std::uint64_t evictions = 0;
+        std::array<std::uint64_t, count<TlsResult>() * count<TlsVersion>()> tls{};
+        for (const auto& w : workers_) {
+            if (!w) {
+                continue;
+            }
+            for (std::size_t i = 0; i < lookups.size(); ++i) {
+                lookups[i] += w->lookups_[i].get();
+            }
+            for (std::size_t i = 0; i < tls.size(); ++i) {
+                tls[i] += w->tls_[i].get();
+            }
+            coalesced += w->coalesced_waits_.get();
+            evictions += w->l1_evictions_.get();
+        }
+        auto lookup_f = family("strata_cache_lookups_total", "cache lookups by tier and result",
+                               MetricType::Counter);
+        for (std::size_t i = 0; i < lookups.size(); ++i) {
+            addValue(
+                lookup_f,
+                Labels{{"tier", std::string(name(static_cast<Tier>(i / count<LookupResult>())))},
+                       {"result",
+                        std::string(name(static_cast<LookupResult>(i % count<LookupResult>())))}},
+                static_cast<double>(lookups[i]));
+        }
+        out.push_back(std::move(lookup_f));
+        auto coalesced_f =
+            family("strata_cache_coalesced_waits_total",
+                   "requests that waited for another's fetch of the same key", MetricType::Counter);
+        addValue(coalesced_f, {}, static_cast<double>(coalesced));
+        out.push_back(std::move(coalesced_f));
+        auto evict_f =
+            family("strata_cache_l1_evictions_total",
+                   "objects evicted from L1 to stay within max_bytes", MetricType::Counter);
+        addValue(evict_f, {}, static_cast<double>(evictions));
+        out.push_back(std::move(evict_f));
+        auto l1_bytes =
+            family("strata_cache_l1_bytes", "bytes held by L1 objects", MetricType::Gauge);
+        addValue(l1_bytes, {},
+                 static_cast<double>(process_->l1_bytes.load(std::memory_order_relaxed)));
+        out.push_back(std::move(l1_bytes));
+        auto l1_objects = family("strata_cache_l1_objects", "objects in L1", MetricType::Gauge);
+        addValue(l1_objects, {},
+                 static_cast<double>(process_->l1_objects.load(std::memory_order_relaxed)));
+        out.push_back(std::move(l1_objects));
+        auto l2_lat = family("strata_cache_l2_operation_duration_seconds",
+                             "memcached operation latency by operation", MetricType::Histogram);
+        auto l2_err = family("strata_cache_l2_errors_total",
+                             "memcached operations that failed or timed out", MetricType::Counter);
+        for (std::size_t op = 0; op < count<L2Op>(); ++op) {
+            HistogramSum h;
+            h.add(process_->l2_latency[op]);
+            auto l = label("op", name(static_cast<L2Op>(op)));
+            addHistogram(l2_lat, l, h);
+            addValue(l2_err, l,
+                     static_cast<double>(process_->l2_errors[op].load(std::memory_order_relaxed)));
+        }
+        out.push_back(std::move(l2_lat));
+        out.push_back(std::move(l2_err));
+        auto breaker = family("strata_cache_l2_breaker_open",
+                              "1 while the breaker skips a memcached server", MetricType::Gauge);
+        for (const auto& [server, open] : process_->l2_breakers) {
+            addValue(breaker, label("server", server), open ? 1 : 0);
+        }
+        out.push_back(std::move(breaker));
+
+        auto tls_f =
+            family("strata_tls_handshakes_total",
+                   "client TLS handshakes by result and protocol version", MetricType::Counter);
+        for (std::size_t i = 0; i < tls.size(); ++i) {
+            if (tls[i] > 0) {
+                addValue(
+                    tls_f,
+                    Labels{{"result",
+                            std::string(name(static_cast<TlsResult>(i / count<TlsVersion>())))},
+                           {"version",
+                            std::string(name(static_cast<TlsVersion>(i % count<TlsVersion>())))}},
+                    static_cast<double>(tls[i]));
+            }
+        }
+        out.push_back(std::move(tls_f));
+
+        // Process.
+        auto reloads = family("strata_server_config_reloads_total",
+                              "configuration reloads by result", MetricType::Counter);
+        for (std::size_t r = 0; r < count<ReloadResult>(); ++r) {
+            addValue(reloads, label("result", name(static_cast<ReloadResult>(r))),
+                     static_cast<double>(process_->reloads[r].load(std::memory_order_relaxed)));
+        }
+        out.push_back(std::move(reloads));
+        auto last = family("strata_server_config_last_reload_success_timestamp_seconds",
+                           "unix time of the last successful load or reload", MetricType::Gauge);
+        addValue(last, {}, process_->last_reload_success.load(std::memory_order_relaxed));
+        out.push_back(std::move(last));
+        auto internal = family("strata_server_internal_errors_total",
+                               "bugs caught at run time (exceptions in callbacks, STRATA_BUG)",
+                               MetricType::Counter);
+        addValue(internal, {}, static_cast<double>(log::internalErrors()));
+        out.push_back(std::move(internal));
+        auto admin = family("strata_admin_requests_total",
+                            "admin API requests by endpoint and code", MetricType::Counter);
+        for (const auto& [key, n] : process_->admin_requests) {
+            addValue(admin, Labels{{"endpoint", key.first}, {"code", std::to_string(key.second)}},
+                     static_cast<double>(n));
+        }
+        out.push_back(std::move(admin));
+        auto unauthorized =
+            family("strata_admin_unauthorized_total",
+                   "admin requests refused for a wrong or missing token", MetricType::Counter);
+        addValue(unauthorized, {},
+                 static_cast<double>(process_->admin_unauthorized.load(std::memory_order_relaxed)));
+        out.push_back(std::move(unauthorized));
+        gauges = gauges_;
+    }
+    // Outside the lock: gauge callbacks take their owners' locks.
+    for (const auto& g : gauges) {
+        auto f = family(g.name, g.help, MetricType::Gauge);
+        std::vector<GaugeSample> samples;
+        g.fn(samples);
+        for (auto& s : samples) {
+            Labels l;
+            for (auto& [k, v] : s.labels) {
+                l.push_back({std::move(k), std::move(v)});
+            }
+            addValue(f, std::move(l), s.value);
+        }
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
+std::string Registry::serialize() const {
+    std::ostringstream out;
+    prometheus::TextSerializer().Serialize(out, Collect());
+    return out.str();
+}
+
+double Registry::valueForTest(const std::string& metric,
+                              const std::map<std::string, std::string>& labels) const {
+    for (const auto& f : Collect()) {
+        std::string base = f.name;
+        for (const auto& m : f.metric) {
+            bool match = true;
+            for (const auto& [k, v] : labels) {
+                auto it = std::find_if(m.label.begin(), m.label.end(),
+                                       [&](const auto& l) { return l.name == k; });
+                if (it == m.label.end() || it->value != v) {
+                    match = false;
+                    break;
+                }
+            }
+            if (!match) {
+                continue;
+            }
+            if (metric == base) {
+                switch (f.type) {
+                    case prometheus::MetricType::Counter:
+                        return m.counter.value;
+                    case prometheus::MetricType::Gauge:
+                        return m.gauge.value;
+                    default:
+                        return static_cast<double>(m.histogram.sample_count);
+                }
+            }
+            if (metric == base + "_count") {
+                return static_cast<double>(m.histogram.sample_count);
+            }
+            if (metric == base + "_sum") {
+                return m.histogram.sample_sum;
+            }
+        }
+    }
+    return -1;
+}
+
+Registry& global() {
+    static Registry registry;
+    return registry;
+}
+
+}  // namespace strata::metrics

@@ -1,0 +1,199 @@
+// The metric catalog: every metric strata exports is declared here and nowhere else.
+//
+// Recording is built for the hot path. Each worker thread gets its own WorkerMetrics shard:
+// plain uint64 counters and histogram buckets, cache-line aligned, written only by that thread
+// (relaxed load + store, no read-modify-write, no lock) and read with relaxed loads by the
+// scrape. Labels are small enums and "slots" (route, upstream server) interned once when a
+// config snapshot is built, so a request never formats or hashes a label. Registry::Collect()
+// sums the shards into prometheus-cpp MetricFamily values at scrape time only.
+//
+// Metrics recorded off the workers (L2 pool threads, main thread: reloads, health checks,
+// admin) go to process-wide atomics in the Registry itself; they are rare events.
+//
+// Label values are bounded: route names (or indexes), method class, status class, upstream
+// name and server address as configured, cache tier/result. Never URL, host or client address.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <prometheus/collectable.h>
+
+namespace strata::metrics {
+
+enum class MethodClass : std::uint8_t { Get, Head, Post, Put, Delete, Other, Count };
+// S1xx..S5xx by status / 100; Error: no status (connect failure, timeout, broken response).
+enum class StatusClass : std::uint8_t { S1xx, S2xx, S3xx, S4xx, S5xx, Error, Count };
+// How the cache answered an exchange (the request duration label "cache").
+enum class CacheResult : std::uint8_t { Hit, Stale, Miss, Pass, Bypass, Collapsed, Count };
+enum class Tier : std::uint8_t { L1, L2, Count };
+// A lookup in one tier.
+enum class LookupResult : std::uint8_t { Hit, Miss, Stale, Error, Count };
+enum class L2Op : std::uint8_t { Get, Set, Delete, Count };
+enum class TlsResult : std::uint8_t { Ok, Failed, Count };
+enum class TlsVersion : std::uint8_t { Tls12, Tls13, Other, Count };
+enum class ReloadResult : std::uint8_t { Success, Failure, Count };
+
+MethodClass methodClass(std::string_view method);
+StatusClass statusClass(int status);  // <100 or >599: Error
+std::string_view name(MethodClass v);
+std::string_view name(StatusClass v);
+std::string_view name(CacheResult v);
+std::string_view name(Tier v);
+std::string_view name(LookupResult v);
+std::string_view name(L2Op v);
+std::string_view name(TlsResult v);
+std::string_view name(TlsVersion v);
+std::string_view name(ReloadResult v);
+
+template <class E>
+constexpr std::size_t count() {
+    return static_cast<std::size_t>(E::Count);
+}
+template <class E>
+constexpr std::size_t idx(E v) {
+    return static_cast<std::size_t>(v);
+}
+
+// Upper bounds (seconds) of the latency histograms; +Inf is implicit.
+inline constexpr std::array<double, 14> kLatencyBuckets{
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+inline constexpr std::size_t kBuckets = kLatencyBuckets.size() + 1;
+
+// Bounded label space: slots beyond these share the last one (labelled "other").
+inline constexpr std::size_t kMaxRoutes = 128;
+inline constexpr std::size_t kMaxServers = 512;
+inline constexpr std::uint16_t kNoRoute = 0;  // slot of requests answered without a route
+
+// A counter written by one thread and read by any: relaxed load + store compiles to a plain
+// add on x86, unlike fetch_add (a locked instruction).
+class ShardCounter {
+public:
+    void add(std::uint64_t n = 1) {
+        value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> value_{0};
+};
+
+// Single-writer histogram: per-bucket counts (not cumulative) and the sum in microseconds.
+struct ShardHistogram {
+    std::array<ShardCounter, kBuckets> buckets;
+    ShardCounter sum_us;
+    void observe(double seconds);
+};
+
+// One worker's shard. Every method must be called only from the owning worker thread.
+class alignas(64) WorkerMetrics {
+public:
+    // One client exchange ended (any status, answered locally or proxied).
+    void request(std::uint16_t route_slot, MethodClass method, int status, CacheResult cache,
+                 double seconds);
+    // An upstream answered (status >= 200) or failed (status 0: Error class).
+    void upstreamResponse(std::uint16_t server_slot, int status, double seconds);
+    void upstreamConnectError(std::uint16_t server_slot);
+    void upstreamRetry(std::uint16_t server_slot);
+    // Cache integration hooks.
+    void cacheLookup(Tier tier, LookupResult result);
+    void cacheCoalescedWait();
+    void l1Eviction(std::uint64_t objects = 1);
+    // TLS engineer's hook: one per finished (or failed) handshake.
+    void tlsHandshake(TlsResult result, TlsVersion version);
+
+private:
+    friend class Registry;
+    struct alignas(64) RouteBlock {
+        std::array<ShardCounter, count<MethodClass>() * count<StatusClass>()> requests;
+        std::array<ShardHistogram, count<CacheResult>()> duration;
+    };
+    struct alignas(64) ServerBlock {
+        std::array<ShardCounter, count<StatusClass>()> responses;
+        ShardHistogram response_time;
+        ShardCounter connect_errors;
+        ShardCounter retries;
+    };
+    std::array<RouteBlock, kMaxRoutes> routes_;
+    std::array<ServerBlock, kMaxServers> servers_;
+    std::array<ShardCounter, count<Tier>() * count<LookupResult>()> lookups_;
+    ShardCounter coalesced_waits_;
+    ShardCounter l1_evictions_;
+    std::array<ShardCounter, count<TlsResult>() * count<TlsVersion>()> tls_;
+};
+
+// A gauge sample provided by a callback at scrape time (health state, connection counts).
+struct GaugeSample {
+    std::vector<std::pair<std::string, std::string>> labels;
+    double value = 0;
+};
+using GaugeFn = std::function<void(std::vector<GaugeSample>& out)>;
+
+class Registry final : public prometheus::Collectable {
+public:
+    explicit Registry(unsigned max_workers = 256);
+    ~Registry() override;
+
+    // A shard for worker `id` (< max_workers); stable address for the Registry's lifetime.
+    WorkerMetrics& worker(unsigned id);
+
+    // Slots are interned by name and never freed, so a reload that keeps a route or server keeps
+    // its series. Thread-safe; call when building a snapshot, not per request.
+    std::uint16_t routeSlot(const std::string& route_name);
+    std::uint16_t serverSlot(const std::string& upstream, const std::string& server);
+
+    // Process-wide events (any thread; atomics).
+    void configReload(ReloadResult result, double unix_seconds);
+    void l2Operation(L2Op op, double seconds, bool ok);
+    void setL2BreakerOpen(const std::string& server, bool open);
+    void setL1Usage(std::uint64_t bytes, std::uint64_t objects);
+    void adminRequest(std::string_view endpoint, int status);
+    void adminUnauthorized();
+    void upstreamConnectionOpened();
+    void upstreamConnectionClosed();
+    void healthCheck(std::uint16_t server_slot, bool ok);
+
+    // Gauges read at scrape time from their owner. Registered once at startup.
+    void addGauge(std::string name, std::string help, GaugeFn fn);
+
+    // prometheus::Collectable: sums every shard. Any thread.
+    std::vector<prometheus::MetricFamily> Collect() const override;
+    // Collect() in the Prometheus text exposition format.
+    std::string serialize() const;
+
+    // Test helper: the summed value of the first series named `name` (or NAME_count / NAME_sum of
+    // a histogram) whose labels include `labels`; -1 when there is none.
+    double valueForTest(const std::string& name,
+                        const std::map<std::string, std::string>& labels = {}) const;
+
+private:
+    struct Gauge {
+        std::string name;
+        std::string help;
+        GaugeFn fn;
+    };
+    struct ProcessCounters;
+
+    unsigned max_workers_;
+    std::vector<std::unique_ptr<WorkerMetrics>> workers_;  // allocated on first use
+    mutable std::mutex mutex_;                             // slots, gauges, workers_
+    std::vector<std::string> route_names_;
+    std::vector<std::pair<std::string, std::string>> server_names_;
+    std::map<std::string, std::uint16_t> route_index_;
+    std::map<std::string, std::uint16_t> server_index_;
+    std::vector<Gauge> gauges_;
+    std::unique_ptr<ProcessCounters> process_;
+};
+
+// The process's registry: workers, snapshots, the admin listener and the cache all use it.
+Registry& global();
+
+}  // namespace strata::metrics
