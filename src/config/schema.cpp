@@ -615,6 +615,8 @@ const std::vector<Field<Config>>& fieldsOf<Config>() {
                             "client-side timeouts and size limits", describeSection<Limits>),
         customField<Config>("logging", readSection<Config, Logging, &Config::logging>, "mapping",
                             "", "access and error logs", describeSection<Logging>),
+        customField<Config>("metrics", readSection<Config, Metrics, &Config::metrics>, "mapping",
+                            "", "Prometheus metrics recording", describeSection<Metrics>),
     };
     return fields;
 }
@@ -775,6 +777,8 @@ const std::vector<Field<UpstreamTimeouts>>& fieldsOf<UpstreamTimeouts>() {
 template <>
 const std::vector<Field<Route>>& fieldsOf<Route>() {
     static const std::vector<Field<Route>> fields{
+        textField<Route>("name", &Route::name,
+                         "metric label and log name; absent = the route's index", checkName),
         customField<Route>("match", readSection<Route, RouteMatch, &Route::match>, "mapping", "",
                            "all given conditions must hold; absent = every request",
                            describeSection<RouteMatch>),
@@ -853,6 +857,15 @@ const std::vector<Field<Logging>>& fieldsOf<Logging>() {
                            checkErrorLog),
         textField<Logging>("level", &Logging::level, "least severe error_log level written",
                            nullptr, kLogLevels),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Metrics>>& fieldsOf<Metrics>() {
+    static const std::vector<Field<Metrics>> fields{
+        flagField<Metrics>("enabled", &Metrics::enabled,
+                           "record request metrics on the data path; /metrics answers either way"),
     };
     return fields;
 }

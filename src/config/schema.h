@@ -97,6 +97,8 @@ template <>
 const std::vector<Field<Limits>>& fieldsOf<Limits>();
 template <>
 const std::vector<Field<Logging>>& fieldsOf<Logging>();
+template <>
+const std::vector<Field<Metrics>>& fieldsOf<Metrics>();
 
 // Renders fieldsOf<T>() (recursively) under `prefix`.
 template <class T>

@@ -537,7 +537,7 @@ TEST_SUITE("config/errors") {
               "max_client_connections drain_timeout)");
         CHECK(onlyError(kListener + "frobnicate: true\n") ==
               "t.yaml:2:1: frobnicate: unknown key (known keys: workers listeners admin cache "
-              "upstreams routes limits logging)");
+              "upstreams routes limits logging metrics)");
     }
 
     TEST_CASE("wrong types") {

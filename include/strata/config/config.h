@@ -112,6 +112,7 @@ struct RouteCache {
 };
 
 struct Route {
+    std::string name;  // metric label and logs; "" = the route's index ("0", "1", ...)
     RouteMatch match;
     std::string upstream;
     RouteCache cache;
@@ -137,6 +138,10 @@ struct Logging {
     std::string level = "info";              // debug | info | warn | error
 };
 
+struct Metrics {
+    bool enabled = true;  // false: the data path records nothing (/metrics still answers)
+};
+
 struct Config {
     unsigned workers = 0;  // 0 = auto (number of cores), resolved by the server
     std::vector<Listener> listeners;
@@ -146,6 +151,7 @@ struct Config {
     std::vector<Route> routes;
     Limits limits;
     Logging logging;
+    Metrics metrics;
 
     std::string source;  // file path (or name given to loadString)
 };
