@@ -116,9 +116,14 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendQuoted(buffer_, r.user_agent, true);
         buffer_ += ",\"upstream\":";
         appendQuoted(buffer_, r.upstream, true);
-        std::snprintf(num, sizeof num, ",\"duration\":%.6f,\"upstream_time\":%.6f}\n", r.duration_s,
+        std::snprintf(num, sizeof num, ",\"duration\":%.6f,\"upstream_time\":%.6f", r.duration_s,
                       r.upstream_s);
         buffer_ += num;
+        buffer_ += ",\"cache\":";
+        appendQuoted(buffer_, r.cache, true);
+        buffer_ += ",\"tls_version\":";
+        appendQuoted(buffer_, r.tls_version, true);
+        buffer_ += "}\n";
     } else {
         // Combined log format plus upstream and timings, key=value at the end.
         std::strftime(stamp, sizeof stamp, "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
@@ -142,8 +147,13 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendQuoted(buffer_, r.user_agent, false);
         buffer_ += " upstream=";
         buffer_ += r.upstream.empty() ? std::string_view("-") : r.upstream;
-        std::snprintf(num, sizeof num, " rt=%.6f urt=%.6f\n", r.duration_s, r.upstream_s);
+        std::snprintf(num, sizeof num, " rt=%.6f urt=%.6f", r.duration_s, r.upstream_s);
         buffer_ += num;
+        buffer_ += " cache=";
+        buffer_ += r.cache.empty() ? std::string_view("-") : r.cache;
+        buffer_ += " tls=";
+        buffer_ += r.tls_version.empty() ? std::string_view("-") : r.tls_version;
+        buffer_ += '\n';
     }
     if (buffer_.size() >= kFlushThreshold) {
         flush();

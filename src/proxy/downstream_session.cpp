@@ -290,6 +290,8 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     request_complete_ = false;
     response_done_ = false;
     started_ = std::chrono::steady_clock::now();
+    route_slot_ = metrics::kNoRoute;
+    cache_result_ = metrics::CacheResult::Bypass;
     if (!head.keep_alive || worker_.draining()) {
         close_after_response_ = true;
     }
@@ -311,6 +313,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     }
     setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                             : ReadDeadline::Body);
+    route_slot_ = snapshot->route_metric_slots[static_cast<std::size_t>(route)];
     transaction_ =
         std::make_unique<Transaction>(*this, std::move(snapshot), route, std::move(head));
     transaction_->start();
@@ -410,6 +413,13 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
                                   std::string_view referer, std::string_view user_agent,
                                   std::string_view upstream, double upstream_s,
                                   std::chrono::steady_clock::time_point started) {
+    // The one place every exchange ends, proxied or answered locally: metrics are recorded here.
+    const auto now = std::chrono::steady_clock::now();
+    const double duration_s = std::chrono::duration<double>(now - started).count();
+    if (worker_.metrics != nullptr) {
+        worker_.metrics->request(route_slot_, metrics::methodClass(method), status, cache_result_,
+                                 duration_s);
+    }
     if (!worker_.access_log.enabled()) {
         return;
     }
@@ -424,8 +434,9 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     record.user_agent = user_agent;
     record.upstream = upstream;
     record.upstream_s = upstream_s;
-    record.duration_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    record.duration_s = duration_s;
+    record.cache = metrics::name(cache_result_);
+    record.tls_version = tls_version_;
     worker_.access_log.append(record);
 }
 

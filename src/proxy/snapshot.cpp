@@ -1,5 +1,7 @@
 #include "strata/proxy/snapshot.h"
 
+#include "strata/metrics/metrics.h"
+
 namespace strata::proxy {
 
 Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v)
@@ -9,7 +11,10 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
                           std::make_shared<upstream::UpstreamGroup>(upstream_config, registry));
     }
     route_upstreams.reserve(config->routes.size());
+    route_metric_slots.reserve(config->routes.size());
     for (const auto& route : config->routes) {
+        route_metric_slots.push_back(metrics::global().routeSlot(
+            route.name.empty() ? std::to_string(route_metric_slots.size()) : route.name));
         auto it = upstreams.find(route.upstream);
         // Config validation rejects routes naming unknown upstreams.
         route_upstreams.push_back(it == upstreams.end() ? nullptr : it->second.get());

@@ -1,6 +1,9 @@
 #include "strata/upstream/balancer.h"
 
+#include <algorithm>
 #include <numeric>
+
+#include "strata/metrics/metrics.h"
 
 namespace strata::upstream {
 namespace {
@@ -12,12 +15,19 @@ std::int64_t toNanos(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 ServerState::ServerState(std::string upstream_name, net::SocketAddress address, std::string label)
-    : upstream_name_(std::move(upstream_name)), address_(address), label_(std::move(label)) {}
+    : upstream_name_(std::move(upstream_name)),
+      address_(address),
+      label_(std::move(label)),
+      metrics_slot_(metrics::global().serverSlot(upstream_name_, label_)) {}
 
 void ServerState::recordFailure(std::chrono::steady_clock::time_point now,
                                 std::chrono::milliseconds backoff) {
-    consecutive_failures_.fetch_add(1, std::memory_order_relaxed);
-    down_until_ns_.store(toNanos(now + backoff), std::memory_order_relaxed);
+    // The back-off doubles with each consecutive failure (1x, 2x, 4x ... 32x), so a server that
+    // stays down is probed ever more rarely by real requests, and one that flapped once returns
+    // quickly. A success (or an active check passing) resets it.
+    std::uint32_t failures = consecutive_failures_.fetch_add(1, std::memory_order_relaxed);
+    auto scaled = backoff * (std::int64_t{1} << std::min<std::uint32_t>(failures, 5));
+    down_until_ns_.store(toNanos(now + scaled), std::memory_order_relaxed);
 }
 
 void ServerState::recordSuccess() {

@@ -139,4 +139,26 @@ TEST_SUITE("upstream/balancer") {
         CHECK_FALSE(second.servers()[0]->isAvailable(now));
         CHECK(second.servers()[2]->isAvailable(now));
     }
+
+    TEST_CASE("passive back-off doubles with consecutive failures, bounded at 32x") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(makeUpstream({1}), registry);
+        auto& s = *group.servers()[0];
+        auto t = std::chrono::steady_clock::now();
+        s.recordFailure(t, 1s);  // 1st failure: 1s
+        CHECK_FALSE(s.isAvailable(t + 999ms));
+        CHECK(s.isAvailable(t + 1001ms));
+        s.recordFailure(t, 1s);  // 2nd: 2s
+        CHECK_FALSE(s.isAvailable(t + 1999ms));
+        CHECK(s.isAvailable(t + 2001ms));
+        for (int i = 0; i < 20; ++i) {
+            s.recordFailure(t, 1s);
+        }
+        CHECK_FALSE(s.isAvailable(t + 31s));
+        CHECK(s.isAvailable(t + 33s));  // bounded
+        s.recordSuccess();
+        CHECK(s.isAvailable(t));
+        s.recordFailure(t, 1s);  // back to 1s after a success
+        CHECK(s.isAvailable(t + 1001ms));
+    }
 }

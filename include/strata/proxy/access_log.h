@@ -44,7 +44,9 @@ struct AccessRecord {
     std::string_view user_agent;
     std::string_view upstream;  // "127.0.0.1:9001" or "-"
     double duration_s = 0;
-    double upstream_s = -1;  // time to upstream response head, -1 when no upstream was asked
+    double upstream_s = -1;        // time to upstream response head, -1 when no upstream was asked
+    std::string_view cache;        // "hit", "miss", "bypass", ... (metrics::CacheResult names)
+    std::string_view tls_version;  // "1.3", "1.2"; "" on plain TCP
 };
 
 // Per-worker buffer in front of the sink.

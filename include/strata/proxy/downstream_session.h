@@ -64,6 +64,11 @@ public:
     // Throttles the upstream when the client reads slowly.
     std::size_t outputPending() const;
     void closeIfIdle();  // drain
+    // How the cache answered the current exchange (metrics label, access-log "cache" field);
+    // reset to Bypass at each request head.
+    void setCacheResult(metrics::CacheResult result) { cache_result_ = result; }
+    // "1.3" / "1.2" on a TLS listener once the TLS engineer fills it; "" for plain TCP.
+    void setTlsVersion(std::string_view version) { tls_version_ = version; }
 
     // http::RequestCallbacks
     void onRequestHead(http::RequestHead&& head) override;
@@ -112,6 +117,9 @@ private:
     bool closing_ = false;  // flushing the last bytes, then close
     bool closed_ = false;
     std::chrono::steady_clock::time_point started_;
+    std::uint16_t route_slot_ = metrics::kNoRoute;  // metric series of the current exchange
+    metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
+    std::string_view tls_version_;  // static strings only
 };
 
 }  // namespace strata::proxy

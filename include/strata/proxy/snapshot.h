@@ -20,6 +20,7 @@ struct Snapshot {
     Router router;
     std::map<std::string, upstream::UpstreamGroupPtr> upstreams;
     std::vector<const upstream::UpstreamGroup*> route_upstreams;  // parallel to config->routes
+    std::vector<std::uint16_t> route_metric_slots;                // parallel to config->routes
     std::uint64_t version = 0;  // increments on every successful load
 
     Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v);

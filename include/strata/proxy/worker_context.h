@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "strata/event/loop.h"
+#include "strata/metrics/metrics.h"
 #include "strata/proxy/access_log.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/upstream/pool.h"
@@ -40,6 +41,8 @@ public:
     AccessLogBuffer access_log;
     std::atomic<std::uint32_t>& process_connections;  // client connections, all workers
     std::uint64_t next_connection_id = 1;
+    // This worker's metric shard; null while metrics.enabled is false (nothing is recorded).
+    metrics::WorkerMetrics* metrics = nullptr;
 
     bool draining() const { return draining_; }
     // Stops keep-alive everywhere: idle sessions close now, busy ones after their response.

@@ -40,6 +40,8 @@ public:
     bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
 
     std::atomic<std::int64_t> in_flight{0};
+    // Series of this server in metrics::global() (upstream + address).
+    std::uint16_t metricsSlot() const { return metrics_slot_; }
 
 private:
     std::string upstream_name_;
@@ -48,6 +50,7 @@ private:
     std::atomic<std::int64_t> down_until_ns_{0};  // steady_clock epoch nanoseconds
     std::atomic<std::uint32_t> consecutive_failures_{0};
     std::atomic<bool> healthy_{true};
+    std::uint16_t metrics_slot_ = 0;
 };
 
 using ServerStatePtr = std::shared_ptr<ServerState>;
