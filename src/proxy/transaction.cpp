@@ -10,15 +10,10 @@
 namespace strata::proxy {
 namespace {
 
-// Request body bytes buffered towards the upstream before the client is throttled.
-constexpr std::size_t kBodyHighWater = 256 * 1024;
-constexpr std::size_t kUpstreamOutputLowWater = 64 * 1024;
-constexpr std::size_t kUpstreamInputLimit = 64 * 1024;
 // Response bytes queued to the client before the upstream is throttled.
 constexpr std::size_t kClientOutputHighWater = 256 * 1024;
 
 constexpr std::string_view kViaValue = "1.1 strata";
-constexpr auto kNever = std::chrono::steady_clock::time_point::max();
 
 void appendListField(http::Fields& fields, std::string_view name, std::string_view value) {
     // RFC 9110 5.3: a recipient may combine field lines into one comma-separated value.
@@ -49,17 +44,12 @@ Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int r
       route_index_(route_index),
       group_(snapshot_->route_upstreams[static_cast<std::size_t>(route_index)]),
       request_(std::move(request)),
-      pending_body_(evbuffer_new()),
-      timer_(session.worker().loop, [this] { onTimer(); }),
-      deadline_(kNever),
-      timer_due_(kNever),
       started_(std::chrono::steady_clock::now()) {}
 
 Transaction::~Transaction() {
-    if (connection_) {
-        releaseConnection(false);
+    if (exchange_) {
+        exchange_->abort();
     }
-    evbuffer_free(pending_body_);
 }
 
 void Transaction::start() {
@@ -72,22 +62,27 @@ void Transaction::start() {
             session_.flushOutput();
         }
     }
-    if (request_.framing == http::BodyFraming::None) {
-        request_complete_ = true;
-    }
-    buildUpstreamHead();
-    connectNext();
+    request_complete_ = request_.framing == http::BodyFraming::None;
+    exchange_ = std::make_unique<UpstreamExchange>(
+        session_.worker(), *group_, buildUpstreamRequest(),
+        static_cast<UpstreamExchangeCallbacks&>(*this), session_.id());
+    exchange_->start();
 }
 
-void Transaction::buildUpstreamHead() {
+UpstreamExchange::Request Transaction::buildUpstreamRequest() {
+    UpstreamExchange::Request out;
+    out.method = request_.method;
+    out.has_body = request_.framing != http::BodyFraming::None;
+    out.chunked = request_.framing == http::BodyFraming::Chunked;
+    // The request's fields are not needed after this point except for logging, so they are
+    // edited in place.
     http::Fields& fields = request_.fields;
-    // Whether the client wants to keep its connection was decided by the parser already.
     http::removeHopByHop(fields);
     fields.remove("Expect");
     appendListField(fields, "X-Forwarded-For", session_.clientAddress());
     fields.set("X-Forwarded-Proto", session_.listener().tls ? "https" : "http");
     appendListField(fields, "Via", request_.version_minor == 0 ? "1.0 strata" : kViaValue);
-    if (request_.framing == http::BodyFraming::Chunked) {
+    if (out.chunked) {
         fields.add("Transfer-Encoding", "chunked");
     }
     if (!fields.has("Host")) {
@@ -95,8 +90,8 @@ void Transaction::buildUpstreamHead() {
         // none: use the upstream's name, as nginx's $proxy_host does.
         fields.add("Host", request_.host.empty() ? group_->config().name : request_.host);
     }
-    upstream_head_.clear();
-    upstream_head_.reserve(256 + request_.target.size());
+    std::string& head = out.head;
+    head.reserve(256 + request_.target.size());
     // Absolute-form targets become origin-form: upstreams are origin servers (RFC 9112 3.2.1).
     std::string_view target = request_.target;
     if (!target.starts_with('/') && target != "*") {
@@ -105,290 +100,54 @@ void Transaction::buildUpstreamHead() {
             origin_form += '?';
             origin_form += request_.query;
         }
-        http::appendRequestLine(upstream_head_, request_.method, origin_form, 1);
+        http::appendRequestLine(head, request_.method, origin_form, 1);
     } else {
-        http::appendRequestLine(upstream_head_, request_.method, target, 1);
+        http::appendRequestLine(head, request_.method, target, 1);
     }
-    http::appendFields(upstream_head_, fields);
-    upstream_head_ += "\r\n";
-}
-
-void Transaction::setDeadline(std::chrono::milliseconds timeout) {
-    auto now = std::chrono::steady_clock::now();
-    deadline_ = now + timeout;
-    if (timer_.armed() && timer_due_ <= deadline_) {
-        return;  // fires earlier, sees the later deadline and re-arms
-    }
-    timer_.arm(timeout);
-    timer_due_ = deadline_;
-}
-
-void Transaction::connectNext() {
-    const auto& config = group_->config();
-    auto now = std::chrono::steady_clock::now();
-    if (tries_ >= config.max_tries) {
-        return onUpstreamFailure(Failure::Connect);
-    }
-    int index = retry_same_server_ >= 0 ? retry_same_server_ : group_->pick(tried_mask_, now);
-    const bool fresh_only = retry_same_server_ >= 0;
-    retry_same_server_ = -1;
-    if (index < 0) {
-        tries_ = config.max_tries;  // every server was tried: no more attempts
-        return onUpstreamFailure(Failure::Connect);
-    }
-    tried_mask_ |= std::uint64_t{1} << (index & 63);
-    tries_++;
-    const upstream::ServerStatePtr& server = group_->servers()[static_cast<std::size_t>(index)];
-    server_index_ = index;
-    upstream_label_ = &server->label();
-    state_ = State::Connecting;
-    upstream_started_ = now;
-    if (!fresh_only) {
-        connection_ = session_.worker().pool.takeIdle(*server);
-    }
-    if (connection_) {
-        installCallbacks();
-        sendRequest();
-        return;
-    }
-    connection_ = session_.worker().pool.connect(server);
-    if (!connection_) {
-        server->recordFailure(now, config.fail_backoff);
-        LOG_WARN("[w%u][c%llu] upstream %s: cannot connect to %s", session_.worker().id,
-                 static_cast<unsigned long long>(session_.id()), config.name.c_str(),
-                 server->label().c_str());
-        return connectNext();
-    }
-    installCallbacks();
-    setDeadline(config.timeouts.connect);
-}
-
-void Transaction::installCallbacks() {
-    net::Connection& c = connection_->connection();
-    c.setCallbacks(this);
-    c.setInputLimit(kUpstreamInputLimit);
-    c.setOutputLowWater(kUpstreamOutputLowWater);
-}
-
-evbuffer* Transaction::upstreamOutput() {
-    return connection_->connection().output();
-}
-
-void Transaction::onConnected(bool ok) {
-    if (aborted_) {
-        return;
-    }
-    if (!ok) {
-        onUpstreamFailure(Failure::Connect);
-        return;
-    }
-    sendRequest();
-}
-
-void Transaction::sendRequest() {
-    state_ = State::AwaitingHead;
-    connection_->server().in_flight.fetch_add(1, std::memory_order_relaxed);
-    if (!parser_) {
-        parser_ =
-            std::make_unique<http::ResponseParser>(*this, http::ParserLimits{
-                                                              /*max_request_line_bytes=*/8 * 1024,
-                                                              /*max_header_bytes=*/64 * 1024,
-                                                              /*max_headers=*/200,
-                                                              /*max_body_bytes=*/UINT64_MAX,
-                                                          });
-    }
-    parser_->expectResponseTo(request_.method);
-    evbuffer* out = upstreamOutput();
-    evbuffer_add(out, upstream_head_.data(), upstream_head_.size());
-    if (evbuffer_get_length(pending_body_) > 0) {
-        evbuffer_add_buffer(out, pending_body_);
-    }
-    request_sent_ = true;
-    setDeadline(group_->config().timeouts.response);
-    connection_->connection().flush();
-    if (connection_->connection().failed()) {
-        onUpstreamFailure(Failure::Broken);
-        return;
-    }
-    session_.resumeRequestBody();
-    // A reused connection may already hold the server's EOF or bytes.
-    processUpstreamInput();
+    http::appendFields(head, fields);
+    head += "\r\n";
+    return out;
 }
 
 void Transaction::onClientBody(std::string_view data) {
-    if (aborted_ || data.empty()) {
-        return;
-    }
-    const bool connected = connection_ && state_ != State::Connecting;
-    evbuffer* out = connected ? upstreamOutput() : pending_body_;
-    if (request_.framing == http::BodyFraming::Chunked) {
-        appendChunk(out, data);
-    } else {
-        evbuffer_add(out, data.data(), data.size());
-    }
-    if (connected) {
-        connection_->connection().flush();
+    if (exchange_ && !aborted_) {
+        exchange_->sendBody(data);
     }
 }
 
 void Transaction::onClientBodyComplete() {
-    if (aborted_) {
-        return;
-    }
-    const bool connected = connection_ && state_ != State::Connecting;
-    if (request_.framing == http::BodyFraming::Chunked) {
-        evbuffer* out = connected ? upstreamOutput() : pending_body_;
-        evbuffer_add(out, http::kLastChunk.data(), http::kLastChunk.size());
-        if (connected) {
-            connection_->connection().flush();
-        }
-    }
     request_complete_ = true;
+    if (exchange_ && !aborted_) {
+        exchange_->endBody();
+    }
 }
 
 bool Transaction::wantsMoreBody() const {
-    if (state_ == State::Connecting || !connection_) {
-        return evbuffer_get_length(pending_body_) < kBodyHighWater;
-    }
-    return connection_->connection().outputLength() < kBodyHighWater;
-}
-
-void Transaction::onWritable() {
-    if (state_ != State::Connecting && !aborted_) {
-        session_.resumeRequestBody();
-    }
-}
-
-void Transaction::onError() {
-    if (aborted_) {
-        return;
-    }
-    if (state_ == State::Connecting) {
-        onUpstreamFailure(Failure::Connect);
-        return;
-    }
-    // Parse what arrived before the error (a response may be complete in the buffer).
-    processUpstreamInput();
-    if (!aborted_ && connection_ && state_ != State::Done) {
-        onUpstreamFailure(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
-    }
-}
-
-void Transaction::onReadable() {
-    try {
-        processUpstreamInput();
-    } catch (...) {
-        log::countInternalError();
-        LOG_ERROR("exception in upstream read");
-        session_.abortConnection();
-    }
-}
-
-void Transaction::processUpstreamInput() {
-    if (!connection_ || !parser_ || aborted_) {
-        return;
-    }
-    net::Connection& c = connection_->connection();
-    evbuffer* in = c.input();
-    bool wrote = false;
-    while (connection_ && !aborted_ && state_ != State::Done) {
-        if (session_.outputPending() >= kClientOutputHighWater) {
-            session_.flushOutput();
-            wrote = false;
-            if (aborted_ || !connection_) {
-                return;
-            }
-            if (session_.outputPending() >= kClientOutputHighWater) {
-                // The client reads slower than the upstream sends: stop reading the upstream
-                // until the client drains (onClientWritable).
-                c.pauseReading();
-                break;
-            }
-        }
-        if (evbuffer_get_length(in) == 0) {
-            if (c.readMore()) {
-                continue;
-            }
-            break;
-        }
-        evbuffer_iovec chunk;
-        if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) {
-            break;
-        }
-        const bool had_head = state_ == State::StreamingBody;
-        auto result = parser_->feed(
-            std::string_view(static_cast<const char*>(chunk.iov_base), chunk.iov_len));
-        if (aborted_ || !connection_) {
-            return;
-        }
-        evbuffer_drain(in, result.consumed);
-        wrote = wrote || had_head || state_ != State::AwaitingHead;
-        if (state_ == State::Done) {
-            session_.flushOutput();
-            finish();  // after the drain, so a pooled connection keeps no stale bytes
-            return;
-        }
-        if (result.status == http::ParseStatus::Error) {
-            LOG_WARN("[w%u][c%llu] upstream %s: bad response from %s: %s", session_.worker().id,
-                     static_cast<unsigned long long>(session_.id()), group_->config().name.c_str(),
-                     connection_->server().label().c_str(), parser_->errorDetail().c_str());
-            if (wrote) {
-                session_.flushOutput();
-            }
-            onUpstreamFailure(Failure::BadResponse);
-            return;
-        }
-        if (result.status == http::ParseStatus::Complete && state_ == State::AwaitingHead) {
-            parser_->nextMessage();  // an interim 1xx response ended; the final one follows
-        }
-    }
-    if (wrote) {
-        session_.flushOutput();
-    }
-    if (aborted_ || !connection_ || state_ == State::Done) {
-        return;
-    }
-    if (c.failed()) {
-        onUpstreamFailure(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
-        return;
-    }
-    if (c.peerClosed() && evbuffer_get_length(in) == 0) {
-        auto status = parser_->finish();
-        if (status == http::ParseStatus::Complete && state_ == State::Done) {
-            upstream_keep_alive_ = false;
-            session_.flushOutput();
-            finish();
-            return;
-        }
-        onUpstreamFailure(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
-        return;
-    }
-    if (state_ == State::StreamingBody) {
-        // Between body reads the response timeout applies as an idle timeout.
-        setDeadline(group_->config().timeouts.response);
-    }
+    return !exchange_ || exchange_->wantsMoreBody();
 }
 
 void Transaction::onClientWritable() {
-    if (connection_ && !aborted_ && connection_->connection().readingPaused() &&
-        session_.outputPending() < kClientOutputHighWater) {
-        connection_->connection().resumeReading();  // may call onReadable()
-        processUpstreamInput();
+    if (exchange_ && !aborted_ && session_.outputPending() < kClientOutputHighWater) {
+        exchange_->resumeReading();
     }
 }
 
-void Transaction::onResponseHead(http::ResponseHead&& head) {
-    if (head.status < 200) {
-        // Interim responses (100 Continue, 103) are not relayed: strata already answered the
-        // client's Expect itself.
-        return;
-    }
-    upstream_seconds_ =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - upstream_started_).count();
-    state_ = State::StreamingBody;
-    status_ = head.status;
-    connection_->server().recordSuccess();
+void Transaction::onExchangeBodyWritable() {
+    session_.resumeRequestBody();
+}
 
+bool Transaction::exchangeSinkFull() {
+    return session_.outputPending() >= kClientOutputHighWater;
+}
+
+void Transaction::onExchangeFlush() {
+    session_.flushOutput();
+}
+
+void Transaction::onExchangeHead(http::ResponseHead& head) {
+    status_ = head.status;
+    upstream_label_ = std::string(exchange_->serverLabel());
+    upstream_seconds_ = exchange_->upstreamSeconds();
     http::Fields& fields = head.fields;
     http::removeHopByHop(fields);
     appendListField(fields, "Via", kViaValue);
@@ -420,13 +179,9 @@ void Transaction::onResponseHead(http::ResponseHead&& head) {
     out += "\r\n";
     evbuffer_add(session_.output(), out.data(), out.size());
     response_started_ = true;
-    upstream_keep_alive_ = head.keep_alive;
 }
 
-void Transaction::onResponseBody(std::string_view data) {
-    if (data.empty()) {
-        return;
-    }
+void Transaction::onExchangeBody(std::string_view data) {
     if (client_chunked_) {
         appendChunk(session_.output(), data);
     } else {
@@ -435,129 +190,36 @@ void Transaction::onResponseBody(std::string_view data) {
     body_bytes_sent_ += data.size();
 }
 
-void Transaction::onResponseComplete() {
-    if (state_ != State::StreamingBody) {
-        return;  // end of an interim response
-    }
+void Transaction::onExchangeComplete() {
     if (client_chunked_) {
         evbuffer_add(session_.output(), http::kLastChunk.data(), http::kLastChunk.size());
     }
-    state_ = State::Done;  // processUpstreamInput() finishes once the parser returns
-}
-
-void Transaction::finish() {
-    // The connection is reusable only when both directions ended cleanly.
-    net::Connection& c = connection_->connection();
-    bool reusable = upstream_keep_alive_ && request_complete_ && !c.peerClosed() && !c.failed() &&
-                    evbuffer_get_length(c.input()) == 0 && c.outputLength() == 0;
+    dropExchange();
     logAccess();
-    releaseConnection(reusable);
     session_.transactionDone();  // schedules our deletion; touch nothing after this
 }
 
-void Transaction::releaseConnection(bool reusable) {
-    if (!connection_) {
-        return;
-    }
-    timer_.cancel();
-    deadline_ = kNever;
-    if (state_ != State::Connecting) {
-        connection_->server().in_flight.fetch_sub(1, std::memory_order_relaxed);
-    }
-    connection_->connection().setCallbacks(nullptr);
-    if (reusable) {
-        const auto& config = group_->config();
-        session_.worker().pool.release(std::move(connection_), config.max_idle_connections,
-                                       config.timeouts.idle);
-    } else {
-        // Freed later: this may run inside the connection's own callback.
-        connection_->connection().close();
-        session_.worker().loop.deferredDelete(event::deferrable(std::move(connection_)));
-    }
-}
-
-void Transaction::onTimer() {
-    timer_due_ = kNever;
-    auto now = std::chrono::steady_clock::now();
-    if (deadline_ > now) {
-        if (deadline_ != kNever) {
-            timer_.arm(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now) +
-                       std::chrono::milliseconds(1));
-            timer_due_ = deadline_;
-        }
-        return;
-    }
-    onUpstreamFailure(state_ == State::Connecting ? Failure::ConnectTimeout : Failure::Timeout);
-}
-
-void Transaction::onUpstreamFailure(Failure failure) {
-    if (aborted_) {
-        return;
-    }
-    auto now = std::chrono::steady_clock::now();
-    const auto& config = group_->config();
-    const bool reused = connection_ && connection_->exchanges > 0;
-    std::string_view server_label =
-        upstream_label_ ? std::string_view(*upstream_label_) : std::string_view("-");
-    if (connection_ && (failure == Failure::Connect || failure == Failure::ConnectTimeout)) {
-        connection_->server().recordFailure(now, config.fail_backoff);
-    }
-    const char* what = "error";
-    switch (failure) {
-        case Failure::Connect:
-            what = "connect failed";
-            break;
-        case Failure::ConnectTimeout:
-            what = "connect timeout";
-            break;
-        case Failure::Broken:
-            what = "connection closed before response";
-            break;
-        case Failure::Timeout:
-            what = "response timeout";
-            break;
-        case Failure::BadResponse:
-            what = "bad response";
-            break;
-    }
-    if (connection_ && !(reused && failure == Failure::Broken)) {
-        LOG_WARN("[w%u][c%llu] upstream %s: %s: %s", session_.worker().id,
-                 static_cast<unsigned long long>(session_.id()), config.name.c_str(),
-                 std::string(server_label).c_str(), what);
-    }
-    releaseConnection(false);
-
-    if (response_started_) {
+void Transaction::onExchangeFailure(int status, bool after_head, const char* what) {
+    dropExchange();
+    if (after_head || response_started_) {
         // Part of the response is out: the client can only learn of the failure by a close.
         logAccess();
         aborted_ = true;
         session_.abortConnection();
         return;
     }
-    const bool nothing_sent = failure == Failure::Connect || failure == Failure::ConnectTimeout;
-    const bool safe_to_replay = http::isIdempotent(request_.method) &&
-                                request_.framing == http::BodyFraming::None &&
-                                failure == Failure::Broken;
-    if ((nothing_sent || safe_to_replay) && tries_ < config.max_tries) {
-        if (reused && failure == Failure::Broken && !retried_stale_) {
-            // The server closed an idle pooled connection just as we reused it (the usual
-            // keep-alive race): try the same server once more on a fresh connection.
-            retried_stale_ = true;
-            retry_same_server_ = server_index_;
-            tries_--;
-        }
-        request_sent_ = false;
-        if (parser_) {
-            parser_->nextMessage();
-        }
-        connectNext();
-        return;
-    }
-    int status = (failure == Failure::Timeout || failure == Failure::ConnectTimeout) ? 504 : 502;
     status_ = status;
     logAccess();
     aborted_ = true;
     session_.sendError(status, what, !request_complete_);
+}
+
+void Transaction::dropExchange() {
+    if (exchange_) {
+        upstream_label_ = std::string(exchange_->serverLabel());
+        // Never destroyed inside its own callbacks.
+        session_.worker().loop.deferredDelete(event::deferrable(std::move(exchange_)));
+    }
 }
 
 void Transaction::abort() {
@@ -565,18 +227,18 @@ void Transaction::abort() {
         return;
     }
     aborted_ = true;
-    timer_.cancel();
-    releaseConnection(false);
+    if (exchange_) {
+        exchange_->abort();
+        dropExchange();
+    }
 }
 
 void Transaction::logAccess() {
     const std::string* referer = request_.fields.get("Referer");
     const std::string* agent = request_.fields.get("User-Agent");
-    std::string_view upstream =
-        upstream_label_ ? std::string_view(*upstream_label_) : std::string_view("-");
     session_.logAccess(request_.method, request_.target, request_.version_minor, status_,
                        body_bytes_sent_, referer ? std::string_view(*referer) : std::string_view(),
-                       agent ? std::string_view(*agent) : std::string_view(), upstream,
+                       agent ? std::string_view(*agent) : std::string_view(), upstream_label_,
                        upstream_seconds_, started_);
 }
 

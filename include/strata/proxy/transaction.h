@@ -1,15 +1,9 @@
-// One request/response exchange between a client and an upstream (HAProxy's "stream",
-// proxygen's HTTPTransaction). Picks a server round robin, sends the request head and streams
-// the body, parses the response strictly and streams it to the client with back-pressure in
-// both directions.
+// One request/response exchange as the client sees it (HAProxy's "stream", proxygen's
+// HTTPTransaction): decides where the answer comes from and streams it to the client with
+// back-pressure. The upstream half is an UpstreamExchange.
 //
-//   start ─▶ Connecting ─connected─▶ Sending/AwaitingHead ─head─▶ StreamingBody ─▶ Done
-//               │  connect failed, nothing sent: next server     │
-//               └────────────────────────────────────────────────┴─▶ error: 502/504 or abort
-//
-// Retries: a connect failure sent nothing, so any request moves on to the next server. A
-// failure after sending but before any response byte is retried only for idempotent requests
-// without a body. max_tries bounds both.
+//   start ─▶ Forwarding (UpstreamExchange) ─head─▶ StreamingResponse ─▶ done
+//               └─ failure before the head: 502/504 answered here; after it: connection abort
 #pragma once
 
 #include <chrono>
@@ -17,11 +11,9 @@
 #include <memory>
 #include <string>
 
-#include "strata/event/loop.h"
 #include "strata/http/parser.h"
-#include "strata/net/connection.h"
 #include "strata/proxy/snapshot.h"
-#include "strata/upstream/pool.h"
+#include "strata/proxy/upstream_exchange.h"
 
 struct evbuffer;
 
@@ -29,7 +21,7 @@ namespace strata::proxy {
 
 class DownstreamSession;
 
-class Transaction final : public http::ResponseCallbacks, private net::ConnectionCallbacks {
+class Transaction final : private UpstreamExchangeCallbacks {
 public:
     Transaction(DownstreamSession& session, SnapshotPtr snapshot, int route_index,
                 http::RequestHead&& request);
@@ -46,69 +38,40 @@ public:
     bool wantsMoreBody() const;
     // The client drained its output below the low watermark: read the upstream again.
     void onClientWritable();
-    // The client went away or the session failed: drop the upstream connection (not reusable).
+    // The client went away or the session failed: drop the upstream side.
     void abort();
     // Nothing of the response reached the client yet, so an error status can still be sent.
     bool canSendError() const { return !response_started_; }
 
-    // http::ResponseCallbacks
-    void onResponseHead(http::ResponseHead&& head) override;
-    void onResponseBody(std::string_view data) override;
-    void onResponseComplete() override;
-
 private:
-    enum class State { Connecting, AwaitingHead, StreamingBody, Done };
-    enum class Failure { Connect, ConnectTimeout, Broken, Timeout, BadResponse };
+    // UpstreamExchangeCallbacks
+    void onExchangeHead(http::ResponseHead& head) override;
+    void onExchangeBody(std::string_view data) override;
+    void onExchangeComplete() override;
+    void onExchangeFailure(int status, bool after_head, const char* what) override;
+    bool exchangeSinkFull() override;
+    void onExchangeBodyWritable() override;
+    void onExchangeFlush() override;
 
-    // net::ConnectionCallbacks (the upstream connection)
-    void onReadable() override;
-    void onWritable() override;
-    void onConnected(bool ok) override;
-    void onError() override;
-
-    void buildUpstreamHead();
-    void connectNext();
-    void sendRequest();
-    void processUpstreamInput();
-    void onUpstreamFailure(Failure failure);
-    void onTimer();
-    void finish();
+    UpstreamExchange::Request buildUpstreamRequest();
+    void dropExchange();
     void logAccess();
-    void releaseConnection(bool reusable);
-    void installCallbacks();
-    void setDeadline(std::chrono::milliseconds timeout);
-    evbuffer* upstreamOutput();
 
     DownstreamSession& session_;  // owns this transaction
     SnapshotPtr snapshot_;
     int route_index_;
     const upstream::UpstreamGroup* group_;
     http::RequestHead request_;
-    std::string upstream_head_;
-    evbuffer* pending_body_;  // request body received while no connection is ready
-    upstream::UpstreamConnectionPtr connection_;
-    std::unique_ptr<http::ResponseParser> parser_;
-    event::Timer timer_;
-    std::chrono::steady_clock::time_point deadline_;  // lazily moved; timer_ re-arms on fire
-    std::chrono::steady_clock::time_point timer_due_;
-    State state_ = State::Connecting;
-    std::uint64_t tried_mask_ = 0;
-    std::uint32_t tries_ = 0;
+    UpstreamExchangePtr exchange_;
     bool request_complete_ = false;  // whole request body received from the client
-    bool request_sent_ = false;      // bytes were written to an upstream connection
     bool client_chunked_ = false;    // the response is chunk-encoded towards the client
     bool response_started_ = false;  // the response head was queued to the client
-    bool upstream_keep_alive_ = false;
     bool aborted_ = false;
-    bool retried_stale_ = false;
-    int server_index_ = -1;
-    int retry_same_server_ = -1;  // >= 0: next attempt goes to this server, fresh connection
-    const std::string* upstream_label_ = nullptr;  // kept alive by snapshot_
     int status_ = 0;
     std::uint64_t body_bytes_sent_ = 0;
-    std::chrono::steady_clock::time_point started_;
-    std::chrono::steady_clock::time_point upstream_started_;
+    std::string upstream_label_ = "-";
     double upstream_seconds_ = -1;
+    std::chrono::steady_clock::time_point started_;
 };
 
 }  // namespace strata::proxy

@@ -1,0 +1,133 @@
+// One request sent to an upstream and its response read back (the upstream half of a
+// Transaction, also used alone by background refreshes). Picks a server round robin, reuses a
+// pooled keep-alive connection or connects, sends the prepared head and streams the body, parses
+// the response strictly, and reports it to its owner through UpstreamExchangeCallbacks.
+//
+//   start ─▶ Connecting ─connected─▶ AwaitingHead ─head─▶ StreamingBody ─▶ Done
+//               │  connect failed, nothing sent: next server      │
+//               └─────────────────────────────────────────────────┴─▶ onExchangeFailure
+//
+// Retries: a connect failure sent nothing, so any request moves on to the next server. A
+// failure after sending but before any response byte is retried only for idempotent requests
+// without a body; a stale pooled connection gets one fresh retry on the same server.
+// max_tries bounds both. Callbacks never destroy the exchange from inside (deferredDelete).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "strata/event/loop.h"
+#include "strata/http/parser.h"
+#include "strata/net/connection.h"
+#include "strata/proxy/worker_context.h"
+#include "strata/upstream/pool.h"
+
+struct evbuffer;
+
+namespace strata::proxy {
+
+class UpstreamExchangeCallbacks {
+public:
+    virtual ~UpstreamExchangeCallbacks() = default;
+    // The final (non-1xx) response head. The owner may modify it.
+    virtual void onExchangeHead(http::ResponseHead& head) = 0;
+    virtual void onExchangeBody(std::string_view data) = 0;
+    // The response ended; the connection went back to the pool when it could.
+    virtual void onExchangeComplete() = 0;
+    // Nothing usable came back: `status` is 502 or 504; `after_head` when the head had been
+    // delivered already (the response is truncated). `what` is for logs.
+    virtual void onExchangeFailure(int status, bool after_head, const char* what) = 0;
+    // The owner's sink (client output) is too full: the exchange stops reading the upstream
+    // until resumeReading(). Checked before each parse step.
+    virtual bool exchangeSinkFull() = 0;
+    // The upstream drained the request body: more may be sent.
+    virtual void onExchangeBodyWritable() = 0;
+    // Bytes of the response the exchange delivered since the last call should be sent on.
+    virtual void onExchangeFlush() = 0;
+};
+
+class UpstreamExchange final : private net::ConnectionCallbacks, private http::ResponseCallbacks {
+public:
+    struct Request {
+        std::string head;  // serialized request head, ending in the blank line
+        std::string method;
+        bool has_body = false;  // body follows via sendBody(); its framing is in `head`
+        bool chunked = false;   // sendBody() data is chunk-encoded on the wire
+    };
+
+    UpstreamExchange(WorkerContext& worker, const upstream::UpstreamGroup& group, Request request,
+                     UpstreamExchangeCallbacks& callbacks, std::uint64_t log_id);
+    ~UpstreamExchange() override;
+    UpstreamExchange(const UpstreamExchange&) = delete;
+    UpstreamExchange& operator=(const UpstreamExchange&) = delete;
+
+    void start();
+    void sendBody(std::string_view data);
+    void endBody();
+    bool wantsMoreBody() const;
+    // The owner's sink drained: read the upstream again.
+    void resumeReading();
+    // Drops the upstream connection (not reusable); no more callbacks.
+    void abort();
+
+    // "127.0.0.1:8000" of the server last tried, or "-".
+    std::string_view serverLabel() const;
+    // Time from the first attempt to the response head, or -1.
+    double upstreamSeconds() const { return upstream_seconds_; }
+    bool headReceived() const { return state_ == State::StreamingBody || state_ == State::Done; }
+
+private:
+    enum class State { Connecting, AwaitingHead, StreamingBody, Done, Failed };
+    enum class Failure { Connect, ConnectTimeout, Broken, Timeout, BadResponse };
+
+    // net::ConnectionCallbacks
+    void onReadable() override;
+    void onWritable() override;
+    void onConnected(bool ok) override;
+    void onError() override;
+    // http::ResponseCallbacks
+    void onResponseHead(http::ResponseHead&& head) override;
+    void onResponseBody(std::string_view data) override;
+    void onResponseComplete() override;
+
+    void connectNext();
+    void installCallbacks();
+    void sendRequest();
+    void processInput();
+    void finish();
+    void fail(Failure failure);
+    void onTimer();
+    void setDeadline(std::chrono::milliseconds timeout);
+    void releaseConnection(bool reusable);
+
+    WorkerContext& worker_;
+    const upstream::UpstreamGroup& group_;  // kept alive by the owner's snapshot
+    Request request_;
+    UpstreamExchangeCallbacks& callbacks_;
+    std::uint64_t log_id_;
+    evbuffer* pending_body_;  // request body that arrived while no connection was ready
+    upstream::UpstreamConnectionPtr connection_;
+    std::unique_ptr<http::ResponseParser> parser_;
+    event::Timer timer_;
+    std::chrono::steady_clock::time_point deadline_;
+    std::chrono::steady_clock::time_point timer_due_;
+    std::chrono::steady_clock::time_point upstream_started_;
+    State state_ = State::Connecting;
+    std::uint64_t tried_mask_ = 0;
+    std::uint32_t tries_ = 0;
+    int server_index_ = -1;
+    int retry_same_server_ = -1;  // >= 0: next attempt goes to this server, fresh connection
+    bool retried_stale_ = false;
+    bool body_complete_ = false;
+    bool keep_alive_ = false;
+    bool aborted_ = false;
+    const std::string* server_label_ = nullptr;  // owned by the group's ServerState
+    double upstream_seconds_ = -1;
+};
+
+using UpstreamExchangePtr = std::unique_ptr<UpstreamExchange>;
+
+}  // namespace strata::proxy

@@ -1,0 +1,461 @@
+#include "strata/proxy/upstream_exchange.h"
+
+#include <event2/buffer.h>
+
+#include "strata/common/log.h"
+#include "strata/http/message.h"
+
+namespace strata::proxy {
+namespace {
+
+// Request body bytes buffered towards the upstream before the sender is throttled.
+constexpr std::size_t kBodyHighWater = 256 * 1024;
+constexpr std::size_t kOutputLowWater = 64 * 1024;
+constexpr std::size_t kInputLimit = 64 * 1024;
+
+constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+
+void appendChunk(evbuffer* out, std::string_view data) {
+    char header[24];
+    int n = std::snprintf(header, sizeof header, "%zx\r\n", data.size());
+    evbuffer_add(out, header, static_cast<std::size_t>(n));
+    evbuffer_add(out, data.data(), data.size());
+    evbuffer_add(out, "\r\n", 2);
+}
+
+const http::ParserLimits& responseLimits() {
+    static const http::ParserLimits limits{
+        /*max_request_line_bytes=*/8 * 1024,
+        /*max_header_bytes=*/64 * 1024,
+        /*max_headers=*/200,
+        /*max_body_bytes=*/UINT64_MAX,
+    };
+    return limits;
+}
+
+}  // namespace
+
+UpstreamExchange::UpstreamExchange(WorkerContext& worker, const upstream::UpstreamGroup& group,
+                                   Request request, UpstreamExchangeCallbacks& callbacks,
+                                   std::uint64_t log_id)
+    : worker_(worker),
+      group_(group),
+      request_(std::move(request)),
+      callbacks_(callbacks),
+      log_id_(log_id),
+      pending_body_(evbuffer_new()),
+      timer_(worker.loop, [this] { onTimer(); }),
+      deadline_(kNever),
+      timer_due_(kNever) {
+    body_complete_ = !request_.has_body;
+}
+
+UpstreamExchange::~UpstreamExchange() {
+    if (connection_) {
+        releaseConnection(false);
+    }
+    evbuffer_free(pending_body_);
+}
+
+std::string_view UpstreamExchange::serverLabel() const {
+    return server_label_ != nullptr ? std::string_view(*server_label_) : std::string_view("-");
+}
+
+void UpstreamExchange::start() {
+    connectNext();
+}
+
+void UpstreamExchange::setDeadline(std::chrono::milliseconds timeout) {
+    deadline_ = std::chrono::steady_clock::now() + timeout;
+    if (timer_.armed() && timer_due_ <= deadline_) {
+        return;  // fires earlier, sees the later deadline and re-arms
+    }
+    timer_.arm(timeout);
+    timer_due_ = deadline_;
+}
+
+void UpstreamExchange::connectNext() {
+    const auto& config = group_.config();
+    auto now = std::chrono::steady_clock::now();
+    if (tries_ >= config.max_tries) {
+        return fail(Failure::Connect);
+    }
+    int index = retry_same_server_ >= 0 ? retry_same_server_ : group_.pick(tried_mask_, now);
+    const bool fresh_only = retry_same_server_ >= 0;
+    retry_same_server_ = -1;
+    if (index < 0) {
+        tries_ = config.max_tries;  // every server was tried: no more attempts
+        return fail(Failure::Connect);
+    }
+    tried_mask_ |= std::uint64_t{1} << (index & 63);
+    tries_++;
+    const upstream::ServerStatePtr& server = group_.servers()[static_cast<std::size_t>(index)];
+    server_index_ = index;
+    server_label_ = &server->label();
+    state_ = State::Connecting;
+    if (upstream_started_ == std::chrono::steady_clock::time_point{}) {
+        upstream_started_ = now;
+    }
+    if (!fresh_only) {
+        connection_ = worker_.pool.takeIdle(*server);
+    }
+    if (connection_) {
+        installCallbacks();
+        sendRequest();
+        return;
+    }
+    connection_ = worker_.pool.connect(server);
+    if (!connection_) {
+        server->recordFailure(now, config.fail_backoff);
+        LOG_WARN("[w%u][c%llu] upstream %s: cannot connect to %s", worker_.id,
+                 static_cast<unsigned long long>(log_id_), config.name.c_str(),
+                 server->label().c_str());
+        return connectNext();
+    }
+    installCallbacks();
+    setDeadline(config.timeouts.connect);
+}
+
+void UpstreamExchange::installCallbacks() {
+    net::Connection& c = connection_->connection();
+    c.setCallbacks(this);
+    c.setInputLimit(kInputLimit);
+    c.setOutputLowWater(kOutputLowWater);
+}
+
+void UpstreamExchange::onConnected(bool ok) {
+    if (aborted_) {
+        return;
+    }
+    if (!ok) {
+        fail(Failure::Connect);
+        return;
+    }
+    sendRequest();
+}
+
+void UpstreamExchange::sendRequest() {
+    state_ = State::AwaitingHead;
+    connection_->server().in_flight.fetch_add(1, std::memory_order_relaxed);
+    if (!parser_) {
+        parser_ = std::make_unique<http::ResponseParser>(
+            static_cast<http::ResponseCallbacks&>(*this), responseLimits());
+    }
+    parser_->expectResponseTo(request_.method);
+    evbuffer* out = connection_->connection().output();
+    evbuffer_add(out, request_.head.data(), request_.head.size());
+    if (evbuffer_get_length(pending_body_) > 0) {
+        evbuffer_add_buffer(out, pending_body_);
+    }
+    setDeadline(group_.config().timeouts.response);
+    connection_->connection().flush();
+    if (connection_->connection().failed()) {
+        fail(Failure::Broken);
+        return;
+    }
+    callbacks_.onExchangeBodyWritable();
+    if (aborted_) {
+        return;
+    }
+    // A reused connection may already hold the server's EOF or bytes.
+    processInput();
+}
+
+void UpstreamExchange::sendBody(std::string_view data) {
+    if (aborted_ || data.empty()) {
+        return;
+    }
+    const bool connected = connection_ && state_ != State::Connecting;
+    evbuffer* out = connected ? connection_->connection().output() : pending_body_;
+    if (request_.chunked) {
+        appendChunk(out, data);
+    } else {
+        evbuffer_add(out, data.data(), data.size());
+    }
+    if (connected) {
+        connection_->connection().flush();
+    }
+}
+
+void UpstreamExchange::endBody() {
+    if (aborted_) {
+        return;
+    }
+    body_complete_ = true;
+    if (!request_.chunked) {
+        return;
+    }
+    const bool connected = connection_ && state_ != State::Connecting;
+    evbuffer* out = connected ? connection_->connection().output() : pending_body_;
+    evbuffer_add(out, http::kLastChunk.data(), http::kLastChunk.size());
+    if (connected) {
+        connection_->connection().flush();
+    }
+}
+
+bool UpstreamExchange::wantsMoreBody() const {
+    if (state_ == State::Connecting || !connection_) {
+        return evbuffer_get_length(pending_body_) < kBodyHighWater;
+    }
+    return connection_->connection().outputLength() < kBodyHighWater;
+}
+
+void UpstreamExchange::onWritable() {
+    if (state_ != State::Connecting && !aborted_) {
+        callbacks_.onExchangeBodyWritable();
+    }
+}
+
+void UpstreamExchange::onError() {
+    if (aborted_) {
+        return;
+    }
+    if (state_ == State::Connecting) {
+        fail(Failure::Connect);
+        return;
+    }
+    processInput();  // a complete response may sit in the buffer
+    if (!aborted_ && connection_ && state_ != State::Done && state_ != State::Failed) {
+        fail(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
+    }
+}
+
+void UpstreamExchange::onReadable() {
+    try {
+        processInput();
+    } catch (...) {
+        log::countInternalError();
+        LOG_ERROR("exception in upstream read");
+        fail(Failure::BadResponse);
+    }
+}
+
+void UpstreamExchange::resumeReading() {
+    if (connection_ && !aborted_ && connection_->connection().readingPaused()) {
+        connection_->connection().resumeReading();  // may call onReadable()
+        processInput();
+    }
+}
+
+void UpstreamExchange::processInput() {
+    if (!connection_ || !parser_ || aborted_ || state_ == State::Connecting) {
+        return;
+    }
+    net::Connection& c = connection_->connection();
+    evbuffer* in = c.input();
+    bool delivered = false;
+    while (connection_ && !aborted_ && state_ != State::Done) {
+        if (delivered && callbacks_.exchangeSinkFull()) {
+            callbacks_.onExchangeFlush();
+            delivered = false;
+            if (aborted_ || !connection_) {
+                return;
+            }
+            if (callbacks_.exchangeSinkFull()) {
+                // The owner's client reads slower than the upstream sends: stop reading the
+                // upstream until resumeReading().
+                c.pauseReading();
+                break;
+            }
+        }
+        if (evbuffer_get_length(in) == 0) {
+            if (c.readMore()) {
+                continue;
+            }
+            break;
+        }
+        evbuffer_iovec chunk;
+        if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) {
+            break;
+        }
+        auto result = parser_->feed(
+            std::string_view(static_cast<const char*>(chunk.iov_base), chunk.iov_len));
+        if (aborted_ || !connection_) {
+            return;
+        }
+        evbuffer_drain(in, result.consumed);
+        delivered = delivered || state_ != State::AwaitingHead;
+        if (state_ == State::Done) {
+            finish();  // after the drain, so a pooled connection keeps no stale bytes
+            return;
+        }
+        if (result.status == http::ParseStatus::Error) {
+            LOG_WARN("[w%u][c%llu] upstream %s: bad response from %s: %s", worker_.id,
+                     static_cast<unsigned long long>(log_id_), group_.config().name.c_str(),
+                     std::string(serverLabel()).c_str(), parser_->errorDetail().c_str());
+            if (delivered) {
+                callbacks_.onExchangeFlush();
+            }
+            fail(Failure::BadResponse);
+            return;
+        }
+        if (result.status == http::ParseStatus::Complete && state_ == State::AwaitingHead) {
+            parser_->nextMessage();  // an interim 1xx response ended; the final one follows
+        }
+    }
+    if (delivered) {
+        callbacks_.onExchangeFlush();
+    }
+    if (aborted_ || !connection_ || state_ == State::Done) {
+        return;
+    }
+    if (c.failed()) {
+        fail(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
+        return;
+    }
+    if (c.peerClosed() && evbuffer_get_length(in) == 0) {
+        auto status = parser_->finish();
+        if (status == http::ParseStatus::Complete && state_ == State::Done) {
+            keep_alive_ = false;
+            finish();
+            return;
+        }
+        fail(state_ == State::AwaitingHead ? Failure::Broken : Failure::BadResponse);
+        return;
+    }
+    if (state_ == State::StreamingBody) {
+        // Between body reads the response timeout applies as an idle timeout.
+        setDeadline(group_.config().timeouts.response);
+    }
+}
+
+void UpstreamExchange::onResponseHead(http::ResponseHead&& head) {
+    if (head.status < 200) {
+        // Interim responses (100 Continue, 103) are not relayed: strata answers the client's
+        // Expect itself.
+        return;
+    }
+    upstream_seconds_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - upstream_started_).count();
+    state_ = State::StreamingBody;
+    keep_alive_ = head.keep_alive;
+    connection_->server().recordSuccess();
+    callbacks_.onExchangeHead(head);
+}
+
+void UpstreamExchange::onResponseBody(std::string_view data) {
+    if (!data.empty() && !aborted_) {
+        callbacks_.onExchangeBody(data);
+    }
+}
+
+void UpstreamExchange::onResponseComplete() {
+    if (state_ == State::StreamingBody) {
+        state_ = State::Done;  // processInput() finishes once the parser returns
+    }
+}
+
+void UpstreamExchange::finish() {
+    // The connection is reusable only when both directions ended cleanly.
+    net::Connection& c = connection_->connection();
+    bool reusable = keep_alive_ && body_complete_ && !c.peerClosed() && !c.failed() &&
+                    evbuffer_get_length(c.input()) == 0 && c.outputLength() == 0;
+    releaseConnection(reusable);
+    callbacks_.onExchangeComplete();  // may schedule our deletion; touch nothing after
+}
+
+void UpstreamExchange::releaseConnection(bool reusable) {
+    if (!connection_) {
+        return;
+    }
+    timer_.cancel();
+    timer_due_ = kNever;
+    deadline_ = kNever;
+    if (state_ != State::Connecting) {
+        connection_->server().in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+    connection_->connection().setCallbacks(nullptr);
+    if (reusable) {
+        const auto& config = group_.config();
+        worker_.pool.release(std::move(connection_), config.max_idle_connections,
+                             config.timeouts.idle);
+    } else {
+        // Freed later: this may run inside the connection's own callback.
+        connection_->connection().close();
+        worker_.loop.deferredDelete(event::deferrable(std::move(connection_)));
+    }
+}
+
+void UpstreamExchange::onTimer() {
+    timer_due_ = kNever;
+    auto now = std::chrono::steady_clock::now();
+    if (deadline_ > now) {
+        if (deadline_ != kNever) {
+            timer_.arm(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now) +
+                       std::chrono::milliseconds(1));
+            timer_due_ = deadline_;
+        }
+        return;
+    }
+    fail(state_ == State::Connecting ? Failure::ConnectTimeout : Failure::Timeout);
+}
+
+void UpstreamExchange::fail(Failure failure) {
+    if (aborted_ || state_ == State::Failed) {
+        return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    const auto& config = group_.config();
+    const bool reused = connection_ && connection_->exchanges > 0;
+    if (connection_ && (failure == Failure::Connect || failure == Failure::ConnectTimeout)) {
+        connection_->server().recordFailure(now, config.fail_backoff);
+    }
+    const char* what = "error";
+    switch (failure) {
+        case Failure::Connect:
+            what = "connect failed";
+            break;
+        case Failure::ConnectTimeout:
+            what = "connect timeout";
+            break;
+        case Failure::Broken:
+            what = "connection closed before response";
+            break;
+        case Failure::Timeout:
+            what = "response timeout";
+            break;
+        case Failure::BadResponse:
+            what = "bad response";
+            break;
+    }
+    if (connection_ && !(reused && failure == Failure::Broken)) {
+        LOG_WARN("[w%u][c%llu] upstream %s: %s: %s", worker_.id,
+                 static_cast<unsigned long long>(log_id_), config.name.c_str(),
+                 std::string(serverLabel()).c_str(), what);
+    }
+    const bool after_head = headReceived();
+    releaseConnection(false);
+    if (!after_head) {
+        const bool nothing_sent = failure == Failure::Connect || failure == Failure::ConnectTimeout;
+        const bool safe_to_replay =
+            http::isIdempotent(request_.method) && !request_.has_body && failure == Failure::Broken;
+        if ((nothing_sent || safe_to_replay) && tries_ < config.max_tries) {
+            if (reused && failure == Failure::Broken && !retried_stale_) {
+                // The server closed an idle pooled connection just as we reused it (the usual
+                // keep-alive race): try the same server once more on a fresh connection.
+                retried_stale_ = true;
+                retry_same_server_ = server_index_;
+                tries_--;
+            }
+            if (parser_) {
+                parser_->nextMessage();
+            }
+            connectNext();
+            return;
+        }
+    }
+    state_ = State::Failed;
+    int status = (failure == Failure::Timeout || failure == Failure::ConnectTimeout) ? 504 : 502;
+    callbacks_.onExchangeFailure(status, after_head, what);
+}
+
+void UpstreamExchange::abort() {
+    if (aborted_) {
+        return;
+    }
+    aborted_ = true;
+    timer_.cancel();
+    releaseConnection(false);
+}
+
+}  // namespace strata::proxy
