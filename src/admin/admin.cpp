@@ -1,1 +1,476 @@
-// placeholder
+#include "strata/admin/admin.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <event2/buffer.h>
+
+#include "strata/common/log.h"
+#include "strata/http/message.h"
+#include "strata/http/parser.h"
+#include "strata/metrics/metrics.h"
+#include "strata/net/connection.h"
+#include "strata/net/listener.h"
+
+namespace strata::admin {
+namespace {
+
+constexpr std::chrono::milliseconds kAdminIdleTimeout{30000};
+constexpr std::size_t kMaxTokenBytes = 4096;
+
+Response text(int status, std::string body) {
+    Response r;
+    r.status = status;
+    r.body = std::move(body);
+    if (!r.body.empty() && r.body.back() != '\n') {
+        r.body += '\n';
+    }
+    return r;
+}
+
+void appendJsonString(std::string& out, std::string_view s) {
+    out += '"';
+    for (char c : s) {
+        auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20) {
+            char esc[8];
+            std::snprintf(esc, sizeof esc, "\\u%04x", u);
+            out += esc;
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+}
+
+int hexValue(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+// The endpoint label of a path: bounded, never the raw path.
+std::string_view endpointLabel(std::string_view path) {
+    static constexpr std::string_view kKnown[] = {"/metrics", "/healthz", "/readyz",
+                                                  "/status",  "/reload",  "/purge"};
+    for (auto k : kKnown) {
+        if (path == k) {
+            return k;
+        }
+    }
+    return "other";
+}
+
+}  // namespace
+
+bool constantTimeEquals(std::string_view a, std::string_view b) {
+    // Length differences still leak, which is fine: the token's length is not the secret.
+    unsigned char diff = a.size() == b.size() ? 0 : 1;
+    const std::size_t n = std::max(a.size(), b.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+        unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+        diff = static_cast<unsigned char>(diff | (x ^ y));
+    }
+    return diff == 0;
+}
+
+bool queryParam(std::string_view query, std::string_view key, std::string& value) {
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        auto eq = pair.find('=');
+        if (pair.substr(0, eq) != key) {
+            continue;
+        }
+        std::string_view raw =
+            eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+        value.clear();
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+            if (raw[i] == '+') {
+                value += ' ';
+            } else if (raw[i] == '%') {
+                if (i + 2 >= raw.size()) {
+                    return false;
+                }
+                int hi = hexValue(raw[i + 1]);
+                int lo = hexValue(raw[i + 2]);
+                if (hi < 0 || lo < 0) {
+                    return false;
+                }
+                value += static_cast<char>(hi * 16 + lo);
+                i += 2;
+            } else {
+                value += raw[i];
+            }
+        }
+        return true;
+    }
+    return false;
+}
+
+bool readTokenFile(const std::string& path, std::string& token, std::string& error) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        error = "cannot read admin token file " + path;
+        return false;
+    }
+    std::string content(kMaxTokenBytes + 1, '\0');
+    in.read(content.data(), static_cast<std::streamsize>(content.size()));
+    content.resize(static_cast<std::size_t>(in.gcount()));
+    if (content.size() > kMaxTokenBytes) {
+        error = "admin token file " + path + " is larger than 4 KiB";
+        return false;
+    }
+    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    while (!content.empty() && is_space(content.back())) {
+        content.pop_back();
+    }
+    std::size_t start = 0;
+    while (start < content.size() && is_space(content[start])) {
+        ++start;
+    }
+    token = content.substr(start);
+    if (token.empty()) {
+        error = "admin token file " + path + " is empty";
+        return false;
+    }
+    return true;
+}
+
+std::string renderStatusJson(const Status& s, const CacheStats& cache) {
+    std::string out;
+    char num[128];
+    out += "{\"config\":{\"version\":";
+    out += std::to_string(s.config_version);
+    std::snprintf(num, sizeof num, ",\"loaded_at\":%.3f,\"path\":", s.config_loaded_at);
+    out += num;
+    appendJsonString(out, s.config_path);
+    out += "},\"ready\":";
+    out += s.ready ? "true" : "false";
+    out += ",\"draining\":";
+    out += s.draining ? "true" : "false";
+    out += ",\"workers\":" + std::to_string(s.workers);
+    out += ",\"client_connections\":" + std::to_string(s.client_connections);
+    out += ",\"listeners\":[";
+    for (std::size_t i = 0; i < s.listeners.size(); ++i) {
+        out += i ? "," : "";
+        appendJsonString(out, s.listeners[i]);
+    }
+    out += "],\"upstreams\":{";
+    for (std::size_t u = 0; u < s.upstreams.size(); ++u) {
+        const auto& up = s.upstreams[u];
+        out += u ? "," : "";
+        appendJsonString(out, up.name);
+        out += ":{\"health_check\":";
+        out += up.health_check ? "true" : "false";
+        out += ",\"servers\":[";
+        for (std::size_t i = 0; i < up.servers.size(); ++i) {
+            const auto& srv = up.servers[i];
+            out += i ? "," : "";
+            out += "{\"address\":";
+            appendJsonString(out, srv.address);
+            out += ",\"weight\":" + std::to_string(srv.weight);
+            out += ",\"healthy\":";
+            out += srv.healthy ? "true" : "false";
+            out += ",\"available\":";
+            out += srv.available ? "true" : "false";
+            out += ",\"consecutive_failures\":" + std::to_string(srv.consecutive_failures);
+            out += ",\"in_flight\":" + std::to_string(srv.in_flight) + "}";
+        }
+        out += "]}";
+    }
+    out += "},\"cache\":{\"l1\":{\"bytes\":" + std::to_string(cache.l1_bytes);
+    out += ",\"max_bytes\":" + std::to_string(cache.l1_max_bytes);
+    out += ",\"objects\":" + std::to_string(cache.l1_objects);
+    out += "},\"l2\":{\"servers\":" + std::to_string(cache.l2_servers);
+    out += ",\"breakers_open\":" + std::to_string(cache.l2_breakers_open) + "}}}\n";
+    return out;
+}
+
+// ---- router -------------------------------------------------------------------------------------
+
+bool Router::authorized(const Request& request, Response& refusal) const {
+    if (token_.empty()) {
+        refusal = text(403, "disabled: set admin.token_file to enable this endpoint");
+        return false;
+    }
+    constexpr std::string_view kBearer = "Bearer ";
+    std::string_view auth = request.authorization;
+    if (auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer &&
+        constantTimeEquals(auth.substr(kBearer.size()), token_)) {
+        return true;
+    }
+    LOG_WARN("admin: %s %s refused: %s token", request.method.c_str(),
+             std::string(endpointLabel(request.path)).c_str(), auth.empty() ? "missing" : "wrong");
+    metrics::global().adminUnauthorized();
+    refusal = text(401, "unauthorized");
+    return false;
+}
+
+Response Router::handle(const Request& request) {
+    Response r = [&]() -> Response {
+        const std::string& p = request.path;
+        const bool read = request.method == "GET" || request.method == "HEAD";
+        if (p == "/healthz") {
+            return read ? text(200, "ok") : text(405, "use GET");
+        }
+        if (p == "/readyz") {
+            if (!read) {
+                return text(405, "use GET");
+            }
+            bool ready = handlers_.status != nullptr && handlers_.status->status().ready;
+            return ready ? text(200, "ready") : text(503, "not ready");
+        }
+        if (p == "/metrics") {
+            if (!read) {
+                return text(405, "use GET");
+            }
+            Response m;
+            m.content_type = "text/plain; version=0.0.4; charset=utf-8";
+            m.body = handlers_.metrics_text_for_test.empty() ? metrics::global().serialize()
+                                                             : handlers_.metrics_text_for_test;
+            return m;
+        }
+        if (p == "/status") {
+            if (!read) {
+                return text(405, "use GET");
+            }
+            if (handlers_.status == nullptr) {
+                return text(503, "no status");
+            }
+            CacheStats cache;
+            if (handlers_.cache != nullptr) {
+                cache = handlers_.cache->cacheStats();
+            }
+            Response s;
+            s.content_type = "application/json";
+            s.body = renderStatusJson(handlers_.status->status(), cache);
+            return s;
+        }
+        if (p == "/reload" || p == "/purge") {
+            if (request.method != "POST") {
+                return text(405, "use POST");
+            }
+            Response refusal;
+            if (!authorized(request, refusal)) {
+                return refusal;
+            }
+            if (p == "/reload") {
+                if (handlers_.reload == nullptr) {
+                    return text(501, "reload not available");
+                }
+                ReloadOutcome outcome = handlers_.reload->reload();
+                std::string body = outcome.ok ? "reloaded" : "reload failed";
+                body += "; running version " + std::to_string(outcome.version) + "\n";
+                for (const auto& e : outcome.errors) {
+                    body += e + "\n";
+                }
+                return text(outcome.ok ? 200 : 422, body);
+            }
+            if (handlers_.purge == nullptr) {
+                return text(501, "purge not implemented by the cache yet");
+            }
+            std::string value;
+            PurgeResult result;
+            if (queryParam(request.query, "url", value)) {
+                result = handlers_.purge->purgeUrl(value);
+            } else if (queryParam(request.query, "prefix", value)) {
+                result = handlers_.purge->purgePrefix(value);
+            } else if (queryParam(request.query, "tag", value)) {
+                result = handlers_.purge->purgeTag(value);
+            } else {
+                return text(400, "expected ?url=, ?prefix= or ?tag=");
+            }
+            if (result.status != 200) {
+                return text(result.status, result.message);
+            }
+            return text(200, "purged " + std::to_string(result.purged));
+        }
+        return text(404, "not found");
+    }();
+    metrics::global().adminRequest(endpointLabel(request.path), r.status);
+    return r;
+}
+
+// ---- listener and sessions ----------------------------------------------------------------------
+
+struct AdminServer::ListenerHolder {
+    std::unique_ptr<net::Listener> listener;
+};
+
+// One admin connection: requests answered one at a time, in order; keep-alive allowed.
+class AdminServer::Session final : public event::DeferredDeletable,
+                                   public http::RequestCallbacks,
+                                   public net::ConnectionCallbacks {
+public:
+    Session(AdminServer& server, int fd)
+        : server_(server),
+          connection_(server.loop_, fd),
+          parser_(*this, http::ParserLimits{8 * 1024, 32 * 1024, 100, 64 * 1024}),
+          timer_(server.loop_, [this] { close(); }) {
+        connection_.setCallbacks(this);
+        timer_.arm(kAdminIdleTimeout);
+    }
+
+    void close() {
+        if (closed_) {
+            return;
+        }
+        closed_ = true;
+        timer_.cancel();
+        connection_.close();
+        server_.remove(this);
+        server_.loop_.deferredDelete(event::DeferredDeletablePtr(this));
+    }
+
+private:
+    // net::ConnectionCallbacks
+    void onReadable() override {
+        try {
+            process();
+        } catch (...) {
+            log::countInternalError();
+            LOG_ERROR("admin: exception while answering");
+            close();
+        }
+    }
+    void onWritable() override {
+        if (closing_ && connection_.outputLength() == 0) {
+            close();
+        }
+    }
+    void onConnected(bool) override {}
+    void onError() override { close(); }
+
+    void process() {
+        evbuffer* in = connection_.input();
+        while (!closed_ && !closing_) {
+            if (evbuffer_get_length(in) == 0 && !connection_.readMore()) {
+                break;
+            }
+            if (evbuffer_get_length(in) == 0) {
+                break;
+            }
+            evbuffer_iovec chunk;
+            if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) {
+                break;
+            }
+            auto result = parser_.feed(
+                std::string_view(static_cast<const char*>(chunk.iov_base), chunk.iov_len));
+            if (closed_) {
+                return;
+            }
+            evbuffer_drain(in, result.consumed);
+            if (result.status == http::ParseStatus::Error) {
+                respond(text(http::httpStatus(parser_.error()), "bad request"), false, false);
+                return;
+            }
+            if (result.status == http::ParseStatus::Complete) {
+                parser_.nextMessage();
+                continue;
+            }
+            if (result.consumed == 0) {
+                break;
+            }
+        }
+        if (!closed_ && !closing_ && connection_.peerClosed()) {
+            close();
+        }
+    }
+
+    // http::RequestCallbacks
+    void onRequestHead(http::RequestHead&& head) override {
+        timer_.arm(kAdminIdleTimeout);
+        request_.method = head.method;
+        request_.path = head.path;
+        request_.query = head.query;
+        const std::string* auth = head.fields.get("Authorization");
+        request_.authorization = auth ? *auth : std::string();
+        keep_alive_ = head.keep_alive;
+        is_head_ = head.isHead();
+    }
+    void onRequestBody(std::string_view) override {}  // admin requests carry no body we read
+    void onRequestComplete() override {
+        respond(server_.router_.handle(request_), keep_alive_, is_head_);
+    }
+
+    void respond(const Response& r, bool keep_alive, bool head_only) {
+        std::string out;
+        http::appendStatusLine(out, r.status, http::reasonPhrase(r.status), 1);
+        out += "Content-Type: " + r.content_type + "\r\n";
+        out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+        out += "Cache-Control: no-store\r\n";
+        if (!keep_alive) {
+            out += "Connection: close\r\n";
+        }
+        out += "\r\n";
+        if (!head_only) {
+            out += r.body;
+        }
+        evbuffer_add(connection_.output(), out.data(), out.size());
+        connection_.flush();
+        if (!keep_alive) {
+            closing_ = true;
+            connection_.pauseReading();
+            if (connection_.outputLength() == 0 || connection_.failed()) {
+                close();
+            }
+        }
+    }
+
+    AdminServer& server_;
+    net::Connection connection_;
+    http::RequestParser parser_;
+    event::Timer timer_;
+    Request request_;
+    bool keep_alive_ = true;
+    bool is_head_ = false;
+    bool closing_ = false;
+    bool closed_ = false;
+};
+
+AdminServer::AdminServer(event::Loop& loop, int listen_fd, Handlers handlers)
+    : loop_(loop), router_(std::move(handlers)), listener_(std::make_unique<ListenerHolder>()) {
+    listener_->listener = std::make_unique<net::Listener>(
+        loop, listen_fd, [this](int fd, const net::SocketAddress&) { accept(fd); });
+}
+
+AdminServer::~AdminServer() {
+    close();
+}
+
+void AdminServer::accept(int fd) {
+    auto* session = new Session(*this, fd);  // owns itself; dies through deferredDelete
+    sessions_.push_back(session);
+}
+
+void AdminServer::remove(Session* session) {
+    sessions_.erase(std::remove(sessions_.begin(), sessions_.end(), session), sessions_.end());
+}
+
+void AdminServer::close() {
+    if (listener_ && listener_->listener) {
+        listener_->listener->close();
+        listener_->listener.reset();
+    }
+    auto sessions = sessions_;
+    for (Session* s : sessions) {
+        s->close();
+    }
+}
+
+}  // namespace strata::admin

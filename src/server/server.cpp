@@ -3,6 +3,7 @@
 // requests in flight keep the snapshot they started with.
 #include "strata/server/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -14,13 +15,16 @@
 
 #include <event2/event.h>
 
+#include "strata/admin/admin.h"
 #include "strata/common/log.h"
 #include "strata/config/config.h"
 #include "strata/event/loop.h"
+#include "strata/metrics/metrics.h"
 #include "strata/net/socket.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/upstream/balancer.h"
 
+#include "health_checker.h"
 #include "worker.h"
 
 namespace strata::server {
@@ -89,9 +93,24 @@ bool writePortFile(const std::string& path, const std::vector<std::string>& line
     return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
-class Server {
+struct ListenerKey {
+    std::string bind;
+    bool tls = false;
+    bool operator==(const ListenerKey&) const = default;
+};
+
+ListenerKey keyOf(const config::Listener& l) {
+    return ListenerKey{l.bind.text, l.tls.has_value()};
+}
+
+double unixNow() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+class Server final : private admin::StatusProvider, private admin::ReloadHandler {
 public:
-    explicit Server(Options options) : options_(std::move(options)) {}
+    explicit Server(Options options) : options_(std::move(options)), health_(loop_) {}
 
     int run() {
         config::LoadResult loaded = config::loadFile(options_.config_path);
@@ -109,32 +128,41 @@ public:
         }
         ::signal(SIGPIPE, SIG_IGN);
 
-        unsigned worker_count = resolveWorkers(cfg);
+        worker_count_ = resolveWorkers(cfg);
         std::vector<std::string> port_lines;
-        auto bound = bindListeners(cfg, worker_count, port_lines);
+        auto bound = bindListeners(cfg, worker_count_, port_lines);
         if (!bound) {
             LOG_ERROR("%s", bound.error().c_str());
+            return 1;
+        }
+        for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+            listener_lines_[cfg.listeners[i].name] = port_lines[i];
+        }
+        std::string admin_error;
+        if (!applyAdmin(cfg, admin_error)) {
+            LOG_ERROR("%s", admin_error.c_str());
             return 1;
         }
         snapshot_version_ = 1;
         current_ =
             std::make_shared<const proxy::Snapshot>(loaded.config, registry_, snapshot_version_);
-        for (unsigned w = 0; w < worker_count; ++w) {
+        loaded_at_ = unixNow();
+        metrics::global().configReload(metrics::ReloadResult::Success, loaded_at_);
+        registerGauges();
+        for (unsigned w = 0; w < worker_count_; ++w) {
             workers_.push_back(std::make_unique<Worker>(w, std::move(bound.value()[w]), current_,
                                                         process_connections_, access_sink_));
         }
-        running_workers_ = worker_count;
+        running_workers_ = worker_count_;
         for (auto& worker : workers_) {
             worker->start([this] { loop_.post([this] { onWorkerExit(); }); });
         }
-        if (!options_.port_file.empty() && !writePortFile(options_.port_file, port_lines)) {
-            LOG_ERROR("cannot write port file %s", options_.port_file.c_str());
-        }
-        for (const auto& line : port_lines) {
-            LOG_INFO("listening: %s", line.c_str());
-        }
-        LOG_INFO("strata %s started with %u workers, config %s", STRATA_VERSION, worker_count,
+        health_.update(*current_);
+        writePorts();
+        written_admin_line_ = admin_line_;
+        LOG_INFO("strata %s started with %u workers, config %s", STRATA_VERSION, worker_count_,
                  options_.config_path.c_str());
+        ready_ = true;
 
         installSignals();
         loop_.run();
@@ -164,6 +192,110 @@ private:
         }
         access_sink_ = std::move(sink);
         return true;
+    }
+
+    // Binds (or keeps) the admin listener and reads its token. Changes nothing on failure.
+    bool applyAdmin(const config::Config& cfg, std::string& error) {
+        std::string token;
+        if (!cfg.admin.token_file.empty() &&
+            !admin::readTokenFile(cfg.admin.token_file, token, error)) {
+            return false;
+        }
+        const std::string bind_text = cfg.admin.bind ? cfg.admin.bind->text : std::string();
+        if (bind_text != admin_bind_text_ || (cfg.admin.bind && !admin_)) {
+            std::unique_ptr<admin::AdminServer> next;
+            std::string line;
+            if (cfg.admin.bind) {
+                auto address = net::SocketAddress::fromEndpoint(*cfg.admin.bind);
+                if (!address) {
+                    error = "admin: " + address.error();
+                    return false;
+                }
+                auto fd = net::listenTcp(address.value(), /*reuse_port=*/false, 64);
+                if (!fd) {
+                    error = "admin: " + fd.error();
+                    return false;
+                }
+                config::Endpoint resolved = *cfg.admin.bind;
+                resolved.port = net::localPort(fd.value());
+                line = "admin " + net::SocketAddress::fromEndpoint(resolved).value().toString();
+                admin::Handlers handlers;
+                handlers.status = this;
+                handlers.reload = this;
+                next = std::make_unique<admin::AdminServer>(loop_, fd.value(), handlers);
+            }
+            if (admin_) {
+                admin_->close();
+                // Not destroyed here: this may run inside an admin request (POST /reload).
+                loop_.deferredDelete(event::deferrable(std::move(admin_)));
+            }
+            admin_ = std::move(next);
+            admin_line_ = line;
+            admin_bind_text_ = bind_text;
+        }
+        if (admin_) {
+            admin_->setToken(token);
+        }
+        return true;
+    }
+
+    void writePorts() {
+        std::vector<std::string> lines;
+        for (const auto& [name, line] : listener_lines_) {
+            lines.push_back(line);
+        }
+        if (!admin_line_.empty()) {
+            lines.push_back(admin_line_);
+        }
+        if (!options_.port_file.empty() && !writePortFile(options_.port_file, lines)) {
+            LOG_ERROR("cannot write port file %s", options_.port_file.c_str());
+        }
+        for (const auto& line : lines) {
+            LOG_INFO("listening: %s", line.c_str());
+        }
+    }
+
+    // Gauges read at scrape time, on the main thread (the admin listener's loop), where
+    // current_ is owned.
+    void registerGauges() {
+        auto& registry = metrics::global();
+        registry.addGauge(
+            "strata_proxy_client_connections", "open client connections",
+            [this](std::vector<metrics::GaugeSample>& out) {
+                out.push_back(
+                    {{},
+                     static_cast<double>(process_connections_.load(std::memory_order_relaxed))});
+            });
+        auto per_server = [this](auto value) {
+            return [this, value](std::vector<metrics::GaugeSample>& out) {
+                if (!current_) {
+                    return;
+                }
+                auto now = std::chrono::steady_clock::now();
+                for (const auto& [name, group] : current_->upstreams) {
+                    for (const auto& s : group->servers()) {
+                        out.push_back(
+                            {{{"upstream", name}, {"server", s->label()}}, value(*s, now)});
+                    }
+                }
+            };
+        };
+        registry.addGauge(
+            "strata_upstream_server_healthy",
+            "1 when active health checks pass (or none are configured), 0 when ejected by them",
+            per_server(
+                [](const upstream::ServerState& s, auto) { return s.healthy() ? 1.0 : 0.0; }));
+        registry.addGauge(
+            "strata_upstream_server_available",
+            "1 when the balancer may pick the server (healthy and not in passive back-off)",
+            per_server([](const upstream::ServerState& s, auto now) {
+                return s.isAvailable(now) ? 1.0 : 0.0;
+            }));
+        registry.addGauge(
+            "strata_upstream_server_in_flight", "requests in flight to the server",
+            per_server([](const upstream::ServerState& s, auto) {
+                return static_cast<double>(s.in_flight.load(std::memory_order_relaxed));
+            }));
     }
 
     void installSignals() {
@@ -196,6 +328,11 @@ private:
             return;
         }
         draining_ = true;
+        ready_ = false;
+        health_.stop();
+        if (admin_) {
+            admin_->close();
+        }
         const auto timeout = current_->config->limits.drain_timeout;
         LOG_INFO("draining: no new connections, finishing requests in flight (up to %lld ms)",
                  static_cast<long long>(timeout.count()));
@@ -218,34 +355,177 @@ private:
             }
             signal_events_.clear();
             drain_timer_.reset();
+            admin_.reset();
             event_base_loopbreak(loop_.base());
         }
     }
 
-    void reload() {
+    // admin::ReloadHandler. Also SIGHUP. Everything that can fail (parse, validation, binding
+    // new listeners, the admin token) happens before anything is swapped; workers are only
+    // posted a finished snapshot and already-bound sockets.
+    admin::ReloadOutcome reload() override {
+        admin::ReloadOutcome outcome;
+        outcome.version = snapshot_version_;
         if (draining_) {
-            return;
+            outcome.errors.push_back("draining: reload ignored");
+            return outcome;
         }
+        auto fail = [&](const std::string& why) {
+            LOG_ERROR("reload of %s failed; the running configuration (version %llu) stays%s%s",
+                      options_.config_path.c_str(),
+                      static_cast<unsigned long long>(snapshot_version_), why.empty() ? "" : ": ",
+                      why.c_str());
+            for (const auto& e : outcome.errors) {
+                LOG_ERROR("%s", e.c_str());
+            }
+            metrics::global().configReload(metrics::ReloadResult::Failure, unixNow());
+            return outcome;
+        };
         config::LoadResult loaded = config::loadFile(options_.config_path);
         if (!loaded.config) {
-            LOG_ERROR("reload of %s failed; the running configuration (version %llu) stays",
-                      options_.config_path.c_str(),
-                      static_cast<unsigned long long>(snapshot_version_));
             for (const auto& d : loaded.errors) {
-                LOG_ERROR("%s", d.format().c_str());
+                outcome.errors.push_back(d.format());
             }
-            return;
+            return fail("");
         }
-        // TODO(lead): listener, worker-count and log-target changes need a restart until the
-        // operations issue lands (#5).
+        const config::Config& next = *loaded.config;
+        const config::Config& running = *current_->config;
+
+        // Listeners: by name. A changed bind or TLS mode is a remove plus an add.
+        std::vector<std::string> removed;
+        std::vector<const config::Listener*> added;
+        for (const auto& l : running.listeners) {
+            auto it = std::find_if(next.listeners.begin(), next.listeners.end(),
+                                   [&](const auto& n) { return n.name == l.name; });
+            if (it == next.listeners.end() || !(keyOf(*it) == keyOf(l))) {
+                removed.push_back(l.name);
+            }
+        }
+        for (const auto& n : next.listeners) {
+            auto it = std::find_if(running.listeners.begin(), running.listeners.end(),
+                                   [&](const auto& l) { return l.name == n.name; });
+            if (it == running.listeners.end() || !(keyOf(*it) == keyOf(n))) {
+                added.push_back(&n);
+            }
+        }
+        config::Config only_added;
+        for (const auto* l : added) {
+            only_added.listeners.push_back(*l);
+        }
+        std::vector<std::string> added_lines;
+        std::vector<std::vector<BoundListener>> bound(worker_count_);
+        if (!added.empty()) {
+            auto result = bindListeners(only_added, worker_count_, added_lines);
+            if (!result) {
+                outcome.errors.push_back(result.error());
+                return fail("");
+            }
+            bound = std::move(result.value());
+        }
+        auto closeBound = [&] {
+            for (auto& per_worker : bound) {
+                for (auto& b : per_worker) {
+                    ::close(b.fd);
+                }
+            }
+        };
+        std::string admin_error;
+        if (!applyAdmin(next, admin_error)) {
+            closeBound();
+            outcome.errors.push_back(admin_error);
+            return fail("");
+        }
+        if (resolveWorkers(next) != worker_count_) {
+            LOG_WARN("reload: workers changed (%u -> %u); takes effect at restart", worker_count_,
+                     resolveWorkers(next));
+        }
+
+        // Commit.
         auto snapshot =
             std::make_shared<const proxy::Snapshot>(loaded.config, registry_, ++snapshot_version_);
         current_ = snapshot;
-        for (auto& worker : workers_) {
-            worker->updateSnapshot(snapshot);
+        loaded_at_ = unixNow();
+        log::Level level = log::Level::Info;
+        log::parseLevel(next.logging.level, level);
+        log::setLevel(level);
+        if (next.logging.access_log != running.logging.access_log ||
+            next.logging.access_format != running.logging.access_format) {
+            std::string error;
+            auto sink = proxy::AccessLogSink::open(next.logging.access_log,
+                                                   next.logging.access_format, error);
+            if (sink) {
+                access_sink_ = sink;
+                for (auto& worker : workers_) {
+                    worker->reopenLogs(sink);
+                }
+            } else {
+                LOG_ERROR("reload: %s; access log unchanged", error.c_str());
+            }
         }
-        LOG_INFO("configuration reloaded (version %llu)",
-                 static_cast<unsigned long long>(snapshot_version_));
+        for (const auto& name : removed) {
+            listener_lines_.erase(name);
+            for (auto& worker : workers_) {
+                worker->removeListener(name);
+            }
+        }
+        for (std::size_t i = 0; i < added.size(); ++i) {
+            listener_lines_[added[i]->name] = added_lines[i];
+        }
+        for (unsigned w = 0; w < worker_count_; ++w) {
+            workers_[w]->updateSnapshot(snapshot);
+            if (!bound[w].empty()) {
+                workers_[w]->addListeners(std::move(bound[w]));
+            }
+        }
+        health_.update(*snapshot);
+        if (!added.empty() || !removed.empty() || admin_line_ != written_admin_line_) {
+            writePorts();
+        }
+        written_admin_line_ = admin_line_;
+        metrics::global().configReload(metrics::ReloadResult::Success, loaded_at_);
+        LOG_INFO("configuration reloaded (version %llu; listeners +%zu -%zu)",
+                 static_cast<unsigned long long>(snapshot_version_), added.size(), removed.size());
+        outcome.ok = true;
+        outcome.version = snapshot_version_;
+        return outcome;
+    }
+
+    // admin::StatusProvider
+    admin::Status status() override {
+        admin::Status s;
+        s.config_version = snapshot_version_;
+        s.config_loaded_at = loaded_at_;
+        s.config_path = options_.config_path;
+        s.ready = ready_ && !draining_;
+        s.draining = draining_;
+        s.workers = worker_count_;
+        s.client_connections = process_connections_.load(std::memory_order_relaxed);
+        for (const auto& [name, line] : listener_lines_) {
+            s.listeners.push_back(line);
+        }
+        if (!current_) {
+            return s;
+        }
+        auto now = std::chrono::steady_clock::now();
+        for (const auto& [name, group] : current_->upstreams) {
+            admin::UpstreamStatus up;
+            up.name = name;
+            up.health_check = group->config().health_check.enabled;
+            const auto& servers = group->servers();
+            for (std::size_t i = 0; i < servers.size(); ++i) {
+                const auto& srv = *servers[i];
+                admin::ServerStatus ss;
+                ss.address = srv.label();
+                ss.weight = group->config().servers[i].weight;
+                ss.healthy = srv.healthy();
+                ss.available = srv.isAvailable(now);
+                ss.consecutive_failures = srv.consecutiveFailures();
+                ss.in_flight = srv.in_flight.load(std::memory_order_relaxed);
+                up.servers.push_back(std::move(ss));
+            }
+            s.upstreams.push_back(std::move(up));
+        }
+        return s;
     }
 
     Options options_;
@@ -253,13 +533,22 @@ private:
     upstream::ServerRegistry registry_;
     proxy::SnapshotPtr current_;
     std::uint64_t snapshot_version_ = 0;
+    double loaded_at_ = 0;
     std::shared_ptr<proxy::AccessLogSink> access_sink_;
     std::atomic<std::uint32_t> process_connections_{0};
+    unsigned worker_count_ = 0;
     std::vector<std::unique_ptr<Worker>> workers_;
     unsigned running_workers_ = 0;
     std::vector<::event*> signal_events_;
     std::unique_ptr<event::Timer> drain_timer_;
+    std::map<std::string, std::string> listener_lines_;  // name -> "name HOST:PORT"
+    std::unique_ptr<admin::AdminServer> admin_;
+    std::string admin_bind_text_;
+    std::string admin_line_;
+    std::string written_admin_line_;
+    HealthChecker health_;
     bool draining_ = false;
+    bool ready_ = false;
 };
 
 }  // namespace

@@ -15,13 +15,12 @@ Worker::Worker(unsigned id, std::vector<BoundListener> listeners, proxy::Snapsho
                std::shared_ptr<proxy::AccessLogSink> access_sink)
     : id_(id),
       context_(loop_, id, process_connections, std::move(access_sink)),
-      bound_(std::move(listeners)) {
+      bound_(std::move(listeners)),
+      metrics_shard_(metrics::global().worker(id)) {
     context_.snapshot = std::move(snapshot);
+    applyMetricsSwitch();
     for (const auto& bound : bound_) {
-        proxy::ListenerInfo info = bound.info;
-        listeners_.push_back(std::make_unique<net::Listener>(
-            loop_, bound.fd,
-            [this, info](int fd, const net::SocketAddress& peer) { accept(info, fd, peer); }));
+        listen(bound);
     }
     flush_timer_ = std::make_unique<event::Timer>(loop_, [this] {
         context_.access_log.flush();
@@ -34,6 +33,44 @@ Worker::~Worker() {
     listeners_.clear();
     context_.closeAllSessions();
     context_.access_log.flush();
+}
+
+void Worker::listen(const BoundListener& bound) {
+    proxy::ListenerInfo info = bound.info;
+    listeners_.push_back(std::make_unique<net::Listener>(
+        loop_, bound.fd,
+        [this, info](int fd, const net::SocketAddress& peer) { accept(info, fd, peer); }));
+}
+
+void Worker::applyMetricsSwitch() {
+    context_.metrics = context_.snapshot->config->metrics.enabled ? &metrics_shard_ : nullptr;
+}
+
+void Worker::addListeners(std::vector<BoundListener> listeners) {
+    loop_.post([this, listeners = std::move(listeners)]() {
+        for (const auto& bound : listeners) {
+            if (context_.draining()) {
+                ::close(bound.fd);
+                continue;
+            }
+            bound_.push_back(bound);
+            listen(bound);
+        }
+    });
+}
+
+void Worker::removeListener(const std::string& name) {
+    loop_.post([this, name] {
+        for (std::size_t i = 0; i < bound_.size();) {
+            if (bound_[i].info.name == name) {
+                listeners_[i]->close();
+                listeners_.erase(listeners_.begin() + static_cast<std::ptrdiff_t>(i));
+                bound_.erase(bound_.begin() + static_cast<std::ptrdiff_t>(i));
+            } else {
+                ++i;
+            }
+        }
+    });
 }
 
 void Worker::start(std::function<void()> on_exit) {
@@ -66,6 +103,7 @@ void Worker::accept(const proxy::ListenerInfo& info, int fd, const net::SocketAd
 void Worker::updateSnapshot(proxy::SnapshotPtr snapshot) {
     loop_.post([this, snapshot = std::move(snapshot)]() mutable {
         context_.snapshot = std::move(snapshot);
+        applyMetricsSwitch();
     });
 }
 

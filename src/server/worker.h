@@ -33,9 +33,15 @@ public:
     void drain();
     void forceStop();
     void reopenLogs(std::shared_ptr<proxy::AccessLogSink> sink);
+    // Reload: starts accepting on newly bound sockets / stops accepting on a listener (its
+    // connections finish normally).
+    void addListeners(std::vector<BoundListener> listeners);
+    void removeListener(const std::string& name);
 
 private:
     void accept(const proxy::ListenerInfo& info, int fd, const net::SocketAddress& peer);
+    void listen(const BoundListener& bound);
+    void applyMetricsSwitch();
 
     unsigned id_;
     event::Loop loop_;
@@ -44,6 +50,7 @@ private:
     std::vector<std::unique_ptr<net::Listener>> listeners_;
     std::unique_ptr<event::Timer> flush_timer_;
     std::thread thread_;
+    metrics::WorkerMetrics& metrics_shard_;
 };
 
 }  // namespace strata::server
