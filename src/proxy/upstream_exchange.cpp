@@ -92,6 +92,9 @@ void UpstreamExchange::connectNext() {
     const upstream::ServerStatePtr& server = group_.servers()[static_cast<std::size_t>(index)];
     server_index_ = index;
     server_label_ = &server->label();
+    if (tries_ > 1 && worker_.metrics != nullptr) {
+        worker_.metrics->upstreamRetry(server->metricsSlot());
+    }
     state_ = State::Connecting;
     if (upstream_started_ == std::chrono::steady_clock::time_point{}) {
         upstream_started_ = now;
@@ -107,6 +110,9 @@ void UpstreamExchange::connectNext() {
     connection_ = worker_.pool.connect(server);
     if (!connection_) {
         server->recordFailure(now, config.fail_backoff);
+        if (worker_.metrics != nullptr) {
+            worker_.metrics->upstreamConnectError(server->metricsSlot());
+        }
         LOG_WARN("[w%u][c%llu] upstream %s: cannot connect to %s", worker_.id,
                  static_cast<unsigned long long>(log_id_), config.name.c_str(),
                  server->label().c_str());
@@ -330,6 +336,10 @@ void UpstreamExchange::onResponseHead(http::ResponseHead&& head) {
     state_ = State::StreamingBody;
     keep_alive_ = head.keep_alive;
     connection_->server().recordSuccess();
+    if (worker_.metrics != nullptr) {
+        worker_.metrics->upstreamResponse(connection_->server().metricsSlot(), head.status,
+                                          upstream_seconds_);
+    }
     callbacks_.onExchangeHead(head);
 }
 
@@ -399,6 +409,13 @@ void UpstreamExchange::fail(Failure failure) {
     const bool reused = connection_ && connection_->exchanges > 0;
     if (connection_ && (failure == Failure::Connect || failure == Failure::ConnectTimeout)) {
         connection_->server().recordFailure(now, config.fail_backoff);
+        if (worker_.metrics != nullptr) {
+            worker_.metrics->upstreamConnectError(connection_->server().metricsSlot());
+        }
+    }
+    if (connection_ && worker_.metrics != nullptr && !headReceived()) {
+        // No usable response from this server: counted as status_class="error".
+        worker_.metrics->upstreamResponse(connection_->server().metricsSlot(), 0, 0);
     }
     const char* what = "error";
     switch (failure) {

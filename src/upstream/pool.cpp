@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "strata/common/log.h"
+#include "strata/metrics/metrics.h"
 
 namespace strata::upstream {
 namespace {
@@ -10,7 +11,13 @@ constexpr std::chrono::milliseconds kSweepInterval{1000};
 }
 
 UpstreamConnection::UpstreamConnection(net::ConnectionPtr connection, ServerStatePtr server)
-    : connection_(std::move(connection)), server_(std::move(server)) {}
+    : connection_(std::move(connection)), server_(std::move(server)) {
+    metrics::global().upstreamConnectionOpened();  // a connect, not per request: atomic is fine
+}
+
+UpstreamConnection::~UpstreamConnection() {
+    metrics::global().upstreamConnectionClosed();
+}
 
 void UpstreamConnection::onReadable() {
     if (idle_in_ != nullptr) {

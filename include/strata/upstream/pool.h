@@ -26,7 +26,7 @@ class ConnectionPool;
 class UpstreamConnection final : private net::ConnectionCallbacks {
 public:
     UpstreamConnection(net::ConnectionPtr connection, ServerStatePtr server);
-    ~UpstreamConnection() override = default;
+    ~UpstreamConnection() override;
     UpstreamConnection(const UpstreamConnection&) = delete;
     UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
