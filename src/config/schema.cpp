@@ -303,6 +303,36 @@ bool checkCiphers(std::string& value, std::string& error) {
     return ok;
 }
 
+// A header name (RFC 9110 5.1: a token).
+bool checkHeaderName(std::string& value, std::string& error) {
+    if (!value.empty() && !std::all_of(value.begin(), value.end(), isTchar)) {
+        error = "invalid header name \"" + value + "\"";
+        return false;
+    }
+    return true;
+}
+
+bool checkOptionalReadableFile(std::string& value, std::string& error) {
+    return value.empty() || checkReadableFile(value, error);
+}
+
+// An SNI name: a DNS name, never an IP literal (RFC 6066 3).
+bool checkServerName(std::string& value, std::string& error) {
+    if (value.empty()) {
+        return true;
+    }
+    std::string copy = value;
+    if (!checkHostPattern(copy, error) || copy.find('*') != std::string::npos ||
+        copy.front() == '[') {
+        if (error.empty()) {
+            error = "invalid server name \"" + value + "\"";
+        }
+        return false;
+    }
+    value = copy;
+    return true;
+}
+
 bool checkErrorLog(std::string& value, std::string& error) {
     if (value.empty() || value == "off") {
         error = "error_log must be stdout, stderr or a file path (errors are never discarded)";
@@ -312,6 +342,7 @@ bool checkErrorLog(std::string& value, std::string& error) {
 }
 
 constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};
+constexpr std::array<std::string_view, 3> kVerifyClient{"off", "optional", "required"};
 constexpr std::array<std::string_view, 2> kAccessFormats{"combined", "json"};
 constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warn", "error"};
 
@@ -372,10 +403,39 @@ void readBind(Loader& loader, const Node& value, const Mark& key_mark, const std
     loader.readEndpoint(value, key_mark, path, /*min_port=*/0, out.bind);
 }
 
+SourcePos sourcePos(const Mark& mark, const std::string& path) {
+    return SourcePos{mark.line + 1, mark.column + 1, path};
+}
+
 void readTls(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
              Listener& out) {
     out.tls.emplace();
-    loader.readMap(value, key_mark, path, *out.tls);
+    auto& tls = *out.tls;
+    tls.pos = sourcePos(Loader::valueMark(value, key_mark), path);
+    auto marks = loader.readMap(value, key_mark, path, tls);
+    if (tls.verify_client != "off" && tls.client_ca.empty()) {
+        loader.error(marks.valueMark("verify_client", key_mark),
+                     Loader::child(path, "verify_client"),
+                     "verify_client " + tls.verify_client + " needs client_ca (the CA file)");
+    }
+    if (!tls.forward_client_subject.empty() && tls.verify_client == "off") {
+        loader.error(marks.valueMark("forward_client_subject", key_mark),
+                     Loader::child(path, "forward_client_subject"),
+                     "needs verify_client optional or required; nothing is verified with off");
+    }
+}
+
+void readUpstreamTls(Loader& loader, const Node& value, const Mark& key_mark,
+                     const std::string& path, Upstream& out) {
+    auto& tls = out.tls;
+    tls.enabled = true;  // a tls block turns TLS on unless it says enabled: false
+    tls.pos = sourcePos(Loader::valueMark(value, key_mark), path);
+    auto marks = loader.readMap(value, key_mark, path, tls);
+    if (tls.client_cert.empty() != tls.client_key.empty()) {
+        const char* key = tls.client_cert.empty() ? "client_key" : "client_cert";
+        loader.error(marks.valueMark(key, key_mark), Loader::child(path, key),
+                     "client_cert and client_key go together");
+    }
 }
 
 void readCertificates(Loader& loader, const Node& value, const Mark& key_mark,
@@ -383,6 +443,7 @@ void readCertificates(Loader& loader, const Node& value, const Mark& key_mark,
     loader.readList(value, key_mark, path,
                     [&](const Node& node, const std::string& item_path, std::size_t) {
                         TlsCertificate cert;
+                        cert.pos = sourcePos(Loader::valueMark(node, key_mark), item_path);
                         loader.readMap(node, key_mark, item_path, cert);
                         out.certificates.push_back(std::move(cert));
                     });
@@ -646,6 +707,26 @@ const std::vector<Field<ListenerTls>>& fieldsOf<ListenerTls>() {
         textField<ListenerTls>("ciphers", &ListenerTls::ciphers,
                                "OpenSSL cipher list for TLS 1.2; empty = intermediate profile",
                                checkCiphers),
+        textField<ListenerTls>("client_ca", &ListenerTls::client_ca,
+                               "PEM CA bundle that signs client certificates (mTLS)",
+                               checkOptionalReadableFile),
+        textField<ListenerTls>("verify_client", &ListenerTls::verify_client,
+                               "ask for a client certificate; required = refuse without one",
+                               nullptr, kVerifyClient),
+        textField<ListenerTls>("forward_client_subject", &ListenerTls::forward_client_subject,
+                               "header carrying the verified client subject upstream; empty = none",
+                               checkHeaderName),
+        flagField<ListenerTls>("session_tickets", &ListenerTls::session_tickets,
+                               "resume sessions with tickets (keys shared by all workers)"),
+        durationField<ListenerTls>("ticket_key_rotation", &ListenerTls::ticket_key_rotation,
+                                   kMinute, 7 * kDay,
+                                   "a new ticket key every interval; old ones decrypt 2 more"),
+        countField<ListenerTls>("session_cache_size", &ListenerTls::session_cache_size, 0,
+                                10000000, "server-side session cache entries; 0 = no cache"),
+        durationField<ListenerTls>("handshake_timeout", &ListenerTls::handshake_timeout, 1,
+                                   5 * kMinute, "a TLS handshake must finish within this"),
+        countField<ListenerTls>("max_handshakes", &ListenerTls::max_handshakes, 1, 1000000,
+                                "concurrent handshakes; further connections are closed"),
     };
     return fields;
 }
@@ -657,6 +738,30 @@ const std::vector<Field<TlsCertificate>>& fieldsOf<TlsCertificate>() {
                                   checkReadableFile, {}, /*required=*/true),
         textField<TlsCertificate>("key", &TlsCertificate::key, "PEM private key", checkReadableFile,
                                   {}, /*required=*/true),
+        textField<TlsCertificate>("ocsp_staple", &TlsCertificate::ocsp_staple,
+                                  "DER OCSP response stapled for this certificate; reread on reload",
+                                  checkOptionalReadableFile),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<UpstreamTls>>& fieldsOf<UpstreamTls>() {
+    static const std::vector<Field<UpstreamTls>> fields{
+        flagField<UpstreamTls>("enabled", &UpstreamTls::enabled,
+                               "talk TLS to the servers (true once a tls block is present)"),
+        flagField<UpstreamTls>("verify", &UpstreamTls::verify,
+                               "verify the server certificate; a failure is a 502"),
+        textField<UpstreamTls>("ca_file", &UpstreamTls::ca_file,
+                               "PEM CA bundle; empty = the system trust store",
+                               checkOptionalReadableFile),
+        textField<UpstreamTls>("sni", &UpstreamTls::sni,
+                               "server name sent and verified; empty = verify the IP address",
+                               checkServerName),
+        textField<UpstreamTls>("client_cert", &UpstreamTls::client_cert,
+                               "PEM client certificate (chain allowed)", checkOptionalReadableFile),
+        textField<UpstreamTls>("client_key", &UpstreamTls::client_key, "PEM client key",
+                               checkOptionalReadableFile),
     };
     return fields;
 }
@@ -735,6 +840,9 @@ const std::vector<Field<UpstreamServer>>& fieldsOf<UpstreamServer>() {
         customField<UpstreamServer>("address", readServerAddress, "host:port", "",
                                     "numeric IPv4 or [IPv6] and port 1..65535", nullptr,
                                     /*required=*/true),
+        customField<Upstream>("tls", readUpstreamTls, "mapping", "",
+                              "TLS to the servers; absent = plain TCP",
+                              describeSection<UpstreamTls>),
         countField<UpstreamServer>("weight", &UpstreamServer::weight, 1, 1000,
                                    "share of requests relative to the other servers"),
     };

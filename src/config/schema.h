@@ -72,6 +72,8 @@ const std::vector<Field<ListenerTls>>& fieldsOf<ListenerTls>();
 template <>
 const std::vector<Field<TlsCertificate>>& fieldsOf<TlsCertificate>();
 template <>
+const std::vector<Field<UpstreamTls>>& fieldsOf<UpstreamTls>();
+template <>
 const std::vector<Field<Admin>>& fieldsOf<Admin>();
 template <>
 const std::vector<Field<Cache>>& fieldsOf<Cache>();

@@ -7,6 +7,9 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "strata/common/log.h"
 
@@ -15,11 +18,42 @@ namespace {
 
 // One read call fills at most this much; two iovecs let evbuffer use its tail space first.
 constexpr std::size_t kReadChunk = 32 * 1024;
+// A TLS record holds at most 16 KiB of plaintext: one SSL_read returns at most that, and one
+// SSL_write of that much is one record and one write().
+constexpr std::size_t kTlsChunk = 16 * 1024;
+
+std::string describeHandshakeFailure(SSL* ssl) {
+    long verify = SSL_get_verify_result(ssl);
+    std::string detail;
+    if (unsigned long e = ERR_peek_error(); e != 0) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        detail = buf;
+    }
+    ERR_clear_error();
+    if (verify != X509_V_OK) {
+        return std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+    }
+    if (detail.empty()) {
+        detail =
+            errno != 0 ? std::string("connection closed during handshake") : "handshake failed";
+    }
+    return detail;
+}
 
 }  // namespace
 
-Connection::Connection(event::Loop& loop, int fd)
-    : loop_(loop), fd_(fd), input_(evbuffer_new()), output_(evbuffer_new()) {
+Connection::Connection(event::Loop& loop, int fd, SSL* ssl, std::atomic<std::uint32_t>* handshakes)
+    : loop_(loop),
+      fd_(fd),
+      input_(evbuffer_new()),
+      output_(evbuffer_new()),
+      handshaking_(ssl != nullptr),
+      ssl_(ssl),
+      handshakes_(ssl != nullptr ? handshakes : nullptr) {
+    if (handshakes_ != nullptr) {
+        handshakes_->fetch_add(1, std::memory_order_relaxed);
+    }
     // Registered once for the connection's life: edge-triggered, so no epoll_ctl later.
     event_ = event_new(loop_.base(), fd_, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
                        &Connection::onEvent, this);
@@ -28,11 +62,15 @@ Connection::Connection(event::Loop& loop, int fd)
 
 Connection::~Connection() {
     close();
+    if (ssl_ != nullptr) {
+        SSL_free(ssl_);
+    }
     evbuffer_free(input_);
     evbuffer_free(output_);
 }
 
-std::unique_ptr<Connection> Connection::connectTo(event::Loop& loop, const SocketAddress& address) {
+std::unique_ptr<Connection> Connection::connectTo(event::Loop& loop, const SocketAddress& address,
+                                                  SslFactory make_ssl, void* arg) {
     int fd = ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return nullptr;
@@ -43,9 +81,53 @@ std::unique_ptr<Connection> Connection::connectTo(event::Loop& loop, const Socke
         ::close(fd);
         return nullptr;
     }
-    auto connection = std::make_unique<Connection>(loop, fd);
+    SSL* ssl = nullptr;
+    if (make_ssl != nullptr) {
+        ssl = make_ssl(fd, address, arg);
+        if (ssl == nullptr) {
+            ::close(fd);
+            return nullptr;
+        }
+    }
+    auto connection = std::make_unique<Connection>(loop, fd, ssl);
     connection->connecting_ = (rc != 0);
     return connection;
+}
+
+const char* Connection::tlsVersion() const {
+    return ssl_ != nullptr && !handshaking_ ? SSL_get_version(ssl_) : "";
+}
+
+const char* Connection::tlsCipher() const {
+    return ssl_ != nullptr && !handshaking_ ? SSL_get_cipher_name(ssl_) : "";
+}
+
+bool Connection::sessionReused() const {
+    return ssl_ != nullptr && SSL_session_reused(ssl_) == 1;
+}
+
+std::string Connection::peerSubject() const {
+    if (ssl_ == nullptr || handshaking_ || SSL_get_verify_result(ssl_) != X509_V_OK) {
+        return {};
+    }
+    X509* cert = SSL_get0_peer_certificate(ssl_);
+    if (cert == nullptr) {
+        return {};
+    }
+    BIO* bio = BIO_new(BIO_s_mem());
+    X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    std::string out(data, static_cast<std::size_t>(n));
+    BIO_free(bio);
+    return out;
+}
+
+void Connection::releaseHandshakeSlot() {
+    if (handshakes_ != nullptr) {
+        handshakes_->fetch_sub(1, std::memory_order_relaxed);
+        handshakes_ = nullptr;
+    }
 }
 
 std::size_t Connection::outputLength() const {
@@ -53,6 +135,13 @@ std::size_t Connection::outputLength() const {
 }
 
 void Connection::close() {
+    releaseHandshakeSlot();
+    if (ssl_ != nullptr && fd_ >= 0 && !handshaking_ && !failed_) {
+        // One non-blocking close_notify, as a courtesy; nothing waits for the peer's.
+        ERR_clear_error();
+        SSL_shutdown(ssl_);
+        ERR_clear_error();
+    }
     if (event_ != nullptr) {
         event_free(event_);
         event_ = nullptr;
@@ -82,6 +171,10 @@ void Connection::onEvent(int, short what, void* arg) {
         if (err != 0) {
             self->fail(err);
         }
+        if (self->handshaking_ && err == 0) {
+            self->handshake();  // onConnected() once the handshake is done
+            return;
+        }
         if (self->callbacks_ != nullptr) {
             self->callbacks_->onConnected(err == 0);
         }
@@ -89,17 +182,127 @@ void Connection::onEvent(int, short what, void* arg) {
             return;
         }
     }
+    if (self->handshaking_) {
+        if (!self->failed_) {
+            self->handshake();
+        }
+        return;
+    }
     if ((what & EV_WRITE) != 0 && !self->closed()) {
         self->write_blocked_ = false;
+        if (self->read_wants_write_) {
+            self->read_wants_write_ = false;
+            what |= EV_READ;
+        }
         self->handleWrite();
     }
     if ((what & EV_READ) != 0 && !self->closed()) {
+        if (self->write_wants_read_) {
+            self->write_wants_read_ = false;
+            self->write_blocked_ = false;
+            self->handleWrite();
+            if (self->closed()) {
+                return;
+            }
+        }
         self->read_pending_ = true;
         self->handleRead();
     }
 }
 
+void Connection::handshake() {
+    ERR_clear_error();
+    errno = 0;
+    const int rc = SSL_do_handshake(ssl_);
+    if (rc == 1) {
+        handshaking_ = false;
+        releaseHandshakeSlot();
+        if (callbacks_ != nullptr) {
+            callbacks_->onConnected(true);
+        }
+        if (closed()) {
+            return;
+        }
+        write_blocked_ = false;
+        handleWrite();  // output queued during the handshake
+        if (closed()) {
+            return;
+        }
+        // The peer may have sent data right behind its Finished (a TLS 1.3 client's request).
+        read_pending_ = true;
+        handleRead();
+        return;
+    }
+    const int err = SSL_get_error(ssl_, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        return;  // the next edge continues it
+    }
+    tls_error_ = describeHandshakeFailure(ssl_);
+    fail(EPROTO);
+    releaseHandshakeSlot();
+    if (callbacks_ == nullptr) {
+        return;
+    }
+    if (SSL_is_server(ssl_) == 1) {
+        callbacks_->onError();
+    } else {
+        callbacks_->onConnected(false);
+    }
+}
+
+bool Connection::readSomeTls() {
+    bool progressed = false;
+    while (read_pending_ && !peer_closed_ && !failed_) {
+        if (input_limit_ != 0 && evbuffer_get_length(input_) >= input_limit_) {
+            break;  // read_pending_ stays set, as for plain reads
+        }
+        evbuffer_iovec vec[1];
+        if (evbuffer_reserve_space(input_, static_cast<ev_ssize_t>(kTlsChunk), vec, 1) != 1) {
+            fail(ENOMEM);
+            break;
+        }
+        ERR_clear_error();
+        std::size_t got = 0;
+        const int rc = SSL_read_ex(ssl_, vec[0].iov_base, vec[0].iov_len, &got);
+        if (rc == 1) {
+            vec[0].iov_len = got;
+            evbuffer_commit_space(input_, vec, 1);
+            progressed = true;
+            continue;  // records may wait in OpenSSL's read-ahead buffer: read to WANT_READ
+        }
+        evbuffer_commit_space(input_, vec, 0);
+        switch (SSL_get_error(ssl_, rc)) {
+            case SSL_ERROR_WANT_READ:
+                read_pending_ = false;
+                break;
+            case SSL_ERROR_WANT_WRITE:
+                read_pending_ = false;
+                read_wants_write_ = true;
+                break;
+            case SSL_ERROR_ZERO_RETURN:  // close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF)
+                peer_closed_ = true;
+                read_pending_ = false;
+                progressed = true;
+                break;
+            case SSL_ERROR_SYSCALL:
+                read_pending_ = false;
+                fail(errno != 0 ? errno : EPROTO);
+                break;
+            default:
+                read_pending_ = false;
+                tls_error_ = describeHandshakeFailure(ssl_);
+                fail(EPROTO);
+                break;
+        }
+        break;
+    }
+    return progressed;
+}
+
 bool Connection::readSome() {
+    if (ssl_ != nullptr) {
+        return readSomeTls();
+    }
     bool progressed = false;
     while (read_pending_ && !peer_closed_ && !failed_) {
         std::size_t buffered = evbuffer_get_length(input_);
@@ -188,14 +391,61 @@ void Connection::resumeReading() {
 }
 
 void Connection::flush() {
-    if (closed() || connecting_ || write_blocked_) {
+    if (closed() || connecting_ || handshaking_ || write_blocked_) {
         return;  // the write edge (or connect completion) will send it
     }
     handleWrite();
 }
 
+void Connection::writeTls() {
+    while (std::size_t length = evbuffer_get_length(output_)) {
+        // One record per call: a response head and a small body leave in one record and one
+        // write(), at the price of copying them together (pullup is free within one chunk).
+        std::size_t n = std::min(length, kTlsChunk);
+        unsigned char* data = evbuffer_pullup(output_, static_cast<ev_ssize_t>(n));
+        if (data == nullptr) {
+            fail(ENOMEM);
+            break;
+        }
+        ERR_clear_error();
+        std::size_t written = 0;
+        const int rc = SSL_write_ex(ssl_, data, n, &written);
+        if (rc == 1) {
+            evbuffer_drain(output_, written);
+            continue;
+        }
+        const int err = SSL_get_error(ssl_, rc);
+        if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+            // Retried later with the same bytes at the front of output_ (moving buffer mode).
+            write_blocked_ = true;
+            write_wants_read_ = err == SSL_ERROR_WANT_READ;
+            above_low_water_ = true;
+            return;
+        }
+        ERR_clear_error();
+        fail(err == SSL_ERROR_SYSCALL && errno != 0 ? errno : EPIPE);
+        break;
+    }
+    if (failed_) {
+        if (callbacks_ != nullptr) {
+            callbacks_->onError();
+        }
+        return;
+    }
+    if (above_low_water_ && evbuffer_get_length(output_) <= output_low_water_) {
+        above_low_water_ = false;
+        if (callbacks_ != nullptr) {
+            callbacks_->onWritable();
+        }
+    }
+}
+
 void Connection::handleWrite() {
-    if (connecting_ || failed_) {
+    if (connecting_ || failed_ || handshaking_) {
+        return;
+    }
+    if (ssl_ != nullptr) {
+        writeTls();
         return;
     }
     while (evbuffer_get_length(output_) > 0) {

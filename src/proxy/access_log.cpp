@@ -123,6 +123,8 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendQuoted(buffer_, r.cache, true);
         buffer_ += ",\"tls_version\":";
         appendQuoted(buffer_, r.tls_version, true);
+        buffer_ += ",\"tls_cipher\":";
+        appendQuoted(buffer_, r.tls_cipher, true);
         buffer_ += "}\n";
     } else {
         // Combined log format plus upstream and timings, key=value at the end.
@@ -153,6 +155,10 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         buffer_ += r.cache.empty() ? std::string_view("-") : r.cache;
         buffer_ += " tls=";
         buffer_ += r.tls_version.empty() ? std::string_view("-") : r.tls_version;
+        if (!r.tls_cipher.empty()) {
+            buffer_ += " cipher=";
+            buffer_ += r.tls_cipher;
+        }
         buffer_ += '\n';
     }
     if (buffer_.size() >= kFlushThreshold) {

@@ -61,9 +61,11 @@ void WorkerContext::closeAllSessions() {
 }
 
 DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
-                                     const ListenerInfo& listener)
+                                     const ListenerInfo& listener, net::TlsServerContextPtr tls)
     : worker_(worker),
-      connection_(worker.loop, fd),
+      tls_(std::move(tls)),
+      connection_(worker.loop, fd, tls_ ? tls_->newSsl(fd) : nullptr,
+                  tls_ ? &tls_->handshakes() : nullptr),
       client_address_(peer.hostString()),
       listener_(listener),
       id_(worker.next_connection_id++),
@@ -97,11 +99,38 @@ std::size_t DownstreamSession::outputPending() const {
 }
 
 void DownstreamSession::flushOutput() {
+    if (tls_ && connection_.ssl() == nullptr) {
+        close();  // SSL_new failed (out of memory): never fall back to plain text
+        return;
+    }
+    if (connection_.handshaking()) {
+        // The handshake has its own, usually shorter, deadline; the header timeout starts
+        // once it is done (onConnected).
+        read_mode_ = ReadDeadline::Header;
+        read_deadline_ = std::chrono::steady_clock::now() + tls_->handshakeTimeout();
+        scheduleTimer(read_deadline_);
+        return;
+    }
     if (closed_) {
         return;
     }
     connection_.flush();
     if (connection_.failed()) {
+const std::string& DownstreamSession::forwardSubjectHeader() const {
+    static const std::string kNone;
+    return tls_ ? tls_->forwardSubjectHeader() : kNone;
+}
+
+void DownstreamSession::onConnected(bool ok) {
+    if (!ok || closed_) {
+        return;  // a failed handshake arrives as onError()
+    }
+    std::string_view version = connection_.tlsVersion();
+    tls_version_ = version == "TLSv1.3" ? "1.3" : version == "TLSv1.2" ? "1.2" : "other";
+    tls_cipher_ = connection_.tlsCipher();
+    setReadDeadline(ReadDeadline::Header);
+}
+
         return;  // onError() follows
     }
     if (connection_.outputLength() > 0) {
@@ -214,6 +243,10 @@ void DownstreamSession::processInput() {
         if (request_complete_) {
             if (!response_done_) {
                 break;  // pipelined bytes wait until this answer is queued
+    if (!connection_.tlsError().empty() && connection_.handshaking()) {
+        LOG_DEBUG("[w%u][c%llu] TLS handshake failed: %s", worker_.id,
+                  static_cast<unsigned long long>(id_), connection_.tlsError().c_str());
+    }
             }
             request_complete_ = false;
             response_done_ = false;
@@ -452,6 +485,7 @@ void DownstreamSession::onWritable() {
         }
     } else {
         setSendDeadline(true);  // progress: the client is reading
+    record.tls_cipher = tls_cipher_;
     }
     if (transaction_) {
         transaction_->onClientWritable();

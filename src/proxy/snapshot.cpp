@@ -21,4 +21,18 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
     }
 }
 
+void Snapshot::attachTls(net::TlsContexts&& tls) {
+    tls_listeners = std::move(tls.listeners);
+    for (auto& [name, context] : tls.upstreams) {
+        if (auto it = upstreams.find(name); it != upstreams.end()) {
+            it->second->setTls(std::move(context));
+        }
+    }
+}
+
+net::TlsServerContextPtr Snapshot::tlsFor(const std::string& listener) const {
+    auto it = tls_listeners.find(listener);
+    return it == tls_listeners.end() ? nullptr : it->second;
+}
+
 }  // namespace strata::proxy

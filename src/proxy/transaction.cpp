@@ -243,3 +243,9 @@ void Transaction::logAccess() {
 }
 
 }  // namespace strata::proxy
+    if (const std::string& header = session_.forwardSubjectHeader(); !header.empty()) {
+        fields.remove(header);  // only strata vouches for a client certificate
+        if (std::string subject = session_.clientSubject(); !subject.empty()) {
+            fields.add(header, subject);
+        }
+    }

@@ -100,14 +100,14 @@ void UpstreamExchange::connectNext() {
         upstream_started_ = now;
     }
     if (!fresh_only) {
-        connection_ = worker_.pool.takeIdle(*server);
+        connection_ = worker_.pool.takeIdle(*server, group_.tls() != nullptr);
     }
     if (connection_) {
         installCallbacks();
         sendRequest();
         return;
     }
-    connection_ = worker_.pool.connect(server);
+    connection_ = worker_.pool.connect(server, group_.tls());
     if (!connection_) {
         server->recordFailure(now, config.fail_backoff);
         if (worker_.metrics != nullptr) {
@@ -134,6 +134,13 @@ void UpstreamExchange::onConnected(bool ok) {
         return;
     }
     if (!ok) {
+        if (const std::string& tls_error = connection_->connection().tlsError();
+            !tls_error.empty()) {
+            // Never a silent downgrade: the server is treated as failing to connect.
+            LOG_WARN("[w%u][c%llu] upstream %s: TLS handshake with %s failed: %s", worker_.id,
+                     static_cast<unsigned long long>(log_id_), group_.config().name.c_str(),
+                     std::string(serverLabel()).c_str(), tls_error.c_str());
+        }
         fail(Failure::Connect);
         return;
     }

@@ -22,6 +22,7 @@
 #include "strata/metrics/metrics.h"
 #include "strata/net/socket.h"
 #include "strata/proxy/snapshot.h"
+#include "strata/net/tls_context.h"
 #include "strata/upstream/balancer.h"
 
 #include "health_checker.h"
@@ -119,6 +120,13 @@ public:
             return kExitConfig;
         }
         if (options_.check_only) {
+        // Certificates are opened here, so --check and reload report them like config errors.
+        std::vector<config::Diagnostic> tls_errors;
+        net::TlsContexts tls = net::buildTlsContexts(*loaded.config, ticket_keys_, tls_errors);
+        if (!tls_errors.empty()) {
+            printDiagnostics(tls_errors);
+            return kExitConfig;
+        }
             std::printf("%s: configuration ok\n", options_.config_path.c_str());
             return 0;
         }
@@ -144,8 +152,9 @@ public:
             return 1;
         }
         snapshot_version_ = 1;
-        current_ =
-            std::make_shared<const proxy::Snapshot>(loaded.config, registry_, snapshot_version_);
+        auto first = std::make_shared<proxy::Snapshot>(loaded.config, registry_, snapshot_version_);
+        first->attachTls(std::move(tls));
+        current_ = first;
         loaded_at_ = unixNow();
         metrics::global().configReload(metrics::ReloadResult::Success, loaded_at_);
         registerGauges();
@@ -398,6 +407,15 @@ private:
             auto it = std::find_if(next.listeners.begin(), next.listeners.end(),
                                    [&](const auto& n) { return n.name == l.name; });
             if (it == next.listeners.end() || !(keyOf(*it) == keyOf(l))) {
+        // Bad certificates fail the reload like bad YAML: the old ones keep serving.
+        std::vector<config::Diagnostic> tls_errors;
+        net::TlsContexts tls = net::buildTlsContexts(next, ticket_keys_, tls_errors);
+        if (!tls_errors.empty()) {
+            for (const auto& d : tls_errors) {
+                outcome.errors.push_back(d.format());
+            }
+            return fail("");
+        }
                 removed.push_back(l.name);
             }
         }
@@ -442,7 +460,8 @@ private:
 
         // Commit.
         auto snapshot =
-            std::make_shared<const proxy::Snapshot>(loaded.config, registry_, ++snapshot_version_);
+            std::make_shared<proxy::Snapshot>(loaded.config, registry_, ++snapshot_version_);
+        snapshot->attachTls(std::move(tls));  // new connections take the new certificates
         current_ = snapshot;
         loaded_at_ = unixNow();
         log::Level level = log::Level::Info;
@@ -539,6 +558,7 @@ private:
     unsigned worker_count_ = 0;
     std::vector<std::unique_ptr<Worker>> workers_;
     unsigned running_workers_ = 0;
+    net::TicketKeyStore ticket_keys_;  // outlive reloads, so tickets keep resuming
     std::vector<::event*> signal_events_;
     std::unique_ptr<event::Timer> drain_timer_;
     std::map<std::string, std::string> listener_lines_;  // name -> "name HOST:PORT"

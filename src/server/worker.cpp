@@ -96,7 +96,16 @@ void Worker::accept(const proxy::ListenerInfo& info, int fd, const net::SocketAd
         ::close(fd);
         return;
     }
-    auto* session = new proxy::DownstreamSession(context_, fd, peer, info);
+    net::TlsServerContextPtr tls;
+    if (info.tls) {
+        tls = context_.snapshot->tlsFor(info.name);
+        if (!tls || tls->handshakes().load(std::memory_order_relaxed) >= tls->maxHandshakes()) {
+            // A handshake flood must not starve established connections of CPU.
+            ::close(fd);
+            return;
+        }
+    }
+    auto* session = new proxy::DownstreamSession(context_, fd, peer, info, std::move(tls));
     session->start();  // from here the session owns itself and dies through deferredDelete
 }
 

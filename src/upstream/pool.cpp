@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <openssl/ssl.h>
+
 #include "strata/common/log.h"
 #include "strata/metrics/metrics.h"
 
@@ -36,26 +38,71 @@ ConnectionPool::ConnectionPool(event::Loop& loop)
 
 ConnectionPool::~ConnectionPool() {
     closeAll();
-}
-
-UpstreamConnectionPtr ConnectionPool::takeIdle(const ServerState& server) {
-    auto it = idle_.find(&server);
-    if (it == idle_.end() || it->second.empty()) {
-        return nullptr;
+    for (auto& [server, entry] : sessions_) {
+        SSL_SESSION_free(entry.session);
     }
-    UpstreamConnection* connection = it->second.back();
-    it->second.pop_back();
-    connection->idle_in_ = nullptr;
-    connection->connection().setCallbacks(nullptr);
-    return UpstreamConnectionPtr(connection);
 }
 
-UpstreamConnectionPtr ConnectionPool::connect(const ServerStatePtr& server) {
-    auto connection = net::Connection::connectTo(loop_, server->address());
+UpstreamConnectionPtr ConnectionPool::takeIdle(const ServerState& server, bool tls) {
+    auto it = idle_.find(&server);
+    while (it != idle_.end() && !it->second.empty()) {
+        UpstreamConnection* connection = it->second.back();
+        it->second.pop_back();
+        if ((connection->connection().ssl() != nullptr) != tls) {
+            delete connection;
+            continue;
+        }
+        connection->idle_in_ = nullptr;
+        connection->connection().setCallbacks(nullptr);
+        return UpstreamConnectionPtr(connection);
+    }
+    return nullptr;
+}
+
+UpstreamConnectionPtr ConnectionPool::connect(const ServerStatePtr& server,
+                                              const net::TlsClientContext* tls) {
+    net::ConnectionPtr connection;
+    if (tls == nullptr) {
+        connection = net::Connection::connectTo(loop_, server->address());
+    } else {
+        struct Args {
+            const net::TlsClientContext* tls;
+            SSL_SESSION* session;
+        };
+        auto found = sessions_.find(server.get());
+        Args args{tls, found == sessions_.end() ? nullptr : found->second.session};
+        connection = net::Connection::connectTo(
+            loop_, server->address(),
+            [](int fd, const net::SocketAddress& peer, void* arg) {
+                auto* a = static_cast<Args*>(arg);
+                return a->tls->newSsl(fd, peer, a->session);
+            },
+            &args);
+    }
     if (!connection) {
         return nullptr;
     }
     return std::make_unique<UpstreamConnection>(std::move(connection), server);
+}
+
+void ConnectionPool::keepSession(UpstreamConnection& connection) {
+    SSL* ssl = connection.connection().ssl();
+    if (ssl == nullptr || connection.connection().handshaking() ||
+        SSL_session_reused(ssl) == 1) {
+        return;  // a resumed session is the one already kept
+    }
+    SSL_SESSION* session = SSL_get1_session(ssl);
+    if (session == nullptr) {
+        return;
+    }
+    if (SSL_SESSION_is_resumable(session) != 1) {
+        SSL_SESSION_free(session);
+        return;
+    }
+    auto& entry = sessions_[&connection.server()];
+    SSL_SESSION_free(entry.session);
+    entry.server = connection.serverPtr();
+    entry.session = session;
 }
 
 void ConnectionPool::release(UpstreamConnectionPtr connection, std::uint32_t max_idle,
@@ -64,6 +111,7 @@ void ConnectionPool::release(UpstreamConnectionPtr connection, std::uint32_t max
     if (list.size() >= max_idle || connection->connection().closed()) {
         return;  // closes as it goes out of scope
     }
+    keepSession(*connection);
     UpstreamConnection* raw = connection.release();
     raw->idle_in_ = this;
     raw->exchanges++;

@@ -28,15 +28,34 @@ struct Endpoint {
     std::string text;  // as written, for logs and metrics labels
 };
 
+// Where a key was written, so checks that run after loading (the net module opens
+// certificates) still report "FILE:LINE:COL: key.path: message".
+struct SourcePos {
+    int line = 0;  // 1-based; 0 when unknown
+    int column = 0;
+    std::string path;  // "listeners[1].tls.certificates[0]"
+};
+
 struct TlsCertificate {
-    std::string cert;  // PEM path (chain allowed)
-    std::string key;   // PEM path
+    std::string cert;         // PEM path (chain allowed)
+    std::string key;          // PEM path
+    std::string ocsp_staple;  // DER OCSP response file; empty: no stapling
+    SourcePos pos;
 };
 
 struct ListenerTls {
     std::vector<TlsCertificate> certificates;
     std::string min_version = "1.2";  // "1.2" | "1.3"
     std::string ciphers;              // empty: built-in intermediate profile
+    std::string client_ca;            // PEM CA bundle for client certificates (mTLS)
+    std::string verify_client = "off";  // "off" | "optional" | "required"
+    std::string forward_client_subject;  // header carrying the verified subject; empty: none
+    bool session_tickets = true;
+    Duration ticket_key_rotation{3600 * 1000};  // a key encrypts this long, decrypts twice as long
+    std::uint32_t session_cache_size = 20480;   // sessions; 0 disables the cache
+    Duration handshake_timeout{10000};
+    std::uint32_t max_handshakes = 1024;  // concurrent handshakes per listener, whole process
+    SourcePos pos;
 };
 
 struct Listener {
@@ -93,6 +112,17 @@ struct Upstream {
     std::vector<UpstreamServer> servers;
     HealthCheck health_check;
     UpstreamTimeouts timeouts;
+// TLS towards an upstream's servers.
+struct UpstreamTls {
+    bool enabled = false;
+    bool verify = true;       // verify the server certificate (chain, and name or IP)
+    std::string ca_file;      // PEM CA bundle; empty: the system's default trust store
+    std::string sni;          // server name sent and verified; empty: verify the IP address
+    std::string client_cert;  // PEM, for servers that require client certificates
+    std::string client_key;
+    SourcePos pos;
+};
+
     std::uint32_t max_idle_connections = 64;  // per worker and server
     std::uint32_t max_tries = 3;              // per request, for idempotent requests
     Duration fail_backoff{5000};              // a server refusing connections is skipped this long
@@ -101,6 +131,7 @@ struct Upstream {
 struct RouteMatch {
     std::string host;                  // "" any; "api.example.com"; "*.example.com"
     std::string path_prefix;           // "" any
+    UpstreamTls tls;
     std::vector<std::string> methods;  // empty: any
 };
 

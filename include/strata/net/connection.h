@@ -6,16 +6,30 @@
 //
 // Owners get callbacks on the loop thread; a callback may close the connection but must not
 // destroy the object (use Loop::deferredDelete). Timeouts are the owner's business (Timer).
+//
+// TLS is a transport mode of the same object, not a subclass: with an SSL, reads are SSL_read
+// into the input evbuffer's reserved space and flush() is SSL_write from the output evbuffer,
+// so owners keep the same API. The handshake is a state before data:
+//
+//   [connecting] ──tcp up──▶ handshaking ──done──▶ open (onConnected(true) on both sides)
+//                                 └──failed──▶ failed (client: onConnected(false); server: onError)
+//
+// Output queued while handshaking goes out once the handshake is done. The plain path pays one
+// predictable branch per read and write.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "strata/event/loop.h"
 #include "strata/net/socket.h"
 
 struct evbuffer;
 struct event;
+struct ssl_st;
 
 namespace strata::net {
 
@@ -26,7 +40,8 @@ public:
     virtual void onReadable() = 0;
     // output() drained to at most the low-water mark after having been above it, or fully.
     virtual void onWritable() = 0;
-    // A connect() started with connectTo() finished, successfully or not (then error()).
+    // A connect() started with connectTo() finished, successfully or not (then error()); with
+    // TLS, once the handshake is done. A TLS server connection reports its handshake too.
     virtual void onConnected(bool ok) = 0;
     // Reading or writing failed (reset, broken pipe). The connection is unusable.
     virtual void onError() = 0;
@@ -34,14 +49,21 @@ public:
 
 class Connection {
 public:
-    // Takes ownership of a connected (or connecting) non-blocking socket.
-    Connection(event::Loop& loop, int fd);
+    // Takes ownership of a connected (or connecting) non-blocking socket, and of `ssl` (set up
+    // on that fd in accept or connect state) when not null. `handshakes`, if given, counts this
+    // connection while its handshake is in progress.
+    Connection(event::Loop& loop, int fd, ssl_st* ssl = nullptr,
+               std::atomic<std::uint32_t>* handshakes = nullptr);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
     // Starts a non-blocking connect; onConnected() reports the result. Null on immediate failure.
-    static std::unique_ptr<Connection> connectTo(event::Loop& loop, const SocketAddress& address);
+    // `make_ssl`, if given, makes the client SSL for the new socket (TLS after the connect).
+    using SslFactory = ssl_st* (*)(int fd, const SocketAddress& peer, void* arg);
+    static std::unique_ptr<Connection> connectTo(event::Loop& loop, const SocketAddress& address,
+                                                 SslFactory make_ssl = nullptr,
+                                                 void* arg = nullptr);
 
     void setCallbacks(ConnectionCallbacks* callbacks) { callbacks_ = callbacks; }
     evbuffer* input() { return input_; }
@@ -69,6 +91,18 @@ public:
     int error() const { return error_; }
     bool connecting() const { return connecting_; }
 
+    // TLS: null for plain connections.
+    ssl_st* ssl() const { return ssl_; }
+    bool handshaking() const { return handshaking_; }
+    // Why the handshake failed ("certificate verify failed: self-signed certificate"), or "".
+    const std::string& tlsError() const { return tls_error_; }
+    // "TLSv1.3", "TLS_AES_128_GCM_SHA256"; "" when plain or not yet negotiated.
+    const char* tlsVersion() const;
+    const char* tlsCipher() const;
+    // The client certificate's subject (RFC 2253) when one was presented and verified, else "".
+    std::string peerSubject() const;
+    bool sessionReused() const;
+
     // Drops pending output and closes the socket now; no more callbacks.
     void close();
     bool closed() const { return fd_ < 0; }
@@ -79,6 +113,10 @@ private:
     void handleWrite();
     // Reads until EAGAIN, EOF or the input limit. Returns true when bytes arrived or EOF.
     bool readSome();
+    bool readSomeTls();
+    void writeTls();
+    void handshake();
+    void releaseHandshakeSlot();
     void fail(int err);
 
     event::Loop& loop_;
@@ -96,7 +134,13 @@ private:
     bool peer_closed_ = false;
     bool failed_ = false;
     bool connecting_ = false;
+    bool handshaking_ = false;
+    bool read_wants_write_ = false;  // SSL_read needs the write edge (TLS post-handshake data)
+    bool write_wants_read_ = false;  // SSL_write needs the read edge
     int error_ = 0;
+    ssl_st* ssl_ = nullptr;
+    std::atomic<std::uint32_t>* handshakes_ = nullptr;  // the TLS context's; set while counted
+    std::string tls_error_;
 };
 
 using ConnectionPtr = std::unique_ptr<Connection>;

@@ -47,6 +47,7 @@ struct AccessRecord {
     double upstream_s = -1;        // time to upstream response head, -1 when no upstream was asked
     std::string_view cache;        // "hit", "miss", "bypass", ... (metrics::CacheResult names)
     std::string_view tls_version;  // "1.3", "1.2"; "" on plain TCP
+    std::string_view tls_cipher;   // OpenSSL's name, "TLS_AES_128_GCM_SHA256"; "" on plain TCP
 };
 
 // Per-worker buffer in front of the sink.

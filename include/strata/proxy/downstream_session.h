@@ -18,6 +18,7 @@
 #include "strata/http/parser.h"
 #include "strata/net/connection.h"
 #include "strata/net/socket.h"
+#include "strata/net/tls_context.h"
 #include "strata/proxy/worker_context.h"
 
 struct evbuffer;
@@ -30,8 +31,9 @@ class DownstreamSession final : public event::DeferredDeletable,
                                 public http::RequestCallbacks,
                                 private net::ConnectionCallbacks {
 public:
+    // `tls`: the listener's TLS context when it terminates TLS (the handshake runs first).
     DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
-                      const ListenerInfo& listener);
+                      const ListenerInfo& listener, net::TlsServerContextPtr tls = nullptr);
     ~DownstreamSession() override;
 
     void start();
@@ -69,6 +71,11 @@ public:
     void setCacheResult(metrics::CacheResult result) { cache_result_ = result; }
     // "1.3" / "1.2" on a TLS listener once the TLS engineer fills it; "" for plain TCP.
     void setTlsVersion(std::string_view version) { tls_version_ = version; }
+    // TLS: the header that carries the verified client subject upstream ("" = none), and the
+    // subject itself ("" when no verified client certificate).
+    const std::string& forwardSubjectHeader() const;
+    std::string clientSubject() const { return connection_.peerSubject(); }
+    bool isTls() const { return connection_.ssl() != nullptr; }
 
     // http::RequestCallbacks
     void onRequestHead(http::RequestHead&& head) override;
@@ -83,7 +90,7 @@ private:
     // net::ConnectionCallbacks
     void onReadable() override;
     void onWritable() override;
-    void onConnected(bool) override {}
+    void onConnected(bool ok) override;  // TLS handshake done
     void onError() override;
 
     void processInput();
@@ -97,6 +104,7 @@ private:
     void close();
 
     WorkerContext& worker_;
+    net::TlsServerContextPtr tls_;  // before connection_: it makes the connection's SSL
     net::Connection connection_;
     std::string client_address_;
     ListenerInfo listener_;
@@ -121,5 +129,6 @@ private:
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
 };
+    std::string_view tls_cipher_;   // OpenSSL's static cipher names
 
 }  // namespace strata::proxy

@@ -10,6 +10,7 @@
 
 #include "strata/common/result.h"
 #include "strata/config/config.h"
+#include "strata/net/tls_context.h"
 #include "strata/proxy/router.h"
 #include "strata/upstream/balancer.h"
 
@@ -22,8 +23,14 @@ struct Snapshot {
     std::vector<const upstream::UpstreamGroup*> route_upstreams;  // parallel to config->routes
     std::vector<std::uint16_t> route_metric_slots;                // parallel to config->routes
     std::uint64_t version = 0;  // increments on every successful load
+    // TLS contexts built (and checked) by the server for this config; by listener name.
+    std::map<std::string, net::TlsServerContextPtr> tls_listeners;
 
     Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v);
+    // Installs contexts from net::buildTlsContexts() before the snapshot is published.
+    void attachTls(net::TlsContexts&& tls);
+    // The listener's TLS context, or null for plain listeners.
+    net::TlsServerContextPtr tlsFor(const std::string& listener) const;
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;

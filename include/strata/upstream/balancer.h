@@ -16,6 +16,7 @@
 
 #include "strata/config/config.h"
 #include "strata/net/socket.h"
+#include "strata/net/tls_context.h"
 
 namespace strata::upstream {
 
@@ -79,8 +80,14 @@ public:
     // everything. Returns -1 when every server was tried.
     int pick(std::uint64_t tried, std::chrono::steady_clock::time_point now) const;
 
+    // TLS to the servers (upstreams.<name>.tls); null = plain TCP. Set while the snapshot is
+    // built, before any worker sees the group.
+    void setTls(net::TlsClientContextPtr tls) { tls_ = std::move(tls); }
+    const net::TlsClientContext* tls() const { return tls_.get(); }
+
 private:
     config::Upstream config_;
+    net::TlsClientContextPtr tls_;
     std::vector<ServerStatePtr> servers_;
     std::vector<std::uint16_t> schedule_;           // server indexes, interleaved by weight
     mutable std::atomic<std::uint64_t> cursor_{0};  // the one mutable part, shared by workers

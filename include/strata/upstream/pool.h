@@ -17,6 +17,7 @@
 
 #include "strata/event/loop.h"
 #include "strata/net/connection.h"
+#include "strata/net/tls_context.h"
 #include "strata/upstream/balancer.h"
 
 namespace strata::upstream {
@@ -63,12 +64,15 @@ public:
     ConnectionPool& operator=(const ConnectionPool&) = delete;
 
     // The most recently parked idle connection to `server`, or null. The caller installs its
-    // own callbacks.
-    UpstreamConnectionPtr takeIdle(const ServerState& server);
+    // own callbacks. `tls`: whether the caller wants a TLS connection; a parked connection of
+    // the other kind (the upstream's tls setting changed on reload) is closed, never reused.
+    UpstreamConnectionPtr takeIdle(const ServerState& server, bool tls = false);
 
-    // Starts a non-blocking connect; the outcome arrives as onConnected(). Null when the socket
-    // could not even be created or the connect failed at once.
-    UpstreamConnectionPtr connect(const ServerStatePtr& server);
+    // Starts a non-blocking connect; the outcome arrives as onConnected() (with `tls`, after
+    // the handshake, which offers the last session seen with this server for resumption).
+    // Null when the socket could not even be created or the connect failed at once.
+    UpstreamConnectionPtr connect(const ServerStatePtr& server,
+                                  const net::TlsClientContext* tls = nullptr);
 
     // Parks a connection whose last exchange ended cleanly (response complete, keep-alive).
     void release(UpstreamConnectionPtr connection, std::uint32_t max_idle,
@@ -83,8 +87,18 @@ private:
     void discard(UpstreamConnection* connection);
     void sweep();
 
+    // Remembers `connection`'s TLS session for the next connect to its server.
+    void keepSession(UpstreamConnection& connection);
+
     event::Loop& loop_;
     std::unordered_map<const ServerState*, std::vector<UpstreamConnection*>> idle_;
+    // Last TLS session per server (this worker's): new connections resume it. The ServerStatePtr
+    // keeps the key alive.
+    struct Session {
+        ServerStatePtr server;
+        SSL_SESSION* session = nullptr;
+    };
+    std::unordered_map<const ServerState*, Session> sessions_;
     event::Timer sweep_timer_;  // closes connections idle past their timeout, once a second
 };
 

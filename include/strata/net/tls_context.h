@@ -1,0 +1,175 @@
+// OpenSSL contexts. Built on the main thread at load and reload, then shared read-only by every
+// worker (an SSL_CTX is thread-safe once configured, and so is its internal session cache): a
+// reload builds new contexts, new connections take them, established ones keep the old ones
+// alive through their SSL's reference.
+//
+// Listener side: one SSL_CTX per group of certificates that carry the same names, so an RSA and
+// an ECDSA certificate for the same site sit in one context and OpenSSL picks by the client's
+// signature algorithms. The SNI callback switches an SSL to the group whose names match (exact
+// first, then a "*.suffix" wildcard one label deep); the first certificate's group is the
+// default. Session state (cache, tickets) lives on the default context, where OpenSSL looks for
+// it whatever context SNI picked.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "strata/config/config.h"
+#include "strata/net/socket.h"
+
+struct ssl_st;
+struct ssl_ctx_st;
+struct ssl_session_st;
+using SSL = ssl_st;
+using SSL_CTX = ssl_ctx_st;
+using SSL_SESSION = ssl_session_st;
+
+namespace strata::net {
+
+// Session ticket keys for one listener, shared by all workers (the SSL_CTX is shared) and kept
+// across reloads, so tickets issued before a reload still resume. Rotated lazily on use: the
+// newest key encrypts for `rotation`, the two before it still decrypt (and the ticket is then
+// renewed), so a ticket lives at most three periods.
+class TicketKeyRing {
+public:
+    struct Key {
+        std::array<unsigned char, 16> name{};
+        std::array<unsigned char, 32> aes{};
+        std::array<unsigned char, 32> hmac{};
+        std::chrono::steady_clock::time_point created;
+    };
+    static constexpr std::size_t kKeptKeys = 3;
+
+    explicit TicketKeyRing(std::chrono::milliseconds rotation);
+    void setRotation(std::chrono::milliseconds rotation);
+
+    // The key to encrypt a new ticket with, after rotating if the current one is due.
+    Key encryptionKey(std::chrono::steady_clock::time_point now);
+    // The key a ticket names, if still kept. `renew` is set when it is not the newest.
+    std::optional<Key> decryptionKey(const unsigned char* name,
+                                     std::chrono::steady_clock::time_point now, bool& renew);
+    std::uint64_t rotations() const;
+
+private:
+    void rotateIfDue(std::chrono::steady_clock::time_point now);  // mutex_ held
+
+    mutable std::mutex mutex_;
+    std::chrono::milliseconds rotation_;
+    std::deque<Key> keys_;  // front: newest
+    std::uint64_t rotations_ = 0;
+};
+
+using TicketKeyRingPtr = std::shared_ptr<TicketKeyRing>;
+
+// The server context of one TLS listener.
+class TlsServerContext {
+public:
+    ~TlsServerContext();
+    TlsServerContext(const TlsServerContext&) = delete;
+    TlsServerContext& operator=(const TlsServerContext&) = delete;
+
+    // Opens and checks every file (PEM parses, key matches its certificate, certificate valid
+    // now, OCSP response parses) and appends a diagnostic naming the file for each problem.
+    // Null when anything was wrong. `file` is the config file, for the diagnostics' position.
+    static std::shared_ptr<TlsServerContext> build(const config::ListenerTls& tls,
+                                                   const std::string& listener_name,
+                                                   const std::string& file, TicketKeyRingPtr keys,
+                                                   std::vector<config::Diagnostic>& errors);
+
+    // A server-side SSL on `fd`, in accept state. The caller owns it.
+    SSL* newSsl(int fd) const;
+
+    // Index of the certificate group serving `server_name` (0 = the default group).
+    std::size_t groupFor(std::string_view server_name) const;
+    std::size_t groupCount() const { return groups_.size(); }
+
+    std::chrono::milliseconds handshakeTimeout() const { return handshake_timeout_; }
+    std::uint32_t maxHandshakes() const { return max_handshakes_; }
+    // Handshakes in progress on connections that took this context (Connection counts them).
+    std::atomic<std::uint32_t>& handshakes() const { return handshakes_; }
+    const std::string& forwardSubjectHeader() const { return forward_subject_; }
+    const TicketKeyRingPtr& ticketKeys() const { return keys_; }
+
+private:
+    struct Group {
+        SSL_CTX* ctx = nullptr;
+        std::vector<std::string> names;
+        // Stapled OCSP response (DER) per leaf certificate of this group.
+        std::vector<std::pair<const void*, std::string>> staples;
+    };
+
+    friend struct TlsServerCallbacks;  // the OpenSSL callbacks, in tls_context.cpp
+    TlsServerContext() = default;
+
+    std::vector<Group> groups_;
+    std::map<std::string, std::size_t, std::less<>> exact_;     // name -> group
+    std::map<std::string, std::size_t, std::less<>> wildcard_;  // "example.com" for *.example.com
+    std::chrono::milliseconds handshake_timeout_{10000};
+    std::uint32_t max_handshakes_ = 1024;
+    std::string forward_subject_;
+    TicketKeyRingPtr keys_;
+    mutable std::atomic<std::uint32_t> handshakes_{0};
+};
+
+using TlsServerContextPtr = std::shared_ptr<const TlsServerContext>;
+
+// The client context of one upstream with `tls.enabled`.
+class TlsClientContext {
+public:
+    ~TlsClientContext();
+    TlsClientContext(const TlsClientContext&) = delete;
+    TlsClientContext& operator=(const TlsClientContext&) = delete;
+
+    static std::shared_ptr<TlsClientContext> build(const config::UpstreamTls& tls,
+                                                   const std::string& file,
+                                                   std::vector<config::Diagnostic>& errors);
+
+    // A client SSL on `fd` in connect state, with SNI and the name (or IP) to verify set.
+    // `session`, if not null, is offered for resumption.
+    SSL* newSsl(int fd, const SocketAddress& peer, SSL_SESSION* session) const;
+
+private:
+    TlsClientContext() = default;
+    SSL_CTX* ctx_ = nullptr;
+    bool verify_ = true;
+    std::string sni_;
+};
+
+using TlsClientContextPtr = std::shared_ptr<const TlsClientContext>;
+
+// The TLS contexts of one configuration: built together so --check and reload report every
+// certificate problem in one go.
+struct TlsContexts {
+    std::map<std::string, TlsServerContextPtr> listeners;  // by listener name
+    std::map<std::string, TlsClientContextPtr> upstreams;  // by upstream name
+};
+
+// Keeps ticket key rings across reloads, by listener name. Main thread only.
+class TicketKeyStore {
+public:
+    TicketKeyRingPtr ring(const std::string& listener, std::chrono::milliseconds rotation);
+
+private:
+    std::map<std::string, TicketKeyRingPtr> rings_;
+};
+
+// Builds every context `cfg` needs; `errors` gets one diagnostic per problem. On errors the
+// result must not be used (the old contexts keep serving).
+TlsContexts buildTlsContexts(const config::Config& cfg, TicketKeyStore& keys,
+                             std::vector<config::Diagnostic>& errors);
+
+// The OpenSSL error queue as one line ("error:0A000086:SSL routines::certificate verify
+// failed"), emptied.
+std::string takeOpenSslErrors();
+
+}  // namespace strata::net
