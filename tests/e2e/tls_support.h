@@ -1,0 +1,272 @@
+// TLS helpers for the t* cases: a throwaway PKI made with the openssl CLI in the case's temp
+// dir, and a blocking OpenSSL client (SNI, versions, ALPN, sessions, client certificates) that
+// reads responses with llhttp, like RawClient.
+#pragma once
+
+#include <arpa/inet.h>
+#include <cstdlib>
+#include <netinet/in.h>
+#include <string>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <vector>
+
+#include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "e2e.h"
+
+namespace strata::test {
+
+// Runs a shell command; true on exit 0.
+inline bool sh(const std::string& command) {
+    return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+// A CA and leaf certificates signed by it, all in `dir`.
+class Pki {
+public:
+    explicit Pki(std::string dir) : dir_(std::move(dir)) {
+        REQUIRE(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " +
+                   path("ca.key") + " -out " + path("ca.pem") +
+                   " -days 2 -subj /CN=strata-test-ca"));
+    }
+    std::string path(const std::string& name) const { return dir_ + "/" + name; }
+    std::string ca() const { return path("ca.pem"); }
+
+    // Makes NAME.pem / NAME.key. `kind`: "ec" (P-256) or "rsa" (2048). `sans`: "DNS:a.test,...".
+    // `days` < 0 makes an expired certificate.
+    void issue(const std::string& name, const std::string& cn, const std::string& sans,
+               const std::string& kind = "ec", int days = 1, const std::string& ca = "ca") {
+        const std::string key_args =
+            kind == "rsa" ? "-newkey rsa:2048" : "-newkey ec -pkeyopt ec_paramgen_curve:P-256";
+        writeFile(path(name + ".ext"),
+                  sans.empty() ? "basicConstraints=CA:FALSE\n" : "subjectAltName=" + sans + "\n");
+        REQUIRE(sh("openssl req " + key_args + " -nodes -keyout " + path(name + ".key") + " -out " +
+                   path(name + ".csr") + " -subj /CN=" + cn));
+        REQUIRE(sh("openssl x509 -req -in " + path(name + ".csr") + " -CA " + path(ca + ".pem") +
+                   " -CAkey " + path(ca + ".key") + " -CAcreateserial -out " + path(name + ".pem") +
+                   " -days " + std::to_string(days) + " -extfile " + path(name + ".ext")));
+    }
+    // Another, unrelated CA (for "not signed by the trusted CA" cases).
+    void otherCa(const std::string& name) {
+        REQUIRE(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " +
+                   path(name + ".key") + " -out " + path(name + ".pem") +
+                   " -days 2 -subj /CN=" + name));
+    }
+
+private:
+    std::string dir_;
+};
+
+struct TlsOptions {
+    std::string sni;
+    std::string ca;  // verify the server against this CA; empty: no verification
+    int min_version = 0;
+    int max_version = 0;
+    std::string alpn = "http/1.1";   // comma-less single protocol; empty: no ALPN
+    SSL_SESSION* session = nullptr;  // offered for resumption
+    bool tickets = true;
+    std::string cert;  // client certificate
+    std::string key;
+    std::string sigalgs;  // e.g. "ECDSA+SHA256" to ask for an ECDSA certificate
+};
+
+class TlsClient {
+public:
+    TlsClient(std::uint16_t port, const TlsOptions& o) {
+        ctx_ = SSL_CTX_new(TLS_client_method());
+        if (o.min_version != 0) {
+            SSL_CTX_set_min_proto_version(ctx_, o.min_version);
+        }
+        if (o.max_version != 0) {
+            SSL_CTX_set_max_proto_version(ctx_, o.max_version);
+        }
+        if (o.min_version != 0 && o.min_version < TLS1_2_VERSION) {
+            SSL_CTX_set_security_level(ctx_, 0);  // let the client even try TLS 1.1
+            SSL_CTX_set_cipher_list(ctx_, "DEFAULT:@SECLEVEL=0");
+        }
+        if (!o.tickets) {
+            SSL_CTX_set_options(ctx_, SSL_OP_NO_TICKET);
+        }
+        if (!o.ca.empty()) {
+            SSL_CTX_load_verify_locations(ctx_, o.ca.c_str(), nullptr);
+            SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+        }
+        if (!o.cert.empty()) {
+            SSL_CTX_use_certificate_chain_file(ctx_, o.cert.c_str());
+            SSL_CTX_use_PrivateKey_file(ctx_, o.key.c_str(), SSL_FILETYPE_PEM);
+        }
+        if (!o.sigalgs.empty()) {
+            SSL_CTX_set1_sigalgs_list(ctx_, o.sigalgs.c_str());
+        }
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        timeval tv{10, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            error = "connect failed";
+            return;
+        }
+        ssl_ = SSL_new(ctx_);
+        SSL_set_fd(ssl_, fd_);
+        if (!o.sni.empty()) {
+            SSL_set_tlsext_host_name(ssl_, o.sni.c_str());
+        }
+        if (!o.alpn.empty()) {
+            std::string wire(1, static_cast<char>(o.alpn.size()));
+            wire += o.alpn;
+            SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(wire.data()),
+                                static_cast<unsigned>(wire.size()));
+        }
+        if (o.session != nullptr) {
+            SSL_set_session(ssl_, o.session);
+        }
+        ERR_clear_error();
+        if (SSL_connect(ssl_) != 1) {
+            char buf[256];
+            ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
+            error = std::string("handshake failed: ") + buf;
+            return;
+        }
+        connected_ = true;
+    }
+    ~TlsClient() {
+        if (ssl_ != nullptr) {
+            if (connected_) {
+                // Without close_notify OpenSSL marks the session not resumable (it is shared
+                // with the next client in resumption tests).
+                SSL_shutdown(ssl_);
+            }
+            SSL_free(ssl_);
+        }
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+        SSL_CTX_free(ctx_);
+    }
+    TlsClient(const TlsClient&) = delete;
+    TlsClient& operator=(const TlsClient&) = delete;
+
+    bool connected() const { return connected_; }
+    SSL* ssl() const { return ssl_; }
+    std::string version() const { return SSL_get_version(ssl_); }
+    bool reused() const { return SSL_session_reused(ssl_) == 1; }
+    std::string alpn() const {
+        const unsigned char* p = nullptr;
+        unsigned int n = 0;
+        SSL_get0_alpn_selected(ssl_, &p, &n);
+        return std::string(reinterpret_cast<const char*>(p), n);
+    }
+    // The server certificate's CN.
+    std::string peerName() const {
+        X509* cert = SSL_get0_peer_certificate(ssl_);
+        if (cert == nullptr) {
+            return "";
+        }
+        char buf[256] = {};
+        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
+        return buf;
+    }
+    int peerKeyType() const {
+        X509* cert = SSL_get0_peer_certificate(ssl_);
+        return cert == nullptr ? 0 : EVP_PKEY_get_base_id(X509_get0_pubkey(cert));
+    }
+    // Caller frees with SSL_SESSION_free. Read a response first: TLS 1.3 tickets come after
+    // the handshake.
+    SSL_SESSION* session() const { return SSL_get1_session(ssl_); }
+
+    // Sends a GET and reads one response (keep-alive).
+    Response get(const std::string& target, const std::string& extra = "",
+                 const std::string& host = "a.test") {
+        std::string request =
+            "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n";
+        if (SSL_write(ssl_, request.data(), static_cast<int>(request.size())) <= 0) {
+            Response r;
+            r.error = "write failed";
+            return r;
+        }
+        return read();
+    }
+
+    Response read() {
+        Response r;
+        llhttp_settings_t settings;
+        llhttp_settings_init(&settings);
+        struct State {
+            Response* r;
+            std::string field;
+            bool done = false;
+        } state{&r};
+        settings.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
+            auto* s = static_cast<State*>(p->data);
+            s->field.assign(at, n);
+            return 0;
+        };
+        settings.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
+            auto* s = static_cast<State*>(p->data);
+            s->r->headers.emplace_back(s->field, std::string(at, n));
+            return 0;
+        };
+        settings.on_body = [](llhttp_t* p, const char* at, size_t n) {
+            auto* s = static_cast<State*>(p->data);
+            s->r->body.append(at, n);
+            s->r->body_bytes += n;
+            return 0;
+        };
+        settings.on_message_complete = [](llhttp_t* p) {
+            auto* s = static_cast<State*>(p->data);
+            s->done = true;
+            s->r->status = p->status_code;
+            return static_cast<int>(HPE_PAUSED);
+        };
+        llhttp_t parser;
+        llhttp_init(&parser, HTTP_RESPONSE, &settings);
+        parser.data = &state;
+        while (!state.done) {
+            if (pending_.empty()) {
+                char buf[16384];
+                int n = SSL_read(ssl_, buf, sizeof buf);
+                if (n <= 0) {
+                    r.error = "connection closed or timed out";
+                    r.status = 0;
+                    return r;
+                }
+                pending_.assign(buf, static_cast<std::size_t>(n));
+            }
+            llhttp_errno_t rc = llhttp_execute(&parser, pending_.data(), pending_.size());
+            if (rc == HPE_PAUSED) {
+                std::size_t used =
+                    static_cast<std::size_t>(llhttp_get_error_pos(&parser) - pending_.data());
+                pending_.erase(0, used);
+                break;
+            }
+            if (rc != HPE_OK) {
+                r.error = llhttp_errno_name(rc);
+                r.status = 0;
+                return r;
+            }
+            pending_.clear();
+        }
+        return r;
+    }
+
+private:
+    SSL_CTX* ctx_ = nullptr;
+    SSL* ssl_ = nullptr;
+    int fd_ = -1;
+    bool connected_ = false;
+    std::string pending_;
+
+public:
+    std::string error;
+};
+
+}  // namespace strata::test
