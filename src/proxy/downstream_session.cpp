@@ -53,6 +53,20 @@ void WorkerContext::removeSession(DownstreamSession* session) {
     }
 }
 
+void WorkerContext::addBackground(std::unique_ptr<event::DeferredDeletable> task) {
+    event::DeferredDeletable* key = task.get();
+    background_.emplace(key, std::move(task));
+}
+
+void WorkerContext::removeBackground(event::DeferredDeletable* task) {
+    auto it = background_.find(task);
+    if (it != background_.end()) {
+        // Called from the task's own callbacks: free it on a later iteration.
+        loop.deferredDelete(std::move(it->second));
+        background_.erase(it);
+    }
+}
+
 void WorkerContext::closeAllSessions() {
     std::vector<DownstreamSession*> sessions(sessions_.begin(), sessions_.end());
     for (DownstreamSession* session : sessions) {
@@ -85,20 +99,6 @@ void DownstreamSession::start() {
     connection_.setInputLimit(kInputHighWater);
     connection_.setOutputLowWater(kOutputLowWater);
     connection_.setCallbacks(this);
-    // A new connection must send a complete head within the header timeout, like a request
-    // that has started: an accepted-but-silent connection is the cheapest slowloris.
-    setReadDeadline(ReadDeadline::Header);
-}
-
-evbuffer* DownstreamSession::output() {
-    return connection_.output();
-}
-
-std::size_t DownstreamSession::outputPending() const {
-    return connection_.outputLength();
-}
-
-void DownstreamSession::flushOutput() {
     if (tls_ && connection_.ssl() == nullptr) {
         close();  // SSL_new failed (out of memory): never fall back to plain text
         return;
@@ -111,11 +111,11 @@ void DownstreamSession::flushOutput() {
         scheduleTimer(read_deadline_);
         return;
     }
-    if (closed_) {
-        return;
-    }
-    connection_.flush();
-    if (connection_.failed()) {
+    // A new connection must send a complete head within the header timeout, like a request
+    // that has started: an accepted-but-silent connection is the cheapest slowloris.
+    setReadDeadline(ReadDeadline::Header);
+}
+
 const std::string& DownstreamSession::forwardSubjectHeader() const {
     static const std::string kNone;
     return tls_ ? tls_->forwardSubjectHeader() : kNone;
@@ -131,6 +131,20 @@ void DownstreamSession::onConnected(bool ok) {
     setReadDeadline(ReadDeadline::Header);
 }
 
+evbuffer* DownstreamSession::output() {
+    return connection_.output();
+}
+
+std::size_t DownstreamSession::outputPending() const {
+    return connection_.outputLength();
+}
+
+void DownstreamSession::flushOutput() {
+    if (closed_) {
+        return;
+    }
+    connection_.flush();
+    if (connection_.failed()) {
         return;  // onError() follows
     }
     if (connection_.outputLength() > 0) {
@@ -229,6 +243,10 @@ void DownstreamSession::onReadable() {
 }
 
 void DownstreamSession::onError() {
+    if (!connection_.tlsError().empty() && connection_.handshaking()) {
+        LOG_DEBUG("[w%u][c%llu] TLS handshake failed: %s", worker_.id,
+                  static_cast<unsigned long long>(id_), connection_.tlsError().c_str());
+    }
     abortConnection();
 }
 
@@ -243,10 +261,6 @@ void DownstreamSession::processInput() {
         if (request_complete_) {
             if (!response_done_) {
                 break;  // pipelined bytes wait until this answer is queued
-    if (!connection_.tlsError().empty() && connection_.handshaking()) {
-        LOG_DEBUG("[w%u][c%llu] TLS handshake failed: %s", worker_.id,
-                  static_cast<unsigned long long>(id_), connection_.tlsError().c_str());
-    }
             }
             request_complete_ = false;
             response_done_ = false;
@@ -320,6 +334,7 @@ void DownstreamSession::processInput() {
 
 void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     request_in_progress_ = true;
+    request_has_body_ = head.framing != http::BodyFraming::None;
     request_complete_ = false;
     response_done_ = false;
     started_ = std::chrono::steady_clock::now();
@@ -394,7 +409,7 @@ void DownstreamSession::dropTransaction() {
 
 void DownstreamSession::transactionDone() {
     dropTransaction();
-    if (!request_complete_) {
+    if (!request_complete_ && request_has_body_) {
         // The response ended before the request body did (e.g. an early 413 from the
         // upstream): the rest of the body cannot be told apart from a next request.
         close_after_response_ = true;
@@ -470,6 +485,7 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     record.duration_s = duration_s;
     record.cache = metrics::name(cache_result_);
     record.tls_version = tls_version_;
+    record.tls_cipher = tls_cipher_;
     worker_.access_log.append(record);
 }
 
@@ -485,7 +501,6 @@ void DownstreamSession::onWritable() {
         }
     } else {
         setSendDeadline(true);  // progress: the client is reading
-    record.tls_cipher = tls_cipher_;
     }
     if (transaction_) {
         transaction_->onClientWritable();

@@ -2,6 +2,10 @@
 
 #include <event2/buffer.h>
 
+#include "strata/cache/freshness.h"
+#include "strata/cache/key.h"
+#include "strata/cache/l1_cache.h"
+#include "strata/cache/validation.h"
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
 #include "strata/http/message.h"
@@ -12,6 +16,11 @@ namespace {
 
 // Response bytes queued to the client before the upstream is throttled.
 constexpr std::size_t kClientOutputHighWater = 256 * 1024;
+// A response found uncacheable lets later requests for its key skip coalescing this long.
+constexpr std::chrono::milliseconds kHitForPass{10000};
+// Largest body buffered for storing when the route sets no limit: a bigger response streams
+// to the client uncached.
+constexpr std::uint64_t kDefaultMaxObjectBytes = 16ULL << 20;
 
 constexpr std::string_view kViaValue = "1.1 strata";
 
@@ -35,6 +44,145 @@ void appendChunk(evbuffer* out, std::string_view data) {
     evbuffer_add(out, "\r\n", 2);
 }
 
+cache::CachePolicy cachePolicy(const config::Route& route) {
+    cache::CachePolicy policy;
+    policy.enabled = route.cache.enabled;
+    policy.default_ttl = std::chrono::duration_cast<cache::Seconds>(route.cache.default_ttl);
+    policy.stale_while_revalidate =
+        std::chrono::duration_cast<cache::Seconds>(route.cache.stale_while_revalidate);
+    policy.stale_if_error = std::chrono::duration_cast<cache::Seconds>(route.cache.stale_if_error);
+    policy.max_object_bytes = kDefaultMaxObjectBytes;
+    return policy;
+}
+
+const cache::KeyPolicy& keyPolicy() {
+    static const cache::KeyPolicy policy;
+    return policy;
+}
+
+// RFC 9211 "ttl": remaining freshness in seconds, negative once stale.
+std::string withTtl(std::string_view status, cache::Seconds ttl) {
+    std::string out(status);
+    out += "; ttl=";
+    out += std::to_string(ttl.count());
+    return out;
+}
+
+// Requests and builds the revalidation of a stale entry without a client (RFC 5861: serve
+// stale, refresh once in the background). Owned by the worker; removes itself when done.
+class BackgroundRefresh final : public event::DeferredDeletable, private UpstreamExchangeCallbacks {
+public:
+    BackgroundRefresh(WorkerContext& worker, SnapshotPtr snapshot, int route_index,
+                      const http::RequestHead& request, cache::EntryPtr stale, std::string key,
+                      std::string upstream_head)
+        : worker_(worker),
+          snapshot_(std::move(snapshot)),
+          route_index_(route_index),
+          request_(request),
+          stale_(std::move(stale)),
+          key_(std::move(key)) {
+        UpstreamExchange::Request upstream;
+        upstream.method = "GET";
+        upstream.head = std::move(upstream_head);
+        request_time_ = std::chrono::system_clock::now();
+        exchange_ = std::make_unique<UpstreamExchange>(
+            worker_, *snapshot_->route_upstreams[static_cast<std::size_t>(route_index_)],
+            std::move(upstream), static_cast<UpstreamExchangeCallbacks&>(*this), 0);
+    }
+    ~BackgroundRefresh() override {
+        if (exchange_) {
+            exchange_->abort();
+        }
+    }
+
+    void start() { exchange_->start(); }
+
+private:
+    const config::Route& route() const {
+        return snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
+    }
+
+    void onExchangeHead(http::ResponseHead& head) override {
+        auto now = std::chrono::system_clock::now();
+        cache::CachePolicy policy = cachePolicy(route());
+        if (head.status == 304 && cache::notModifiedMatches(*stale_, head)) {
+            result_ = cache::mergeNotModified(*stale_, head, policy, request_time_, now);
+            return;
+        }
+        auto directives = cache::responseDirectives(head.fields);
+        std::optional<std::uint64_t> size;
+        if (head.framing == http::BodyFraming::Length) {
+            size = head.content_length;
+        }
+        if (cache::checkStorable(request_, head, directives, policy, size) ==
+            cache::StoreVerdict::Store) {
+            storing_ = true;
+            head_ = head;
+            response_time_ = now;
+        }
+    }
+    void onExchangeBody(std::string_view data) override {
+        if (storing_) {
+            if (body_.size() + data.size() > kDefaultMaxObjectBytes) {
+                storing_ = false;
+                body_.clear();
+            } else {
+                body_.append(data);
+            }
+        }
+    }
+    void onExchangeComplete() override {
+        if (!result_ && storing_) {
+            auto directives = cache::responseDirectives(head_.fields);
+            cache::CachePolicy policy = cachePolicy(route());
+            cache::StoreInput in;
+            in.request = &request_;
+            in.response = &head_;
+            in.directives = &directives;
+            in.policy = &policy;
+            in.primary_key = key_;
+            in.body = std::make_shared<const cache::Body>(std::move(body_));
+            in.request_time = request_time_;
+            in.response_time = response_time_;
+            result_ = cache::buildEntry(in);
+        }
+        done();
+    }
+    void onExchangeFailure(int, bool, const char*) override { done(); }
+    bool exchangeSinkFull() override { return false; }
+    void onExchangeBodyWritable() override {}
+    void onExchangeFlush() override {}
+
+    void done() {
+        auto* runtime = worker_.cache;
+        if (result_ && runtime != nullptr) {
+            runtime->l1->insert(result_);
+        }
+        if (runtime != nullptr) {
+            runtime->coalescer.finish(key_, cache::Coalescer::Outcome{result_, false},
+                                      std::chrono::steady_clock::now(), kHitForPass);
+        }
+        if (exchange_) {
+            worker_.loop.deferredDelete(event::deferrable(std::move(exchange_)));
+        }
+        worker_.removeBackground(this);  // schedules our deletion
+    }
+
+    WorkerContext& worker_;
+    SnapshotPtr snapshot_;
+    int route_index_;
+    http::RequestHead request_;
+    cache::EntryPtr stale_;
+    std::string key_;
+    UpstreamExchangePtr exchange_;
+    cache::EntryPtr result_;
+    bool storing_ = false;
+    http::ResponseHead head_;
+    std::string body_;
+    WallTime request_time_;
+    WallTime response_time_;
+};
+
 }  // namespace
 
 Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int route_index,
@@ -44,9 +192,14 @@ Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int r
       route_index_(route_index),
       group_(snapshot_->route_upstreams[static_cast<std::size_t>(route_index)]),
       request_(std::move(request)),
+      alive_(std::make_shared<bool>(true)),
       started_(std::chrono::steady_clock::now()) {}
 
 Transaction::~Transaction() {
+    *alive_ = false;
+    if (coalescing_leader_) {
+        finishCoalescing(nullptr, false);  // waiters fetch on their own
+    }
     if (exchange_) {
         exchange_->abort();
     }
@@ -63,9 +216,239 @@ void Transaction::start() {
         }
     }
     request_complete_ = request_.framing == http::BodyFraming::None;
+    const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
+    if (session_.worker().cache == nullptr || !route.cache.enabled) {
+        forward();
+        return;
+    }
+    cacheable_route_ = true;
+    lookup();
+}
+
+void Transaction::lookup() {
+    cache::CacheRuntime& runtime = *session_.worker().cache;
+    const bool get = request_.method == "GET";
+    if (!get && request_.method != "HEAD") {
+        // Unsafe methods invalidate on success (invalidateAfterUnsafe); others just pass.
+        cache_status_ = "strata; fwd=method";
+        session_.setCacheResult(metrics::CacheResult::Pass);
+        forward();
+        return;
+    }
+    primary_key_ =
+        cache::primaryKey(session_.listener().tls ? "https" : "http", request_, keyPolicy());
+    request_cc_ = cache::requestDirectives(request_.fields);
+    if (request_.fields.has("Authorization")) {
+        // RFC 9111 3.5: a shared cache answers an authorized request only from responses that
+        // allow it; strata forwards such requests and lets checkStorable() decide on storing.
+        cache_status_ = "strata; fwd=request";
+        session_.setCacheResult(metrics::CacheResult::Pass);
+        forward();
+        return;
+    }
+    auto now = std::chrono::system_clock::now();
+    cache::L1Lookup found = runtime.l1->lookup(primary_key_, request_.fields);
+    metrics::WorkerMetrics* m = session_.worker().metrics;
+    if (found.entry) {
+        cache::LookupDecision decision = found.entry->decide(request_cc_, now);
+        switch (decision.usability) {
+            case cache::Usability::Fresh:
+            case cache::Usability::StaleAcceptable:
+                if (m != nullptr) {
+                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Hit);
+                }
+                session_.setCacheResult(metrics::CacheResult::Hit);
+                deliver(found.entry, withTtl("strata; hit; detail=l1", decision.ttl));
+                return;
+            case cache::Usability::StaleWhileRevalidate:
+                if (m != nullptr) {
+                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
+                }
+                session_.setCacheResult(metrics::CacheResult::Stale);
+                stale_ = found.entry;
+                startBackgroundRefresh();
+                deliver(found.entry, withTtl("strata; hit; detail=l1", decision.ttl));
+                return;
+            case cache::Usability::Revalidate:
+                if (m != nullptr) {
+                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
+                }
+                session_.setCacheResult(metrics::CacheResult::Stale);
+                stale_ = found.entry;
+                serve_stale_on_error_ = decision.serve_stale_on_error;
+                revalidating_ = true;
+                cache_status_ = "strata; fwd=stale";
+                forward();
+                return;
+            case cache::Usability::OnlyIfCachedMiss:
+                break;
+        }
+    }
+    if (m != nullptr) {
+        m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Miss);
+    }
+    if (request_cc_.only_if_cached) {
+        // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
+        status_ = 504;
+        logAccess();
+        session_.sendError(504, "only-if-cached", !request_complete_);
+        return;
+    }
+    cache_status_ =
+        found.miss == cache::L1Miss::Vary ? "strata; fwd=vary-miss" : "strata; fwd=uri-miss";
+    session_.setCacheResult(metrics::CacheResult::Miss);
+    std::weak_ptr<bool> alive = alive_;
+    auto role = runtime.coalescer.join(
+        primary_key_, session_.worker().loop,
+        [this, alive](const cache::Coalescer::Outcome& outcome) {
+            auto guard = alive.lock();
+            if (guard && *guard) {
+                onCoalescedWake(outcome);
+            }
+        },
+        std::chrono::steady_clock::now());
+    switch (role) {
+        case cache::Coalescer::Role::Leader:
+            coalescing_leader_ = true;
+            forward();
+            return;
+        case cache::Coalescer::Role::Waiter:
+            if (m != nullptr) {
+                m->cacheCoalescedWait();
+            }
+            return;  // onCoalescedWake() continues
+        case cache::Coalescer::Role::Pass:
+            session_.setCacheResult(metrics::CacheResult::Pass);
+            forward();
+            return;
+    }
+}
+
+void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
+    if (aborted_) {
+        return;
+    }
+    auto now = std::chrono::system_clock::now();
+    const cache::EntryPtr& entry = outcome.entry;
+    if (entry &&
+        cache::secondaryKey(entry->meta().vary, request_.fields) == entry->meta().secondary_key) {
+        cache::LookupDecision decision = entry->decide(request_cc_, now);
+        if (decision.usability == cache::Usability::Fresh ||
+            decision.usability == cache::Usability::StaleAcceptable) {
+            session_.setCacheResult(metrics::CacheResult::Collapsed);
+            deliver(entry, withTtl("strata; hit; collapsed", decision.ttl));
+            return;
+        }
+    }
+    // Nothing shareable came of the leader's fetch (uncacheable, failed, or another variant):
+    // fetch alone, without coalescing again.
+    if (outcome.uncacheable) {
+        session_.setCacheResult(metrics::CacheResult::Pass);
+    }
+    forward();
+}
+
+void Transaction::startBackgroundRefresh() {
+    cache::CacheRuntime& runtime = *session_.worker().cache;
+    // Exactly one refresh per key: only the coalescing leader starts one.
+    auto role = runtime.coalescer.join(
+        primary_key_, session_.worker().loop, [](const cache::Coalescer::Outcome&) {},
+        std::chrono::steady_clock::now());
+    if (role != cache::Coalescer::Role::Leader) {
+        return;
+    }
+    // The refresh is a conditional GET built like a forwarded request.
+    http::RequestHead copy = request_;
+    copy.method = "GET";
+    http::Fields& fields = copy.fields;
+    http::removeHopByHop(fields);
+    fields.remove("Expect");
+    cache::makeConditional(*stale_, fields);
+    appendListField(fields, "Via", kViaValue);
+    if (!fields.has("Host")) {
+        fields.add("Host", request_.host.empty() ? group_->config().name : request_.host);
+    }
+    std::string head;
+    http::appendRequestLine(head, "GET",
+                            request_.target.starts_with('/') ? request_.target : request_.path, 1);
+    http::appendFields(head, fields);
+    head += "\r\n";
+    auto refresh =
+        std::make_unique<BackgroundRefresh>(session_.worker(), snapshot_, route_index_, request_,
+                                            stale_, primary_key_, std::move(head));
+    BackgroundRefresh* raw = refresh.get();
+    session_.worker().addBackground(std::move(refresh));
+    raw->start();
+}
+
+void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheable) {
+    if (!coalescing_leader_) {
+        return;
+    }
+    coalescing_leader_ = false;
+    if (auto* runtime = session_.worker().cache) {
+        runtime->coalescer.finish(primary_key_, cache::Coalescer::Outcome{entry, uncacheable},
+                                  std::chrono::steady_clock::now(), kHitForPass);
+    }
+}
+
+void Transaction::deliver(const cache::EntryPtr& entry, std::string_view cache_status) {
+    auto now = std::chrono::system_clock::now();
+    std::string out;
+    out.reserve(entry->serializedHead().size() + 128);
+    bool send_body = !request_.isHead();
+    if (cache::evaluateConditionals(*entry, request_, now) ==
+        cache::ConditionalResult::NotModified) {
+        // RFC 9111 4.3.2: the cache answers the client's own validators.
+        status_ = 304;
+        http::appendStatusLine(out, 304, "Not Modified", 1);
+        http::appendFields(out, cache::notModifiedFields(*entry));
+        out += "Age: ";
+        out += std::to_string(entry->currentAge(now).count());
+        out += "\r\n";
+        send_body = false;
+    } else {
+        status_ = entry->status();
+        entry->appendHead(out, now);
+        // A stored 204 has no body and no Content-Length (RFC 9110 8.6).
+        if (status_ != 204) {
+            out += "Content-Length: ";
+            out += std::to_string(entry->bodySize());
+            out += "\r\n";
+        }
+    }
+    out += "Via: 1.1 strata\r\nCache-Status: ";
+    out += cache_status;
+    out += "\r\n";
+    if (session_.worker().draining()) {
+        session_.setCloseAfterResponse();
+    }
+    if (session_.closeAfterResponse()) {
+        out += "Connection: close\r\n";
+    } else if (request_.version_minor == 0) {
+        out += "Connection: keep-alive\r\n";
+    }
+    out += "\r\n";
+    evbuffer* output = session_.output();
+    evbuffer_add(output, out.data(), out.size());
+    if (send_body && status_ != 204 && entry->bodySize() > 0) {
+        const cache::BodyPtr& body = entry->body();
+        // Zero copy: the evbuffer holds a reference to the stored body until it is sent.
+        evbuffer_add_reference(output, body->data(), body->size(), &cache::releaseBody,
+                               cache::retainBody(body));
+        body_bytes_sent_ = body->size();
+    }
+    response_started_ = true;
+    logAccess();
+    session_.flushOutput();
+    session_.transactionDone();  // schedules our deletion; touch nothing after this
+}
+
+void Transaction::forward() {
     exchange_ = std::make_unique<UpstreamExchange>(
         session_.worker(), *group_, buildUpstreamRequest(),
         static_cast<UpstreamExchangeCallbacks&>(*this), session_.id());
+    request_time_ = std::chrono::system_clock::now();
     exchange_->start();
 }
 
@@ -74,13 +457,26 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
     out.method = request_.method;
     out.has_body = request_.framing != http::BodyFraming::None;
     out.chunked = request_.framing == http::BodyFraming::Chunked;
-    // The request's fields are not needed after this point except for logging, so they are
-    // edited in place.
-    http::Fields& fields = request_.fields;
+    // The client's own fields stay intact when the cache may still answer its conditionals.
+    http::Fields edited;
+    const bool keep_original = cacheable_route_;
+    if (keep_original) {
+        edited = request_.fields;
+    }
+    http::Fields& fields = keep_original ? edited : request_.fields;
     http::removeHopByHop(fields);
     fields.remove("Expect");
+    if (revalidating_ && stale_) {
+        cache::makeConditional(*stale_, fields);
+    }
     appendListField(fields, "X-Forwarded-For", session_.clientAddress());
     fields.set("X-Forwarded-Proto", session_.listener().tls ? "https" : "http");
+    if (const std::string& header = session_.forwardSubjectHeader(); !header.empty()) {
+        fields.remove(header);  // only strata vouches for a client certificate
+        if (std::string subject = session_.clientSubject(); !subject.empty()) {
+            fields.add(header, subject);
+        }
+    }
     appendListField(fields, "Via", request_.version_minor == 0 ? "1.0 strata" : kViaValue);
     if (out.chunked) {
         fields.add("Transfer-Encoding", "chunked");
@@ -144,14 +540,81 @@ void Transaction::onExchangeFlush() {
     session_.flushOutput();
 }
 
+void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
+    auto* runtime = session_.worker().cache;
+    if (runtime == nullptr) {
+        return;
+    }
+    // RFC 9111 4.4: a non-error answer to an unsafe method invalidates the target URI and the
+    // Location / Content-Location URIs of the same origin.
+    for (const std::string& key : cache::invalidationKeys(
+             session_.listener().tls ? "https" : "http", request_, head, keyPolicy())) {
+        runtime->l1->purgeKey(key);
+    }
+}
+
 void Transaction::onExchangeHead(http::ResponseHead& head) {
     status_ = head.status;
     upstream_label_ = std::string(exchange_->serverLabel());
     upstream_seconds_ = exchange_->upstreamSeconds();
+
+    if (cacheable_route_) {
+        const config::Route& route =
+            snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
+        cache::CachePolicy policy = cachePolicy(route);
+        auto now = std::chrono::system_clock::now();
+        if (revalidating_ && stale_ && head.status == 304 &&
+            cache::notModifiedMatches(*stale_, head)) {
+            // RFC 9111 4.3.4: the stored response is still good; freshen and serve it once the
+            // (bodiless) 304 exchange completes.
+            cache::EntryPtr merged =
+                cache::mergeNotModified(*stale_, head, policy, request_time_, now);
+            session_.worker().cache->l1->insert(merged);
+            stale_ = merged;
+            cache_status_ = "strata; fwd=stale; fwd-status=304";
+            validated_ = true;
+            return;
+        }
+        if (stale_ && serve_stale_on_error_ && head.status >= 500) {
+            // RFC 5861 4: stale-if-error covers 5xx answers too.
+            exchange_->abort();
+            dropExchange();
+            session_.setCacheResult(metrics::CacheResult::Stale);
+            deliver(stale_, "strata; fwd=stale; fwd-status=" + std::to_string(head.status) +
+                                "; detail=stale-if-error");
+            return;
+        }
+        if (request_.method == "GET") {
+            auto directives = cache::responseDirectives(head.fields);
+            std::optional<std::uint64_t> size;
+            if (head.framing == http::BodyFraming::Length) {
+                size = head.content_length;
+            }
+            auto verdict = cache::checkStorable(request_, head, directives, policy, size);
+            if (verdict == cache::StoreVerdict::Store) {
+                storing_ = true;
+                stored_head_ = head;
+                response_time_ = now;
+                if (size && *size < kDefaultMaxObjectBytes) {
+                    body_.reserve(static_cast<std::size_t>(*size));
+                }
+                cache_status_ += "; stored";
+            } else {
+                finishCoalescing(nullptr, /*uncacheable=*/true);
+            }
+            if (revalidating_) {
+                cache_status_ += "; fwd-status=" + std::to_string(head.status);
+            }
+        } else if (!cache::isSafeMethod(request_.method)) {
+            invalidateAfterUnsafe(head);
+        }
+    }
+
     http::Fields& fields = head.fields;
     http::removeHopByHop(fields);
+    fields.remove("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
     appendListField(fields, "Via", kViaValue);
-    fields.add("Cache-Status", "strata; fwd=bypass");
+    fields.add("Cache-Status", cache_status_);
 
     const bool client_http10 = request_.version_minor == 0;
     const bool has_body = head.framing != http::BodyFraming::None;
@@ -182,6 +645,19 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
 }
 
 void Transaction::onExchangeBody(std::string_view data) {
+    if (validated_) {
+        return;  // a 304 carries no body
+    }
+    if (storing_) {
+        if (body_.size() + data.size() > kDefaultMaxObjectBytes) {
+            storing_ = false;
+            body_.clear();
+            body_.shrink_to_fit();
+            finishCoalescing(nullptr, /*uncacheable=*/true);
+        } else {
+            body_.append(data);
+        }
+    }
     if (client_chunked_) {
         appendChunk(session_.output(), data);
     } else {
@@ -190,22 +666,61 @@ void Transaction::onExchangeBody(std::string_view data) {
     body_bytes_sent_ += data.size();
 }
 
+void Transaction::storeResponse() {
+    storing_ = false;
+    auto directives = cache::responseDirectives(stored_head_.fields);
+    const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
+    cache::CachePolicy policy = cachePolicy(route);
+    cache::StoreInput in;
+    in.request = &request_;
+    in.response = &stored_head_;
+    in.directives = &directives;
+    in.policy = &policy;
+    in.primary_key = primary_key_;
+    in.body = std::make_shared<const cache::Body>(std::move(body_));
+    in.request_time = request_time_;
+    in.response_time = response_time_;
+    cache::EntryPtr entry = cache::buildEntry(in);
+    if (entry) {
+        session_.worker().cache->l1->insert(entry);
+    }
+    finishCoalescing(entry, /*uncacheable=*/!entry);
+}
+
 void Transaction::onExchangeComplete() {
+    dropExchange();
+    if (validated_) {
+        finishCoalescing(stale_, false);
+        session_.setCacheResult(metrics::CacheResult::Stale);
+        deliver(stale_, cache_status_);
+        return;
+    }
+    if (storing_) {
+        storeResponse();
+    } else {
+        finishCoalescing(nullptr, false);
+    }
     if (client_chunked_) {
         evbuffer_add(session_.output(), http::kLastChunk.data(), http::kLastChunk.size());
     }
-    dropExchange();
     logAccess();
     session_.transactionDone();  // schedules our deletion; touch nothing after this
 }
 
 void Transaction::onExchangeFailure(int status, bool after_head, const char* what) {
     dropExchange();
+    finishCoalescing(nullptr, false);
     if (after_head || response_started_) {
         // Part of the response is out: the client can only learn of the failure by a close.
         logAccess();
         aborted_ = true;
         session_.abortConnection();
+        return;
+    }
+    if (stale_ && serve_stale_on_error_) {
+        // RFC 5861 4: the origin failed; a stale answer beats an error.
+        session_.setCacheResult(metrics::CacheResult::Stale);
+        deliver(stale_, std::string("strata; fwd=stale; detail=stale-if-error"));
         return;
     }
     status_ = status;
@@ -227,6 +742,7 @@ void Transaction::abort() {
         return;
     }
     aborted_ = true;
+    finishCoalescing(nullptr, false);
     if (exchange_) {
         exchange_->abort();
         dropExchange();
@@ -243,9 +759,3 @@ void Transaction::logAccess() {
 }
 
 }  // namespace strata::proxy
-    if (const std::string& header = session_.forwardSubjectHeader(); !header.empty()) {
-        fields.remove(header);  // only strata vouches for a client certificate
-        if (std::string subject = session_.clientSubject(); !subject.empty()) {
-            fields.add(header, subject);
-        }
-    }

@@ -16,13 +16,14 @@
 #include <event2/event.h>
 
 #include "strata/admin/admin.h"
+#include "strata/cache/cache_runtime.h"
 #include "strata/common/log.h"
 #include "strata/config/config.h"
 #include "strata/event/loop.h"
 #include "strata/metrics/metrics.h"
 #include "strata/net/socket.h"
-#include "strata/proxy/snapshot.h"
 #include "strata/net/tls_context.h"
+#include "strata/proxy/snapshot.h"
 #include "strata/upstream/balancer.h"
 
 #include "health_checker.h"
@@ -119,7 +120,6 @@ public:
             printDiagnostics(loaded.errors);
             return kExitConfig;
         }
-        if (options_.check_only) {
         // Certificates are opened here, so --check and reload report them like config errors.
         std::vector<config::Diagnostic> tls_errors;
         net::TlsContexts tls = net::buildTlsContexts(*loaded.config, ticket_keys_, tls_errors);
@@ -127,6 +127,7 @@ public:
             printDiagnostics(tls_errors);
             return kExitConfig;
         }
+        if (options_.check_only) {
             std::printf("%s: configuration ok\n", options_.config_path.c_str());
             return 0;
         }
@@ -163,6 +164,13 @@ public:
                                                         process_connections_, access_sink_));
         }
         running_workers_ = worker_count_;
+        // The cache outlives config snapshots: it is built once, from the first config.
+        cache::L1Options l1_options;
+        l1_options.max_bytes = loaded.config->cache.l1.max_bytes;
+        cache_ = std::make_unique<cache::CacheRuntime>(l1_options);
+        for (auto& worker : workers_) {
+            worker->setCache(cache_.get());
+        }
         for (auto& worker : workers_) {
             worker->start([this] { loop_.post([this] { onWorkerExit(); }); });
         }
@@ -399,14 +407,6 @@ private:
         }
         const config::Config& next = *loaded.config;
         const config::Config& running = *current_->config;
-
-        // Listeners: by name. A changed bind or TLS mode is a remove plus an add.
-        std::vector<std::string> removed;
-        std::vector<const config::Listener*> added;
-        for (const auto& l : running.listeners) {
-            auto it = std::find_if(next.listeners.begin(), next.listeners.end(),
-                                   [&](const auto& n) { return n.name == l.name; });
-            if (it == next.listeners.end() || !(keyOf(*it) == keyOf(l))) {
         // Bad certificates fail the reload like bad YAML: the old ones keep serving.
         std::vector<config::Diagnostic> tls_errors;
         net::TlsContexts tls = net::buildTlsContexts(next, ticket_keys_, tls_errors);
@@ -416,6 +416,14 @@ private:
             }
             return fail("");
         }
+
+        // Listeners: by name. A changed bind or TLS mode is a remove plus an add.
+        std::vector<std::string> removed;
+        std::vector<const config::Listener*> added;
+        for (const auto& l : running.listeners) {
+            auto it = std::find_if(next.listeners.begin(), next.listeners.end(),
+                                   [&](const auto& n) { return n.name == l.name; });
+            if (it == next.listeners.end() || !(keyOf(*it) == keyOf(l))) {
                 removed.push_back(l.name);
             }
         }
@@ -550,15 +558,16 @@ private:
     Options options_;
     event::Loop loop_;
     upstream::ServerRegistry registry_;
+    net::TicketKeyStore ticket_keys_;  // outlive reloads, so tickets keep resuming
     proxy::SnapshotPtr current_;
     std::uint64_t snapshot_version_ = 0;
     double loaded_at_ = 0;
     std::shared_ptr<proxy::AccessLogSink> access_sink_;
     std::atomic<std::uint32_t> process_connections_{0};
     unsigned worker_count_ = 0;
+    std::unique_ptr<cache::CacheRuntime> cache_;  // declared before workers_: outlives them
     std::vector<std::unique_ptr<Worker>> workers_;
     unsigned running_workers_ = 0;
-    net::TicketKeyStore ticket_keys_;  // outlive reloads, so tickets keep resuming
     std::vector<::event*> signal_events_;
     std::unique_ptr<event::Timer> drain_timer_;
     std::map<std::string, std::string> listener_lines_;  // name -> "name HOST:PORT"

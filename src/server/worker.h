@@ -25,6 +25,8 @@ public:
            std::shared_ptr<proxy::AccessLogSink> access_sink);
     ~Worker();
 
+    // The process-wide cache every session of this worker uses (null: no caching). Before start().
+    void setCache(cache::CacheRuntime* cache) { context_.cache = cache; }
     void start(std::function<void()> on_exit);
     void join();
 

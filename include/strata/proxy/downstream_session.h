@@ -118,7 +118,8 @@ private:
     std::chrono::steady_clock::time_point timer_due_;
     bool request_in_progress_ = false;  // head parsed, response not yet fully queued
     bool request_complete_ = false;     // parser saw the end of the current request
-    bool response_done_ = false;        // the answer to the current request is queued
+    bool response_done_ = false;
+    bool request_has_body_ = false;     // the current request has a body (CL or chunked)        // the answer to the current request is queued
     bool in_parser_ = false;            // inside parser_.feed(): parser state must not change
     bool body_paused_ = false;
     bool close_after_response_ = false;
@@ -128,7 +129,7 @@ private:
     std::uint16_t route_slot_ = metrics::kNoRoute;  // metric series of the current exchange
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
-};
     std::string_view tls_cipher_;   // OpenSSL's static cipher names
+};
 
 }  // namespace strata::proxy

@@ -1,9 +1,15 @@
 // One request/response exchange as the client sees it (HAProxy's "stream", proxygen's
-// HTTPTransaction): decides where the answer comes from and streams it to the client with
-// back-pressure. The upstream half is an UpstreamExchange.
+// HTTPTransaction, Varnish's request FSM): decides where the answer comes from and streams it to
+// the client with back-pressure. The upstream half is an UpstreamExchange.
 //
-//   start ─▶ Forwarding (UpstreamExchange) ─head─▶ StreamingResponse ─▶ done
-//               └─ failure before the head: 502/504 answered here; after it: connection abort
+//   start ─┬─ route without cache / unsafe method ─────────────────────────▶ Forward (pass)
+//          └─ GET/HEAD ─▶ L1 lookup ─┬─ fresh ───────────────────────────────▶ Deliver (hit)
+//                                    ├─ stale-while-revalidate ─▶ Deliver + background refresh
+//                                    ├─ must revalidate ─▶ Forward (conditional) ─304─▶ Deliver
+//                                    └─ miss ─▶ coalesce ─┬─ leader ─▶ Forward (store) ─▶ wake
+//                                                         ├─ waiter ─▶ wait ─▶ Deliver/Forward
+//                                                         └─ hit-for-pass ─▶ Forward
+//   Forward failing before the head: stale-if-error entry, else 502/504; after it: abort.
 #pragma once
 
 #include <chrono>
@@ -11,6 +17,9 @@
 #include <memory>
 #include <string>
 
+#include "strata/cache/cache_control.h"
+#include "strata/cache/coalescer.h"
+#include "strata/cache/entry.h"
 #include "strata/http/parser.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/proxy/upstream_exchange.h"
@@ -53,6 +62,16 @@ private:
     void onExchangeBodyWritable() override;
     void onExchangeFlush() override;
 
+    void lookup();
+    void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
+    void forward();
+    // Answers from a stored entry. `status_detail` is the Cache-Status text after "strata; ".
+    void deliver(const cache::EntryPtr& entry, std::string_view cache_status);
+    void deliverNotModifiedMerge(http::ResponseHead& head);
+    void startBackgroundRefresh();
+    void finishCoalescing(const cache::EntryPtr& entry, bool uncacheable);
+    void storeResponse();
+    void invalidateAfterUnsafe(const http::ResponseHead& head);
     UpstreamExchange::Request buildUpstreamRequest();
     void dropExchange();
     void logAccess();
@@ -63,6 +82,24 @@ private:
     const upstream::UpstreamGroup* group_;
     http::RequestHead request_;
     UpstreamExchangePtr exchange_;
+    std::shared_ptr<bool> alive_;  // lets posted coalescing wake-ups detect our deletion
+
+    // Cache state of this exchange.
+    bool cacheable_route_ = false;
+    cache::CacheControl request_cc_;
+    std::string primary_key_;
+    cache::EntryPtr stale_;  // entry being revalidated / kept for stale-if-error
+    bool serve_stale_on_error_ = false;
+    bool coalescing_leader_ = false;
+    bool storing_ = false;
+    bool revalidating_ = false;
+    bool validated_ = false;          // a 304 freshened stale_: deliver it when the exchange ends
+    http::ResponseHead stored_head_;  // copy of the head being stored
+    std::string body_;                // body being stored
+    std::string cache_status_ = "strata; fwd=bypass";
+    WallTime request_time_;
+    WallTime response_time_;
+
     bool request_complete_ = false;  // whole request body received from the client
     bool client_chunked_ = false;    // the response is chunk-encoded towards the client
     bool response_started_ = false;  // the response head was queued to the client

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
+#include "strata/cache/cache_runtime.h"
 #include "strata/event/loop.h"
 #include "strata/metrics/metrics.h"
 #include "strata/proxy/access_log.h"
@@ -43,6 +45,14 @@ public:
     std::uint64_t next_connection_id = 1;
     // This worker's metric shard; null while metrics.enabled is false (nothing is recorded).
     metrics::WorkerMetrics* metrics = nullptr;
+    // The process-wide cache (L1, coalescing, L2); null when caching is off entirely.
+    cache::CacheRuntime* cache = nullptr;
+
+    // Work that outlives the request that started it (background cache refreshes). Owned here
+    // so shutdown frees it; a task removes itself when done.
+    void addBackground(std::unique_ptr<event::DeferredDeletable> task);
+    void removeBackground(event::DeferredDeletable* task);
+    std::size_t backgroundCount() const { return background_.size(); }
 
     bool draining() const { return draining_; }
     // Stops keep-alive everywhere: idle sessions close now, busy ones after their response.
@@ -59,6 +69,8 @@ private:
     bool draining_ = false;
     std::function<void()> on_drained_;
     std::unordered_set<DownstreamSession*> sessions_;
+    std::unordered_map<event::DeferredDeletable*, std::unique_ptr<event::DeferredDeletable>>
+        background_;
 };
 
 }  // namespace strata::proxy
