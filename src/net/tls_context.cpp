@@ -304,7 +304,12 @@ struct TlsServerCallbacks {
                 return 0;  // unknown or expired key: full handshake
             }
             key = *found;
-            result = renew ? 2 : 1;
+            // Always issue a fresh ticket (2 = renew), not only for an older key: with TLS 1.3
+            // OpenSSL otherwise sends nothing after the client's Finished, and a client whose
+            // request waits behind Nagle for that ACK stalls a delayed-ACK period (40 ms).
+            // It also keeps a client from replaying one ticket forever.
+            (void)renew;
+            result = 2;
         }
         char digest[] = "SHA256";
         OSSL_PARAM params[] = {
