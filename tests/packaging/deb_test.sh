@@ -1,0 +1,39 @@
+#!/bin/bash
+# Builds the .deb from the test's build directory, unpacks it into a temporary root, checks its
+# contents and runs the installed `strata --check` on the installed config.
+#   deb_test.sh SOURCE_ROOT BUILD_ROOT
+set -euo pipefail
+src="$1"
+build="$2"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+deb="$("$src/packaging/build-deb" --build-dir "$build" --output "$tmp")"
+echo "built $deb"
+dpkg-deb --field "$deb" Package | grep -x strata >/dev/null
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -x "/etc/strata/strata.yaml" >/dev/null
+
+root="$tmp/root"
+dpkg -x "$deb" "$root"
+for f in usr/bin/strata lib/systemd/system/strata.service etc/logrotate.d/strata \
+         etc/strata/strata.yaml usr/share/doc/strata/examples/strata-alerts.yml; do
+    test -e "$root/$f" || { echo "missing /$f"; exit 1; }
+done
+unit="$root/lib/systemd/system/strata.service"
+for key in "User=strata" "NoNewPrivileges=yes" "ProtectSystem=strict" "CAP_NET_BIND_SERVICE" \
+           "LimitNOFILE=" "ExecReload=/bin/kill -HUP" "ExecStartPre=/usr/bin/strata --check"; do
+    grep -q -- "$key" "$unit" || { echo "unit lacks $key"; exit 1; }
+done
+grep -q "USR1" "$root/etc/logrotate.d/strata"
+
+"$root/usr/bin/strata" --version
+"$root/usr/bin/strata" --check -c "$root/etc/strata/strata.yaml"
+# A broken copy is refused with a position and exit 78.
+sed 's/^workers: .*/workers: many/' "$root/etc/strata/strata.yaml" > "$tmp/bad.yaml"
+set +e
+out="$("$root/usr/bin/strata" --check -c "$tmp/bad.yaml" 2>&1)"
+code=$?
+set -e
+[ "$code" -eq 78 ] || { echo "bad config: exit $code, want 78"; exit 1; }
+echo "$out" | grep -q "bad.yaml:[0-9]*:[0-9]*: workers" || { echo "no position: $out"; exit 1; }
+echo "deb ok"
