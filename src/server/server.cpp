@@ -17,6 +17,7 @@
 
 #include "strata/admin/admin.h"
 #include "strata/cache/cache_runtime.h"
+#include "strata/cache/key.h"
 #include "strata/common/log.h"
 #include "strata/config/config.h"
 #include "strata/event/loop.h"
@@ -110,7 +111,10 @@ double unixNow() {
         .count();
 }
 
-class Server final : private admin::StatusProvider, private admin::ReloadHandler {
+class Server final : private admin::StatusProvider,
+                     private admin::ReloadHandler,
+                     private admin::PurgeHandler,
+                     private admin::CacheStatsProvider {
 public:
     explicit Server(Options options) : options_(std::move(options)), health_(loop_) {}
 
@@ -239,6 +243,8 @@ private:
                 admin::Handlers handlers;
                 handlers.status = this;
                 handlers.reload = this;
+                handlers.purge = this;
+                handlers.cache = this;
                 next = std::make_unique<admin::AdminServer>(loop_, fd.value(), handlers);
             }
             if (admin_) {
@@ -515,6 +521,57 @@ private:
         outcome.ok = true;
         outcome.version = snapshot_version_;
         return outcome;
+    }
+
+    // admin::PurgeHandler. URLs are absolute ("http://host/path?query"), as cache keys are.
+    admin::PurgeResult purgeUrl(std::string_view url) override {
+        auto key = keyForUrl(url);
+        if (!key) {
+            return {400, 0, "purge url must be absolute: http://host/path"};
+        }
+        return {200, cache_ ? cache_->l1->purgeKey(*key) : 0, ""};
+    }
+    admin::PurgeResult purgePrefix(std::string_view prefix) override {
+        if (!prefix.starts_with("http://") && !prefix.starts_with("https://")) {
+            return {400, 0, "purge prefix must start with http:// or https://"};
+        }
+        return {200, cache_ ? cache_->l1->purgePrefix(prefix) : 0, ""};
+    }
+    admin::PurgeResult purgeTag(std::string_view tag) override {
+        if (tag.empty()) {
+            return {400, 0, "empty tag"};
+        }
+        return {200, cache_ ? cache_->l1->purgeTag(tag) : 0, ""};
+    }
+    static std::optional<std::string> keyForUrl(std::string_view url) {
+        std::string_view scheme;
+        if (url.starts_with("http://")) {
+            scheme = "http";
+        } else if (url.starts_with("https://")) {
+            scheme = "https";
+        } else {
+            return std::nullopt;
+        }
+        std::string_view rest = url.substr(scheme.size() + 3);
+        auto slash = rest.find('/');
+        std::string_view host = rest.substr(0, slash);
+        std::string_view path = slash == std::string_view::npos ? "/" : rest.substr(slash);
+        if (host.empty()) {
+            return std::nullopt;
+        }
+        return cache::primaryKeyForUri(scheme, host, path, cache::KeyPolicy{});
+    }
+
+    // admin::CacheStatsProvider
+    admin::CacheStats cacheStats() override {
+        admin::CacheStats stats;
+        if (cache_) {
+            auto l1 = cache_->l1->stats();
+            stats.l1_bytes = l1.bytes;
+            stats.l1_max_bytes = cache_->l1->maxBytes();
+            stats.l1_objects = l1.objects;
+        }
+        return stats;
     }
 
     // admin::StatusProvider
