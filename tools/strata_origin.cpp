@@ -15,6 +15,7 @@
 //                      +--/drop--> close                      keep-alive? next : close <--+
 #include <algorithm>
 #include <arpa/inet.h>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -70,6 +71,9 @@ struct Server {
     std::string port_text;
     std::mutex mu;  // guards counts: several worker threads may serve one listener
     std::map<std::string, std::uint64_t> counts;
+    // Set by /__fail?status=CODE (0 clears): every other path answers CODE, for tests of an
+    // origin that starts failing under a URL already cached (stale-if-error).
+    std::atomic<int> fail_status{0};
 };
 
 struct Worker;
@@ -173,8 +177,10 @@ private:
     std::uint64_t upload_bytes_ = 0;
     std::uint64_t upload_hash_ = 0xcbf29ce484222325ULL;  // FNV-1a 64 offset basis
     std::string extra_fields_;                           // from cc= and h= query parameters
-    bool in_feed_ = false;    // inside parser_.feed(): never reset or delete the parser
-    bool need_next_ = false;  // the parser completed a message: nextMessage() before feeding
+    std::uint64_t seq_ = 0;      // this request's number among those for its path (1-based)
+    bool not_modified_ = false;  // the request's validators match the h= ETag / Last-Modified
+    bool in_feed_ = false;       // inside parser_.feed(): never reset or delete the parser
+    bool need_next_ = false;     // the parser completed a message: nextMessage() before feeding
 };
 
 struct Worker {
@@ -337,15 +343,17 @@ void Connection::onRequestHead(RequestHead&& head) {
     extra_fields_.clear();
     upload_bytes_ = 0;
     upload_hash_ = 0xcbf29ce484222325ULL;
+    seq_ = 0;
 
     const std::string& path = head_.path;
     if (path != "/__stats" && path != "/__reset") {
         std::lock_guard lock(server_.mu);
         auto it = server_.counts.find(path);
         if (it != server_.counts.end()) {
-            ++it->second;
+            seq_ = ++it->second;
         } else if (server_.counts.size() < kMaxCountedPaths) {
             server_.counts.emplace(path, 1);
+            seq_ = 1;
         } else {
             ++server_.counts["(other)"];  // benchmarks with millions of URLs stay bounded
         }
@@ -353,6 +361,8 @@ void Connection::onRequestHead(RequestHead&& head) {
 
     // cc=... and h=Name:Value apply to every endpoint (cache tests shape responses this way).
     std::string_view q = head_.query;
+    std::string etag;
+    std::string last_modified;
     while (!q.empty()) {
         auto amp = q.find('&');
         std::string_view param = q.substr(0, amp);
@@ -364,14 +374,42 @@ void Connection::onRequestHead(RequestHead&& head) {
         } else if (key == "h") {
             auto colon = value.find(':');
             if (colon != std::string::npos) {
-                extra_fields_ += value.substr(0, colon) + ": " +
-                                 std::string(strata::trimOws(value.substr(colon + 1))) + "\r\n";
+                std::string field_value(strata::trimOws(value.substr(colon + 1)));
+                std::string_view name = std::string_view(value).substr(0, colon);
+                if (strata::equalsIgnoreCase(name, "ETag")) {
+                    etag = field_value;
+                } else if (strata::equalsIgnoreCase(name, "Last-Modified")) {
+                    last_modified = field_value;
+                }
+                extra_fields_ += std::string(name) + ": " + field_value + "\r\n";
             }
         }
         if (amp == std::string_view::npos) {
             break;
         }
         q.remove_prefix(amp + 1);
+    }
+
+    // A validator set with h= makes the origin answer conditionals (RFC 9110 13.1.1, 13.1.3),
+    // so caches can revalidate against it: If-None-Match by weak comparison (or "*"), else
+    // If-Modified-Since by exact text (caches send back the Last-Modified they stored).
+    not_modified_ = false;
+    if (const std::string* inm = head_.fields.get("If-None-Match"); inm != nullptr) {
+        auto weak = [](std::string_view t) { return t.starts_with("W/") ? t.substr(2) : t; };
+        std::string_view list = *inm;
+        while (!list.empty() && !etag.empty()) {
+            auto comma = list.find(',');
+            std::string_view tag = strata::trimOws(list.substr(0, comma));
+            if (tag == "*" || weak(tag) == weak(etag)) {
+                not_modified_ = true;
+            }
+            if (comma == std::string_view::npos) {
+                break;
+            }
+            list.remove_prefix(comma + 1);
+        }
+    } else if (const std::string* ims = head_.fields.get("If-Modified-Since"); ims != nullptr) {
+        not_modified_ = !last_modified.empty() && *ims == last_modified;
     }
 
     if (path == "/echo") {
@@ -457,6 +495,10 @@ void Connection::appendHead(std::string& out, int status, std::string_view extra
     out += "\r\nX-Origin-Port: ";
     out += server_.port_text;
     out += "\r\n";
+    if (seq_ > 0 && head_.path.starts_with("/seq")) {
+        // Also on a 304: a cache must update its stored field from it (RFC 9111 4.3.4).
+        out += "X-Seq: " + std::to_string(seq_) + "\r\n";
+    }
     out += extra_fields;
     out += extra_fields_;
     if (!keep_alive_) {
@@ -468,6 +510,13 @@ void Connection::appendHead(std::string& out, int status, std::string_view extra
 }
 
 void Connection::respond(int status, std::string_view body, std::string_view content_type) {
+    if (status == 200 && not_modified_ && (head_.method == "GET" || head_.isHead())) {
+        std::string out;
+        appendHead(out, 304, "");  // the validators and cc= fields come from extra_fields_
+        bufferevent_write(bev_, out.data(), out.size());
+        finishResponse();
+        return;
+    }
     std::string out;
     out.reserve(256 + body.size());
     std::string fields = "Content-Type: ";
@@ -490,6 +539,13 @@ void Connection::respond(int status, std::string_view body, std::string_view con
 void Connection::onRequestComplete() {
     request_done_ = true;
     const std::string& path = head_.path;
+    if (int fail = server_.fail_status.load();
+        fail != 0 && kind_ != Kind::Echo && kind_ != Kind::Drop && !path.starts_with("/__")) {
+        kind_ = Kind::Simple;
+        not_modified_ = false;
+        respond(fail, "failing with " + std::to_string(fail) + "\n");
+        return;
+    }
     switch (kind_) {
         case Kind::Echo:
             if (chunked_out_) {
@@ -537,6 +593,22 @@ void Connection::onRequestComplete() {
             return;
         case Kind::Simple:
             break;
+    }
+
+    if (path == "/__fail") {
+        std::uint64_t code = 0;
+        auto pos = head_.query.find("status=");
+        if (pos != std::string::npos) {
+            code = toNumber(std::string_view(head_.query).substr(pos + 7), 0);
+        }
+        server_.fail_status = static_cast<int>(code);
+        respond(200, "fail status " + std::to_string(code) + "\n");
+        return;
+    }
+    if (path.starts_with("/seq")) {
+        // The body changes with every request, so a test can tell which fetch it was served.
+        respond(200, "seq " + std::to_string(seq_) + " " + path + "\n");
+        return;
     }
 
     if (path.starts_with("/status/")) {
@@ -762,7 +834,9 @@ int main(int argc, char** argv) {
                 "usage: strata-origin --listen HOST:PORT [--listen ...] [--port-file FILE] "
                 "[--name NAME] [--threads N]\n"
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
-                "           /close /drop /hang /slowbody/MS /__stats /__reset; ?cc=... ?h=N:V\n");
+                "           /close /drop /hang /slowbody/MS /seq... /__stats /__reset\n"
+                "           /__fail?status=CODE; ?cc=... ?h=N:V (h=ETag:.. / Last-Modified:..\n"
+                "           answer matching conditionals with 304)\n");
             return 0;
         } else {
             usage(("unknown argument " + a).c_str());

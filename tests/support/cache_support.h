@@ -1,0 +1,119 @@
+// Helpers for the cache cases (tests/e2e/c*.cpp): a config with caching on for the catch-all
+// route, Cache-Status checks, and the origin's request counts.
+#pragma once
+
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "admin_client.h"
+#include "e2e.h"
+
+namespace strata::test {
+
+// The route's cache block (config::RouteCache). Durations as strata's config spells them.
+struct RouteCacheYaml {
+    std::string default_ttl = "60s";
+    std::string stale_while_revalidate = "0s";
+    std::string stale_if_error = "0s";
+};
+
+// proxyConfig() with caching enabled on the catch-all route and an admin listener ("admin" in
+// the port file) for /metrics. `extra` is appended verbatim (cache:, limits:, ...).
+inline std::string cacheConfig(const std::string& servers_yaml, const RouteCacheYaml& c = {},
+                               const std::string& extra = "") {
+    return "listeners:\n"
+           "  - {name: http, bind: \"127.0.0.1:0\"}\n"
+           "admin: {bind: \"127.0.0.1:0\"}\n"
+           "upstreams:\n"
+           "  app:\n"
+           "    servers: " +
+           servers_yaml +
+           "\n"
+           "routes:\n"
+           "  - match: {path_prefix: /}\n"
+           "    upstream: app\n"
+           "    cache: {enabled: true, default_ttl: " +
+           c.default_ttl + ", stale_while_revalidate: " + c.stale_while_revalidate +
+           ", stale_if_error: " + c.stale_if_error +
+           "}\n"
+           "logging: {access_log: off}\n" +
+           extra;
+}
+
+// True when the response's Cache-Status (RFC 9211) has `param` as one of its parameters, e.g.
+// "hit", "fwd=uri-miss", "stored", "detail=l1", "fwd-status=304".
+inline bool cacheStatusHas(const Response& r, std::string_view param) {
+    const std::string cs = r.header("Cache-Status");
+    std::string_view rest = cs;
+    while (!rest.empty()) {
+        auto semi = rest.find(';');
+        std::string_view item = trimOws(rest.substr(0, semi));
+        if (item == param) {
+            return true;
+        }
+        if (semi == std::string_view::npos) {
+            break;
+        }
+        rest.remove_prefix(semi + 1);
+    }
+    return false;
+}
+
+// The Cache-Status "ttl" parameter (remaining freshness in seconds, <= 0 once stale); a huge
+// sentinel when absent so a check on it fails visibly.
+inline long cacheStatusTtl(const Response& r) {
+    const std::string cs = r.header("Cache-Status");
+    auto pos = cs.find("ttl=");
+    if (pos == std::string::npos) {
+        return 1L << 40;
+    }
+    return std::strtol(cs.c_str() + pos + 4, nullptr, 10);
+}
+
+// Shows the Cache-Status of a response when a check about it fails.
+#define STRATA_CACHE_STATUS(r) INFO("Cache-Status: " << (r).header("Cache-Status"))
+
+// cc= parameter for strata-origin's query (URL-encodes '=' and ',').
+inline std::string ccParam(std::string_view cache_control) {
+    std::string out = "cc=";
+    for (char c : cache_control) {
+        if (c == '=') {
+            out += "%3D";
+        } else if (c == ',') {
+            out += "%2C";
+        } else if (c == ' ') {
+            out += "%20";
+        } else if (c == '"') {
+            out += "%22";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+// h= parameter: an extra response field "Name: Value" on strata-origin's answer.
+inline std::string hParam(std::string_view name, std::string_view value) {
+    std::string out = "h=";
+    out += name;
+    out += "%3A";
+    for (char c : value) {
+        if (c == '"') {
+            out += "%22";
+        } else if (c == ' ') {
+            out += "%20";
+        } else if (c == ',') {
+            out += "%2C";
+        } else if (c == '=') {
+            out += "%3D";
+        } else if (c == '&') {
+            out += "%26";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+}  // namespace strata::test
