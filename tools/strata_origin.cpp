@@ -541,6 +541,10 @@ void Connection::onRequestComplete() {
     const std::string& path = head_.path;
     if (int fail = server_.fail_status.load();
         fail != 0 && kind_ != Kind::Echo && kind_ != Kind::Drop && !path.starts_with("/__")) {
+        if (fail < 0) {
+            kind_ = Kind::Hang;  // never answers; the connection stays until the peer goes
+            return;
+        }
         kind_ = Kind::Simple;
         not_modified_ = false;
         respond(fail, "failing with " + std::to_string(fail) + "\n");
@@ -596,12 +600,14 @@ void Connection::onRequestComplete() {
     }
 
     if (path == "/__fail") {
-        std::uint64_t code = 0;
+        int code = 0;
         auto pos = head_.query.find("status=");
         if (pos != std::string::npos) {
-            code = toNumber(std::string_view(head_.query).substr(pos + 7), 0);
+            std::string_view value = std::string_view(head_.query).substr(pos + 7);
+            // "hang": requests are read but never answered (upstream timeouts).
+            code = value == "hang" ? -1 : static_cast<int>(toNumber(value, 0));
         }
-        server_.fail_status = static_cast<int>(code);
+        server_.fail_status = code;
         respond(200, "fail status " + std::to_string(code) + "\n");
         return;
     }
@@ -835,7 +841,8 @@ int main(int argc, char** argv) {
                 "[--name NAME] [--threads N]\n"
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
                 "           /close /drop /hang /slowbody/MS /seq... /__stats /__reset\n"
-                "           /__fail?status=CODE; ?cc=... ?h=N:V (h=ETag:.. / Last-Modified:..\n"
+                "           /__fail?status=CODE|hang; ?cc=... ?h=N:V (h=ETag:.. / "
+                "Last-Modified:..\n"
                 "           answer matching conditionals with 304)\n");
             return 0;
         } else {

@@ -129,6 +129,21 @@ TEST_SUITE("e2e/cache") {
         CHECK(get(strata.port(), "/never-cached").status == 502);
     }
 
+    TEST_CASE("route stale_if_error: origin timing out -> stale copy served") {
+        Origin origin;
+        Strata strata(cacheConfig(origin.serversYaml(), {.stale_if_error = "60s"}, "",
+                                  "timeouts: {response: 300ms}"));
+        const std::string url = "/seq-slow?" + ccParam("max-age=1");
+        REQUIRE(get(strata.port(), url).body == "seq 1 /seq-slow\n");
+        REQUIRE(get(origin.port(), "/__fail?status=hang").status == 200);
+        waitPastOneSecondMaxAge();
+        auto r = get(strata.port(), url);
+        STRATA_CACHE_STATUS(r);
+        CHECK(r.status == 200);
+        CHECK(r.body == "seq 1 /seq-slow\n");
+        CHECK(cacheStatusHas(r, "fwd=stale"));
+    }
+
     TEST_CASE("stale-if-error directive serves stale; must-revalidate forbids it") {
         Origin origin;
         Strata strata(cacheConfig(origin.serversYaml()));

@@ -19,17 +19,18 @@ struct RouteCacheYaml {
 };
 
 // proxyConfig() with caching enabled on the catch-all route and an admin listener ("admin" in
-// the port file) for /metrics. `extra` is appended verbatim (cache:, limits:, ...).
+// the port file) for /metrics. `extra` is appended verbatim (cache:, limits:, ...);
+// `upstream_extra` is one more line of upstream "app" (e.g. "timeouts: {response: 300ms}").
 inline std::string cacheConfig(const std::string& servers_yaml, const RouteCacheYaml& c = {},
-                               const std::string& extra = "") {
+                               const std::string& extra = "",
+                               const std::string& upstream_extra = "") {
     return "listeners:\n"
            "  - {name: http, bind: \"127.0.0.1:0\"}\n"
            "admin: {bind: \"127.0.0.1:0\"}\n"
            "upstreams:\n"
            "  app:\n"
            "    servers: " +
-           servers_yaml +
-           "\n"
+           servers_yaml + "\n" + (upstream_extra.empty() ? "" : "    " + upstream_extra + "\n") +
            "routes:\n"
            "  - match: {path_prefix: /}\n"
            "    upstream: app\n"
