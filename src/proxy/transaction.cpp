@@ -468,6 +468,11 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
     fields.remove("Expect");
     if (revalidating_ && stale_) {
         cache::makeConditional(*stale_, fields);
+    } else if (cacheable_route_ && request_.method == "GET" && !primary_key_.empty()) {
+        // A miss must bring back the whole response so it can be stored; the cache answers the
+        // client's own validators from the stored entry (RFC 9111 4.3.2).
+        client_conditional_ =
+            fields.remove("If-None-Match") + fields.remove("If-Modified-Since") > 0;
     }
     appendListField(fields, "X-Forwarded-For", session_.clientAddress());
     fields.set("X-Forwarded-Proto", session_.listener().tls ? "https" : "http");
@@ -600,7 +605,11 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
                 }
                 cache_status_ += "; stored";
             } else {
-                finishCoalescing(nullptr, /*uncacheable=*/true);
+                // Only what the response says about itself marks the URL hit-for-pass; a
+                // verdict caused by this client's request must not stop others coalescing.
+                const bool request_specific = verdict == cache::StoreVerdict::RequestNoStore ||
+                                              verdict == cache::StoreVerdict::Authorization;
+                finishCoalescing(nullptr, /*uncacheable=*/!request_specific);
             }
             if (revalidating_) {
                 cache_status_ += "; fwd-status=" + std::to_string(head.status);
@@ -640,7 +649,20 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     http::appendStatusLine(out, head.status, head.reason, 1);
     http::appendFields(out, fields);
     out += "\r\n";
+    if (storing_ && client_conditional_) {
+        // The client's validators were not forwarded (the cache wants the full body); it gets
+        // its answer (possibly 304) from the stored entry once the body is complete.
+        deferred_head_ = std::move(out);
+        return;
+    }
     evbuffer_add(session_.output(), out.data(), out.size());
+    response_started_ = true;
+}
+
+void Transaction::releaseDeferredResponse() {
+    // Storing was abandoned: send what was held back and stream the rest.
+    evbuffer_add(session_.output(), deferred_head_.data(), deferred_head_.size());
+    deferred_head_.clear();
     response_started_ = true;
 }
 
@@ -651,11 +673,20 @@ void Transaction::onExchangeBody(std::string_view data) {
     if (storing_) {
         if (body_.size() + data.size() > kDefaultMaxObjectBytes) {
             storing_ = false;
+            finishCoalescing(nullptr, /*uncacheable=*/true);
+            if (!deferred_head_.empty()) {
+                releaseDeferredResponse();
+                std::string held = std::move(body_);
+                body_.clear();
+                onExchangeBody(held);
+            }
             body_.clear();
             body_.shrink_to_fit();
-            finishCoalescing(nullptr, /*uncacheable=*/true);
         } else {
             body_.append(data);
+            if (!deferred_head_.empty()) {
+                return;  // held back with the head
+            }
         }
     }
     if (client_chunked_) {
@@ -680,9 +711,11 @@ void Transaction::storeResponse() {
     in.body = std::make_shared<const cache::Body>(std::move(body_));
     in.request_time = request_time_;
     in.response_time = response_time_;
+    held_body_ = in.body;
     cache::EntryPtr entry = cache::buildEntry(in);
     if (entry) {
         session_.worker().cache->l1->insert(entry);
+        stored_key_ = entry->meta().secondary_key;
     }
     finishCoalescing(entry, /*uncacheable=*/!entry);
 }
@@ -697,6 +730,18 @@ void Transaction::onExchangeComplete() {
     }
     if (storing_) {
         storeResponse();
+        if (!deferred_head_.empty()) {
+            cache::EntryPtr entry = session_.worker().cache->l1->find(primary_key_, stored_key_);
+            if (entry) {
+                deliver(entry, cache_status_);
+                return;
+            }
+            // Not kept (e.g. larger than L1 allows): send the full response as received.
+            releaseDeferredResponse();
+            if (held_body_) {
+                onExchangeBody(*held_body_);
+            }
+        }
     } else {
         finishCoalescing(nullptr, false);
     }

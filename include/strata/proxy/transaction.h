@@ -71,6 +71,7 @@ private:
     void startBackgroundRefresh();
     void finishCoalescing(const cache::EntryPtr& entry, bool uncacheable);
     void storeResponse();
+    void releaseDeferredResponse();
     void invalidateAfterUnsafe(const http::ResponseHead& head);
     UpstreamExchange::Request buildUpstreamRequest();
     void dropExchange();
@@ -93,9 +94,13 @@ private:
     bool coalescing_leader_ = false;
     bool storing_ = false;
     bool revalidating_ = false;
-    bool validated_ = false;          // a 304 freshened stale_: deliver it when the exchange ends
-    http::ResponseHead stored_head_;  // copy of the head being stored
-    std::string body_;                // body being stored
+    bool validated_ = false;           // a 304 freshened stale_: deliver it when the exchange ends
+    http::ResponseHead stored_head_;   // copy of the head being stored
+    std::string body_;                 // body being stored
+    bool client_conditional_ = false;  // the client's validators were held back from upstream
+    std::string deferred_head_;        // client head held until the stored entry can answer
+    std::string stored_key_;           // secondary key of the entry just stored
+    cache::BodyPtr held_body_;         // the body just stored, shared with its entry
     std::string cache_status_ = "strata; fwd=bypass";
     WallTime request_time_;
     WallTime response_time_;
