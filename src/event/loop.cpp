@@ -32,9 +32,15 @@ Loop::Loop() {
     posted_event_ = event_new(base_, wake_fd_, EV_READ | EV_PERSIST, &Loop::onPosted, this);
     event_add(posted_event_, nullptr);
     deferred_event_ = event_new(base_, -1, 0, &Loop::onDeferred, this);
+    handle_ = std::make_shared<LoopHandle>(this);
 }
 
 Loop::~Loop() {
+    {
+        // Detach first: a post through the handle either finished or will see null.
+        std::lock_guard lock(handle_->mutex_);
+        handle_->loop_ = nullptr;
+    }
     deferred_.clear();
     event_free(posted_event_);
     event_free(deferred_event_);
@@ -62,6 +68,15 @@ void Loop::post(std::function<void()> fn) {
         ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
         (void)ignored;
     }
+}
+
+bool LoopHandle::post(std::function<void()> fn) {
+    std::lock_guard lock(mutex_);
+    if (loop_ == nullptr) {
+        return false;
+    }
+    loop_->post(std::move(fn));
+    return true;
 }
 
 void Loop::onPosted(int, short, void* arg) {

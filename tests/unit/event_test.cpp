@@ -1,8 +1,11 @@
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <thread>
 
 #include <doctest/doctest.h>
 
+#include "strata/event/blocking_pool.h"
 #include "strata/event/loop.h"
 
 using namespace strata;
@@ -66,5 +69,117 @@ TEST_SUITE("event/loop") {
         loop.run();
         CHECK(fired == 1);
         CHECK(cancelled_fired == 0);
+    }
+}
+
+TEST_SUITE("event/blocking_pool") {
+    TEST_CASE("work runs on a pool thread and its completion on the submitting loop") {
+        event::Loop loop;
+        event::BlockingPool pool({/*threads=*/2, /*max_queue=*/64, "test"});
+        const auto loop_thread = std::this_thread::get_id();
+        std::atomic<int> worked{0};
+        std::atomic<bool> work_on_loop_thread{false};
+        int done = 0;
+        bool done_on_loop_thread = true;
+        bool submitted_all = true;
+        loop.post([&] {
+            for (int i = 0; i < 20; ++i) {
+                submitted_all &= pool.submit(
+                    loop,
+                    [&](unsigned index) {
+                        CHECK(index < 2);
+                        if (std::this_thread::get_id() == loop_thread) {
+                            work_on_loop_thread = true;
+                        }
+                        worked++;
+                    },
+                    [&] {
+                        done_on_loop_thread &= std::this_thread::get_id() == loop_thread;
+                        if (++done == 20) {
+                            loop.stop();
+                        }
+                    });
+            }
+            // Completions are posted, never run inside submit().
+            CHECK(done == 0);
+        });
+        loop.run();
+        CHECK(submitted_all);
+        CHECK(worked == 20);
+        CHECK(done == 20);
+        CHECK(done_on_loop_thread);
+        CHECK_FALSE(work_on_loop_thread);
+    }
+
+    TEST_CASE("a full queue refuses at once instead of blocking") {
+        event::BlockingPool pool({/*threads=*/1, /*max_queue=*/2, "test"});
+        std::promise<void> release;
+        std::shared_future<void> gate = release.get_future().share();
+        std::promise<void> started;
+        REQUIRE(pool.submit([&, gate](unsigned) {
+            started.set_value();
+            gate.wait();
+        }));
+        started.get_future().wait();  // the only thread is busy now
+        CHECK(pool.submit([](unsigned) {}));
+        CHECK(pool.submit([](unsigned) {}));
+        const auto t0 = std::chrono::steady_clock::now();
+        CHECK_FALSE(pool.submit([](unsigned) {}));
+        CHECK(std::chrono::steady_clock::now() - t0 < 10ms);
+        CHECK(pool.rejected() == 1);
+        CHECK(pool.queued() == 2);
+        release.set_value();
+        pool.shutdown();
+    }
+
+    TEST_CASE("a completion for a destroyed loop is dropped, not run") {
+        event::BlockingPool pool({/*threads=*/1, /*max_queue=*/8, "test"});
+        std::promise<void> release;
+        std::shared_future<void> gate = release.get_future().share();
+        std::atomic<bool> work_ran{false};
+        std::atomic<bool> done_ran{false};
+        std::promise<void> finished;
+        {
+            event::Loop loop;
+            REQUIRE(pool.submit(
+                loop,
+                [&, gate](unsigned) {
+                    gate.wait();
+                    work_ran = true;
+                },
+                [&] { done_ran = true; }));
+        }  // the loop dies while the work is still queued or running
+        release.set_value();
+        REQUIRE(pool.submit([&](unsigned) { finished.set_value(); }));
+        finished.get_future().wait();
+        CHECK(work_ran);
+        CHECK_FALSE(done_ran);
+        CHECK_FALSE(std::make_shared<event::LoopHandle>(nullptr)->post([] {}));
+    }
+
+    TEST_CASE("shutdown discards queued jobs, joins, and refuses later submits") {
+        auto pool = std::make_unique<event::BlockingPool>(
+            event::BlockingPool::Options{/*threads=*/1, /*max_queue=*/8, "test"});
+        std::promise<void> started;
+        std::atomic<bool> stop_blocking{false};
+        std::atomic<int> later_ran{0};
+        REQUIRE(pool->submit([&](unsigned) {
+            started.set_value();
+            while (!stop_blocking) {
+                std::this_thread::sleep_for(1ms);
+            }
+        }));
+        started.get_future().wait();
+        REQUIRE(pool->submit([&](unsigned) { later_ran++; }));
+        std::thread stopper([&] {
+            std::this_thread::sleep_for(20ms);
+            stop_blocking = true;
+        });
+        pool->shutdown();
+        stopper.join();
+        CHECK(later_ran == 0);
+        CHECK_FALSE(pool->submit([](unsigned) {}));
+        pool->shutdown();  // idempotent
+        pool.reset();
     }
 }

@@ -40,6 +40,22 @@ DeferredDeletablePtr deferrable(std::unique_ptr<T> object) {
     return std::make_unique<DeferredDeletableHolder<T>>(std::move(object));
 }
 
+class Loop;
+
+// A handle other threads may keep after the Loop is gone (the BlockingPool keeps one per job):
+// post() through it is dropped, returning false, once the Loop has been destroyed.
+class LoopHandle {
+public:
+    explicit LoopHandle(Loop* loop) : loop_(loop) {}
+    // Thread-safe. Loop::post(), or false when the loop is gone.
+    bool post(std::function<void()> fn);
+
+private:
+    friend class Loop;
+    std::mutex mutex_;  // held across post(), so ~Loop waits for a post in progress
+    Loop* loop_;        // guarded by mutex_; null once the Loop is destroyed
+};
+
 class Loop {
 public:
     Loop();
@@ -56,6 +72,8 @@ public:
     // Thread-safe: runs fn on the loop thread, in order of posting. Never runs fn inline.
     void post(std::function<void()> fn);
     void deferredDelete(DeferredDeletablePtr object);
+    // A weak way to post here from threads that may outlive this Loop.
+    const std::shared_ptr<LoopHandle>& handle() const { return handle_; }
 
     // Monotonic now (vDSO clock_gettime: cheap).
     std::chrono::steady_clock::time_point now();
@@ -71,6 +89,7 @@ private:
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;  // guarded by posted_mutex_
     std::vector<DeferredDeletablePtr> deferred_;
+    std::shared_ptr<LoopHandle> handle_;
 };
 
 // One-shot timer on a loop. The callback runs on the loop thread; destroying the Timer cancels it.
