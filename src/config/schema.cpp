@@ -807,7 +807,17 @@ const std::vector<Field<L2Cache>>& fieldsOf<L2Cache>() {
         durationField<L2Cache>("timeout", &L2Cache::timeout, 1, 10 * kSecond,
                                "per operation; a slow L2 is a miss"),
         bytesField<L2Cache>("max_object_bytes", &L2Cache::max_object_bytes, 1, kGiB,
-                            "larger objects are not stored in L2"),
+                            "largest memcached value; larger objects are chunked or skipped"),
+        flagField<L2Cache>("chunks", &L2Cache::chunks,
+                           "split objects over max_object_bytes into chunks; false = skip them"),
+        textField<L2Cache>("namespace", &L2Cache::key_namespace,
+                           "memcached key prefix; instances sharing it share objects", checkName),
+        countField<L2Cache>("threads", &L2Cache::threads, 1, 64,
+                            "threads making blocking memcached calls"),
+        durationField<L2Cache>("purge_poll", &L2Cache::purge_poll, 100, kMinute,
+                               "how often the shared purge log is read"),
+        durationField<L2Cache>("max_ttl", &L2Cache::max_ttl, kSecond, 30 * kDay,
+                               "cap on memcached expiration; purge log retention"),
     };
     return fields;
 }

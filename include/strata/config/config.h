@@ -77,6 +77,11 @@ struct L2Cache {
     std::vector<Endpoint> servers;  // empty: no L2
     Duration timeout{50};
     std::uint64_t max_object_bytes = 1 * kMiB;
+    bool chunks = true;                    // over max_object_bytes: chunked, else skipped
+    std::string key_namespace = "strata";  // "namespace": memcached key prefix
+    std::uint32_t threads = 2;             // blocking libmemcached threads per process
+    Duration purge_poll{1000};             // other instances' purges are read this often
+    Duration max_ttl{86400 * 1000};        // memcached expiration cap; purge log retention
 };
 
 struct Cache {
