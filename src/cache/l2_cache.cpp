@@ -302,6 +302,7 @@ L2Options L2Options::fromConfig(const config::L2Cache& config) {
     o.threads = config.threads;
     o.purge_poll = config.purge_poll;
     o.max_ttl = duration_cast<std::chrono::seconds>(config.max_ttl);
+    o.metrics = &metrics::global();
     return o;
 }
 

@@ -96,6 +96,7 @@ struct L2Options {
     metrics::Registry* metrics = nullptr;  // l2Operation / setL2BreakerOpen; null: none
     const Clock* clock = nullptr;          // wall time of purge records; null: system clock
 
+    // Config keys as named in conf/strata.yaml; metrics = &metrics::global().
     static L2Options fromConfig(const config::L2Cache& config);
 };
 inline constexpr std::uint64_t kItemHeadroom = 1024;
