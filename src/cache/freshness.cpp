@@ -315,7 +315,9 @@ LookupDecision decideLookup(const FreshnessInfo& s, const CacheControl& req, Wal
     if (req.stale_if_error) {
         sie = std::max(sie, secs(*req.stale_if_error));
     }
-    out.serve_stale_on_error = !s.must_revalidate && staleness <= sie;
+    // Ages are whole seconds: without a window, "0 s stale" must still not count as allowed.
+    out.serve_stale_on_error =
+        !s.must_revalidate && (fresh || (sie.count() > 0 && staleness <= sie));
 
     auto revalidate = [&] {
         out.usability = req.only_if_cached ? Usability::OnlyIfCachedMiss : Usability::Revalidate;

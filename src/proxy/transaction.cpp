@@ -277,7 +277,10 @@ void Transaction::lookup() {
                 stale_ = found.entry;
                 serve_stale_on_error_ = decision.serve_stale_on_error;
                 revalidating_ = true;
-                cache_status_ = "strata; fwd=stale";
+                // RFC 9211: a fresh entry revalidated because the client asked is fwd=request.
+                cache_status_ = decision.age < found.entry->freshness().lifetime
+                                    ? "strata; fwd=request"
+                                    : "strata; fwd=stale";
                 forward();
                 return;
             case cache::Usability::OnlyIfCachedMiss:
@@ -576,7 +579,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
                 cache::mergeNotModified(*stale_, head, policy, request_time_, now);
             session_.worker().cache->l1->insert(merged);
             stale_ = merged;
-            cache_status_ = "strata; fwd=stale; fwd-status=304";
+            cache_status_ += "; fwd-status=304";
             validated_ = true;
             return;
         }

@@ -27,11 +27,10 @@ TEST_SUITE("e2e/cache") {
         CHECK(origin.requestCount(0, "/seq-rq") == expected);
     }
 
-    // BUG (strata, reported to the lead): Transaction::lookup() (src/proxy/transaction.cpp, case
+    // Was a bug (fixed): Transaction::lookup() (src/proxy/transaction.cpp, case
     // Usability::Revalidate) always says "fwd=stale"; RFC 9211 2.2 calls a fresh stored response
     // that the request's directives (no-cache, max-age, min-fresh) kept from use "fwd=request".
-    TEST_CASE("Cache-Status: a fresh entry revalidated for request no-cache is fwd=request" *
-              doctest::skip()) {
+    TEST_CASE("Cache-Status: a fresh entry revalidated for request no-cache is fwd=request") {
         Origin origin;
         Strata strata(cacheConfig(origin.serversYaml()));
         const std::string url = "/seq-fr?" + ccParam("max-age=60") + "&" + hParam("ETag", "\"r\"");
