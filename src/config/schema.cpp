@@ -721,8 +721,8 @@ const std::vector<Field<ListenerTls>>& fieldsOf<ListenerTls>() {
         durationField<ListenerTls>("ticket_key_rotation", &ListenerTls::ticket_key_rotation,
                                    kMinute, 7 * kDay,
                                    "a new ticket key every interval; old ones decrypt 2 more"),
-        countField<ListenerTls>("session_cache_size", &ListenerTls::session_cache_size, 0,
-                                10000000, "server-side session cache entries; 0 = no cache"),
+        countField<ListenerTls>("session_cache_size", &ListenerTls::session_cache_size, 0, 10000000,
+                                "server-side session cache entries; 0 = no cache"),
         durationField<ListenerTls>("handshake_timeout", &ListenerTls::handshake_timeout, 1,
                                    5 * kMinute, "a TLS handshake must finish within this"),
         countField<ListenerTls>("max_handshakes", &ListenerTls::max_handshakes, 1, 1000000,
@@ -738,9 +738,10 @@ const std::vector<Field<TlsCertificate>>& fieldsOf<TlsCertificate>() {
                                   checkReadableFile, {}, /*required=*/true),
         textField<TlsCertificate>("key", &TlsCertificate::key, "PEM private key", checkReadableFile,
                                   {}, /*required=*/true),
-        textField<TlsCertificate>("ocsp_staple", &TlsCertificate::ocsp_staple,
-                                  "DER OCSP response stapled for this certificate; reread on reload",
-                                  checkOptionalReadableFile),
+        textField<TlsCertificate>(
+            "ocsp_staple", &TlsCertificate::ocsp_staple,
+            "DER OCSP response stapled for this certificate; reread on reload",
+            checkOptionalReadableFile),
     };
     return fields;
 }
@@ -840,6 +841,9 @@ const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
                              "attempts per idempotent request, on different servers"),
         durationField<Upstream>("fail_backoff", &Upstream::fail_backoff, 0, kHour,
                                 "a server refusing connections is skipped this long"),
+        customField<Upstream>("tls", readUpstreamTls, "mapping", "",
+                              "TLS to the servers; absent = plain TCP",
+                              describeSection<UpstreamTls>),
     };
     return fields;
 }
@@ -850,9 +854,6 @@ const std::vector<Field<UpstreamServer>>& fieldsOf<UpstreamServer>() {
         customField<UpstreamServer>("address", readServerAddress, "host:port", "",
                                     "numeric IPv4 or [IPv6] and port 1..65535", nullptr,
                                     /*required=*/true),
-        customField<Upstream>("tls", readUpstreamTls, "mapping", "",
-                              "TLS to the servers; absent = plain TCP",
-                              describeSection<UpstreamTls>),
         countField<UpstreamServer>("weight", &UpstreamServer::weight, 1, 1000,
                                    "share of requests relative to the other servers"),
     };

@@ -5,6 +5,7 @@
 #include "strata/cache/freshness.h"
 #include "strata/cache/key.h"
 #include "strata/cache/l1_cache.h"
+#include "strata/cache/l2_cache.h"
 #include "strata/cache/validation.h"
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
@@ -157,6 +158,9 @@ private:
         auto* runtime = worker_.cache;
         if (result_ && runtime != nullptr) {
             runtime->l1->insert(result_);
+            if (runtime->l2 != nullptr) {
+                runtime->l2->store(result_, std::chrono::system_clock::now());
+            }
         }
         if (runtime != nullptr) {
             runtime->coalescer.finish(key_, cache::Coalescer::Outcome{result_, false},
@@ -313,6 +317,10 @@ void Transaction::lookup() {
     switch (role) {
         case cache::Coalescer::Role::Leader:
             coalescing_leader_ = true;
+            if (runtime.l2 != nullptr && runtime.l2->enabled()) {
+                lookupL2();
+                return;
+            }
             forward();
             return;
         case cache::Coalescer::Role::Waiter:
@@ -325,6 +333,45 @@ void Transaction::lookup() {
             forward();
             return;
     }
+}
+
+void Transaction::lookupL2() {
+    std::weak_ptr<bool> alive = alive_;
+    session_.worker().cache->l2->lookup(primary_key_, request_.fields, session_.worker().loop,
+                                        [this, alive](cache::L2LookupResult result) {
+                                            auto guard = alive.lock();
+                                            if (guard && *guard && !aborted_) {
+                                                onL2Result(std::move(result));
+                                            }
+                                        });
+}
+
+void Transaction::onL2Result(cache::L2LookupResult result) {
+    metrics::WorkerMetrics* m = session_.worker().metrics;
+    if (result.status == cache::L2Status::Hit && result.entry) {
+        cache::LookupDecision decision =
+            result.entry->decide(request_cc_, std::chrono::system_clock::now());
+        if (decision.usability == cache::Usability::Fresh ||
+            decision.usability == cache::Usability::StaleAcceptable) {
+            if (m != nullptr) {
+                m->cacheLookup(metrics::Tier::L2, metrics::LookupResult::Hit);
+            }
+            // An L2 hit is promoted to L1 and shared with the waiters.
+            session_.worker().cache->l1->insert(result.entry);
+            finishCoalescing(result.entry, false);
+            session_.setCacheResult(metrics::CacheResult::Hit);
+            deliver(result.entry, withTtl("strata; hit; detail=l2", decision.ttl));
+            return;
+        }
+    }
+    if (m != nullptr) {
+        m->cacheLookup(metrics::Tier::L2,
+                       result.status == cache::L2Status::Hit    ? metrics::LookupResult::Stale
+                       : result.status == cache::L2Status::Miss ? metrics::LookupResult::Miss
+                                                                : metrics::LookupResult::Error);
+    }
+    // Down, slow, corrupt or absent: a miss, never an error for the client.
+    forward();
 }
 
 void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
@@ -558,6 +605,9 @@ void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
     for (const std::string& key : cache::invalidationKeys(
              session_.listener().tls ? "https" : "http", request_, head, keyPolicy())) {
         runtime->l1->purgeKey(key);
+        if (runtime->l2 != nullptr) {
+            runtime->l2->invalidate(key);
+        }
     }
 }
 
@@ -578,6 +628,9 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             cache::EntryPtr merged =
                 cache::mergeNotModified(*stale_, head, policy, request_time_, now);
             session_.worker().cache->l1->insert(merged);
+            if (auto* l2 = session_.worker().cache->l2) {
+                l2->store(merged, now);
+            }
             stale_ = merged;
             cache_status_ += "; fwd-status=304";
             validated_ = true;
@@ -717,7 +770,11 @@ void Transaction::storeResponse() {
     held_body_ = in.body;
     cache::EntryPtr entry = cache::buildEntry(in);
     if (entry) {
-        session_.worker().cache->l1->insert(entry);
+        cache::CacheRuntime& runtime = *session_.worker().cache;
+        runtime.l1->insert(entry);
+        if (runtime.l2 != nullptr) {
+            runtime.l2->store(entry, std::chrono::system_clock::now());  // async, never waits
+        }
         stored_key_ = entry->meta().secondary_key;
     }
     finishCoalescing(entry, /*uncacheable=*/!entry);

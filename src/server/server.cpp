@@ -18,6 +18,7 @@
 #include "strata/admin/admin.h"
 #include "strata/cache/cache_runtime.h"
 #include "strata/cache/key.h"
+#include "strata/cache/l2_cache.h"
 #include "strata/common/log.h"
 #include "strata/config/config.h"
 #include "strata/event/loop.h"
@@ -172,6 +173,29 @@ public:
         cache::L1Options l1_options;
         l1_options.max_bytes = loaded.config->cache.l1.max_bytes;
         cache_ = std::make_unique<cache::CacheRuntime>(l1_options);
+        if (!loaded.config->cache.l2.servers.empty()) {
+            // Other instances' purges (from the shared purge log) reach this L1 through here.
+            cache::L1Cache* l1 = cache_->l1.get();
+            l2_ = std::make_unique<cache::L2Cache>(
+                cache::L2Options::fromConfig(loaded.config->cache.l2),
+                [l1](const cache::PurgeRecord& record) {
+                    switch (record.kind) {
+                        case cache::PurgeKind::Url:
+                            l1->purgeKey(record.value, record.soft);
+                            break;
+                        case cache::PurgeKind::Prefix:
+                            l1->purgePrefix(record.value, record.soft);
+                            break;
+                        case cache::PurgeKind::Tag:
+                            l1->purgeTag(record.value, record.soft);
+                            break;
+                        case cache::PurgeKind::All:
+                            l1->clear();
+                            break;
+                    }
+                });
+            cache_->l2 = l2_.get();
+        }
         for (auto& worker : workers_) {
             worker->setCache(cache_.get());
         }
@@ -529,17 +553,26 @@ private:
         if (!key) {
             return {400, 0, "purge url must be absolute: http://host/path"};
         }
+        if (l2_) {
+            l2_->removeUrl(*key, /*soft=*/false);
+        }
         return {200, cache_ ? cache_->l1->purgeKey(*key) : 0, ""};
     }
     admin::PurgeResult purgePrefix(std::string_view prefix) override {
         if (!prefix.starts_with("http://") && !prefix.starts_with("https://")) {
             return {400, 0, "purge prefix must start with http:// or https://"};
         }
+        if (l2_) {
+            l2_->purgePrefix(std::string(prefix), /*soft=*/false);
+        }
         return {200, cache_ ? cache_->l1->purgePrefix(prefix) : 0, ""};
     }
     admin::PurgeResult purgeTag(std::string_view tag) override {
         if (tag.empty()) {
             return {400, 0, "empty tag"};
+        }
+        if (l2_) {
+            l2_->purgeTag(std::string(tag), /*soft=*/false);
         }
         return {200, cache_ ? cache_->l1->purgeTag(tag) : 0, ""};
     }
@@ -623,6 +656,7 @@ private:
     std::atomic<std::uint32_t> process_connections_{0};
     unsigned worker_count_ = 0;
     std::unique_ptr<cache::CacheRuntime> cache_;  // declared before workers_: outlives them
+    std::unique_ptr<cache::L2Cache> l2_;          // null without cache.l2.servers
     std::vector<std::unique_ptr<Worker>> workers_;
     unsigned running_workers_ = 0;
     std::vector<::event*> signal_events_;

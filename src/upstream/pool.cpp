@@ -87,8 +87,7 @@ UpstreamConnectionPtr ConnectionPool::connect(const ServerStatePtr& server,
 
 void ConnectionPool::keepSession(UpstreamConnection& connection) {
     SSL* ssl = connection.connection().ssl();
-    if (ssl == nullptr || connection.connection().handshaking() ||
-        SSL_session_reused(ssl) == 1) {
+    if (ssl == nullptr || connection.connection().handshaking() || SSL_session_reused(ssl) == 1) {
         return;  // a resumed session is the one already kept
     }
     SSL_SESSION* session = SSL_get1_session(ssl);

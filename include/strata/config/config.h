@@ -45,10 +45,10 @@ struct TlsCertificate {
 
 struct ListenerTls {
     std::vector<TlsCertificate> certificates;
-    std::string min_version = "1.2";  // "1.2" | "1.3"
-    std::string ciphers;              // empty: built-in intermediate profile
-    std::string client_ca;            // PEM CA bundle for client certificates (mTLS)
-    std::string verify_client = "off";  // "off" | "optional" | "required"
+    std::string min_version = "1.2";     // "1.2" | "1.3"
+    std::string ciphers;                 // empty: built-in intermediate profile
+    std::string client_ca;               // PEM CA bundle for client certificates (mTLS)
+    std::string verify_client = "off";   // "off" | "optional" | "required"
     std::string forward_client_subject;  // header carrying the verified subject; empty: none
     bool session_tickets = true;
     Duration ticket_key_rotation{3600 * 1000};  // a key encrypts this long, decrypts twice as long
@@ -112,11 +112,6 @@ struct UpstreamTimeouts {
     Duration idle{60000};      // a pooled keep-alive connection unused this long is closed
 };
 
-struct Upstream {
-    std::string name;
-    std::vector<UpstreamServer> servers;
-    HealthCheck health_check;
-    UpstreamTimeouts timeouts;
 // TLS towards an upstream's servers.
 struct UpstreamTls {
     bool enabled = false;
@@ -128,15 +123,20 @@ struct UpstreamTls {
     SourcePos pos;
 };
 
+struct Upstream {
+    std::string name;
+    std::vector<UpstreamServer> servers;
+    HealthCheck health_check;
+    UpstreamTimeouts timeouts;
     std::uint32_t max_idle_connections = 64;  // per worker and server
     std::uint32_t max_tries = 3;              // per request, for idempotent requests
     Duration fail_backoff{5000};              // a server refusing connections is skipped this long
+    UpstreamTls tls;
 };
 
 struct RouteMatch {
     std::string host;                  // "" any; "api.example.com"; "*.example.com"
     std::string path_prefix;           // "" any
-    UpstreamTls tls;
     std::vector<std::string> methods;  // empty: any
 };
 

@@ -20,6 +20,7 @@
 #include "strata/cache/cache_control.h"
 #include "strata/cache/coalescer.h"
 #include "strata/cache/entry.h"
+#include "strata/cache/l2_cache.h"
 #include "strata/http/parser.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/proxy/upstream_exchange.h"
@@ -63,6 +64,8 @@ private:
     void onExchangeFlush() override;
 
     void lookup();
+    void lookupL2();
+    void onL2Result(cache::L2LookupResult result);
     void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
     void forward();
     // Answers from a stored entry. `status_detail` is the Cache-Status text after "strata; ".
