@@ -203,13 +203,14 @@ public:
             worker->start([this] { loop_.post([this] { onWorkerExit(); }); });
         }
         health_.update(*current_);
+        // Handlers first: a test or init system may signal as soon as the port file appears.
+        installSignals();
         writePorts();
         written_admin_line_ = admin_line_;
         LOG_INFO("strata %s started with %u workers, config %s", STRATA_VERSION, worker_count_,
                  options_.config_path.c_str());
         ready_ = true;
 
-        installSignals();
         loop_.run();
         for (auto& worker : workers_) {
             worker->join();

@@ -118,7 +118,9 @@ public:
         ssl_ = SSL_new(ctx_);
         SSL_set_fd(ssl_, fd_);
         if (!o.sni.empty()) {
-            SSL_set_tlsext_host_name(ssl_, o.sni.c_str());
+            // The macro casts with a C-style cast; call what it expands to.
+            SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                     const_cast<char*>(o.sni.c_str()));
         }
         if (!o.alpn.empty()) {
             std::string wire(1, static_cast<char>(o.alpn.size()));
@@ -204,7 +206,7 @@ public:
             Response* r;
             std::string field;
             bool done = false;
-        } state{&r};
+        } state{&r, {}, false};
         settings.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
             auto* s = static_cast<State*>(p->data);
             s->field.assign(at, n);
