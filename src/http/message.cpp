@@ -11,6 +11,17 @@ void Fields::add(std::string_view name, std::string_view value) {
     items_.push_back(Field{std::string(name), std::string(value)});
 }
 
+void Fields::appendToList(std::string_view name, std::string_view value) {
+    for (auto& field : items_) {
+        if (equalsIgnoreCase(field.name, name)) {
+            field.value += ", ";
+            field.value += value;
+            return;
+        }
+    }
+    add(name, value);
+}
+
 void Fields::set(std::string_view name, std::string_view value) {
     bool replaced = false;
     std::size_t out = 0;

@@ -8,9 +8,10 @@
 #include "strata/cache/l2_cache.h"
 #include "strata/cache/validation.h"
 #include "strata/common/log.h"
-#include "strata/common/strings.h"
 #include "strata/http/message.h"
 #include "strata/proxy/downstream_session.h"
+
+#include "chunked.h"
 
 namespace strata::proxy {
 namespace {
@@ -25,26 +26,6 @@ constexpr std::uint64_t kDefaultMaxObjectBytes = 16ULL << 20;
 
 constexpr std::string_view kViaValue = "1.1 strata";
 
-void appendListField(http::Fields& fields, std::string_view name, std::string_view value) {
-    // RFC 9110 5.3: a recipient may combine field lines into one comma-separated value.
-    for (auto& field : fields.items()) {
-        if (equalsIgnoreCase(field.name, name)) {
-            field.value += ", ";
-            field.value += value;
-            return;
-        }
-    }
-    fields.add(name, value);
-}
-
-void appendChunk(evbuffer* out, std::string_view data) {
-    char header[24];
-    int n = std::snprintf(header, sizeof header, "%zx\r\n", data.size());
-    evbuffer_add(out, header, static_cast<std::size_t>(n));
-    evbuffer_add(out, data.data(), data.size());
-    evbuffer_add(out, "\r\n", 2);
-}
-
 cache::CachePolicy cachePolicy(const config::Route& route) {
     cache::CachePolicy policy;
     policy.enabled = route.cache.enabled;
@@ -54,6 +35,25 @@ cache::CachePolicy cachePolicy(const config::Route& route) {
     policy.stale_if_error = std::chrono::duration_cast<cache::Seconds>(route.cache.stale_if_error);
     policy.max_object_bytes = kDefaultMaxObjectBytes;
     return policy;
+}
+
+// The entry for a response checkStorable() accepted, with the route's policy.
+cache::EntryPtr buildStoredEntry(const config::Route& route, const http::RequestHead& request,
+                                 const http::ResponseHead& response, const std::string& key,
+                                 cache::BodyPtr body, WallTime request_time,
+                                 WallTime response_time) {
+    auto directives = cache::responseDirectives(response.fields);
+    cache::CachePolicy policy = cachePolicy(route);
+    cache::StoreInput in;
+    in.request = &request;
+    in.response = &response;
+    in.directives = &directives;
+    in.policy = &policy;
+    in.primary_key = key;
+    in.body = std::move(body);
+    in.request_time = request_time;
+    in.response_time = response_time;
+    return cache::buildEntry(in);
 }
 
 const cache::KeyPolicy& keyPolicy() {
@@ -134,18 +134,9 @@ private:
     }
     void onExchangeComplete() override {
         if (!result_ && storing_) {
-            auto directives = cache::responseDirectives(head_.fields);
-            cache::CachePolicy policy = cachePolicy(route());
-            cache::StoreInput in;
-            in.request = &request_;
-            in.response = &head_;
-            in.directives = &directives;
-            in.policy = &policy;
-            in.primary_key = key_;
-            in.body = std::make_shared<const cache::Body>(std::move(body_));
-            in.request_time = request_time_;
-            in.response_time = response_time_;
-            result_ = cache::buildEntry(in);
+            result_ = buildStoredEntry(route(), request_, head_, key_,
+                                       std::make_shared<const cache::Body>(std::move(body_)),
+                                       request_time_, response_time_);
         }
         done();
     }
@@ -157,10 +148,7 @@ private:
     void done() {
         auto* runtime = worker_.cache;
         if (result_ && runtime != nullptr) {
-            runtime->l1->insert(result_);
-            if (runtime->l2 != nullptr) {
-                runtime->l2->store(result_, std::chrono::system_clock::now());
-            }
+            runtime->keep(result_, std::chrono::system_clock::now());
         }
         if (runtime != nullptr) {
             runtime->coalescer.finish(key_, cache::Coalescer::Outcome{result_, false},
@@ -414,7 +402,7 @@ void Transaction::startBackgroundRefresh() {
     http::removeHopByHop(fields);
     fields.remove("Expect");
     cache::makeConditional(*stale_, fields);
-    appendListField(fields, "Via", kViaValue);
+    fields.appendToList("Via", kViaValue);
     if (!fields.has("Host")) {
         fields.add("Host", request_.host.empty() ? group_->config().name : request_.host);
     }
@@ -524,7 +512,7 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
         client_conditional_ =
             fields.remove("If-None-Match") + fields.remove("If-Modified-Since") > 0;
     }
-    appendListField(fields, "X-Forwarded-For", session_.clientAddress());
+    fields.appendToList("X-Forwarded-For", session_.clientAddress());
     fields.set("X-Forwarded-Proto", session_.listener().tls ? "https" : "http");
     if (const std::string& header = session_.forwardSubjectHeader(); !header.empty()) {
         fields.remove(header);  // only strata vouches for a client certificate
@@ -532,7 +520,7 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
             fields.add(header, subject);
         }
     }
-    appendListField(fields, "Via", request_.version_minor == 0 ? "1.0 strata" : kViaValue);
+    fields.appendToList("Via", request_.version_minor == 0 ? "1.0 strata" : kViaValue);
     if (out.chunked) {
         fields.add("Transfer-Encoding", "chunked");
     }
@@ -627,10 +615,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             // (bodiless) 304 exchange completes.
             cache::EntryPtr merged =
                 cache::mergeNotModified(*stale_, head, policy, request_time_, now);
-            session_.worker().cache->l1->insert(merged);
-            if (auto* l2 = session_.worker().cache->l2) {
-                l2->store(merged, now);
-            }
+            session_.worker().cache->keep(merged, now);
             stale_ = merged;
             cache_status_ += "; fwd-status=304";
             validated_ = true;
@@ -678,7 +663,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     http::Fields& fields = head.fields;
     http::removeHopByHop(fields);
     fields.remove("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
-    appendListField(fields, "Via", kViaValue);
+    fields.appendToList("Via", kViaValue);
     fields.add("Cache-Status", cache_status_);
 
     const bool client_http10 = request_.version_minor == 0;
@@ -755,26 +740,12 @@ void Transaction::onExchangeBody(std::string_view data) {
 
 void Transaction::storeResponse() {
     storing_ = false;
-    auto directives = cache::responseDirectives(stored_head_.fields);
     const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
-    cache::CachePolicy policy = cachePolicy(route);
-    cache::StoreInput in;
-    in.request = &request_;
-    in.response = &stored_head_;
-    in.directives = &directives;
-    in.policy = &policy;
-    in.primary_key = primary_key_;
-    in.body = std::make_shared<const cache::Body>(std::move(body_));
-    in.request_time = request_time_;
-    in.response_time = response_time_;
-    held_body_ = in.body;
-    cache::EntryPtr entry = cache::buildEntry(in);
+    held_body_ = std::make_shared<const cache::Body>(std::move(body_));
+    cache::EntryPtr entry = buildStoredEntry(route, request_, stored_head_, primary_key_,
+                                             held_body_, request_time_, response_time_);
     if (entry) {
-        cache::CacheRuntime& runtime = *session_.worker().cache;
-        runtime.l1->insert(entry);
-        if (runtime.l2 != nullptr) {
-            runtime.l2->store(entry, std::chrono::system_clock::now());  // async, never waits
-        }
+        session_.worker().cache->keep(entry, std::chrono::system_clock::now());
         stored_key_ = entry->meta().secondary_key;
     }
     finishCoalescing(entry, /*uncacheable=*/!entry);

@@ -5,6 +5,8 @@
 #include "strata/common/log.h"
 #include "strata/http/message.h"
 
+#include "chunked.h"
+
 namespace strata::proxy {
 namespace {
 
@@ -14,14 +16,6 @@ constexpr std::size_t kOutputLowWater = 64 * 1024;
 constexpr std::size_t kInputLimit = 64 * 1024;
 
 constexpr auto kNever = std::chrono::steady_clock::time_point::max();
-
-void appendChunk(evbuffer* out, std::string_view data) {
-    char header[24];
-    int n = std::snprintf(header, sizeof header, "%zx\r\n", data.size());
-    evbuffer_add(out, header, static_cast<std::size_t>(n));
-    evbuffer_add(out, data.data(), data.size());
-    evbuffer_add(out, "\r\n", 2);
-}
 
 const http::ParserLimits& responseLimits() {
     static const http::ParserLimits limits{

@@ -922,6 +922,18 @@ TEST_SUITE("http/message") {
         CHECK_FALSE(f.hasToken("Upgrade", "close"));
     }
 
+    TEST_CASE("appendToList extends the first line of a list field or adds one") {
+        Fields f;
+        f.appendToList("Via", "1.1 strata");
+        REQUIRE(f.get("via") != nullptr);
+        CHECK(*f.get("via") == "1.1 strata");
+        f.add("X-Forwarded-For", "10.0.0.1");
+        f.add("x-forwarded-for", "10.0.0.2");
+        f.appendToList("X-Forwarded-For", "127.0.0.1");
+        CHECK(f.count("X-Forwarded-For") == 2);
+        CHECK(*f.get("X-Forwarded-For") == "10.0.0.1, 127.0.0.1");
+    }
+
     TEST_CASE("removeHopByHop drops hop-by-hop fields and those Connection names") {
         Fields f;
         f.add("Host", "a");

@@ -15,6 +15,9 @@ struct CacheRuntime {
     explicit CacheRuntime(const L1Options& l1_options)
         : l1(std::make_unique<L1Cache>(l1_options)) {}
 
+    // Stores an entry in L1 and, asynchronously (never waiting), in L2.
+    void keep(const EntryPtr& entry, WallTime now);
+
     std::unique_ptr<L1Cache> l1;
     Coalescer coalescer;
     L2Cache* l2 = nullptr;  // null without cache.l2.servers; owned by the server

@@ -21,6 +21,9 @@ public:
     void add(std::string_view name, std::string_view value);
     // Replaces every field of that name with one field (appends when absent).
     void set(std::string_view name, std::string_view value);
+    // Adds `value` to a list-valued field: appended to the first line of that name after ", "
+    // (RFC 9110 5.3 allows combining), or added when absent. For Via, X-Forwarded-For.
+    void appendToList(std::string_view name, std::string_view value);
     // First value or nullptr.
     const std::string* get(std::string_view name) const;
     bool has(std::string_view name) const { return get(name) != nullptr; }
