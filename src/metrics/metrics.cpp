@@ -328,6 +328,11 @@ void Registry::setL1Usage(std::uint64_t bytes, std::uint64_t objects) {
     process_->l1_objects.store(objects, std::memory_order_relaxed);
 }
 
+void Registry::setL1Source(std::function<L1Usage()> source) {
+    std::lock_guard lock(mutex_);
+    l1_source_ = std::move(source);
+}
+
 void Registry::adminRequest(std::string_view endpoint, int status) {
     std::lock_guard lock(mutex_);
     process_->admin_requests[{std::string(endpoint), status}]++;
@@ -515,6 +520,14 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                    "requests that waited for another's fetch of the same key", MetricType::Counter);
         addValue(coalesced_f, {}, static_cast<double>(coalesced));
         out.push_back(std::move(coalesced_f));
+        std::uint64_t l1_bytes_value = process_->l1_bytes.load(std::memory_order_relaxed);
+        std::uint64_t l1_objects_value = process_->l1_objects.load(std::memory_order_relaxed);
+        if (l1_source_) {
+            const L1Usage usage = l1_source_();
+            l1_bytes_value = usage.bytes;
+            l1_objects_value = usage.objects;
+            evictions += usage.evictions;
+        }
         auto evict_f =
             family("strata_cache_l1_evictions_total",
                    "objects evicted from L1 to stay within max_bytes", MetricType::Counter);
@@ -522,12 +535,10 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         out.push_back(std::move(evict_f));
         auto l1_bytes =
             family("strata_cache_l1_bytes", "bytes held by L1 objects", MetricType::Gauge);
-        addValue(l1_bytes, {},
-                 static_cast<double>(process_->l1_bytes.load(std::memory_order_relaxed)));
+        addValue(l1_bytes, {}, static_cast<double>(l1_bytes_value));
         out.push_back(std::move(l1_bytes));
         auto l1_objects = family("strata_cache_l1_objects", "objects in L1", MetricType::Gauge);
-        addValue(l1_objects, {},
-                 static_cast<double>(process_->l1_objects.load(std::memory_order_relaxed)));
+        addValue(l1_objects, {}, static_cast<double>(l1_objects_value));
         out.push_back(std::move(l1_objects));
         auto l2_lat = family("strata_cache_l2_operation_duration_seconds",
                              "memcached operation latency by operation", MetricType::Histogram);

@@ -127,6 +127,12 @@ void DownstreamSession::onConnected(bool ok) {
     }
     std::string_view version = connection_.tlsVersion();
     tls_version_ = version == "TLSv1.3" ? "1.3" : version == "TLSv1.2" ? "1.2" : "other";
+    if (worker_.metrics != nullptr) {
+        worker_.metrics->tlsHandshake(metrics::TlsResult::Ok,
+                                      version == "TLSv1.3"   ? metrics::TlsVersion::Tls13
+                                      : version == "TLSv1.2" ? metrics::TlsVersion::Tls12
+                                                             : metrics::TlsVersion::Other);
+    }
     tls_cipher_ = connection_.tlsCipher();
     setReadDeadline(ReadDeadline::Header);
 }
@@ -243,6 +249,9 @@ void DownstreamSession::onReadable() {
 }
 
 void DownstreamSession::onError() {
+    if (connection_.handshaking() && worker_.metrics != nullptr) {
+        worker_.metrics->tlsHandshake(metrics::TlsResult::Failed, metrics::TlsVersion::Other);
+    }
     if (!connection_.tlsError().empty() && connection_.handshaking()) {
         LOG_DEBUG("[w%u][c%llu] TLS handshake failed: %s", worker_.id,
                   static_cast<unsigned long long>(id_), connection_.tlsError().c_str());

@@ -173,6 +173,10 @@ public:
         cache::L1Options l1_options;
         l1_options.max_bytes = loaded.config->cache.l1.max_bytes;
         cache_ = std::make_unique<cache::CacheRuntime>(l1_options);
+        metrics::global().setL1Source([l1 = cache_->l1.get()] {
+            const cache::L1Stats stats = l1->stats();
+            return metrics::Registry::L1Usage{stats.bytes, stats.objects, stats.evictions};
+        });
         if (!loaded.config->cache.l2.servers.empty()) {
             // Other instances' purges (from the shared purge log) reach this L1 through here.
             cache::L1Cache* l1 = cache_->l1.get();
@@ -216,6 +220,7 @@ public:
             worker->join();
         }
         workers_.clear();
+        metrics::global().setL1Source(nullptr);  // the cache dies with the server
         LOG_INFO("strata stopped");
         return 0;
     }

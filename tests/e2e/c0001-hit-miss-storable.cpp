@@ -34,6 +34,9 @@ TEST_SUITE("e2e/cache") {
                      {"tier=\"l1\"", "result=\"hit\""}) == 1);
         CHECK(metric(strata.port("admin"), "strata_cache_lookups_total",
                      {"tier=\"l1\"", "result=\"miss\""}) == 1);
+        // The L1 gauges are read from the cache itself at scrape time.
+        CHECK(metric(strata.port("admin"), "strata_cache_l1_objects") == 1);
+        CHECK(metric(strata.port("admin"), "strata_cache_l1_bytes") > 0);
     }
 
     TEST_CASE("a hit on a keep-alive connection, then the next request is forwarded again") {

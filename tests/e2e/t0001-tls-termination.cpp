@@ -1,6 +1,7 @@
 // TLS termination: certificates picked by SNI (exact, wildcard, default), RSA and ECDSA side by
 // side, TLS 1.2/1.3 only, ALPN http/1.1, resumption by ticket and by session cache, mTLS with
 // the verified subject forwarded, X-Forwarded-Proto, the handshake timeout and the handshake cap.
+#include "admin_client.h"
 #include "tls_support.h"
 
 using namespace strata::test;
@@ -93,7 +94,7 @@ TEST_SUITE("e2e/tls") {
 
     TEST_CASE("TLS 1.3 and 1.2 are accepted, 1.1 is refused; min_version 1.3 refuses 1.2") {
         Site site;
-        Strata strata(site.config());
+        Strata strata(site.config() + "admin: {bind: \"127.0.0.1:0\"}\n");
         TlsOptions v13 = opts("a.test", site);
         v13.min_version = TLS1_3_VERSION;
         TlsClient a(strata.port("https"), v13);
@@ -113,6 +114,15 @@ TEST_SUITE("e2e/tls") {
         v11.max_version = TLS1_1_VERSION;
         TlsClient c(strata.port("https"), v11);
         CHECK_FALSE(c.connected());
+        // Handshakes are counted by result and version (the refused 1.1 one as failed).
+        const auto admin = strata.port("admin");
+        CHECK(metric(admin, "strata_tls_handshakes_total", {"result=\"ok\"", "version=\"1.3\""}) ==
+              1);
+        CHECK(metric(admin, "strata_tls_handshakes_total", {"result=\"ok\"", "version=\"1.2\""}) ==
+              1);
+        CHECK(eventually([&] {
+            return metric(admin, "strata_tls_handshakes_total", {"result=\"failed\""}) >= 1;
+        }));
 
         Strata strict(site.config("      min_version: \"1.3\"\n"));
         TlsClient d(strict.port("https"), v12);

@@ -155,6 +155,14 @@ public:
     void l2Operation(L2Op op, double seconds, bool ok);
     void setL2BreakerOpen(const std::string& server, bool open);
     void setL1Usage(std::uint64_t bytes, std::uint64_t objects);
+    // The L1's own counters, read at scrape time (the cache keeps them; nothing is copied on
+    // the request path). Reset to null before the cache goes away.
+    struct L1Usage {
+        std::uint64_t bytes = 0;
+        std::uint64_t objects = 0;
+        std::uint64_t evictions = 0;
+    };
+    void setL1Source(std::function<L1Usage()> source);
     void adminRequest(std::string_view endpoint, int status);
     void adminUnauthorized();
     void upstreamConnectionOpened();
@@ -190,6 +198,7 @@ private:
     std::map<std::string, std::uint16_t> route_index_;
     std::map<std::string, std::uint16_t> server_index_;
     std::vector<Gauge> gauges_;
+    std::function<L1Usage()> l1_source_;  // guarded by mutex_
     std::unique_ptr<ProcessCounters> process_;
 };
 
