@@ -520,6 +520,10 @@ TEST_SUITE("cache/l2") {
         metrics::Registry registry;
         auto o = optionsFor({mc.address()});
         o.breaker_failures = 3;
+        // Long enough that the 20 open-breaker lookups below finish inside one cool-down even
+        // under sanitizers (with 1 s a half-open probe could slip in: flaky under ASan).
+        o.breaker_cooldown = 2500ms;
+        o.breaker_max_cooldown = 2500ms;
         o.metrics = &registry;
         L2Cache l2(o);
         storeAndWait(l2, makeEntry("http://a.test/k", "v"));
@@ -563,7 +567,7 @@ TEST_SUITE("cache/l2") {
                 auto r = lookupSync(l2, loop, "http://a.test/k");
                 return r.result.status == L2Status::Miss;
             },
-            5000ms);
+            10000ms);
         CHECK(recovered);
         CHECK(l2.stats().breakers_open == 0);
         CHECK(registry.valueForTest("strata_cache_l2_breaker_open", {{"server", mc.address()}}) ==
