@@ -968,12 +968,18 @@ TEST_SUITE("config/files") {
             }
             CAPTURE(entry.path().string());
             auto result = loadFile(entry.path().string());
+            // Examples name the certificate files of a real deployment (/etc/strata/tls/...);
+            // that they are missing here is the only error tolerated.
             std::vector<std::string> errors;
             for (const auto& d : result.errors) {
-                errors.push_back(d.format());
+                const bool missing_tls_file = d.path.find(".tls.") != std::string::npos &&
+                                              d.message.starts_with("cannot read");
+                if (!missing_tls_file) {
+                    errors.push_back(d.format());
+                }
             }
             INFO(joined(errors));
-            CHECK(result.config != nullptr);
+            CHECK(errors.empty());
             ++loaded;
         }
         CHECK(loaded >= 2);
