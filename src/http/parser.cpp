@@ -232,8 +232,8 @@ struct ParserCore {
     llhttp_t parser_;
     const bool request_;
     const ParserLimits limits_;
-    RequestCallbacks* const req_cb_;    // owner's callbacks (request parser), outlive us
-    ResponseCallbacks* const resp_cb_;  // owner's callbacks (response parser), outlive us
+    RequestCallbacks* const req_cb_;  // owner's callbacks (request parser), outlive us
+    ResponseCallbacks* resp_cb_;      // owner's callbacks (response parser), outlive each message
 
     Stage stage_ = Stage::Idle;
     Pause pause_ = Pause::None;
@@ -1071,6 +1071,9 @@ struct ResponseParser::Impl : ParserCore {
 ResponseParser::ResponseParser(ResponseCallbacks& callbacks, const ParserLimits& limits)
     : impl_(std::make_unique<Impl>(callbacks, limits)) {}
 ResponseParser::~ResponseParser() = default;
+void ResponseParser::setCallbacks(ResponseCallbacks& callbacks) {
+    impl_->resp_cb_ = &callbacks;
+}
 void ResponseParser::expectResponseTo(std::string_view request_method) {
     impl_->expect_head_ = request_method == "HEAD";
 }

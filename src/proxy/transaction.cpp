@@ -184,11 +184,9 @@ Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int r
       route_index_(route_index),
       group_(snapshot_->route_upstreams[static_cast<std::size_t>(route_index)]),
       request_(std::move(request)),
-      alive_(std::make_shared<bool>(true)),
       started_(std::chrono::steady_clock::now()) {}
 
 Transaction::~Transaction() {
-    *alive_ = false;
     if (coalescing_leader_) {
         finishCoalescing(nullptr, false);  // waiters fetch on their own
     }
@@ -292,7 +290,7 @@ void Transaction::lookup() {
     cache_status_ =
         found.miss == cache::L1Miss::Vary ? "strata; fwd=vary-miss" : "strata; fwd=uri-miss";
     session_.setCacheResult(metrics::CacheResult::Miss);
-    std::weak_ptr<bool> alive = alive_;
+    std::weak_ptr<bool> alive = aliveToken();
     auto role = runtime.coalescer.join(
         primary_key_, session_.worker().loop,
         [this, alive](const cache::Coalescer::Outcome& outcome) {
@@ -323,8 +321,15 @@ void Transaction::lookup() {
     }
 }
 
+std::weak_ptr<bool> Transaction::aliveToken() {
+    if (!alive_) {
+        alive_ = std::make_shared<bool>(true);  // only exchanges that wait on others need it
+    }
+    return alive_;
+}
+
 void Transaction::lookupL2() {
-    std::weak_ptr<bool> alive = alive_;
+    std::weak_ptr<bool> alive = aliveToken();
     session_.worker().cache->l2->lookup(primary_key_, request_.fields, session_.worker().loop,
                                         [this, alive](cache::L2LookupResult result) {
                                             auto guard = alive.lock();

@@ -37,7 +37,6 @@ UpstreamExchange::UpstreamExchange(WorkerContext& worker, const upstream::Upstre
       request_(std::move(request)),
       callbacks_(callbacks),
       log_id_(log_id),
-      pending_body_(evbuffer_new()),
       timer_(worker.loop, [this] { onTimer(); }),
       deadline_(kNever),
       timer_due_(kNever) {
@@ -48,11 +47,20 @@ UpstreamExchange::~UpstreamExchange() {
     if (connection_) {
         releaseConnection(false);
     }
-    evbuffer_free(pending_body_);
+    if (pending_body_ != nullptr) {
+        evbuffer_free(pending_body_);
+    }
 }
 
 std::string_view UpstreamExchange::serverLabel() const {
     return server_label_ != nullptr ? std::string_view(*server_label_) : std::string_view("-");
+}
+
+evbuffer* UpstreamExchange::pendingBody() {
+    if (pending_body_ == nullptr) {
+        pending_body_ = evbuffer_new();  // most requests have no body: allocated on first use
+    }
+    return pending_body_;
 }
 
 void UpstreamExchange::start() {
@@ -144,14 +152,19 @@ void UpstreamExchange::onConnected(bool ok) {
 void UpstreamExchange::sendRequest() {
     state_ = State::AwaitingHead;
     connection_->server().in_flight.fetch_add(1, std::memory_order_relaxed);
-    if (!parser_) {
-        parser_ = std::make_unique<http::ResponseParser>(
+    auto& parser = connection_->response_parser;
+    if (!parser) {
+        parser = std::make_unique<http::ResponseParser>(
             static_cast<http::ResponseCallbacks&>(*this), responseLimits());
+    } else {
+        parser->setCallbacks(static_cast<http::ResponseCallbacks&>(*this));
+        parser->nextMessage();
     }
+    parser_ = parser.get();
     parser_->expectResponseTo(request_.method);
     evbuffer* out = connection_->connection().output();
     evbuffer_add(out, request_.head.data(), request_.head.size());
-    if (evbuffer_get_length(pending_body_) > 0) {
+    if (pending_body_ != nullptr && evbuffer_get_length(pending_body_) > 0) {
         evbuffer_add_buffer(out, pending_body_);
     }
     setDeadline(group_.config().timeouts.response);
@@ -173,7 +186,7 @@ void UpstreamExchange::sendBody(std::string_view data) {
         return;
     }
     const bool connected = connection_ && state_ != State::Connecting;
-    evbuffer* out = connected ? connection_->connection().output() : pending_body_;
+    evbuffer* out = connected ? connection_->connection().output() : pendingBody();
     if (request_.chunked) {
         appendChunk(out, data);
     } else {
@@ -193,7 +206,7 @@ void UpstreamExchange::endBody() {
         return;
     }
     const bool connected = connection_ && state_ != State::Connecting;
-    evbuffer* out = connected ? connection_->connection().output() : pending_body_;
+    evbuffer* out = connected ? connection_->connection().output() : pendingBody();
     evbuffer_add(out, http::kLastChunk.data(), http::kLastChunk.size());
     if (connected) {
         connection_->connection().flush();
@@ -202,7 +215,7 @@ void UpstreamExchange::endBody() {
 
 bool UpstreamExchange::wantsMoreBody() const {
     if (state_ == State::Connecting || !connection_) {
-        return evbuffer_get_length(pending_body_) < kBodyHighWater;
+        return pending_body_ == nullptr || evbuffer_get_length(pending_body_) < kBodyHighWater;
     }
     return connection_->connection().outputLength() < kBodyHighWater;
 }
@@ -372,6 +385,7 @@ void UpstreamExchange::releaseConnection(bool reusable) {
     timer_.cancel();
     timer_due_ = kNever;
     deadline_ = kNever;
+    parser_ = nullptr;  // it stays with the connection
     if (state_ != State::Connecting) {
         connection_->server().in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -454,9 +468,6 @@ void UpstreamExchange::fail(Failure failure) {
                 retried_stale_ = true;
                 retry_same_server_ = server_index_;
                 tries_--;
-            }
-            if (parser_) {
-                parser_->nextMessage();
             }
             connectNext();
             return;

@@ -96,6 +96,9 @@ public:
     ResponseParser& operator=(const ResponseParser&) = delete;
 
     using FeedResult = RequestParser::FeedResult;
+    // Retargets the callbacks: a pooled upstream connection keeps one parser for all the
+    // exchanges it serves. Call between messages only.
+    void setCallbacks(ResponseCallbacks& callbacks);
     // Must be called before each response: a response to HEAD has no body whatever its
     // Content-Length says.
     void expectResponseTo(std::string_view request_method);

@@ -86,7 +86,9 @@ private:
     const upstream::UpstreamGroup* group_;
     http::RequestHead request_;
     UpstreamExchangePtr exchange_;
-    std::shared_ptr<bool> alive_;  // lets posted coalescing wake-ups detect our deletion
+    // Posted wake-ups (coalescing, L2) hold a weak_ptr to it: it expires with the transaction.
+    std::shared_ptr<bool> alive_;
+    std::weak_ptr<bool> aliveToken();
 
     // Cache state of this exchange.
     bool cacheable_route_ = false;

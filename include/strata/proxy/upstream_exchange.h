@@ -102,15 +102,16 @@ private:
     void onTimer();
     void setDeadline(std::chrono::milliseconds timeout);
     void releaseConnection(bool reusable);
+    evbuffer* pendingBody();
 
     WorkerContext& worker_;
     const upstream::UpstreamGroup& group_;  // kept alive by the owner's snapshot
     Request request_;
     UpstreamExchangeCallbacks& callbacks_;
     std::uint64_t log_id_;
-    evbuffer* pending_body_;  // request body that arrived while no connection was ready
+    evbuffer* pending_body_ = nullptr;  // body that arrived before a connection was ready
     upstream::UpstreamConnectionPtr connection_;
-    std::unique_ptr<http::ResponseParser> parser_;
+    http::ResponseParser* parser_ = nullptr;  // the connection's, while it is ours
     event::Timer timer_;
     std::chrono::steady_clock::time_point deadline_;
     std::chrono::steady_clock::time_point timer_due_;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "strata/event/loop.h"
+#include "strata/http/parser.h"
 #include "strata/net/connection.h"
 #include "strata/net/tls_context.h"
 #include "strata/upstream/balancer.h"
@@ -37,6 +38,9 @@ public:
     // Exchanges completed on this connection; > 0 means it was reused from the pool, and a
     // failure before any response byte may be the server closing an idle connection (retryable).
     std::uint32_t exchanges = 0;
+    // Kept with the connection so each exchange on it reuses the parser's buffers instead of
+    // allocating a new one; the exchange using the connection retargets its callbacks.
+    std::unique_ptr<http::ResponseParser> response_parser;
 
 private:
     friend class ConnectionPool;
