@@ -42,6 +42,7 @@ Loop::~Loop() {
         handle_->loop_ = nullptr;
     }
     deferred_.clear();
+    deleting_.clear();
     event_free(posted_event_);
     event_free(deferred_event_);
     ::close(wake_fd_);
@@ -108,10 +109,10 @@ void Loop::deferredDelete(DeferredDeletablePtr object) {
 
 void Loop::onDeferred(int, short, void* arg) {
     auto* self = static_cast<Loop*>(arg);
-    // Destructors may defer more deletions; those run on the next iteration.
-    std::vector<DeferredDeletablePtr> batch;
-    batch.swap(self->deferred_);
-    batch.clear();
+    // Destructors may defer more deletions; those run on the next iteration. Both vectors
+    // keep their capacity, so steady traffic defers without allocating.
+    self->deleting_.swap(self->deferred_);
+    self->deleting_.clear();
 }
 
 std::chrono::steady_clock::time_point Loop::now() {

@@ -97,6 +97,23 @@ bool Fields::hasToken(std::string_view name, std::string_view token) const {
     return false;
 }
 
+namespace {
+
+constexpr std::array<std::string_view, 7> kHopByHop = {
+    "Connection", "Keep-Alive",        "Proxy-Connection", "TE",
+    "Trailer",    "Transfer-Encoding", "Upgrade"};
+
+bool isHopByHop(std::string_view name) {
+    for (auto h : kHopByHop) {
+        if (equalsIgnoreCase(name, h)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
 void removeHopByHop(Fields& fields) {
     // Collect the names Connection lists first: removing Connection itself would lose them.
     std::vector<std::string> named;
@@ -109,21 +126,11 @@ void removeHopByHop(Fields& fields) {
     for (const auto& name : named) {
         fields.remove(name);
     }
-    static constexpr std::array<std::string_view, 7> kHopByHop = {
-        "Connection", "Keep-Alive",        "Proxy-Connection", "TE",
-        "Trailer",    "Transfer-Encoding", "Upgrade"};
-    // One pass instead of seven: this runs on every proxied message.
+    // One pass instead of seven.
     auto& items = fields.items();
     std::size_t out = 0;
     for (std::size_t i = 0; i < items.size(); ++i) {
-        bool hop = false;
-        for (auto h : kHopByHop) {
-            if (equalsIgnoreCase(items[i].name, h)) {
-                hop = true;
-                break;
-            }
-        }
-        if (hop) {
+        if (isHopByHop(items[i].name)) {
             continue;
         }
         if (out != i) {
@@ -132,6 +139,64 @@ void removeHopByHop(Fields& fields) {
         ++out;
     }
     items.resize(out);
+}
+
+void appendForwardedFields(std::string& out, const Fields& fields, const FieldEdits& edits) {
+    // Fields named by Connection are hop-by-hop too; most messages have no Connection field.
+    const std::string* connection_lists[FieldEdits::kCapacity];
+    std::size_t connection_count = 0;
+    for (const auto& f : fields) {
+        if (equalsIgnoreCase(f.name, "Connection") && connection_count < FieldEdits::kCapacity) {
+            connection_lists[connection_count++] = &f.value;
+        }
+    }
+    auto namedByConnection = [&](std::string_view name) {
+        bool named = false;
+        for (std::size_t i = 0; i < connection_count && !named; ++i) {
+            forEachListElement(*connection_lists[i], [&](std::string_view element) {
+                named = named || equalsIgnoreCase(element, name);
+            });
+        }
+        return named;
+    };
+    bool list_done[FieldEdits::kCapacity] = {};
+    for (const auto& f : fields) {
+        if (isHopByHop(f.name) || (connection_count > 0 && namedByConnection(f.name))) {
+            continue;
+        }
+        bool dropped = false;
+        for (std::size_t i = 0; i < edits.drop_count_ && !dropped; ++i) {
+            dropped = equalsIgnoreCase(f.name, edits.drops_[i].name);
+        }
+        if (dropped) {
+            continue;
+        }
+        out.append(f.name);
+        out.append(": ");
+        out.append(f.value);
+        for (std::size_t i = 0; i < edits.list_count_; ++i) {
+            if (!list_done[i] && equalsIgnoreCase(f.name, edits.lists_[i].name)) {
+                list_done[i] = true;
+                out.append(", ");
+                out.append(edits.lists_[i].value);
+            }
+        }
+        out.append("\r\n");
+    }
+    for (std::size_t i = 0; i < edits.list_count_; ++i) {
+        if (!list_done[i]) {
+            out.append(edits.lists_[i].name);
+            out.append(": ");
+            out.append(edits.lists_[i].value);
+            out.append("\r\n");
+        }
+    }
+    for (std::size_t i = 0; i < edits.add_count_; ++i) {
+        out.append(edits.adds_[i].name);
+        out.append(": ");
+        out.append(edits.adds_[i].value);
+        out.append("\r\n");
+    }
 }
 
 std::string_view reasonPhrase(int status) {

@@ -25,6 +25,9 @@ constexpr std::chrono::milliseconds kHitForPass{10000};
 constexpr std::uint64_t kDefaultMaxObjectBytes = 16ULL << 20;
 
 constexpr std::string_view kViaValue = "1.1 strata";
+// A body up to this size is copied in behind its response head rather than into a chain of
+// its own.
+constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
 
 cache::CachePolicy cachePolicy(const config::Route& route) {
     cache::CachePolicy policy;
@@ -500,39 +503,44 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
     out.method = request_.method;
     out.has_body = request_.framing != http::BodyFraming::None;
     out.chunked = request_.framing == http::BodyFraming::Chunked;
-    // The client's own fields stay intact when the cache may still answer its conditionals.
-    http::Fields edited;
-    const bool keep_original = cacheable_route_;
-    if (keep_original) {
-        edited = request_.fields;
-    }
-    http::Fields& fields = keep_original ? edited : request_.fields;
-    http::removeHopByHop(fields);
-    fields.remove("Expect");
+    // The client's fields stay intact (the cache may still answer its conditionals): the
+    // forwarded head is the original fields with edits applied while serializing.
+    const http::Fields* source = &request_.fields;
+    http::Fields conditional;
+    http::FieldEdits edits;
+    edits.drop("Expect");
     if (revalidating_ && stale_) {
-        cache::makeConditional(*stale_, fields);
+        conditional = request_.fields;
+        cache::makeConditional(*stale_, conditional);
+        source = &conditional;
     } else if (cacheable_route_ && request_.method == "GET" && !primary_key_.empty()) {
         // A miss must bring back the whole response so it can be stored; the cache answers the
         // client's own validators from the stored entry (RFC 9111 4.3.2).
         client_conditional_ =
-            fields.remove("If-None-Match") + fields.remove("If-Modified-Since") > 0;
+            request_.fields.has("If-None-Match") || request_.fields.has("If-Modified-Since");
+        edits.drop("If-None-Match");
+        edits.drop("If-Modified-Since");
     }
-    fields.appendToList("X-Forwarded-For", session_.clientAddress());
-    fields.set("X-Forwarded-Proto", session_.listener().tls ? "https" : "http");
+    edits.appendToList("X-Forwarded-For", session_.clientAddress());
+    edits.drop("X-Forwarded-Proto");
+    edits.add("X-Forwarded-Proto", session_.listener().tls ? "https" : "http");
+    std::string subject;
     if (const std::string& header = session_.forwardSubjectHeader(); !header.empty()) {
-        fields.remove(header);  // only strata vouches for a client certificate
-        if (std::string subject = session_.clientSubject(); !subject.empty()) {
-            fields.add(header, subject);
+        edits.drop(header);  // only strata vouches for a client certificate
+        subject = session_.clientSubject();
+        if (!subject.empty()) {
+            edits.add(header, subject);
         }
     }
-    fields.appendToList("Via", request_.version_minor == 0 ? "1.0 strata" : kViaValue);
+    edits.appendToList("Via", request_.version_minor == 0 ? "1.0 strata" : kViaValue);
     if (out.chunked) {
-        fields.add("Transfer-Encoding", "chunked");
+        edits.add("Transfer-Encoding", "chunked");
     }
-    if (!fields.has("Host")) {
+    if (!source->has("Host")) {
         // HTTP/1.1 requires Host upstream (RFC 9112 3.2). An HTTP/1.0 client may have sent
         // none: use the upstream's name, as nginx's $proxy_host does.
-        fields.add("Host", request_.host.empty() ? group_->config().name : request_.host);
+        edits.add("Host", request_.host.empty() ? std::string_view(group_->config().name)
+                                                : std::string_view(request_.host));
     }
     std::string& head = out.head;
     head.reserve(256 + request_.target.size());
@@ -548,7 +556,7 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
     } else {
         http::appendRequestLine(head, request_.method, target, 1);
     }
-    http::appendFields(head, fields);
+    http::appendForwardedFields(head, *source, edits);
     head += "\r\n";
     return out;
 }
@@ -665,11 +673,10 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
         }
     }
 
-    http::Fields& fields = head.fields;
-    http::removeHopByHop(fields);
-    fields.remove("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
-    fields.appendToList("Via", kViaValue);
-    fields.add("Cache-Status", cache_status_);
+    http::FieldEdits edits;
+    edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
+    edits.appendToList("Via", kViaValue);
+    edits.add("Cache-Status", cacheStatus());
 
     const bool client_http10 = request_.version_minor == 0;
     const bool has_body = head.framing != http::BodyFraming::None;
@@ -679,27 +686,31 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             session_.setCloseAfterResponse();
         } else {
             client_chunked_ = true;
-            fields.add("Transfer-Encoding", "chunked");
+            edits.add("Transfer-Encoding", "chunked");
         }
     }
     if (session_.worker().draining()) {
         session_.setCloseAfterResponse();
     }
     if (session_.closeAfterResponse()) {
-        fields.add("Connection", "close");
+        edits.add("Connection", "close");
     } else if (client_http10) {
-        fields.add("Connection", "keep-alive");
+        edits.add("Connection", "keep-alive");
     }
     std::string out;
     out.reserve(512);
     http::appendStatusLine(out, head.status, head.reason, 1);
-    http::appendFields(out, fields);
+    http::appendForwardedFields(out, head.fields, edits);
     out += "\r\n";
     if (storing_ && client_conditional_) {
         // The client's validators were not forwarded (the cache wants the full body); it gets
         // its answer (possibly 304) from the stored entry once the body is complete.
         deferred_head_ = std::move(out);
         return;
+    }
+    if (head.framing == http::BodyFraming::Length && head.content_length <= kContiguousBodyBytes) {
+        // Room for the body behind the head: one chain, so the answer leaves in one send().
+        evbuffer_expand(session_.output(), out.size() + head.content_length);
     }
     evbuffer_add(session_.output(), out.data(), out.size());
     response_started_ = true;
@@ -761,7 +772,7 @@ void Transaction::onExchangeComplete() {
     if (validated_) {
         finishCoalescing(stale_, false);
         session_.setCacheResult(metrics::CacheResult::Stale);
-        deliver(stale_, cache_status_);
+        deliver(stale_, cacheStatus());
         return;
     }
     if (storing_) {
@@ -769,7 +780,7 @@ void Transaction::onExchangeComplete() {
         if (!deferred_head_.empty()) {
             cache::EntryPtr entry = session_.worker().cache->l1->find(primary_key_, stored_key_);
             if (entry) {
-                deliver(entry, cache_status_);
+                deliver(entry, cacheStatus());
                 return;
             }
             // Not kept (e.g. larger than L1 allows): send the full response as received.

@@ -21,6 +21,7 @@
 #include "strata/cache/l2_cache.h"
 #include "strata/common/log.h"
 #include "strata/config/config.h"
+#include "strata/event/buffer_memory.h"
 #include "strata/event/loop.h"
 #include "strata/metrics/metrics.h"
 #include "strata/net/socket.h"
@@ -680,6 +681,7 @@ private:
 }  // namespace
 
 int run(int argc, const char* const* argv) {
+    event::installBufferMemory();
     auto options = parseOptions(argc, argv);
     if (!options) {
         std::fprintf(stderr, "strata: %s\n%s", options.error().c_str(), usage().c_str());

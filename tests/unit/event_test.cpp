@@ -1,11 +1,14 @@
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 
 #include "strata/event/blocking_pool.h"
+#include "strata/event/buffer_memory.h"
 #include "strata/event/loop.h"
 
 using namespace strata;
@@ -181,5 +184,67 @@ TEST_SUITE("event/blocking_pool") {
         CHECK_FALSE(pool->submit([](unsigned) {}));
         pool->shutdown();  // idempotent
         pool.reset();
+    }
+}
+
+TEST_SUITE("event/buffer_memory") {
+    TEST_CASE("a freed block is reused for the next allocation of its class") {
+        const std::size_t parked_before = event::cachedBufferBlocks();
+        void* a = event::bufferAlloc(40000);  // the 64 KiB class
+        std::memset(a, 0xab, 40000);
+        event::bufferFree(a);
+        CHECK(event::cachedBufferBlocks() == parked_before + 1);
+        void* b = event::bufferAlloc(65536);
+        CHECK(b == a);
+        CHECK(event::cachedBufferBlocks() == parked_before);
+        event::bufferFree(b);
+    }
+
+    TEST_CASE("realloc keeps the contents, in place while the class has room") {
+        auto* p = static_cast<unsigned char*>(event::bufferAlloc(100));  // 128-byte class
+        for (int i = 0; i < 100; ++i) {
+            p[i] = static_cast<unsigned char>(i);
+        }
+        CHECK(event::bufferRealloc(p, 128) == p);
+        auto* grown = static_cast<unsigned char*>(event::bufferRealloc(p, 5000));
+        REQUIRE(grown != nullptr);
+        bool same = true;
+        for (int i = 0; i < 100; ++i) {
+            same = same && grown[i] == static_cast<unsigned char>(i);
+        }
+        CHECK(same);
+        // Oversized blocks bypass the lists both ways.
+        const std::size_t parked = event::cachedBufferBlocks();
+        auto* huge = static_cast<unsigned char*>(event::bufferRealloc(grown, 1U << 20));
+        REQUIRE(huge != nullptr);
+        CHECK(huge[99] == 99);
+        CHECK(event::cachedBufferBlocks() == parked + 1);  // the 8 KiB block was parked
+        auto* back = static_cast<unsigned char*>(event::bufferRealloc(huge, 10));
+        CHECK(back[9] == 9);
+        event::bufferFree(back);
+        event::bufferFree(event::bufferRealloc(nullptr, 0));
+    }
+
+    TEST_CASE("parking is capped: a burst of frees does not pin memory") {
+        std::vector<void*> blocks;
+        for (int i = 0; i < 1000; ++i) {
+            blocks.push_back(event::bufferAlloc(64));
+        }
+        const std::size_t before = event::cachedBufferBlocks();
+        for (void* b : blocks) {
+            event::bufferFree(b);
+        }
+        CHECK(event::cachedBufferBlocks() - before <= 256);
+    }
+
+    TEST_CASE("each thread has its own lists") {
+        void* mine = event::bufferAlloc(2000);
+        event::bufferFree(mine);
+        void* theirs = nullptr;
+        std::thread([&] {
+            theirs = event::bufferAlloc(2000);
+            event::bufferFree(theirs);
+        }).join();
+        CHECK(theirs != mine);
     }
 }

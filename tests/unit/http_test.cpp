@@ -952,6 +952,55 @@ TEST_SUITE("http/message") {
         CHECK(f.items()[1].name == "Cache-Control");
     }
 
+    TEST_CASE("appendForwardedFields writes what editing a copy would") {
+        Fields f;
+        f.add("Host", "a");
+        f.add("Connection", "keep-alive, X-Secret");
+        f.add("X-Forwarded-For", "10.0.0.1");
+        f.add("x-secret", "1");
+        f.add("TE", "trailers");
+        f.add("Expect", "100-continue");
+        f.add("Via", "1.0 edge");
+        f.add("expect", "again");
+        f.add("Cache-Control", "no-cache");
+        f.add("X-Forwarded-For", "10.0.0.2");
+
+        FieldEdits edits;
+        edits.drop("Expect");
+        edits.appendToList("X-Forwarded-For", "127.0.0.1");
+        edits.appendToList("Forwarded-Absent", "x");
+        edits.appendToList("via", "1.1 strata");
+        edits.add("X-Forwarded-Proto", "https");
+        std::string direct;
+        appendForwardedFields(direct, f, edits);
+
+        Fields edited = f;
+        removeHopByHop(edited);
+        edited.remove("Expect");
+        edited.appendToList("X-Forwarded-For", "127.0.0.1");
+        edited.appendToList("Forwarded-Absent", "x");
+        edited.appendToList("via", "1.1 strata");
+        edited.add("X-Forwarded-Proto", "https");
+        std::string copied;
+        appendFields(copied, edited);
+        CHECK(direct == copied);
+        CHECK(direct ==
+              "Host: a\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nVia: 1.0 edge, 1.1 strata\r\n"
+              "Cache-Control: no-cache\r\nX-Forwarded-For: 10.0.0.2\r\nForwarded-Absent: x\r\n"
+              "X-Forwarded-Proto: https\r\n");
+    }
+
+    TEST_CASE("appendForwardedFields: a field Connection names loses a list edit's original") {
+        Fields f;
+        f.add("Connection", "Via");
+        f.add("Via", "1.0 spoofed");
+        FieldEdits edits;
+        edits.appendToList("Via", "1.1 strata");
+        std::string out;
+        appendForwardedFields(out, f, edits);
+        CHECK(out == "Via: 1.1 strata\r\n");
+    }
+
     TEST_CASE("reasonPhrase knows the RFC 9110 codes") {
         CHECK(reasonPhrase(200) == "OK");
         CHECK(reasonPhrase(100) == "Continue");

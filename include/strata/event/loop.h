@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 struct event_base;
@@ -25,7 +26,8 @@ public:
 };
 using DeferredDeletablePtr = std::unique_ptr<DeferredDeletable>;
 
-// Lets any owned object ride the deferred-delete queue.
+// Lets any owned object ride the deferred-delete queue (a class on the hot path derives from
+// DeferredDeletable instead and saves the holder's allocation).
 template <typename T>
 class DeferredDeletableHolder final : public DeferredDeletable {
 public:
@@ -37,7 +39,11 @@ private:
 
 template <typename T>
 DeferredDeletablePtr deferrable(std::unique_ptr<T> object) {
-    return std::make_unique<DeferredDeletableHolder<T>>(std::move(object));
+    if constexpr (std::is_base_of_v<DeferredDeletable, T>) {
+        return DeferredDeletablePtr(std::move(object));
+    } else {
+        return std::make_unique<DeferredDeletableHolder<T>>(std::move(object));
+    }
 }
 
 class Loop;
@@ -89,6 +95,7 @@ private:
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;  // guarded by posted_mutex_
     std::vector<DeferredDeletablePtr> deferred_;
+    std::vector<DeferredDeletablePtr> deleting_;  // the batch being freed; keeps its capacity
     std::shared_ptr<LoopHandle> handle_;
 };
 

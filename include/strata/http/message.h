@@ -85,6 +85,47 @@ struct ResponseHead {
 // the proxy sets its own framing.
 void removeHopByHop(Fields& fields);
 
+// Edits applied while a forwarded head is serialized, so the proxy writes it in one pass
+// instead of copying and editing its fields first. Names and values are views: they must
+// outlive the appendForwardedFields() call. Small fixed capacity: a proxy makes a handful of
+// edits per message.
+class FieldEdits {
+public:
+    static constexpr std::size_t kCapacity = 8;
+    // Every field of that name is left out.
+    void drop(std::string_view name) { push(drops_, drop_count_, {name, {}}); }
+    // ", value" after the first field of that name (RFC 9110 5.3), or a new field at the end.
+    void appendToList(std::string_view name, std::string_view value) {
+        push(lists_, list_count_, {name, value});
+    }
+    // A new field at the end, after every original one.
+    void add(std::string_view name, std::string_view value) {
+        push(adds_, add_count_, {name, value});
+    }
+
+private:
+    friend void appendForwardedFields(std::string&, const class Fields&, const FieldEdits&);
+    struct Edit {
+        std::string_view name;
+        std::string_view value;
+    };
+    static void push(Edit* edits, std::size_t& count, Edit edit) {
+        if (count < kCapacity) {  // callers stay far below; never overflow
+            edits[count++] = edit;
+        }
+    }
+    Edit drops_[kCapacity];
+    Edit lists_[kCapacity];
+    Edit adds_[kCapacity];
+    std::size_t drop_count_ = 0;
+    std::size_t list_count_ = 0;
+    std::size_t add_count_ = 0;
+};
+
+// Serializes `fields` without the hop-by-hop ones (as removeHopByHop()) and with `edits`
+// applied. The same bytes as editing a copy of the fields and calling appendFields().
+void appendForwardedFields(std::string& out, const Fields& fields, const FieldEdits& edits);
+
 // Reason phrase for a status code ("OK", "Bad Gateway"); "Unknown" otherwise.
 std::string_view reasonPhrase(int status);
 

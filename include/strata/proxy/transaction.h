@@ -21,6 +21,7 @@
 #include "strata/cache/coalescer.h"
 #include "strata/cache/entry.h"
 #include "strata/cache/l2_cache.h"
+#include "strata/event/loop.h"
 #include "strata/http/parser.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/proxy/upstream_exchange.h"
@@ -31,7 +32,7 @@ namespace strata::proxy {
 
 class DownstreamSession;
 
-class Transaction final : private UpstreamExchangeCallbacks {
+class Transaction final : public event::DeferredDeletable, private UpstreamExchangeCallbacks {
 public:
     Transaction(DownstreamSession& session, SnapshotPtr snapshot, int route_index,
                 http::RequestHead&& request);
@@ -106,7 +107,12 @@ private:
     std::string deferred_head_;        // client head held until the stored entry can answer
     std::string stored_key_;           // secondary key of the entry just stored
     cache::BodyPtr held_body_;         // the body just stored, shared with its entry
-    std::string cache_status_ = "strata; fwd=bypass";
+    // RFC 9211 Cache-Status; empty until the cache decides, which means "fwd=bypass" (and
+    // spares a bypassed request the string's allocation).
+    std::string cache_status_;
+    std::string_view cacheStatus() const {
+        return cache_status_.empty() ? std::string_view("strata; fwd=bypass") : cache_status_;
+    }
     WallTime request_time_;
     WallTime response_time_;
 

@@ -49,7 +49,9 @@ public:
     virtual void onExchangeFlush() = 0;
 };
 
-class UpstreamExchange final : private net::ConnectionCallbacks, private http::ResponseCallbacks {
+class UpstreamExchange final : public event::DeferredDeletable,
+                               private net::ConnectionCallbacks,
+                               private http::ResponseCallbacks {
 public:
     struct Request {
         std::string head;  // serialized request head, ending in the blank line
