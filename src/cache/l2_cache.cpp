@@ -907,11 +907,11 @@ struct L2Cache::Impl {
         return was_vary;
     }
 
-    // Appends `rec` to the shared purge log with gets/cas; the record applies locally at once.
-    bool appendPurge(memcached_st* m, PurgeRecord rec) {
-        if (rec.value.size() > kMaxPurgeValue) {
-            return false;  // decoders reject longer values: it would poison the shared log
-        }
+    // Names the record and applies it to this process's L2 lookups at once. Called on the
+    // purging thread, before the job is queued: the caller purges L1 and answers right after,
+    // and a lookup queued after that must already miss (on a pool thread the record could
+    // come after such a lookup, which would promote the purged object back into L1).
+    PurgeRecord prepare(PurgeRecord rec) {
         rec.id = randomU64();
         rec.time = wallNow();
         {
@@ -919,6 +919,14 @@ struct L2Cache::Impl {
             seen.emplace(rec.id, rec.time);  // our own: the poller must not re-apply it
         }
         index.add(rec);
+        return rec;
+    }
+
+    // Appends a prepare()d record to the shared purge log with gets/cas.
+    bool appendPurge(memcached_st* m, PurgeRecord rec) {
+        if (rec.value.size() > kMaxPurgeValue) {
+            return false;  // decoders reject longer values: it would poison the shared log
+        }
         // One appender per process at a time: pool threads racing each other on the CAS only
         // starve one another. Other instances can still collide; they back off and retry.
         std::lock_guard append_lock(append_mutex);
@@ -1252,17 +1260,16 @@ void L2Cache::removeUrl(std::string primary_key, bool soft, event::Loop* loop, D
         return;
     }
     Impl* raw = impl_.get();
-    im.submitPurge(loop, std::move(done),
-                   [raw, primary = std::move(primary_key), soft](unsigned t) {
-                       if (!soft) {
-                           raw->deleteUrl(t, primary, /*check_vary=*/false);
-                       }
-                       PurgeRecord rec;
-                       rec.kind = PurgeKind::Url;
-                       rec.soft = soft;
-                       rec.value = primary;
-                       return raw->appendPurge(raw->memcFor(t), std::move(rec));
-                   });
+    PurgeRecord rec;
+    rec.kind = PurgeKind::Url;
+    rec.soft = soft;
+    rec.value = std::move(primary_key);
+    im.submitPurge(loop, std::move(done), [raw, rec = im.prepare(std::move(rec))](unsigned t) {
+        if (!rec.soft) {
+            raw->deleteUrl(t, rec.value, /*check_vary=*/false);
+        }
+        return raw->appendPurge(raw->memcFor(t), rec);
+    });
 }
 
 void L2Cache::invalidate(std::string primary_key) {
@@ -1277,7 +1284,7 @@ void L2Cache::invalidate(std::string primary_key) {
         PurgeRecord rec;
         rec.kind = PurgeKind::Url;
         rec.value = primary;
-        return raw->appendPurge(raw->memcFor(t), std::move(rec));
+        return raw->appendPurge(raw->memcFor(t), raw->prepare(std::move(rec)));
     });
 }
 
@@ -1289,13 +1296,14 @@ void L2Cache::purgePrefix(std::string prefix, bool soft, event::Loop* loop, Done
         return;
     }
     Impl* raw = impl_.get();
-    impl_->submitPurge(loop, std::move(done), [raw, prefix = std::move(prefix), soft](unsigned t) {
-        PurgeRecord rec;
-        rec.kind = PurgeKind::Prefix;
-        rec.soft = soft;
-        rec.value = prefix;
-        return raw->appendPurge(raw->memcFor(t), std::move(rec));
-    });
+    PurgeRecord rec;
+    rec.kind = PurgeKind::Prefix;
+    rec.soft = soft;
+    rec.value = std::move(prefix);
+    impl_->submitPurge(loop, std::move(done),
+                       [raw, rec = impl_->prepare(std::move(rec))](unsigned t) {
+                           return raw->appendPurge(raw->memcFor(t), rec);
+                       });
 }
 
 void L2Cache::purgeTag(std::string tag, bool soft, event::Loop* loop, DoneCallback done) {
@@ -1306,13 +1314,14 @@ void L2Cache::purgeTag(std::string tag, bool soft, event::Loop* loop, DoneCallba
         return;
     }
     Impl* raw = impl_.get();
-    impl_->submitPurge(loop, std::move(done), [raw, tag = std::move(tag), soft](unsigned t) {
-        PurgeRecord rec;
-        rec.kind = PurgeKind::Tag;
-        rec.soft = soft;
-        rec.value = tag;
-        return raw->appendPurge(raw->memcFor(t), std::move(rec));
-    });
+    PurgeRecord rec;
+    rec.kind = PurgeKind::Tag;
+    rec.soft = soft;
+    rec.value = std::move(tag);
+    impl_->submitPurge(loop, std::move(done),
+                       [raw, rec = impl_->prepare(std::move(rec))](unsigned t) {
+                           return raw->appendPurge(raw->memcFor(t), rec);
+                       });
 }
 
 L2Stats L2Cache::stats() const {

@@ -611,6 +611,11 @@ private:
             stats.l1_max_bytes = cache_->l1->maxBytes();
             stats.l1_objects = l1.objects;
         }
+        if (l2_) {
+            const cache::L2Stats l2 = l2_->stats();
+            stats.l2_servers = l2.servers;
+            stats.l2_breakers_open = l2.breakers_open;
+        }
         return stats;
     }
 
