@@ -582,7 +582,9 @@ private:
         }
         return {200, cache_ ? cache_->l1->purgeTag(tag) : 0, ""};
     }
-    static std::optional<std::string> keyForUrl(std::string_view url) {
+    // The URL's primary key, with the query as the route a GET for it takes keys it. Every
+    // variant (Vary, route key headers) lives under that one key.
+    std::optional<std::string> keyForUrl(std::string_view url) const {
         std::string_view scheme;
         if (url.starts_with("http://")) {
             scheme = "http";
@@ -592,13 +594,17 @@ private:
             return std::nullopt;
         }
         std::string_view rest = url.substr(scheme.size() + 3);
-        auto slash = rest.find('/');
+        auto slash = rest.find_first_of("/?");
         std::string_view host = rest.substr(0, slash);
         std::string_view path = slash == std::string_view::npos ? "/" : rest.substr(slash);
         if (host.empty()) {
             return std::nullopt;
         }
-        return cache::primaryKeyForUri(scheme, host, path, cache::KeyPolicy{});
+        static const cache::KeyPolicy kDefault;
+        std::string_view bare_path = path.substr(0, path.find('?'));
+        const cache::KeyPolicy& policy =
+            current_ ? current_->keyPolicyFor(host, bare_path.empty() ? "/" : bare_path) : kDefault;
+        return cache::primaryKeyForUri(scheme, host, path, policy);
     }
 
     // admin::CacheStatsProvider
