@@ -263,15 +263,16 @@ void Transaction::lookup() {
     if (m != nullptr) {
         m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Miss);
     }
+    cache_status_ =
+        found.miss == cache::L1Miss::Vary ? "strata; fwd=vary-miss" : "strata; fwd=uri-miss";
     if (request_cc_.only_if_cached) {
         // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
         status_ = 504;
         logAccess();
-        session_.sendError(504, "only-if-cached", !request_complete_);
+        session_.sendError(504, "only-if-cached", !request_complete_,
+                           found.entry ? "strata; fwd=stale" : cache_status_);
         return;
     }
-    cache_status_ =
-        found.miss == cache::L1Miss::Vary ? "strata; fwd=vary-miss" : "strata; fwd=uri-miss";
     session_.setCacheResult(metrics::CacheResult::Miss);
     std::weak_ptr<bool> alive = aliveToken();
     auto role = runtime.coalescer.join(
@@ -794,7 +795,7 @@ void Transaction::onExchangeFailure(int status, bool after_head, const char* wha
     status_ = status;
     logAccess();
     aborted_ = true;
-    session_.sendError(status, what, !request_complete_);
+    session_.sendError(status, what, !request_complete_, cache_status_);
 }
 
 void Transaction::dropExchange() {
