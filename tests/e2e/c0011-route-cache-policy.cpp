@@ -13,7 +13,8 @@ namespace {
 // Two routes on upstream "app": /alt/ with `alt_cache`, everything else with `cache` (both
 // YAML flow mappings), an admin listener whose token is in `token_file`.
 std::string policyConfig(const std::string& servers_yaml, const std::string& cache,
-                         const std::string& token_file, const std::string& alt_cache = "") {
+                         const std::string& token_file, const std::string& alt_cache = "",
+                         const std::string& extra = "") {
     std::string yaml =
         "listeners:\n"
         "  - {name: http, bind: \"127.0.0.1:0\"}\n"
@@ -30,16 +31,17 @@ std::string policyConfig(const std::string& servers_yaml, const std::string& cac
     }
     yaml += "  - {match: {path_prefix: /}, upstream: app, cache: " + cache +
             "}\n"
-            "logging: {access_log: off}\n";
+            "logging: {access_log: off}\n" +
+            extra;
     return yaml;
 }
 
 // A strata with policyConfig() and the admin token it needs for purges.
 struct PolicyFixture {
     explicit PolicyFixture(Origin& origin, const std::string& cache,
-                           const std::string& alt_cache = "")
+                           const std::string& alt_cache = "", const std::string& extra = "")
         : token_file(tokenFile(dir)),
-          strata(policyConfig(origin.serversYaml(), cache, token_file, alt_cache)) {}
+          strata(policyConfig(origin.serversYaml(), cache, token_file, alt_cache, extra)) {}
 
     static std::string tokenFile(TempDir& d) {
         writeFile(d.file("token"), "t0ken\n");
@@ -150,6 +152,37 @@ TEST_SUITE("e2e/cache") {
         CHECK(f.purge(url).body == "purged 3\n");
         CHECK(get(port, url, "X-Tenant: a\r\n").body == "seq 4 /seq-kh\n");
         CHECK(get(port, url, "X-Tenant: b\r\n").body == "seq 5 /seq-kh\n");
+    }
+
+    TEST_CASE("key.headers through L2: variants found by the URL's Vary index; purge removes all") {
+        Memcached mc;
+        Origin origin;
+        // L1 holds nothing (1 byte): every hit comes from memcached.
+        PolicyFixture f(origin, "{enabled: true, key: {headers: [X-Tenant]}}", "",
+                        "cache: {l1: {max_bytes: 1}, l2: {servers: [\"" + mc.addr() + "\"]}}\n");
+        const auto port = f.strata.port();
+        const auto admin = f.strata.port("admin");
+        auto sets = [&] {
+            return metric(admin, "strata_cache_l2_operation_duration_seconds_count",
+                          {"op=\"set\""});
+        };
+        const std::string url = "/seq-l2kh?" + ccParam("max-age=60");
+        CHECK(get(port, url, "X-Tenant: a\r\n").body == "seq 1 /seq-l2kh\n");
+        REQUIRE(eventually([&] { return sets() >= 2; }));  // the variant and the Vary index
+        CHECK(get(port, url, "X-Tenant: b\r\n").body == "seq 2 /seq-l2kh\n");
+        REQUIRE(eventually([&] { return sets() >= 4; }));
+        for (std::string tenant : {"a", "b"}) {
+            auto r = get(port, url, "X-Tenant: " + tenant + "\r\n");
+            STRATA_CACHE_STATUS(r);
+            CHECK(cacheStatusHas(r, "detail=l2"));
+            CHECK(r.body == (tenant == "a" ? "seq 1 /seq-l2kh\n" : "seq 2 /seq-l2kh\n"));
+        }
+        CHECK(origin.requestCount(0, "/seq-l2kh") == 2);
+        REQUIRE(f.purge(url).status == 200);
+        // The purge deletes the index and logs the URL, so no variant is reachable again.
+        CHECK(
+            eventually([&] { return !cacheStatusHas(get(port, url, "X-Tenant: b\r\n"), "hit"); }));
+        CHECK(get(port, url, "X-Tenant: a\r\n").body != "seq 1 /seq-l2kh\n");
     }
 
     TEST_CASE("max_object_bytes: a larger response streams uncached, a smaller one is stored") {
