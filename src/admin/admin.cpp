@@ -285,20 +285,28 @@ Response Router::handle(const Request& request) {
                 return text(501, "purge not implemented by the cache yet");
             }
             std::string value;
+            bool soft = false;
+            if (queryParam(request.query, "soft", value)) {
+                if (value == "1" || value == "true") {
+                    soft = true;
+                } else if (value != "0" && value != "false") {
+                    return text(400, "soft must be 1, true, 0 or false");
+                }
+            }
             PurgeResult result;
             if (queryParam(request.query, "url", value)) {
-                result = handlers_.purge->purgeUrl(value);
+                result = handlers_.purge->purgeUrl(value, soft);
             } else if (queryParam(request.query, "prefix", value)) {
-                result = handlers_.purge->purgePrefix(value);
+                result = handlers_.purge->purgePrefix(value, soft);
             } else if (queryParam(request.query, "tag", value)) {
-                result = handlers_.purge->purgeTag(value);
+                result = handlers_.purge->purgeTag(value, soft);
             } else {
-                return text(400, "expected ?url=, ?prefix= or ?tag=");
+                return text(400, "expected ?url=, ?prefix= or ?tag= (and optionally &soft=1)");
             }
             if (result.status != 200) {
                 return text(result.status, result.message);
             }
-            return text(200, "purged " + std::to_string(result.purged));
+            return text(200, (soft ? "soft-purged " : "purged ") + std::to_string(result.purged));
         }
         return text(404, "not found");
     }();

@@ -91,6 +91,9 @@ EntryPtr buildEntry(const StoreInput& in) {
     EntryMeta meta;
     meta.primary_key = in.primary_key;
     meta.vary = parseVary(resp.fields);
+    if (in.key_policy != nullptr) {
+        addKeyFields(meta.vary, *in.key_policy);
+    }
     meta.secondary_key = secondaryKey(meta.vary, in.request->fields);
     meta.freshness =
         freshnessInfo(resp, *in.directives, *in.policy, in.request_time, in.response_time);

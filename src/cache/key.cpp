@@ -120,23 +120,7 @@ std::string primaryKey(std::string_view scheme, const http::RequestHead& request
         pq.push_back('?');
         pq.append(request.query);
     }
-    std::string key = primaryKeyForUri(scheme, request.host, pq, policy);
-    for (const auto& name : policy.headers) {
-        key.push_back('\n');
-        key.append(toLower(name));
-        key.push_back(':');
-        bool first = true;
-        for (const auto& f : request.fields) {
-            if (equalsIgnoreCase(f.name, name)) {
-                if (!first) {
-                    key.push_back(',');
-                }
-                appendNormalized(key, f.value);
-                first = false;
-            }
-        }
-    }
-    return key;
+    return primaryKeyForUri(scheme, request.host, pq, policy);
 }
 
 VarySpec parseVary(const http::Fields& fields) {
@@ -156,6 +140,17 @@ VarySpec parseVary(const http::Fields& fields) {
     std::sort(spec.names.begin(), spec.names.end());
     spec.names.erase(std::unique(spec.names.begin(), spec.names.end()), spec.names.end());
     return spec;
+}
+
+void addKeyFields(VarySpec& vary, const KeyPolicy& policy) {
+    if (policy.headers.empty()) {
+        return;
+    }
+    for (const auto& name : policy.headers) {
+        vary.names.push_back(toLower(name));
+    }
+    std::sort(vary.names.begin(), vary.names.end());
+    vary.names.erase(std::unique(vary.names.begin(), vary.names.end()), vary.names.end());
 }
 
 std::string secondaryKey(const VarySpec& vary, const http::Fields& request_fields) {

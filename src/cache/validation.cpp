@@ -204,6 +204,14 @@ http::Fields notModifiedFields(const CacheEntry& stored) {
 std::vector<std::string> invalidationKeys(std::string_view scheme, const http::RequestHead& request,
                                           const http::ResponseHead& response,
                                           const KeyPolicy& policy) {
+    return invalidationKeys(
+        scheme, request, response,
+        [&policy](std::string_view, std::string_view) -> const KeyPolicy& { return policy; });
+}
+
+std::vector<std::string> invalidationKeys(std::string_view scheme, const http::RequestHead& request,
+                                          const http::ResponseHead& response,
+                                          const KeyPolicyFor& policy_for) {
     std::vector<std::string> keys;
     // 4.4: unsafe methods with a non-error status (2xx or 3xx).
     if (isSafeMethod(request.method) || response.status < 200 || response.status >= 400) {
@@ -218,8 +226,15 @@ std::vector<std::string> invalidationKeys(std::string_view scheme, const http::R
     if (!request.query.empty()) {
         target += "?" + request.query;
     }
-    add(primaryKeyForUri(scheme, request.host, target, policy));
-    const std::string own_host = primaryKeyForUri(scheme, request.host, "/", policy);
+    auto keyFor = [&](std::string_view path_and_query) {
+        std::string_view path = path_and_query.substr(0, path_and_query.find('?'));
+        const KeyPolicy& policy = policy_for(request.host, path.empty() ? "/" : path);
+        return primaryKeyForUri(scheme, request.host, path_and_query, policy);
+    };
+    add(keyFor(target));
+    // Only scheme and host are compared: the query policy plays no part.
+    const KeyPolicy plain;
+    const std::string own_host = primaryKeyForUri(scheme, request.host, "/", plain);
     for (std::string_view name : {"Location", "Content-Location"}) {
         const std::string* value = response.fields.get(name);
         if (!value) {
@@ -232,13 +247,13 @@ std::vector<std::string> invalidationKeys(std::string_view scheme, const http::R
             continue;
         }
         if (s.empty()) {
-            add(primaryKeyForUri(scheme, request.host, rest, policy));
+            add(keyFor(rest));
             continue;
         }
         // Only the same origin: an attacker must not purge other hosts' entries (4.4).
-        std::string other = primaryKeyForUri(toLower(s), authority, "/", policy);
+        std::string other = primaryKeyForUri(toLower(s), authority, "/", plain);
         if (other == own_host) {
-            add(primaryKeyForUri(scheme, request.host, rest, policy));
+            add(keyFor(rest));
         }
     }
     return keys;

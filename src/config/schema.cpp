@@ -345,6 +345,7 @@ constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};
 constexpr std::array<std::string_view, 3> kVerifyClient{"off", "optional", "required"};
 constexpr std::array<std::string_view, 2> kAccessFormats{"combined", "json"};
 constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warn", "error"};
+constexpr std::array<std::string_view, 4> kQueryModes{"sorted", "as_is", "ignore", "allow_list"};
 
 // ---- custom readers ---------------------------------------------------------------------------
 
@@ -621,6 +622,95 @@ void readMethods(Loader& loader, const Node& value, const Mark& key_mark, const 
     if (out.methods.empty() && value.IsSequence() && value.size() == 0) {
         loader.error(Loader::valueMark(value, key_mark), path,
                      "empty list would match nothing; omit the key to match any method");
+    }
+}
+
+// A query parameter name as it appears in the raw query (compared byte for byte, so not
+// percent-decoded).
+bool checkQueryParam(std::string& value, std::string& error) {
+    if (value.empty()) {
+        error = "empty parameter name";
+        return false;
+    }
+    if (hasControlOrSpace(value) || value.find_first_of("&=#") != std::string::npos) {
+        error = "invalid parameter name \"" + value + "\" (no space, control, '&', '=' or '#')";
+        return false;
+    }
+    return true;
+}
+
+// A list of distinct names, each checked by `check`; `fold` compares them case-insensitively.
+void readNameList(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                  std::string_view what, TextCheck check, bool fold,
+                  std::vector<std::string>& out) {
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            std::string name;
+            if (!loader.readScalar(node, key_mark, item_path, what, name)) {
+                return;
+            }
+            std::string problem;
+            if (!check(name, problem)) {
+                loader.error(node.Mark(), item_path, problem);
+                return;
+            }
+            const bool seen = std::any_of(out.begin(), out.end(), [&](const std::string& n) {
+                return fold ? equalsIgnoreCase(n, name) : n == name;
+            });
+            if (seen) {
+                loader.error(node.Mark(), item_path,
+                             "duplicate " + std::string(what) + " \"" + name + "\"");
+                return;
+            }
+            out.push_back(std::move(name));
+        });
+}
+
+void readQueryParams(Loader& loader, const Node& value, const Mark& key_mark,
+                     const std::string& path, RouteCacheKey& out) {
+    readNameList(loader, value, key_mark, path, "parameter name", checkQueryParam,
+                 /*fold=*/false, out.query_params);
+    if (value.IsNull() || (value.IsSequence() && value.size() == 0)) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "empty list; name the parameters to keep (query: ignore drops them all)");
+    }
+}
+
+bool checkKeyHeader(std::string& value, std::string& error) {
+    if (value.empty()) {
+        error = "empty header name";
+        return false;
+    }
+    return checkHeaderName(value, error);
+}
+
+void readKeyHeaders(Loader& loader, const Node& value, const Mark& key_mark,
+                    const std::string& path, RouteCacheKey& out) {
+    readNameList(loader, value, key_mark, path, "header name", checkKeyHeader, /*fold=*/true,
+                 out.headers);
+}
+
+void readCacheKey(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                  RouteCache& out) {
+    auto& key = out.key;
+    const std::string default_query = key.query;
+    key.query.clear();  // stays empty when absent or invalid (already reported)
+    auto marks = loader.readMap(value, key_mark, path, key);
+    const bool query_valid = !key.query.empty() || !marks.has("query");
+    if (key.query.empty()) {
+        key.query = default_query;
+    }
+    const bool allow_list = key.query == "allow_list";
+    if (!query_valid) {
+        return;
+    }
+    if (allow_list && !marks.has("query_params")) {
+        loader.error(marks.valueMark("query", key_mark), Loader::child(path, "query"),
+                     "allow_list needs query_params (the parameters kept in the key); ignore "
+                     "drops the whole query");
+    } else if (!allow_list && marks.has("query_params")) {
+        loader.error(marks.valueMark("query_params", key_mark), Loader::child(path, "query_params"),
+                     "only used with query: allow_list (query is " + key.query + ")");
     }
 }
 
@@ -934,6 +1024,29 @@ const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>() {
                                   365 * kDay, "serve stale this long while refreshing"),
         durationField<RouteCache>("stale_if_error", &RouteCache::stale_if_error, 0, 365 * kDay,
                                   "serve stale this long when the origin fails"),
+        bytesField<RouteCache>("max_object_bytes", &RouteCache::max_object_bytes, 1, kGiB,
+                               "larger responses stream to the client uncached"),
+        flagField<RouteCache>("allow_set_cookie", &RouteCache::allow_set_cookie,
+                              "store and share responses carrying Set-Cookie"),
+        customField<RouteCache>("key", readCacheKey, "mapping", "",
+                                "what names a stored object besides scheme, host and path",
+                                describeSection<RouteCacheKey>),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<RouteCacheKey>>& fieldsOf<RouteCacheKey>() {
+    static const std::vector<Field<RouteCacheKey>> fields{
+        textField<RouteCacheKey>(
+            "query", &RouteCacheKey::query,
+            "query in the key: sorted by name, byte for byte, dropped, or only query_params",
+            nullptr, kQueryModes),
+        customField<RouteCacheKey>("query_params", readQueryParams, "list of parameter names", "[]",
+                                   "allow_list: the parameters kept (exact, case-sensitive)"),
+        customField<RouteCacheKey>(
+            "headers", readKeyHeaders, "list of header names", "[]",
+            "request fields whose values select a variant, like an implicit Vary"),
     };
     return fields;
 }

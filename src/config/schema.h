@@ -96,6 +96,8 @@ const std::vector<Field<RouteMatch>>& fieldsOf<RouteMatch>();
 template <>
 const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>();
 template <>
+const std::vector<Field<RouteCacheKey>>& fieldsOf<RouteCacheKey>();
+template <>
 const std::vector<Field<Limits>>& fieldsOf<Limits>();
 template <>
 const std::vector<Field<Logging>>& fieldsOf<Logging>();

@@ -440,10 +440,12 @@ void DownstreamSession::responseDone() {
     processInput();  // moves to the next exchange; a pipelined request may be buffered
 }
 
-void DownstreamSession::sendError(int status, std::string_view detail, bool close) {
+void DownstreamSession::sendError(int status, std::string_view detail, bool close,
+                                  std::string_view cache_status) {
     (void)detail;
     if (transaction_) {
         transaction_->abort();
+        // Deferred: `cache_status` may point into the transaction and stays valid here.
         dropTransaction();
     }
     std::string_view reason = http::reasonPhrase(status);
@@ -452,7 +454,9 @@ void DownstreamSession::sendError(int status, std::string_view detail, bool clos
     http::appendStatusLine(out, status, reason, 1);
     out += "Content-Type: text/plain\r\nContent-Length: ";
     out += std::to_string(body.size());
-    out += "\r\nCache-Status: strata; fwd=bypass\r\n";
+    out += "\r\nCache-Status: ";
+    out += cache_status;
+    out += "\r\n";
     if (close || worker_.draining()) {
         close_after_response_ = true;
     }

@@ -1,8 +1,43 @@
 #include "strata/proxy/snapshot.h"
 
+#include "strata/common/strings.h"
 #include "strata/metrics/metrics.h"
 
 namespace strata::proxy {
+namespace {
+
+cache::QueryMode queryMode(const std::string& name) {
+    // The config loader accepts only these names (kQueryModes in src/config/schema.cpp).
+    if (name == "as_is") {
+        return cache::QueryMode::AsIs;
+    }
+    if (name == "ignore") {
+        return cache::QueryMode::Ignore;
+    }
+    if (name == "allow_list") {
+        return cache::QueryMode::AllowList;
+    }
+    return cache::QueryMode::Sorted;
+}
+
+RouteCachePolicy routeCachePolicy(const config::RouteCache& c) {
+    using cache::Seconds;
+    RouteCachePolicy out;
+    cache::CachePolicy& p = out.policy;
+    p.enabled = c.enabled;
+    p.default_ttl = std::chrono::duration_cast<Seconds>(c.default_ttl);
+    p.stale_while_revalidate = std::chrono::duration_cast<Seconds>(c.stale_while_revalidate);
+    p.stale_if_error = std::chrono::duration_cast<Seconds>(c.stale_if_error);
+    p.allow_set_cookie = c.allow_set_cookie;
+    p.max_object_bytes = c.max_object_bytes;
+    cache::KeyPolicy& k = out.key;
+    k.query = queryMode(c.key.query);
+    k.query_allow = c.key.query_params;
+    k.headers = c.key.headers;
+    return out;
+}
+
+}  // namespace
 
 Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v)
     : config(std::move(c)), router(config->routes), version(v) {
@@ -12,7 +47,9 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
     }
     route_upstreams.reserve(config->routes.size());
     route_metric_slots.reserve(config->routes.size());
+    route_cache.reserve(config->routes.size());
     for (const auto& route : config->routes) {
+        route_cache.push_back(routeCachePolicy(route.cache));
         route_metric_slots.push_back(metrics::global().routeSlot(
             route.name.empty() ? std::to_string(route_metric_slots.size()) : route.name));
         auto it = upstreams.find(route.upstream);
@@ -28,6 +65,12 @@ void Snapshot::attachTls(net::TlsContexts&& tls) {
             it->second->setTls(std::move(context));
         }
     }
+}
+
+const cache::KeyPolicy& Snapshot::keyPolicyFor(std::string_view host, std::string_view path) const {
+    static const cache::KeyPolicy kDefault;
+    int route = router.match(toLower(host), path, "GET");  // purge URLs may use any case
+    return route < 0 ? kDefault : route_cache[static_cast<std::size_t>(route)].key;
 }
 
 net::TlsServerContextPtr Snapshot::tlsFor(const std::string& listener) const {

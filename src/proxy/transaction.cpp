@@ -20,48 +20,33 @@ namespace {
 constexpr std::size_t kClientOutputHighWater = 256 * 1024;
 // A response found uncacheable lets later requests for its key skip coalescing this long.
 constexpr std::chrono::milliseconds kHitForPass{10000};
-// Largest body buffered for storing when the route sets no limit: a bigger response streams
-// to the client uncached.
-constexpr std::uint64_t kDefaultMaxObjectBytes = 16ULL << 20;
-
 constexpr std::string_view kViaValue = "1.1 strata";
 // A body up to this size is copied in behind its response head rather than into a chain of
 // its own.
 constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
 
-cache::CachePolicy cachePolicy(const config::Route& route) {
-    cache::CachePolicy policy;
-    policy.enabled = route.cache.enabled;
-    policy.default_ttl = std::chrono::duration_cast<cache::Seconds>(route.cache.default_ttl);
-    policy.stale_while_revalidate =
-        std::chrono::duration_cast<cache::Seconds>(route.cache.stale_while_revalidate);
-    policy.stale_if_error = std::chrono::duration_cast<cache::Seconds>(route.cache.stale_if_error);
-    policy.max_object_bytes = kDefaultMaxObjectBytes;
-    return policy;
+// Built once per snapshot. A body over policy.max_object_bytes streams to the client uncached.
+const RouteCachePolicy& routeCache(const Snapshot& snapshot, int route_index) {
+    return snapshot.route_cache[static_cast<std::size_t>(route_index)];
 }
 
 // The entry for a response checkStorable() accepted, with the route's policy.
-cache::EntryPtr buildStoredEntry(const config::Route& route, const http::RequestHead& request,
+cache::EntryPtr buildStoredEntry(const RouteCachePolicy& route, const http::RequestHead& request,
                                  const http::ResponseHead& response, const std::string& key,
                                  cache::BodyPtr body, WallTime request_time,
                                  WallTime response_time) {
     auto directives = cache::responseDirectives(response.fields);
-    cache::CachePolicy policy = cachePolicy(route);
     cache::StoreInput in;
     in.request = &request;
     in.response = &response;
     in.directives = &directives;
-    in.policy = &policy;
+    in.policy = &route.policy;
+    in.key_policy = &route.key;
     in.primary_key = key;
     in.body = std::move(body);
     in.request_time = request_time;
     in.response_time = response_time;
     return cache::buildEntry(in);
-}
-
-const cache::KeyPolicy& keyPolicy() {
-    static const cache::KeyPolicy policy;
-    return policy;
 }
 
 // RFC 9211 "ttl": remaining freshness in seconds, negative once stale.
@@ -102,13 +87,11 @@ public:
     void start() { exchange_->start(); }
 
 private:
-    const config::Route& route() const {
-        return snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
-    }
+    const RouteCachePolicy& route() const { return routeCache(*snapshot_, route_index_); }
 
     void onExchangeHead(http::ResponseHead& head) override {
         auto now = std::chrono::system_clock::now();
-        cache::CachePolicy policy = cachePolicy(route());
+        const cache::CachePolicy& policy = route().policy;
         if (head.status == 304 && cache::notModifiedMatches(*stale_, head)) {
             result_ = cache::mergeNotModified(*stale_, head, policy, request_time_, now);
             return;
@@ -127,7 +110,7 @@ private:
     }
     void onExchangeBody(std::string_view data) override {
         if (storing_) {
-            if (body_.size() + data.size() > kDefaultMaxObjectBytes) {
+            if (body_.size() + data.size() > route().policy.max_object_bytes) {
                 storing_ = false;
                 body_.clear();
             } else {
@@ -228,8 +211,8 @@ void Transaction::lookup() {
         forward();
         return;
     }
-    primary_key_ =
-        cache::primaryKey(session_.listener().tls ? "https" : "http", request_, keyPolicy());
+    primary_key_ = cache::primaryKey(session_.listener().tls ? "https" : "http", request_,
+                                     routeCache(*snapshot_, route_index_).key);
     request_cc_ = cache::requestDirectives(request_.fields);
     if (request_.fields.has("Authorization")) {
         // RFC 9111 3.5: a shared cache answers an authorized request only from responses that
@@ -270,10 +253,10 @@ void Transaction::lookup() {
                 stale_ = found.entry;
                 serve_stale_on_error_ = decision.serve_stale_on_error;
                 revalidating_ = true;
-                // RFC 9211: a fresh entry revalidated because the client asked is fwd=request.
-                cache_status_ = decision.age < found.entry->freshness().lifetime
-                                    ? "strata; fwd=request"
-                                    : "strata; fwd=stale";
+                // RFC 9211: a fresh entry revalidated because the client asked is fwd=request
+                // (ttl, unlike the stored lifetime, is <= 0 once soft-purged).
+                cache_status_ =
+                    decision.ttl.count() > 0 ? "strata; fwd=request" : "strata; fwd=stale";
                 forward();
                 return;
             case cache::Usability::OnlyIfCachedMiss:
@@ -283,15 +266,16 @@ void Transaction::lookup() {
     if (m != nullptr) {
         m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Miss);
     }
+    cache_status_ =
+        found.miss == cache::L1Miss::Vary ? "strata; fwd=vary-miss" : "strata; fwd=uri-miss";
     if (request_cc_.only_if_cached) {
         // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
         status_ = 504;
         logAccess();
-        session_.sendError(504, "only-if-cached", !request_complete_);
+        session_.sendError(504, "only-if-cached", !request_complete_,
+                           found.entry ? "strata; fwd=stale" : cache_status_);
         return;
     }
-    cache_status_ =
-        found.miss == cache::L1Miss::Vary ? "strata; fwd=vary-miss" : "strata; fwd=uri-miss";
     session_.setCacheResult(metrics::CacheResult::Miss);
     std::weak_ptr<bool> alive = aliveToken();
     auto role = runtime.coalescer.join(
@@ -603,8 +587,13 @@ void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
     }
     // RFC 9111 4.4: a non-error answer to an unsafe method invalidates the target URI and the
     // Location / Content-Location URIs of the same origin.
+    // Each URI is keyed by the route a GET for it takes, as its entries were.
+    auto policy_for = [this](std::string_view host,
+                             std::string_view path) -> const cache::KeyPolicy& {
+        return snapshot_->keyPolicyFor(host, path);
+    };
     for (const std::string& key : cache::invalidationKeys(
-             session_.listener().tls ? "https" : "http", request_, head, keyPolicy())) {
+             session_.listener().tls ? "https" : "http", request_, head, policy_for)) {
         runtime->l1->purgeKey(key);
         if (runtime->l2 != nullptr) {
             runtime->l2->invalidate(key);
@@ -618,9 +607,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     upstream_seconds_ = exchange_->upstreamSeconds();
 
     if (cacheable_route_) {
-        const config::Route& route =
-            snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
-        cache::CachePolicy policy = cachePolicy(route);
+        const cache::CachePolicy& policy = routeCache(*snapshot_, route_index_).policy;
         auto now = std::chrono::system_clock::now();
         if (revalidating_ && stale_ && head.status == 304 &&
             cache::notModifiedMatches(*stale_, head)) {
@@ -654,7 +641,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
                 storing_ = true;
                 stored_head_ = head;
                 response_time_ = now;
-                if (size && *size < kDefaultMaxObjectBytes) {
+                if (size && *size < policy.max_object_bytes) {
                     body_.reserve(static_cast<std::size_t>(*size));
                 }
                 cache_status_ += "; stored";
@@ -728,7 +715,8 @@ void Transaction::onExchangeBody(std::string_view data) {
         return;  // a 304 carries no body
     }
     if (storing_) {
-        if (body_.size() + data.size() > kDefaultMaxObjectBytes) {
+        if (body_.size() + data.size() >
+            routeCache(*snapshot_, route_index_).policy.max_object_bytes) {
             storing_ = false;
             finishCoalescing(nullptr, /*uncacheable=*/true);
             if (!deferred_head_.empty()) {
@@ -756,10 +744,10 @@ void Transaction::onExchangeBody(std::string_view data) {
 
 void Transaction::storeResponse() {
     storing_ = false;
-    const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
     held_body_ = std::make_shared<const cache::Body>(std::move(body_));
-    cache::EntryPtr entry = buildStoredEntry(route, request_, stored_head_, primary_key_,
-                                             held_body_, request_time_, response_time_);
+    cache::EntryPtr entry =
+        buildStoredEntry(routeCache(*snapshot_, route_index_), request_, stored_head_, primary_key_,
+                         held_body_, request_time_, response_time_);
     if (entry) {
         session_.worker().cache->keep(entry, std::chrono::system_clock::now());
         stored_key_ = entry->meta().secondary_key;
@@ -818,7 +806,7 @@ void Transaction::onExchangeFailure(int status, bool after_head, const char* wha
     status_ = status;
     logAccess();
     aborted_ = true;
-    session_.sendError(status, what, !request_complete_);
+    session_.sendError(status, what, !request_complete_, cache_status_);
 }
 
 void Transaction::dropExchange() {

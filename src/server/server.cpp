@@ -554,36 +554,39 @@ private:
         return outcome;
     }
 
-    // admin::PurgeHandler. URLs are absolute ("http://host/path?query"), as cache keys are.
-    admin::PurgeResult purgeUrl(std::string_view url) override {
+    // admin::PurgeHandler. URLs are absolute ("http://host/path?query"), as cache keys are. A
+    // soft purge marks the objects stale (revalidated before reuse, kept for stale-if-error).
+    admin::PurgeResult purgeUrl(std::string_view url, bool soft) override {
         auto key = keyForUrl(url);
         if (!key) {
             return {400, 0, "purge url must be absolute: http://host/path"};
         }
         if (l2_) {
-            l2_->removeUrl(*key, /*soft=*/false);
+            l2_->removeUrl(*key, soft);
         }
-        return {200, cache_ ? cache_->l1->purgeKey(*key) : 0, ""};
+        return {200, cache_ ? cache_->l1->purgeKey(*key, soft) : 0, ""};
     }
-    admin::PurgeResult purgePrefix(std::string_view prefix) override {
+    admin::PurgeResult purgePrefix(std::string_view prefix, bool soft) override {
         if (!prefix.starts_with("http://") && !prefix.starts_with("https://")) {
             return {400, 0, "purge prefix must start with http:// or https://"};
         }
         if (l2_) {
-            l2_->purgePrefix(std::string(prefix), /*soft=*/false);
+            l2_->purgePrefix(std::string(prefix), soft);
         }
-        return {200, cache_ ? cache_->l1->purgePrefix(prefix) : 0, ""};
+        return {200, cache_ ? cache_->l1->purgePrefix(prefix, soft) : 0, ""};
     }
-    admin::PurgeResult purgeTag(std::string_view tag) override {
+    admin::PurgeResult purgeTag(std::string_view tag, bool soft) override {
         if (tag.empty()) {
             return {400, 0, "empty tag"};
         }
         if (l2_) {
-            l2_->purgeTag(std::string(tag), /*soft=*/false);
+            l2_->purgeTag(std::string(tag), soft);
         }
-        return {200, cache_ ? cache_->l1->purgeTag(tag) : 0, ""};
+        return {200, cache_ ? cache_->l1->purgeTag(tag, soft) : 0, ""};
     }
-    static std::optional<std::string> keyForUrl(std::string_view url) {
+    // The URL's primary key, with the query as the route a GET for it takes keys it. Every
+    // variant (Vary, route key headers) lives under that one key.
+    std::optional<std::string> keyForUrl(std::string_view url) const {
         std::string_view scheme;
         if (url.starts_with("http://")) {
             scheme = "http";
@@ -593,13 +596,17 @@ private:
             return std::nullopt;
         }
         std::string_view rest = url.substr(scheme.size() + 3);
-        auto slash = rest.find('/');
+        auto slash = rest.find_first_of("/?");
         std::string_view host = rest.substr(0, slash);
         std::string_view path = slash == std::string_view::npos ? "/" : rest.substr(slash);
         if (host.empty()) {
             return std::nullopt;
         }
-        return cache::primaryKeyForUri(scheme, host, path, cache::KeyPolicy{});
+        static const cache::KeyPolicy kDefault;
+        std::string_view bare_path = path.substr(0, path.find('?'));
+        const cache::KeyPolicy& policy =
+            current_ ? current_->keyPolicyFor(host, bare_path.empty() ? "/" : bare_path) : kDefault;
+        return cache::primaryKeyForUri(scheme, host, path, policy);
     }
 
     // admin::CacheStatsProvider

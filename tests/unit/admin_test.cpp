@@ -37,16 +37,16 @@ public:
 
 class FakePurge final : public PurgeHandler {
 public:
-    PurgeResult purgeUrl(std::string_view url) override {
-        last = "url:" + std::string(url);
+    PurgeResult purgeUrl(std::string_view url, bool soft) override {
+        last = std::string(soft ? "soft " : "") + "url:" + std::string(url);
         return {200, 1, ""};
     }
-    PurgeResult purgePrefix(std::string_view p) override {
-        last = "prefix:" + std::string(p);
+    PurgeResult purgePrefix(std::string_view p, bool soft) override {
+        last = std::string(soft ? "soft " : "") + "prefix:" + std::string(p);
         return {200, 4, ""};
     }
-    PurgeResult purgeTag(std::string_view t) override {
-        last = "tag:" + std::string(t);
+    PurgeResult purgeTag(std::string_view t, bool soft) override {
+        last = std::string(soft ? "soft " : "") + "tag:" + std::string(t);
         return {200, 2, ""};
     }
     std::string last;
@@ -125,6 +125,25 @@ TEST_SUITE("admin/router") {
             CHECK(router.handle(req("POST", "/purge", "tag=t1", "Bearer s3cret")).status == 200);
             CHECK(purge.last == "tag:t1");
             CHECK(router.handle(req("POST", "/purge", "x=1", "Bearer s3cret")).status == 400);
+        }
+        SUBCASE("soft=1 or soft=true marks stale instead of removing") {
+            router.setToken("s3cret");
+            auto soft = router.handle(req("POST", "/purge", "url=%2Fa&soft=1", "Bearer s3cret"));
+            CHECK(soft.status == 200);
+            CHECK(soft.body == "soft-purged 1\n");
+            CHECK(purge.last == "soft url:/a");
+            CHECK(
+                router.handle(req("POST", "/purge", "soft=true&tag=t1", "Bearer s3cret")).status ==
+                200);
+            CHECK(purge.last == "soft tag:t1");
+            CHECK(router.handle(req("POST", "/purge", "prefix=/p&soft=0", "Bearer s3cret")).body ==
+                  "purged 4\n");
+            CHECK(purge.last == "prefix:/p");
+            purge.last.clear();
+            CHECK(
+                router.handle(req("POST", "/purge", "url=%2Fa&soft=yes", "Bearer s3cret")).status ==
+                400);
+            CHECK(purge.last.empty());
         }
     }
 

@@ -718,14 +718,81 @@ TEST_SUITE("cache/key") {
         CHECK(primaryKey("http", req, sorted) == "http://[::1]:8080/p");
     }
 
-    TEST_CASE("per-route headers join the primary key") {
+    TEST_CASE("route key headers select a variant, never change the primary key") {
         KeyPolicy p;
-        p.headers = {"X-Tenant"};
+        p.headers = {"X-Tenant", "accept-language"};
         auto a = request();
         a.fields.add("x-tenant", " acme ");
         auto b = request();
-        CHECK(primaryKey("http", a, p) == "http://example.com/a\nx-tenant:acme");
-        CHECK(primaryKey("http", a, p) != primaryKey("http", b, p));
+        b.fields.add("X-Tenant", "globex");
+        // One primary key per URL whatever the header says: purge by URL reaches every variant.
+        CHECK(primaryKey("http", a, p) == "http://example.com/a");
+        CHECK(primaryKey("http", a, p) == primaryKey("http", b, p));
+
+        // The headers join the response's Vary (lowercase, sorted, unique).
+        VarySpec vary = parseVary(fieldsOf({{"Vary", "Accept-Language, Accept"}}));
+        addKeyFields(vary, p);
+        CHECK(vary.names == std::vector<std::string>{"accept", "accept-language", "x-tenant"});
+        VarySpec none;
+        addKeyFields(none, KeyPolicy{});
+        CHECK(none.empty());
+        VarySpec star = parseVary(fieldsOf({{"Vary", "*"}}));
+        addKeyFields(star, p);
+        CHECK(star.star);  // Vary: * still never matches
+
+        auto resp = response(200, {{"Cache-Control", "max-age=60"}});
+        auto entryFor = [&](const http::RequestHead& req, const KeyPolicy* key_policy) {
+            ResponseDirectives d = responseDirectives(resp.fields);
+            CachePolicy policy;
+            StoreInput in;
+            in.request = &req;
+            in.response = &resp;
+            in.directives = &d;
+            in.policy = &policy;
+            in.key_policy = key_policy;
+            in.primary_key = primaryKey("http", req, p);
+            in.request_time = kNow;
+            in.response_time = kNow;
+            return buildEntry(in);
+        };
+        auto ea = entryFor(a, &p);
+        auto eb = entryFor(b, &p);
+        CHECK(ea->meta().vary.names == std::vector<std::string>{"accept-language", "x-tenant"});
+        CHECK(ea->meta().secondary_key != eb->meta().secondary_key);
+        CHECK_FALSE(ea->fields().has("Vary"));  // implicit: nothing added to the response
+        CHECK(entryFor(a, nullptr)->meta().vary.empty());
+
+        L1Cache l1(L1Options{1 << 20, 2, EvictionKind::Lru, 16});
+        REQUIRE(l1.insert(ea));
+        auto miss = l1.lookup("http://example.com/a", b.fields);
+        CHECK_FALSE(miss.entry);
+        CHECK(miss.miss == L1Miss::Vary);
+        REQUIRE(l1.insert(eb));
+        REQUIRE(l1.lookup("http://example.com/a", a.fields).entry);
+        CHECK(l1.lookup("http://example.com/a", a.fields).entry->meta().secondary_key ==
+              ea->meta().secondary_key);
+        CHECK(l1.lookup("http://example.com/a", b.fields).entry->meta().secondary_key ==
+              eb->meta().secondary_key);
+        CHECK_FALSE(l1.lookup("http://example.com/a", request().fields).entry);  // absent header
+        // Purge (or invalidation) of the URL removes every variant.
+        CHECK(l1.purgeKey("http://example.com/a") == 2);
+        CHECK_FALSE(l1.lookup("http://example.com/a", a.fields).entry);
+    }
+
+    TEST_CASE("soft purge keeps a variant as a stale copy") {
+        auto req = request();
+        auto e = makeEntry("http://example.com/a",
+                           response(200, {{"Cache-Control", "max-age=60, stale-if-error=300"}}),
+                           req, "x");
+        L1Cache l1(L1Options{1 << 20, 2, EvictionKind::Lru, 16});
+        REQUIRE(l1.insert(e));
+        CHECK(l1.purgeKey("http://example.com/a", /*soft=*/true) == 1);
+        auto soft = l1.lookup("http://example.com/a", req.fields);
+        REQUIRE(soft.entry);
+        CHECK(soft.entry->freshness().soft_purged);
+        auto d = soft.entry->decide(CacheControl{}, kNow);
+        CHECK(d.usability == Usability::Revalidate);
+        CHECK(d.serve_stale_on_error);
     }
 
     TEST_CASE("Vary: normalised names, secondary key from request values (RFC 9111 4.1)") {
@@ -926,6 +993,24 @@ TEST_SUITE("cache/validation") {
         CHECK(invalidationKeys("https", req, response(500, {}), kp).empty());
         CHECK(invalidationKeys("https", request("GET"), response(200, {}), kp).empty());
         CHECK(invalidationKeys("https", request("DELETE"), response(204, {}), kp).size() == 1);
+    }
+
+    TEST_CASE("invalidation keys each URI with the policy of the route it belongs to") {
+        // Paths under /search/ ignore the query; everything else keeps it sorted.
+        KeyPolicy ignore{QueryMode::Ignore, {}, {}};
+        KeyPolicy sorted;
+        std::vector<std::string> asked;
+        KeyPolicyFor policy_for = [&](std::string_view host,
+                                      std::string_view path) -> const KeyPolicy& {
+            asked.push_back(std::string(host) + std::string(path));
+            return path.starts_with("/search/") ? ignore : sorted;
+        };
+        auto req = request("POST", "/items", "b=1&a=2");
+        auto resp = response(201, {{"Location", "/search/x?q=1"}});
+        auto keys = invalidationKeys("https", req, resp, policy_for);
+        CHECK(keys == std::vector<std::string>{"https://example.com/items?a=2&b=1",
+                                               "https://example.com/search/x"});
+        CHECK(asked == std::vector<std::string>{"example.com/items", "example.com/search/x"});
     }
 }
 

@@ -340,6 +340,40 @@ TEST_SUITE("config/load") {
         CHECK(r.cache.default_ttl == 0ms);
         CHECK(r.cache.stale_while_revalidate == 0ms);
         CHECK(r.cache.stale_if_error == 0ms);
+        CHECK(r.cache.max_object_bytes == 16 * strata::config::kMiB);
+        CHECK_FALSE(r.cache.allow_set_cookie);
+        CHECK(r.cache.key.query == "sorted");
+        CHECK(r.cache.key.query_params.empty());
+        CHECK(r.cache.key.headers.empty());
+    }
+
+    TEST_CASE("route cache key, object size and Set-Cookie sharing") {
+        const std::string up = "upstreams: {app: {servers: [\"10.0.0.1:80\"]}}\n";
+        auto c = mustLoad(kListener + up +
+                          "routes:\n"
+                          "  - upstream: app\n"
+                          "    cache:\n"
+                          "      enabled: true\n"
+                          "      max_object_bytes: 2MiB\n"
+                          "      allow_set_cookie: true\n"
+                          "      key:\n"
+                          "        query: allow_list\n"
+                          "        query_params: [id, page, Id]\n"
+                          "        headers: [X-Tenant, accept-language]\n"
+                          "  - upstream: app\n"
+                          "    cache: {key: {query: ignore}}\n"
+                          "  - upstream: app\n"
+                          "    cache: {key: {query: as_is, headers: []}}\n");
+        REQUIRE(c->routes.size() == 3);
+        const auto& r = c->routes[0].cache;
+        CHECK(r.max_object_bytes == 2 * strata::config::kMiB);
+        CHECK(r.allow_set_cookie);
+        CHECK(r.key.query == "allow_list");
+        CHECK(r.key.query_params == std::vector<std::string>{"id", "page", "Id"});
+        CHECK(r.key.headers == std::vector<std::string>{"X-Tenant", "accept-language"});
+        CHECK(c->routes[1].cache.key.query == "ignore");
+        CHECK(c->routes[2].cache.key.query == "as_is");
+        CHECK(c->routes[2].cache.key.headers.empty());
     }
 
     TEST_CASE("a health_check block enables checks with defaults for what it omits") {
@@ -716,6 +750,47 @@ TEST_SUITE("config/errors") {
               "key to match any method");
     }
 
+    TEST_CASE("routes: cache key and size errors") {
+        const std::string up = "upstreams: {a: {servers: [\"1.2.3.4:80\"]}}\n";
+        auto route = [&](const std::string& cache) {
+            return kListener + up + "routes:\n  - upstream: a\n    cache: " + cache + "\n";
+        };
+        CHECK(onlyError(route("{key: {query: allow_list}}")) ==
+              "t.yaml:5:26: routes[0].cache.key.query: allow_list needs query_params (the "
+              "parameters kept in the key); ignore drops the whole query");
+        CHECK(onlyError(route("{key: {query: allow_list, query_params: []}}")) ==
+              "t.yaml:5:52: routes[0].cache.key.query_params: empty list; name the parameters to "
+              "keep (query: ignore drops them all)");
+        CHECK(onlyError(route("{key: {query_params: [id]}}")) ==
+              "t.yaml:5:33: routes[0].cache.key.query_params: only used with query: allow_list "
+              "(query is sorted)");
+        // A bad query value is reported once; its query_params are not blamed as well.
+        CHECK(onlyError(route("{key: {query: allowlist, query_params: [id]}}")) ==
+              "t.yaml:5:26: routes[0].cache.key.query: invalid value \"allowlist\"; expected one "
+              "of sorted, as_is, ignore, allow_list; did you mean \"allow_list\"?");
+        CHECK(onlyError(route("{key: {query: allow_list, query_params: [id, \"a=b\"]}}")) ==
+              "t.yaml:5:57: routes[0].cache.key.query_params[1]: invalid parameter name \"a=b\" "
+              "(no space, control, '&', '=' or '#')");
+        CHECK(onlyError(route("{key: {query: allow_list, query_params: [id, id]}}")) ==
+              "t.yaml:5:57: routes[0].cache.key.query_params[1]: duplicate parameter name "
+              "\"id\"");
+        CHECK(onlyError(route("{key: {headers: [X-Tenant, x-tenant]}}")) ==
+              "t.yaml:5:39: routes[0].cache.key.headers[1]: duplicate header name \"x-tenant\"");
+        CHECK(onlyError(route("{key: {headers: [\"X Tenant\"]}}")) ==
+              "t.yaml:5:29: routes[0].cache.key.headers[0]: invalid header name \"X Tenant\"");
+        CHECK(onlyError(route("{key: {headers: [\"\"]}}")) ==
+              "t.yaml:5:29: routes[0].cache.key.headers[0]: empty header name");
+        CHECK(onlyError(route("{key: {headers: X-Tenant}}")) ==
+              "t.yaml:5:28: routes[0].cache.key.headers: expected a list, got a scalar");
+        CHECK(onlyError(route("{key: {hedaers: [a]}}")) ==
+              "t.yaml:5:19: routes[0].cache.key.hedaers: unknown key; did you mean \"headers\"?");
+        CHECK(onlyError(route("{max_object_bytes: 0}")) ==
+              "t.yaml:5:31: routes[0].cache.max_object_bytes: 0 out of range 1..1GiB");
+        CHECK(onlyError(route("{allow_set_cookie: sometimes}")) ==
+              "t.yaml:5:31: routes[0].cache.allow_set_cookie: expected true or false, got "
+              "\"sometimes\"");
+    }
+
     TEST_CASE("enumerations suggest the closest choice") {
         CHECK(onlyError(kListener + "logging: {level: warning}\n") ==
               "t.yaml:2:18: logging.level: invalid value \"warning\"; expected one of debug, info, "
@@ -902,6 +977,10 @@ TEST_SUITE("config/files") {
         CHECK(c.routes[0].cache.default_ttl == cache_defaults.default_ttl);
         CHECK(c.routes[0].cache.stale_while_revalidate == cache_defaults.stale_while_revalidate);
         CHECK(c.routes[0].cache.stale_if_error == cache_defaults.stale_if_error);
+        CHECK(c.routes[0].cache.max_object_bytes == cache_defaults.max_object_bytes);
+        CHECK(c.routes[0].cache.allow_set_cookie == cache_defaults.allow_set_cookie);
+        CHECK(c.routes[0].cache.key.query == cache_defaults.key.query);
+        CHECK(c.routes[0].cache.key.headers == cache_defaults.key.headers);
         const auto& l = c.limits;
         const auto& dl = defaults.limits;
         CHECK(l.client_header_timeout == dl.client_header_timeout);

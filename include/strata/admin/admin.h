@@ -8,8 +8,9 @@
 //                                 health and in-flight counts, cache sizes
 //   POST /reload                  re-reads the config file (token)
 //   POST /purge?url=URL           purge by key / URL prefix / surrogate tag (token); 501 until
-//   POST /purge?prefix=PREFIX     the cache provides a PurgeHandler
-//   POST /purge?tag=TAG
+//   POST /purge?prefix=PREFIX     the cache provides a PurgeHandler. With "&soft=1" (or true)
+//   POST /purge?tag=TAG           matching objects are marked stale instead of removed: they
+//                                 are revalidated before reuse and still serve stale-if-error
 //
 // Anything that changes state requires "Authorization: Bearer TOKEN" with the token read from
 // admin.token_file; a wrong or missing token gets 401, is logged and counted. Without a token
@@ -98,13 +99,13 @@ struct PurgeResult {
 };
 
 // Implemented by the cache integration. Calls run on the main loop and must not block it: a
-// purge marks entries and lets the L1/L2 owners drop them.
+// purge marks entries and lets the L1/L2 owners drop them. `soft`: mark them stale instead.
 class PurgeHandler {
 public:
     virtual ~PurgeHandler() = default;
-    virtual PurgeResult purgeUrl(std::string_view url) = 0;
-    virtual PurgeResult purgePrefix(std::string_view prefix) = 0;
-    virtual PurgeResult purgeTag(std::string_view tag) = 0;
+    virtual PurgeResult purgeUrl(std::string_view url, bool soft) = 0;
+    virtual PurgeResult purgePrefix(std::string_view prefix, bool soft) = 0;
+    virtual PurgeResult purgeTag(std::string_view tag, bool soft) = 0;
 };
 
 // ---- routing (no sockets: unit-testable) -------------------------------------------------------

@@ -95,6 +95,8 @@ struct StoreInput {
     const http::ResponseHead* response = nullptr;
     const ResponseDirectives* directives = nullptr;
     const CachePolicy* policy = nullptr;
+    // The route's key policy: its headers join the response's Vary (null: none).
+    const KeyPolicy* key_policy = nullptr;
     std::string primary_key;
     BodyPtr body;  // may be null for an empty body
     WallTime request_time;
@@ -104,7 +106,7 @@ struct StoreInput {
 };
 
 // Builds the entry for a response checkStorable() accepted. The secondary key is computed from
-// the request and the response's Vary.
+// the request and the response's Vary plus the route's key headers.
 EntryPtr buildEntry(const StoreInput& in);
 
 }  // namespace strata::cache

@@ -3,6 +3,7 @@
 // an unsafe method causes (4.4).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,9 +48,17 @@ ConditionalResult evaluateConditionals(const CacheEntry& stored, const http::Req
 // ETag, Expires, Vary from the stored response. The caller adds Age and Cache-Status.
 http::Fields notModifiedFields(const CacheEntry& stored);
 
+// The key policy of the route a GET for host + path (no query) would take; used to key each
+// URI an invalidation names (a Location may belong to another route than the request).
+using KeyPolicyFor = std::function<const KeyPolicy&(std::string_view host, std::string_view path)>;
+
 // Primary keys a non-error (2xx/3xx) answer to an unsafe method invalidates (4.4): the target
 // URI and the Location / Content-Location URIs whose scheme and host match the request's.
 // Empty for safe methods or error statuses.
+std::vector<std::string> invalidationKeys(std::string_view scheme, const http::RequestHead& request,
+                                          const http::ResponseHead& response,
+                                          const KeyPolicyFor& policy_for);
+// The same with one policy for every URI.
 std::vector<std::string> invalidationKeys(std::string_view scheme, const http::RequestHead& request,
                                           const http::ResponseHead& response,
                                           const KeyPolicy& policy);

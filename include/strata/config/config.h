@@ -140,11 +140,24 @@ struct RouteMatch {
     std::vector<std::string> methods;  // empty: any
 };
 
+// What names a stored object: the URL with its query as `query` says, plus the values of the
+// request fields in `headers`, which select a variant like an implicit Vary (the URL stays the
+// primary key, so a purge or invalidation of the URL removes every variant).
+struct RouteCacheKey {
+    std::string query = "sorted";           // sorted | as_is | ignore | allow_list
+    std::vector<std::string> query_params;  // allow_list: the parameters kept (exact names)
+    std::vector<std::string> headers;       // request field names, as written
+};
+
 struct RouteCache {
     bool enabled = false;
     Duration default_ttl{0};
     Duration stale_while_revalidate{0};
     Duration stale_if_error{0};
+    // Larger bodies stream to the client uncached (also the most buffered for storing).
+    std::uint64_t max_object_bytes = 16 * kMiB;
+    bool allow_set_cookie = false;  // share responses carrying Set-Cookie
+    RouteCacheKey key;
 };
 
 struct Route {

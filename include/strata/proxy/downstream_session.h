@@ -61,8 +61,10 @@ public:
                    std::chrono::steady_clock::time_point started);
     // Something broke after the response started: the client can only learn it from a close.
     void abortConnection();
-    // Answers `status` with a short body; the transaction (if any) is gone.
-    void sendError(int status, std::string_view detail, bool close);
+    // Answers `status` with a short body; the transaction (if any) is gone. `cache_status` is
+    // the RFC 9211 Cache-Status value: what the cache decided before the error, if anything.
+    void sendError(int status, std::string_view detail, bool close,
+                   std::string_view cache_status = "strata; fwd=bypass");
     // Throttles the upstream when the client reads slowly.
     std::size_t outputPending() const;
     void closeIfIdle();  // drain

@@ -6,8 +6,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "strata/cache/freshness.h"
+#include "strata/cache/key.h"
 #include "strata/common/result.h"
 #include "strata/config/config.h"
 #include "strata/net/tls_context.h"
@@ -16,12 +19,20 @@
 
 namespace strata::proxy {
 
+// A route's cache policy in the cache module's terms, built once per snapshot from
+// config::RouteCache (never per request).
+struct RouteCachePolicy {
+    cache::CachePolicy policy;
+    cache::KeyPolicy key;
+};
+
 struct Snapshot {
     config::ConfigPtr config;
     Router router;
     std::map<std::string, upstream::UpstreamGroupPtr> upstreams;
     std::vector<const upstream::UpstreamGroup*> route_upstreams;  // parallel to config->routes
     std::vector<std::uint16_t> route_metric_slots;                // parallel to config->routes
+    std::vector<RouteCachePolicy> route_cache;                    // parallel to config->routes
     std::uint64_t version = 0;  // increments on every successful load
     // TLS contexts built (and checked) by the server for this config; by listener name.
     std::map<std::string, net::TlsServerContextPtr> tls_listeners;
@@ -29,6 +40,9 @@ struct Snapshot {
     Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v);
     // Installs contexts from net::buildTlsContexts() before the snapshot is published.
     void attachTls(net::TlsContexts&& tls);
+    // The key policy of the route a GET for `host` + `path` (no query) takes, or the default
+    // one when no route matches: how purge and invalidation key a URL the way lookups did.
+    const cache::KeyPolicy& keyPolicyFor(std::string_view host, std::string_view path) const;
     // The listener's TLS context, or null for plain listeners.
     net::TlsServerContextPtr tlsFor(const std::string& listener) const;
 };
