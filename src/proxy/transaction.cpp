@@ -806,7 +806,7 @@ void Transaction::onExchangeFailure(int status, bool after_head, const char* wha
     status_ = status;
     logAccess();
     aborted_ = true;
-    session_.sendError(status, what, !request_complete_, cache_status_);
+    session_.sendError(status, what, !request_complete_, cacheStatus());
 }
 
 void Transaction::dropExchange() {
