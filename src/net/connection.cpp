@@ -54,6 +54,12 @@ Connection::Connection(event::Loop& loop, int fd, SSL* ssl, std::atomic<std::uin
     if (handshakes_ != nullptr) {
         handshakes_->fetch_add(1, std::memory_order_relaxed);
     }
+    if (ssl_ != nullptr) {
+        if (BIO* rbio = SSL_get_rbio(ssl_)) {
+            BIO_set_callback_ex(rbio, &Connection::onSocketBio);
+            BIO_set_callback_arg(rbio, reinterpret_cast<char*>(this));
+        }
+    }
     // Registered once for the connection's life: edge-triggered, so no epoll_ctl later.
     event_ = event_new(loop_.base(), fd_, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
                        &Connection::onEvent, this);
@@ -250,6 +256,17 @@ void Connection::handshake() {
     }
 }
 
+long Connection::onSocketBio(BIO* bio, int operation, const char*, std::size_t length, int, long,
+                             int ret, std::size_t* processed) {
+    if (operation == (BIO_CB_READ | BIO_CB_RETURN)) {
+        auto* self = reinterpret_cast<Connection*>(BIO_get_callback_arg(bio));
+        // OpenSSL reads ahead as much as fits: a short read (or EAGAIN) emptied the socket.
+        const std::size_t got = ret > 0 && processed != nullptr ? *processed : 0;
+        self->socket_drained_ = got < length;
+    }
+    return ret;
+}
+
 bool Connection::readSomeTls() {
     bool progressed = false;
     while (read_pending_ && !peer_closed_ && !failed_) {
@@ -268,6 +285,12 @@ bool Connection::readSomeTls() {
             vec[0].iov_len = got;
             evbuffer_commit_space(input_, vec, 1);
             progressed = true;
+            if (socket_drained_ && SSL_has_pending(ssl_) == 0) {
+                // Nothing buffered in OpenSSL and the socket was emptied: the next arrival
+                // brings a new edge, so skip the read that would only say EAGAIN.
+                read_pending_ = false;
+                break;
+            }
             continue;  // records may wait in OpenSSL's read-ahead buffer: read to WANT_READ
         }
         evbuffer_commit_space(input_, vec, 0);
@@ -447,9 +470,12 @@ void Connection::handleWrite() {
     while (evbuffer_get_length(output_) > 0) {
         // Usually the whole answer sits in one chain: send() it, cheaper in the kernel than
         // the writev() evbuffer_write() makes.
+        // (With a negative length evbuffer_peek() counts only the extents it fills in, so ask
+        // for the whole length to learn whether one chain holds it all.)
         evbuffer_iovec first;
         ssize_t n = 0;
-        if (evbuffer_peek(output_, -1, nullptr, &first, 1) == 1) {
+        const auto queued = static_cast<ev_ssize_t>(evbuffer_get_length(output_));
+        if (evbuffer_peek(output_, queued, nullptr, &first, 1) == 1) {
             n = ::send(fd_, first.iov_base, first.iov_len, MSG_NOSIGNAL);
             if (n > 0) {
                 evbuffer_drain(output_, static_cast<std::size_t>(n));

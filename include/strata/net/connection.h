@@ -30,6 +30,7 @@
 struct evbuffer;
 struct event;
 struct ssl_st;
+struct bio_st;
 
 namespace strata::net {
 
@@ -114,6 +115,9 @@ private:
     // Reads until EAGAIN, EOF or the input limit. Returns true when bytes arrived or EOF.
     bool readSome();
     bool readSomeTls();
+    // OpenSSL's callback on the socket BIO: notes whether its last read emptied the socket.
+    static long onSocketBio(bio_st* bio, int operation, const char* argp, std::size_t length,
+                            int argi, long argl, int ret, std::size_t* processed);
     void writeTls();
     void handshake();
     void releaseHandshakeSlot();
@@ -136,6 +140,7 @@ private:
     bool connecting_ = false;
     bool handshaking_ = false;
     bool read_wants_write_ = false;  // SSL_read needs the write edge (TLS post-handshake data)
+    bool socket_drained_ = false;    // OpenSSL's last socket read came back short
     bool write_wants_read_ = false;  // SSL_write needs the read edge
     int error_ = 0;
     ssl_st* ssl_ = nullptr;
