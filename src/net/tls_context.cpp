@@ -168,6 +168,131 @@ std::vector<std::string> certificateNames(X509* x) {
     return names;
 }
 
+// The host_name of a server_name extension's body (RFC 6066 3); empty when malformed.
+std::string_view sniHostName(const unsigned char* p, std::size_t n) {
+    if (n < 2 || ((std::size_t{p[0]} << 8) | p[1]) != n - 2) {
+        return {};
+    }
+    p += 2;
+    n -= 2;
+    while (n >= 3) {
+        const unsigned type = p[0];
+        const std::size_t len = (std::size_t{p[1]} << 8) | p[2];
+        p += 3;
+        n -= 3;
+        if (len > n) {
+            return {};
+        }
+        if (type == TLSEXT_NAMETYPE_host_name) {
+            return {reinterpret_cast<const char*>(p), len};
+        }
+        p += len;
+        n -= len;
+    }
+    return {};
+}
+
+struct OcspResponseDeleter {
+    void operator()(OCSP_RESPONSE* r) const { OCSP_RESPONSE_free(r); }
+};
+struct OcspBasicDeleter {
+    void operator()(OCSP_BASICRESP* r) const { OCSP_BASICRESP_free(r); }
+};
+
+std::string serialText(const ASN1_INTEGER* serial) {
+    BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
+    char* hex = bn != nullptr ? BN_bn2hex(bn) : nullptr;
+    std::string out = hex != nullptr ? hex : "?";
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return out;
+}
+
+bool sameBytes(const ASN1_OCTET_STRING* s, const unsigned char* p, unsigned int n) {
+    return s != nullptr && ASN1_STRING_length(s) == static_cast<int>(n) &&
+           std::memcmp(ASN1_STRING_get0_data(s), p, n) == 0;
+}
+
+// Checks a stapled OCSP response before serving it: a successful basic response holding a
+// status for `leaf` (serial and issuer name; the issuer's key too when the chain has the
+// issuer) that is current. A stale or foreign staple makes strict (must-staple) clients refuse
+// the site, so it fails --check and reload like a bad certificate. The signature is the
+// client's to verify. `error` completes "\"FILE\" ...".
+bool checkStaple(const std::string& der, X509* leaf, X509* issuer, const std::string& cert_file,
+                 std::string& error) {
+    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+    std::unique_ptr<OCSP_RESPONSE, OcspResponseDeleter> response(
+        d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der.size())));
+    if (!response || p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
+        ERR_clear_error();
+        error = "is not a DER OCSP response";
+        return false;
+    }
+    const int status = OCSP_response_status(response.get());
+    if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        error = std::string("is an unsuccessful OCSP response (") +
+                OCSP_response_status_str(status) + ")";
+        return false;
+    }
+    std::unique_ptr<OCSP_BASICRESP, OcspBasicDeleter> basic(
+        OCSP_response_get1_basic(response.get()));
+    if (!basic) {
+        ERR_clear_error();
+        error = "holds no basic OCSP response";
+        return false;
+    }
+    for (int i = 0; i < OCSP_resp_count(basic.get()); ++i) {
+        OCSP_SINGLERESP* single = OCSP_resp_get0(basic.get(), i);
+        ASN1_OCTET_STRING* name_hash = nullptr;
+        ASN1_OBJECT* md_oid = nullptr;
+        ASN1_OCTET_STRING* key_hash = nullptr;
+        ASN1_INTEGER* serial = nullptr;
+        // OCSP_id_get0_info takes a non-const id only to hand out pointers into it.
+        OCSP_id_get0_info(&name_hash, &md_oid, &key_hash, &serial,
+                          const_cast<OCSP_CERTID*>(OCSP_SINGLERESP_get0_id(single)));
+        if (serial == nullptr || ASN1_INTEGER_cmp(serial, X509_get0_serialNumber(leaf)) != 0) {
+            continue;
+        }
+        const EVP_MD* md = EVP_get_digestbyobj(md_oid);
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int digest_len = 0;
+        if (md == nullptr ||
+            X509_NAME_digest(X509_get_issuer_name(leaf), md, digest, &digest_len) != 1 ||
+            !sameBytes(name_hash, digest, digest_len)) {
+            continue;
+        }
+        if (issuer != nullptr && (X509_pubkey_digest(issuer, md, digest, &digest_len) != 1 ||
+                                  !sameBytes(key_hash, digest, digest_len))) {
+            continue;
+        }
+        int reason = 0;
+        ASN1_GENERALIZEDTIME* revoked_at = nullptr;
+        ASN1_GENERALIZEDTIME* this_update = nullptr;
+        ASN1_GENERALIZEDTIME* next_update = nullptr;
+        OCSP_single_get0_status(single, &reason, &revoked_at, &this_update, &next_update);
+        if (OCSP_check_validity(this_update, next_update, /*nsec=*/300, /*maxsec=*/-1) != 1) {
+            ERR_clear_error();
+            error = next_update != nullptr && X509_cmp_current_time(next_update) < 0
+                        ? "is out of date (next update was " + asn1TimeText(next_update) + ")"
+                        : "is not valid now (this update " +
+                              (this_update != nullptr ? asn1TimeText(this_update) : "?") + ")";
+            return false;
+        }
+        return true;
+    }
+    ERR_clear_error();
+    error = "holds no status for certificate \"" + cert_file + "\" (serial " +
+            serialText(X509_get0_serialNumber(leaf)) + ")";
+    return false;
+}
+
+std::string sha256(const std::string& data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(data.data(), data.size(), digest, &n, EVP_sha256(), nullptr);
+    return std::string(reinterpret_cast<const char*>(digest), n);
+}
+
 int protocolVersion(const std::string& text) {
     return text == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
 }
@@ -239,8 +364,8 @@ std::uint64_t TicketKeyRing::rotations() const {
     return rotations_;
 }
 
-TicketKeyRingPtr TicketKeyStore::ring(const std::string& listener,
-                                      std::chrono::milliseconds rotation) {
+TicketKeyRingPtr TlsResumptionStore::ring(const std::string& listener,
+                                          std::chrono::milliseconds rotation) {
     auto& ring = rings_[listener];
     if (!ring) {
         ring = std::make_shared<TicketKeyRing>(rotation);
@@ -248,6 +373,77 @@ TicketKeyRingPtr TicketKeyStore::ring(const std::string& listener,
         ring->setRotation(rotation);
     }
     return ring;
+}
+
+TlsSessionCachePtr TlsResumptionStore::sessions(const std::string& listener, std::size_t capacity) {
+    auto& cache = sessions_[listener];
+    if (!cache) {
+        cache = std::make_shared<TlsSessionCache>(capacity);
+    } else {
+        cache->setCapacity(capacity);
+    }
+    return cache;
+}
+
+void TlsResumptionStore::keepOnly(const std::vector<std::string>& names) {
+    auto prune = [&](auto& map) {
+        for (auto it = map.begin(); it != map.end();) {
+            it = std::find(names.begin(), names.end(), it->first) == names.end() ? map.erase(it)
+                                                                                 : std::next(it);
+        }
+    };
+    prune(rings_);
+    prune(sessions_);
+}
+
+// ---- TlsSessionCache ----------------------------------------------------------------------------
+
+TlsSessionCache::TlsSessionCache(std::size_t capacity) : capacity_(capacity) {}
+
+void TlsSessionCache::setCapacity(std::size_t capacity) {
+    std::lock_guard lock(mutex_);
+    capacity_ = capacity;
+    evictOverCapacity();
+}
+
+void TlsSessionCache::evictOverCapacity() {
+    while (lru_.size() > capacity_) {
+        by_id_.erase(lru_.back().id);
+        lru_.pop_back();
+    }
+}
+
+void TlsSessionCache::add(std::string id, std::string der, std::int64_t expires) {
+    std::lock_guard lock(mutex_);
+    if (auto it = by_id_.find(id); it != by_id_.end()) {
+        auto entry = it->second;
+        by_id_.erase(it);  // first: its key views the entry's id
+        lru_.erase(entry);
+    }
+    lru_.push_front(Entry{std::move(id), std::move(der), expires});
+    by_id_.emplace(lru_.front().id, lru_.begin());
+    evictOverCapacity();
+}
+
+std::optional<std::string> TlsSessionCache::find(std::string_view id, std::int64_t now) {
+    std::lock_guard lock(mutex_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) {
+        return std::nullopt;
+    }
+    auto entry = it->second;
+    if (entry->expires <= now) {
+        by_id_.erase(it);
+        lru_.erase(entry);
+        return std::nullopt;
+    }
+    lru_.splice(lru_.begin(), lru_, entry);  // iterators stay valid
+    return entry->der;
+}
+
+std::size_t TlsSessionCache::size() const {
+    std::lock_guard lock(mutex_);
+    return lru_.size();
 }
 
 // ---- TlsServerContext ---------------------------------------------------------------------------
@@ -258,17 +454,77 @@ struct TlsServerCallbacks {
             SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), contextIndex()));
     }
 
-    static int onServerName(SSL* ssl, int* /*alert*/, void* /*arg*/) {
-        const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    // Picks the certificate group by SNI. Runs before OpenSSL looks up the session the client
+    // offers (the SNI callback runs after), so the lookup checks the session against the
+    // picked group's session id context. Runs again on a second ClientHello (after a
+    // HelloRetryRequest), which must name the same server.
+    static int onClientHello(SSL* ssl, int* /*alert*/, void* /*arg*/) {
         const TlsServerContext* context = self(ssl);
-        if (name == nullptr || context == nullptr) {
-            return SSL_TLSEXT_ERR_OK;  // no SNI: the default certificate
+        if (context == nullptr || context->groups_.size() < 2) {
+            return SSL_CLIENT_HELLO_SUCCESS;  // one certificate group: nothing to pick
         }
-        std::size_t group = context->groupFor(name);
-        if (group != 0) {
-            SSL_set_SSL_CTX(ssl, context->groups_[group].ctx);
+        const unsigned char* ext = nullptr;
+        std::size_t ext_len = 0;
+        std::size_t group = 0;  // no or unknown SNI: the default certificate
+        if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
+            group = context->groupFor(sniHostName(ext, ext_len));
         }
-        return SSL_TLSEXT_ERR_OK;
+        SSL_CTX* target = context->groups_[group].ctx;
+        if (SSL_get_SSL_CTX(ssl) != target) {
+            SSL_set_SSL_CTX(ssl, target);
+        }
+        return SSL_CLIENT_HELLO_SUCCESS;
+    }
+
+    // The group was picked in onClientHello; this only acknowledges the name, so OpenSSL keeps
+    // it in the session.
+    static int onServerName(SSL*, int* /*alert*/, void* /*arg*/) { return SSL_TLSEXT_ERR_OK; }
+
+    // Sessions go to the listener's TlsSessionCache (the internal cache is off). TLS 1.3
+    // sessions behind stateless tickets are announced too but need no storing.
+    static int onNewSession(SSL* ssl, SSL_SESSION* session) {
+        const TlsServerContext* context = self(ssl);
+        if (context == nullptr || !context->sessions_ ||
+            (SSL_version(ssl) == TLS1_3_VERSION &&
+             (SSL_get_options(ssl) & SSL_OP_NO_TICKET) == 0)) {
+            return 0;
+        }
+        unsigned int id_len = 0;
+        const unsigned char* id = SSL_SESSION_get_id(session, &id_len);
+        const int der_len = i2d_SSL_SESSION(session, nullptr);
+        if (id_len == 0 || der_len <= 0) {
+            return 0;
+        }
+        std::string der(static_cast<std::size_t>(der_len), '\0');
+        auto* out = reinterpret_cast<unsigned char*>(der.data());
+        if (i2d_SSL_SESSION(session, &out) != der_len) {
+            return 0;
+        }
+        const std::int64_t expires = static_cast<std::int64_t>(SSL_SESSION_get_time(session)) +
+                                     static_cast<std::int64_t>(SSL_SESSION_get_timeout(session));
+        context->sessions_->add(std::string(reinterpret_cast<const char*>(id), id_len),
+                                std::move(der), expires);
+        return 0;  // OpenSSL keeps its reference: the cache holds a copy
+    }
+
+    static SSL_SESSION* onGetSession(SSL* ssl, const unsigned char* id, int id_len, int* copy) {
+        *copy = 0;  // a fresh session, owned by the caller
+        const TlsServerContext* context = self(ssl);
+        if (context == nullptr || !context->sessions_ || id_len <= 0) {
+            return nullptr;
+        }
+        auto der = context->sessions_->find(
+            std::string_view(reinterpret_cast<const char*>(id), static_cast<std::size_t>(id_len)),
+            static_cast<std::int64_t>(std::time(nullptr)));
+        if (!der) {
+            return nullptr;
+        }
+        const auto* p = reinterpret_cast<const unsigned char*>(der->data());
+        SSL_SESSION* session = d2i_SSL_SESSION(nullptr, &p, static_cast<long>(der->size()));
+        if (session == nullptr) {
+            ERR_clear_error();
+        }
+        return session;
     }
 
     static int onAlpn(SSL*, const unsigned char** out, unsigned char* out_len,
@@ -388,18 +644,22 @@ SSL* TlsServerContext::newSsl(int fd) const {
     return ssl;
 }
 
-std::shared_ptr<TlsServerContext> TlsServerContext::build(const config::ListenerTls& tls,
-                                                          const std::string& listener_name,
-                                                          const std::string& file,
-                                                          TicketKeyRingPtr keys,
-                                                          std::vector<config::Diagnostic>& errors) {
+std::shared_ptr<TlsServerContext> TlsServerContext::build(
+    const config::ListenerTls& tls, const std::string& listener_name, const std::string& file,
+    TicketKeyRingPtr keys, TlsSessionCachePtr sessions, std::vector<config::Diagnostic>& errors) {
     std::shared_ptr<TlsServerContext> context(new TlsServerContext());
     context->handshake_timeout_ = tls.handshake_timeout;
     context->max_handshakes_ = tls.max_handshakes;
     context->forward_subject_ = tls.forward_client_subject;
-    context->keys_ = tls.session_tickets ? std::move(keys) : nullptr;
+    if (tls.session_tickets) {
+        context->keys_ =
+            keys ? std::move(keys) : std::make_shared<TicketKeyRing>(tls.ticket_key_rotation);
+    }
+    if (tls.session_cache_size > 0) {
+        context->sessions_ = sessions ? std::move(sessions)
+                                      : std::make_shared<TlsSessionCache>(tls.session_cache_size);
+    }
     Reporter listener_report(file, tls.pos, errors);
-    const std::string sid_context = "strata:" + listener_name;
 
     // One context per group, configured identically: after SNI switches an SSL to a group's
     // context, OpenSSL verifies client certificates against that context's store.
@@ -424,10 +684,8 @@ std::shared_ptr<TlsServerContext> TlsServerContext::build(const config::Listener
         SSL_CTX_set_dh_auto(ctx, 1);
         // One TLS 1.3 ticket per handshake: one is all an HTTP/1.1 client reuses.
         SSL_CTX_set_num_tickets(ctx, 1);
-        SSL_CTX_set_session_id_context(ctx,
-                                       reinterpret_cast<const unsigned char*>(sid_context.data()),
-                                       static_cast<unsigned int>(std::min<std::size_t>(
-                                           sid_context.size(), SSL_MAX_SID_CTX_LENGTH)));
+        // The session id context is set once the group's certificates are known.
+        SSL_CTX_set_client_hello_cb(ctx, &TlsServerCallbacks::onClientHello, nullptr);
         SSL_CTX_set_alpn_select_cb(ctx, &TlsServerCallbacks::onAlpn, nullptr);
         // The OpenSSL macros for these two cast with C casts; same calls, C++ casts.
         SSL_CTX_callback_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
@@ -438,8 +696,10 @@ std::shared_ptr<TlsServerContext> TlsServerContext::build(const config::Listener
             SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, &TlsServerCallbacks::onTicketKey);
         }
         if (tls.session_cache_size > 0) {
-            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-            SSL_CTX_sess_set_cache_size(ctx, static_cast<long>(tls.session_cache_size));
+            // The listener's cache, which outlives this context; OpenSSL's internal one is off.
+            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+            SSL_CTX_sess_set_new_cb(ctx, &TlsServerCallbacks::onNewSession);
+            SSL_CTX_sess_set_get_cb(ctx, &TlsServerCallbacks::onGetSession);
         } else {
             SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         }
@@ -504,16 +764,13 @@ std::shared_ptr<TlsServerContext> TlsServerContext::build(const config::Listener
                 report.error("ocsp_staple", "cannot read \"" + cert.ocsp_staple + "\"");
                 continue;
             }
-            const auto* p = reinterpret_cast<const unsigned char*>(staple.data());
-            OCSP_RESPONSE* response =
-                d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(staple.size()));
-            if (response == nullptr) {
-                ERR_clear_error();
-                report.error("ocsp_staple",
-                             "\"" + cert.ocsp_staple + "\" is not a DER OCSP response");
+            X509* issuer = chain.size() > 1 && X509_check_issued(chain[1].get(), leaf) == X509_V_OK
+                               ? chain[1].get()
+                               : nullptr;
+            if (!checkStaple(staple, leaf, issuer, cert.cert, error)) {
+                report.error("ocsp_staple", "\"" + cert.ocsp_staple + "\" " + error);
                 continue;
             }
-            OCSP_RESPONSE_free(response);
         }
         auto names = certificateNames(leaf);
         const int kind = EVP_PKEY_get_base_id(key.get());
@@ -529,7 +786,10 @@ std::shared_ptr<TlsServerContext> TlsServerContext::build(const config::Listener
             if (ctx == nullptr) {
                 continue;
             }
-            context->groups_.push_back(Group{ctx, names, {}});
+            Group group;
+            group.ctx = ctx;
+            group.names = names;
+            context->groups_.push_back(std::move(group));
             group_it = context->groups_.end() - 1;
         }
         STACK_OF(X509)* extra = sk_X509_new_null();
@@ -546,6 +806,10 @@ std::shared_ptr<TlsServerContext> TlsServerContext::build(const config::Listener
             group_it->staples.emplace_back(SSL_CTX_get0_certificate(group_it->ctx),
                                            std::move(staple));
         }
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int digest_len = 0;
+        X509_digest(leaf, EVP_sha256(), digest, &digest_len);
+        group_it->certificates.append(reinterpret_cast<const char*>(digest), digest_len);
         const std::size_t index = static_cast<std::size_t>(group_it - context->groups_.begin());
         for (const auto& name : names) {
             if (name.rfind("*.", 0) == 0) {
@@ -558,7 +822,26 @@ std::shared_ptr<TlsServerContext> TlsServerContext::build(const config::Listener
     if (listener_report.count() > 0 || context->groups_.empty()) {
         return nullptr;
     }
+    // Session id contexts (see the header): everything a resumed handshake skips checking.
+    std::string settings = "strata\n" + listener_name + "\n" + tls.min_version + "\n" +
+                           tls.ciphers + "\n" + tls.verify_client + "\n";
+    if (tls.verify_client != "off" && !tls.client_ca.empty()) {
+        std::string ca;
+        readFile(tls.client_ca, ca);
+        settings += sha256(ca);
+    }
+    for (auto& group : context->groups_) {
+        group.sid_ctx = sha256(settings + "\n" + group.certificates);
+        static_assert(SSL_MAX_SID_CTX_LENGTH >= 32, "a SHA-256 digest fits");
+        SSL_CTX_set_session_id_context(group.ctx,
+                                       reinterpret_cast<const unsigned char*>(group.sid_ctx.data()),
+                                       static_cast<unsigned int>(group.sid_ctx.size()));
+    }
     return context;
+}
+
+std::string TlsServerContext::sessionIdContext(std::size_t group) const {
+    return group < groups_.size() ? groups_[group].sid_ctx : std::string();
 }
 
 // ---- TlsClientContext ---------------------------------------------------------------------------
@@ -660,16 +943,24 @@ SSL* TlsClientContext::newSsl(int fd, const SocketAddress& peer, SSL_SESSION* se
 
 // ---- all of a config ----------------------------------------------------------------------------
 
-TlsContexts buildTlsContexts(const config::Config& cfg, TicketKeyStore& keys,
+TlsContexts buildTlsContexts(const config::Config& cfg, TlsResumptionStore& resumption,
                              std::vector<config::Diagnostic>& errors) {
     TlsContexts out;
+    std::vector<std::string> tls_listeners;
+    for (const auto& listener : cfg.listeners) {
+        if (listener.tls) {
+            tls_listeners.push_back(listener.name);
+        }
+    }
+    resumption.keepOnly(tls_listeners);
     for (const auto& listener : cfg.listeners) {
         if (!listener.tls) {
             continue;
         }
-        auto ring = keys.ring(listener.name, listener.tls->ticket_key_rotation);
-        auto context = TlsServerContext::build(*listener.tls, listener.name, cfg.source,
-                                               std::move(ring), errors);
+        auto context = TlsServerContext::build(
+            *listener.tls, listener.name, cfg.source,
+            resumption.ring(listener.name, listener.tls->ticket_key_rotation),
+            resumption.sessions(listener.name, listener.tls->session_cache_size), errors);
         if (context) {
             out.listeners.emplace(listener.name, std::move(context));
         }

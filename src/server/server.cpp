@@ -128,7 +128,7 @@ public:
         }
         // Certificates are opened here, so --check and reload report them like config errors.
         std::vector<config::Diagnostic> tls_errors;
-        net::TlsContexts tls = net::buildTlsContexts(*loaded.config, ticket_keys_, tls_errors);
+        net::TlsContexts tls = net::buildTlsContexts(*loaded.config, resumption_, tls_errors);
         if (!tls_errors.empty()) {
             printDiagnostics(tls_errors);
             return kExitConfig;
@@ -446,7 +446,7 @@ private:
         const config::Config& running = *current_->config;
         // Bad certificates fail the reload like bad YAML: the old ones keep serving.
         std::vector<config::Diagnostic> tls_errors;
-        net::TlsContexts tls = net::buildTlsContexts(next, ticket_keys_, tls_errors);
+        net::TlsContexts tls = net::buildTlsContexts(next, resumption_, tls_errors);
         if (!tls_errors.empty()) {
             for (const auto& d : tls_errors) {
                 outcome.errors.push_back(d.format());
@@ -667,7 +667,7 @@ private:
     Options options_;
     event::Loop loop_;
     upstream::ServerRegistry registry_;
-    net::TicketKeyStore ticket_keys_;  // outlive reloads, so tickets keep resuming
+    net::TlsResumptionStore resumption_;  // ticket keys and session caches outlive reloads
     proxy::SnapshotPtr current_;
     std::uint64_t snapshot_version_ = 0;
     double loaded_at_ = 0;

@@ -1,6 +1,9 @@
 // TLS termination: certificates picked by SNI (exact, wildcard, default), RSA and ECDSA side by
 // side, TLS 1.2/1.3 only, ALPN http/1.1, resumption by ticket and by session cache, mTLS with
-// the verified subject forwarded, X-Forwarded-Proto, the handshake timeout and the handshake cap.
+// the verified subject forwarded, X-Forwarded-Proto, TLS version and cipher in the access log,
+// the handshake timeout and the handshake cap.
+#include <memory>
+
 #include "admin_client.h"
 #include "tls_support.h"
 
@@ -234,6 +237,109 @@ TEST_SUITE("e2e/tls") {
         Strata strata(site.config("      handshake_timeout: 300ms\n"));
         RawClient silent(strata.port("https"));
         CHECK(silent.isClosed(3000ms));
+    }
+
+    TEST_CASE("half a ClientHello is closed at the handshake timeout, not before") {
+        Site site;
+        Strata strata(site.config("      handshake_timeout: 600ms\n"));
+        const std::string hello = clientHelloBytes("a.test");
+        REQUIRE(hello.size() > 100);
+        RawClient half(strata.port("https"));
+        const auto start = std::chrono::steady_clock::now();
+        half.send(hello.substr(0, hello.size() / 2));
+        CHECK_FALSE(half.isClosed(200ms));  // still waiting for the rest
+        CHECK(half.isClosed(5000ms));
+        CHECK(std::chrono::steady_clock::now() - start >= 550ms);
+        // The timeout is for the handshake only: a full handshake then idles under the
+        // (longer) header timeout.
+        TlsClient client(strata.port("https"), opts("a.test", site));
+        REQUIRE(client.connected());
+        CHECK(client.get("/").status == 200);
+    }
+
+    TEST_CASE("a flood of idle handshakes: established connections are served, slots come back") {
+        Site site;
+        Strata strata(site.config("      handshake_timeout: 2s\n      max_handshakes: 2\n"));
+        const auto port = strata.port("https");
+        TlsClient established(port, opts("a.test", site));
+        REQUIRE(established.connected());
+        REQUIRE(established.get("/").status == 200);
+
+        // 10 TCP connections that never finish a handshake: half send nothing, half send half a
+        // ClientHello. Two take the handshake slots; the cap closes the rest at once.
+        const std::string hello = clientHelloBytes("a.test");
+        const auto start = std::chrono::steady_clock::now();
+        std::vector<std::unique_ptr<RawClient>> flood;
+        for (int i = 0; i < 10; ++i) {
+            flood.push_back(std::make_unique<RawClient>(port));
+            if (i % 2 == 1) {
+                flood.back()->send(hello.substr(0, hello.size() / 2));
+            }
+        }
+        for (int i = 0; i < 3; ++i) {  // keep-alive requests while the slots are held
+            Response r = established.get("/");
+            STRATA_REQUIRE_RESPONSE(r);
+            CHECK(r.status == 200);
+        }
+        // A new handshake while the slots are held is refused.
+        bool refused = false;
+        for (int i = 0; i < 20 && !refused; ++i) {
+            TlsClient late(port, opts("a.test", site));
+            refused = !late.connected();
+        }
+        CHECK(refused);
+        // The cap: most of the flood was closed at once, long before any handshake timeout.
+        int refused_at_once = 0;
+        for (auto& c : flood) {
+            refused_at_once += c->isClosed(20ms) ? 1 : 0;
+        }
+        REQUIRE(std::chrono::steady_clock::now() - start < 1500ms);  // so none timed out yet
+        CHECK(refused_at_once >= 6);  // all but the 2 slot holders (+ workers racing for a slot)
+        CHECK(refused_at_once <= 9);  // someone holds a slot until the timeout
+        // The timeout: the slot holders are closed when it expires.
+        for (auto& c : flood) {
+            REQUIRE(c->isClosed(5000ms));
+        }
+        CHECK(std::chrono::steady_clock::now() - start >= 1900ms);
+        // The slots are free again: new handshakes succeed, the established one carries on.
+        TlsClient after(port, opts("a.test", site));
+        REQUIRE(after.connected());
+        CHECK(after.get("/").status == 200);
+        CHECK(established.get("/").status == 200);
+    }
+
+    TEST_CASE("the access log shows the TLS version and cipher, json and combined") {
+        Site site;
+        SUBCASE("json") {
+            Strata strata(site.config() +
+                          "logging: {access_log: \"${tmp}/access.log\", access_format: json}\n");
+            TlsClient client(strata.port("https"), opts("a.test", site));
+            REQUIRE(client.connected());
+            REQUIRE(client.get("/json-line").status == 200);
+            const std::string log = strata.tmp() + "/access.log";
+            REQUIRE(
+                eventually([&] { return readFile(log).find("/json-line") != std::string::npos; }));
+            const std::string text = readFile(log);
+            CAPTURE(text);
+            CHECK(client.version() == "TLSv1.3");
+            CHECK(text.find("\"tls_version\":\"1.3\"") != std::string::npos);
+            CHECK(text.find("\"tls_cipher\":\"" + client.cipher() + "\"") != std::string::npos);
+        }
+        SUBCASE("combined") {
+            Strata strata(site.config() + "logging: {access_log: \"${tmp}/access.log\"}\n");
+            TlsOptions o = opts("a.test", site);
+            o.max_version = TLS1_2_VERSION;
+            TlsClient client(strata.port("https"), o);
+            REQUIRE(client.connected());
+            REQUIRE(client.get("/combined-line").status == 200);
+            const std::string log = strata.tmp() + "/access.log";
+            REQUIRE(eventually(
+                [&] { return readFile(log).find("/combined-line") != std::string::npos; }));
+            const std::string text = readFile(log);
+            CAPTURE(text);
+            CHECK(client.cipher().rfind("ECDHE-ECDSA-", 0) == 0);  // a TLS 1.2 suite name
+            CHECK(text.find(" tls=1.2 cipher=" + client.cipher() + "\n") != std::string::npos);
+        }
     }
 
     TEST_CASE("over max_handshakes, new connections are closed; established ones carry on") {

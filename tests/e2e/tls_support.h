@@ -4,7 +4,10 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <netinet/in.h>
 #include <string>
 #include <sys/socket.h>
@@ -14,6 +17,8 @@
 
 #include <llhttp.h>
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -51,6 +56,38 @@ public:
                    " -CAkey " + path(ca + ".key") + " -CAcreateserial -out " + path(name + ".pem") +
                    " -days " + std::to_string(days) + " -extfile " + path(name + ".ext")));
     }
+    // Writes a DER OCSP response for NAME.pem to `out`, signed by the CA: "good", or "revoked"
+    // an hour ago. Made by `openssl ocsp` as a responder over an index file, no network.
+    void ocspResponse(const std::string& name, const std::string& status, const std::string& out) {
+        std::string serial;
+        if (FILE* p =
+                ::popen(("openssl x509 -noout -serial -in " + path(name + ".pem")).c_str(), "r")) {
+            char buf[256] = {};
+            if (std::fgets(buf, sizeof buf, p) != nullptr) {
+                serial = buf;  // "serial=HEX\n"
+            }
+            ::pclose(p);
+        }
+        REQUIRE(serial.rfind("serial=", 0) == 0);
+        serial = serial.substr(7, serial.find_last_not_of("\r\n") - 6);
+        auto stamp = [](std::time_t t) {  // the index file's YYMMDDHHMMSSZ
+            std::tm tm{};
+            gmtime_r(&t, &tm);
+            char buf[32];
+            std::strftime(buf, sizeof buf, "%Y%m%d%H%M%SZ", &tm);
+            return std::string(buf).substr(2);  // UTCTime: two-digit year
+        };
+        const std::time_t now = std::time(nullptr);
+        const std::string revoked = status == "revoked" ? stamp(now - 3600) : "";
+        writeFile(path(name + ".index"), std::string(status == "revoked" ? "R" : "V") + "\t" +
+                                             stamp(now + 86400) + "\t" + revoked + "\t" + serial +
+                                             "\tunknown\t/CN=" + name + "\n");
+        REQUIRE(sh("openssl ocsp -no_nonce -issuer " + ca() + " -cert " + path(name + ".pem") +
+                   " -reqout " + path(name + ".ocsp-req")));
+        REQUIRE(sh("openssl ocsp -index " + path(name + ".index") + " -rsigner " + ca() +
+                   " -rkey " + path("ca.key") + " -CA " + ca() + " -reqin " +
+                   path(name + ".ocsp-req") + " -respout " + out + " -ndays 1"));
+    }
     // Another, unrelated CA (for "not signed by the trusted CA" cases).
     void otherCa(const std::string& name) {
         REQUIRE(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " +
@@ -73,11 +110,34 @@ struct TlsOptions {
     std::string cert;  // client certificate
     std::string key;
     std::string sigalgs;  // e.g. "ECDSA+SHA256" to ask for an ECDSA certificate
+    bool ocsp = false;    // ask for a stapled OCSP response (status_request)
 };
+
+// The first bytes a TLS client sends: a real ClientHello for `sni`, made in memory.
+inline std::string clientHelloBytes(const std::string& sni) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL* ssl = SSL_new(ctx);
+    BIO* in = BIO_new(BIO_s_mem());
+    BIO* out = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, in, out);
+    SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(sni.c_str()));
+    SSL_connect(ssl);  // wants to read the ServerHello: the ClientHello is in `out`
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(out, &data);
+    std::string hello(data, static_cast<std::size_t>(n));
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return hello;
+}
 
 class TlsClient {
 public:
     TlsClient(std::uint16_t port, const TlsOptions& o) {
+        // OpenSSL writes with write(): a server closing a refused connection must show as an
+        // error here, not kill the test with SIGPIPE.
+        static const bool kIgnoreSigpipe = [] { return ::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+        (void)kIgnoreSigpipe;
         ctx_ = SSL_CTX_new(TLS_client_method());
         if (o.min_version != 0) {
             SSL_CTX_set_min_proto_version(ctx_, o.min_version);
@@ -131,6 +191,9 @@ public:
         if (o.session != nullptr) {
             SSL_set_session(ssl_, o.session);
         }
+        if (o.ocsp) {
+            SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_STATUS_REQ_TYPE, TLSEXT_STATUSTYPE_ocsp, nullptr);
+        }
         ERR_clear_error();
         if (SSL_connect(ssl_) != 1) {
             char buf[256];
@@ -180,6 +243,53 @@ public:
     int peerKeyType() const {
         X509* cert = SSL_get0_peer_certificate(ssl_);
         return cert == nullptr ? 0 : EVP_PKEY_get_base_id(X509_get0_pubkey(cert));
+    }
+    std::string cipher() const { return SSL_get_cipher_name(ssl_); }
+    // The stapled OCSP response's status for the server's certificate, checked against the CA
+    // in `ca_file` (signature included): "good", "revoked", "unknown"; "none" when nothing was
+    // stapled, or what is wrong with it.
+    std::string ocspStatus(const std::string& ca_file) const {
+        unsigned char* der = nullptr;
+        const long n = SSL_ctrl(ssl_, SSL_CTRL_GET_TLSEXT_STATUS_REQ_OCSP_RESP, 0, &der);
+        if (der == nullptr || n <= 0) {
+            return "none";
+        }
+        const unsigned char* p = der;
+        OCSP_RESPONSE* response = d2i_OCSP_RESPONSE(nullptr, &p, n);
+        OCSP_BASICRESP* basic = response != nullptr ? OCSP_response_get1_basic(response) : nullptr;
+        FILE* f = std::fopen(ca_file.c_str(), "r");
+        X509* ca = f != nullptr ? PEM_read_X509(f, nullptr, nullptr, nullptr) : nullptr;
+        if (f != nullptr) {
+            std::fclose(f);
+        }
+        X509_STORE* store = X509_STORE_new();
+        X509_STORE_add_cert(store, ca);
+        std::string result;
+        if (basic == nullptr || ca == nullptr) {
+            result = "unparsable";
+        } else if (OCSP_basic_verify(basic, nullptr, store, 0) != 1) {
+            result = "bad signature";
+        } else {
+            OCSP_CERTID* id = OCSP_cert_to_id(nullptr, SSL_get0_peer_certificate(ssl_), ca);
+            int status = -1;
+            int reason = 0;
+            ASN1_GENERALIZEDTIME* revoked = nullptr;
+            ASN1_GENERALIZEDTIME* this_update = nullptr;
+            ASN1_GENERALIZEDTIME* next_update = nullptr;
+            if (OCSP_resp_find_status(basic, id, &status, &reason, &revoked, &this_update,
+                                      &next_update) != 1) {
+                result = "no status for this certificate";
+            } else {
+                result = OCSP_cert_status_str(status);
+            }
+            OCSP_CERTID_free(id);
+        }
+        ERR_clear_error();
+        X509_STORE_free(store);
+        X509_free(ca);
+        OCSP_BASICRESP_free(basic);
+        OCSP_RESPONSE_free(response);
+        return result;
     }
     // Caller frees with SSL_SESSION_free. Read a response first: TLS 1.3 tickets come after
     // the handshake.

@@ -1,9 +1,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include <doctest/doctest.h>
+#include <openssl/ocsp.h>
+#include <openssl/pem.h>
 
 #include "strata/net/tls_context.h"
 
@@ -52,9 +56,93 @@ private:
     std::string dir_;
 };
 
+template <typename T>
+T* readPem(const std::string& path, T* (*read)(FILE*, T**, pem_password_cb*, void*)) {
+    FILE* f = std::fopen(path.c_str(), "r");
+    REQUIRE(f != nullptr);
+    T* out = read(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    REQUIRE(out != nullptr);
+    return out;
+}
+
+// A DER OCSP response for certificate `name`, signed by the CA, with its update times this
+// many seconds from now (made with the API: the CLI cannot back-date one); no next update when
+// null. `response_status` other than successful makes an error response.
+std::string makeStaple(const Certs& certs, const std::string& name, long this_update,
+                       std::optional<long> next_update,
+                       int response_status = OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+    OCSP_RESPONSE* response = nullptr;
+    if (response_status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        response = OCSP_response_create(response_status, nullptr);
+    } else {
+        X509* ca = readPem<X509>(certs.path("ca.pem"), &PEM_read_X509);
+        EVP_PKEY* ca_key = readPem<EVP_PKEY>(certs.path("ca.key"), &PEM_read_PrivateKey);
+        X509* leaf = readPem<X509>(certs.path(name + ".pem"), &PEM_read_X509);
+        OCSP_BASICRESP* basic = OCSP_BASICRESP_new();
+        ASN1_TIME* this_time = X509_gmtime_adj(nullptr, this_update);
+        ASN1_TIME* next_time = next_update ? X509_gmtime_adj(nullptr, *next_update) : nullptr;
+        OCSP_basic_add1_status(basic, OCSP_cert_to_id(nullptr, leaf, ca), V_OCSP_CERTSTATUS_GOOD, 0,
+                               nullptr, this_time, next_time);
+        REQUIRE(OCSP_basic_sign(basic, ca, ca_key, EVP_sha256(), nullptr, 0) == 1);
+        response = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, basic);
+        ASN1_TIME_free(this_time);
+        ASN1_TIME_free(next_time);
+        OCSP_BASICRESP_free(basic);
+        X509_free(leaf);
+        EVP_PKEY_free(ca_key);
+        X509_free(ca);
+    }
+    unsigned char* der = nullptr;
+    const int n = i2d_OCSP_RESPONSE(response, &der);
+    std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n));
+    OPENSSL_free(der);
+    OCSP_RESPONSE_free(response);
+    return out;
+}
+
 }  // namespace
 
 TEST_SUITE("net/tls") {
+    TEST_CASE(
+        "OCSP staple: a current response for the certificate passes; else the file is named") {
+        Certs certs;
+        certs.issue("a", "DNS:a.test");
+        certs.issue("b", "DNS:b.test");
+        struct Case {
+            std::string der, expect;  // expect empty: accepted
+        };
+        for (const Case& c : {
+                 Case{makeStaple(certs, "a", -60, 86400), ""},
+                 Case{makeStaple(certs, "a", -60, std::nullopt), ""},  // no next update
+                 Case{makeStaple(certs, "a", -7200, -3600), "is out of date (next update was"},
+                 Case{makeStaple(certs, "a", 3600, 7200), "is not valid now"},
+                 Case{makeStaple(certs, "b", -60, 86400), "holds no status for certificate"},
+                 Case{makeStaple(certs, "a", 0, 0, OCSP_RESPONSE_STATUS_TRYLATER),
+                      "is an unsuccessful OCSP response (trylater)"},
+                 Case{"\x30\x03\x0a\x01", "is not a DER OCSP response"},
+             }) {
+            CAPTURE(c.expect);
+            std::ofstream(certs.path("a.ocsp"), std::ios::binary) << c.der;
+            config::ListenerTls tls;
+            tls.certificates = {certs.cert("a", 0)};
+            tls.certificates[0].ocsp_staple = certs.path("a.ocsp");
+            std::vector<config::Diagnostic> errors;
+            auto context =
+                net::TlsServerContext::build(tls, "https", "strata.yaml", nullptr, nullptr, errors);
+            if (c.expect.empty()) {
+                CHECK(context);
+                CHECK(errors.empty());
+                continue;
+            }
+            CHECK_FALSE(context);
+            REQUIRE(errors.size() == 1);
+            CHECK(errors[0].path == "listeners[0].tls.certificates[0].ocsp_staple");
+            CHECK(errors[0].message.find("\"" + certs.path("a.ocsp") + "\" " + c.expect) !=
+                  std::string::npos);
+        }
+    }
+
     TEST_CASE("SNI: exact names, one-label wildcards, case and trailing dot; else the default") {
         Certs certs;
         certs.issue("a", "DNS:a.test,DNS:www.a.test");
@@ -63,7 +151,8 @@ TEST_SUITE("net/tls") {
         config::ListenerTls tls;
         tls.certificates = {certs.cert("a", 0), certs.cert("a-rsa", 1), certs.cert("b", 2)};
         std::vector<config::Diagnostic> errors;
-        auto context = net::TlsServerContext::build(tls, "https", "strata.yaml", nullptr, errors);
+        auto context =
+            net::TlsServerContext::build(tls, "https", "strata.yaml", nullptr, nullptr, errors);
         REQUIRE(errors.empty());
         REQUIRE(context);
         // RSA and ECDSA for the same names share one context (OpenSSL picks per client).
@@ -102,7 +191,7 @@ TEST_SUITE("net/tls") {
             tls.certificates = {entry};
             std::vector<config::Diagnostic> errors;
             auto context =
-                net::TlsServerContext::build(tls, "https", "strata.yaml", nullptr, errors);
+                net::TlsServerContext::build(tls, "https", "strata.yaml", nullptr, nullptr, errors);
             CHECK_FALSE(context);
             REQUIRE(errors.size() == 1);
             CHECK(errors[0].line == 10);
@@ -122,7 +211,7 @@ TEST_SUITE("net/tls") {
         tls.client_ca = certs.path("good.key");
         tls.pos = {3, 5, "listeners[0].tls"};
         std::vector<config::Diagnostic> errors;
-        CHECK_FALSE(net::TlsServerContext::build(tls, "https", "f.yaml", nullptr, errors));
+        CHECK_FALSE(net::TlsServerContext::build(tls, "https", "f.yaml", nullptr, nullptr, errors));
         REQUIRE(errors.size() == 2);
         CHECK(errors[0].path == "listeners[0].tls.ciphers");
         CHECK(errors[1].path == "listeners[0].tls.client_ca");
@@ -152,11 +241,72 @@ TEST_SUITE("net/tls") {
         CHECK(ring.rotations() == 3);
     }
 
-    TEST_CASE("ticket key rings survive reloads, per listener") {
-        net::TicketKeyStore store;
+    TEST_CASE("ticket key rings and session caches survive reloads, per listener") {
+        net::TlsResumptionStore store;
         auto a = store.ring("https", 60s);
+        auto cache = store.sessions("https", 10);
         CHECK(store.ring("https", 120s) == a);
         CHECK(store.ring("other", 60s) != a);
+        CHECK(store.sessions("https", 20) == cache);
+        CHECK(store.sessions("other", 10) != cache);
+        store.keepOnly({"other"});  // "https" was removed from the config
+        CHECK(store.ring("https", 60s) != a);
+        CHECK(store.sessions("https", 10) != cache);
+    }
+
+    TEST_CASE("session cache: least recently used evicted, expired ones not returned") {
+        net::TlsSessionCache cache(2);
+        cache.add("a", "A", /*expires=*/100);
+        cache.add("b", "B", 100);
+        CHECK(cache.find("a", 50) == std::optional<std::string>("A"));  // a is now the newest
+        cache.add("c", "C", 100);                                       // evicts b
+        CHECK_FALSE(cache.find("b", 50));
+        CHECK(cache.find("a", 50));
+        CHECK(cache.find("c", 50));
+        CHECK_FALSE(cache.find("c", 100));  // expired, and dropped
+        CHECK(cache.size() == 1);
+        cache.add("a", "A2", 200);  // replaces
+        CHECK(cache.find("a", 150) == std::optional<std::string>("A2"));
+        cache.add("d", "D", 200);
+        cache.setCapacity(1);
+        CHECK(cache.size() == 1);
+        CHECK(cache.find("d", 150));
+    }
+
+    TEST_CASE("session id contexts: per certificate group, changed by what a resumption skips") {
+        Certs certs;
+        certs.issue("a", "DNS:a.test");
+        certs.issue("a2", "DNS:a.test");
+        certs.issue("b", "DNS:*.b.test");
+        auto build = [&](const std::string& a,
+                         const std::function<void(config::ListenerTls&)>& edit) {
+            config::ListenerTls tls;
+            tls.certificates = {certs.cert(a, 0), certs.cert("b", 1)};
+            edit(tls);
+            std::vector<config::Diagnostic> errors;
+            auto context =
+                net::TlsServerContext::build(tls, "https", "strata.yaml", nullptr, nullptr, errors);
+            REQUIRE(context);
+            return std::make_pair(context->sessionIdContext(0), context->sessionIdContext(1));
+        };
+        auto same = [](config::ListenerTls&) {};
+        const auto base = build("a", same);
+        CHECK(base.first.size() == 32);
+        CHECK(base.first != base.second);  // one name's session never resumes under the other
+        CHECK(build("a", same) == base);   // a reload that changes nothing keeps sessions
+        const auto renewed = build("a2", same);
+        CHECK(renewed.first != base.first);  // a's sessions need the new certificate
+        CHECK(renewed.second == base.second);
+        auto mtls = [&](config::ListenerTls& tls) {
+            tls.verify_client = "required";
+            tls.client_ca = certs.path("ca.pem");
+        };
+        const auto verified = build("a", mtls);
+        CHECK(verified.first != base.first);
+        CHECK(verified.second != base.second);
+        const auto ciphers = build(
+            "a", [](config::ListenerTls& tls) { tls.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"; });
+        CHECK(ciphers.first != base.first);
     }
 
     TEST_CASE("upstream client context: key mismatch and unreadable CA are diagnostics") {

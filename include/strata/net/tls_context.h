@@ -1,14 +1,22 @@
 // OpenSSL contexts. Built on the main thread at load and reload, then shared read-only by every
-// worker (an SSL_CTX is thread-safe once configured, and so is its internal session cache): a
-// reload builds new contexts, new connections take them, established ones keep the old ones
-// alive through their SSL's reference.
+// worker (an SSL_CTX is thread-safe once configured): a reload builds new contexts, new
+// connections take them, established ones keep the old ones alive through their SSL's reference.
 //
 // Listener side: one SSL_CTX per group of certificates that carry the same names, so an RSA and
 // an ECDSA certificate for the same site sit in one context and OpenSSL picks by the client's
-// signature algorithms. The SNI callback switches an SSL to the group whose names match (exact
-// first, then a "*.suffix" wildcard one label deep); the first certificate's group is the
-// default. Session state (cache, tickets) lives on the default context, where OpenSSL looks for
-// it whatever context SNI picked.
+// signature algorithms. The ClientHello callback switches an SSL to the group whose names match
+// the SNI (exact first, then a "*.suffix" wildcard one label deep); the first certificate's group
+// is the default. The session callbacks (cache, tickets) are those of the default context, where
+// OpenSSL looks for them whatever group was picked.
+//
+// Resumption across reloads and names: ticket keys and the session cache belong to the listener
+// (TlsResumptionStore) and outlive the contexts a reload replaces. What a session may resume
+// against is its session id context, one per group: a digest of the listener, the group's
+// certificates and the settings a resumed handshake skips (client verification, ciphers, minimum
+// version). A reload that keeps them keeps sessions resumable; a new certificate or a stricter
+// client check makes that group's old sessions fall back to a full handshake. The group is picked
+// from the ClientHello's SNI before OpenSSL looks the session up, so a session made for one name
+// never resumes under another group's name.
 #pragma once
 
 #include <array>
@@ -16,12 +24,14 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "strata/config/config.h"
@@ -71,6 +81,37 @@ private:
 
 using TicketKeyRingPtr = std::shared_ptr<TicketKeyRing>;
 
+// Server-side session cache of one listener (TLS 1.2 session ids; TLS 1.3 stateful tickets when
+// tickets are off), shared by all workers and kept across reloads: OpenSSL's own cache lives in
+// an SSL_CTX, which every reload replaces. Sessions are kept serialized, least recently used
+// evicted first; OpenSSL still checks on lookup that a session belongs to the context resuming it.
+class TlsSessionCache {
+public:
+    explicit TlsSessionCache(std::size_t capacity);
+    void setCapacity(std::size_t capacity);
+
+    // `der` is the serialized session; `expires` in seconds since the epoch, as OpenSSL keeps it.
+    void add(std::string id, std::string der, std::int64_t expires);
+    // The serialized session, unless unknown or expired at `now`.
+    std::optional<std::string> find(std::string_view id, std::int64_t now);
+    std::size_t size() const;
+
+private:
+    struct Entry {
+        std::string id;
+        std::string der;
+        std::int64_t expires = 0;
+    };
+    void evictOverCapacity();  // mutex_ held
+
+    mutable std::mutex mutex_;
+    std::size_t capacity_;
+    std::list<Entry> lru_;  // front: most recently used
+    std::unordered_map<std::string_view, std::list<Entry>::iterator> by_id_;  // keys view lru_
+};
+
+using TlsSessionCachePtr = std::shared_ptr<TlsSessionCache>;
+
 // The server context of one TLS listener.
 class TlsServerContext {
 public:
@@ -81,9 +122,12 @@ public:
     // Opens and checks every file (PEM parses, key matches its certificate, certificate valid
     // now, OCSP response parses) and appends a diagnostic naming the file for each problem.
     // Null when anything was wrong. `file` is the config file, for the diagnostics' position.
+    // `keys` and `sessions` come from the listener's TlsResumptionStore; null makes fresh ones
+    // (tests).
     static std::shared_ptr<TlsServerContext> build(const config::ListenerTls& tls,
                                                    const std::string& listener_name,
                                                    const std::string& file, TicketKeyRingPtr keys,
+                                                   TlsSessionCachePtr sessions,
                                                    std::vector<config::Diagnostic>& errors);
 
     // A server-side SSL on `fd`, in accept state. The caller owns it.
@@ -99,6 +143,9 @@ public:
     std::atomic<std::uint32_t>& handshakes() const { return handshakes_; }
     const std::string& forwardSubjectHeader() const { return forward_subject_; }
     const TicketKeyRingPtr& ticketKeys() const { return keys_; }
+    const TlsSessionCachePtr& sessionCache() const { return sessions_; }
+    // The session id context of a group (see the top of this file).
+    std::string sessionIdContext(std::size_t group) const;
 
 private:
     struct Group {
@@ -106,6 +153,8 @@ private:
         std::vector<std::string> names;
         // Stapled OCSP response (DER) per leaf certificate of this group.
         std::vector<std::pair<const void*, std::string>> staples;
+        std::string certificates;  // SHA-256 of each leaf, in order
+        std::string sid_ctx;       // session id context
     };
 
     friend struct TlsServerCallbacks;  // the OpenSSL callbacks, in tls_context.cpp
@@ -118,6 +167,7 @@ private:
     std::uint32_t max_handshakes_ = 1024;
     std::string forward_subject_;
     TicketKeyRingPtr keys_;
+    TlsSessionCachePtr sessions_;
     mutable std::atomic<std::uint32_t> handshakes_{0};
 };
 
@@ -154,18 +204,23 @@ struct TlsContexts {
     std::map<std::string, TlsClientContextPtr> upstreams;  // by upstream name
 };
 
-// Keeps ticket key rings across reloads, by listener name. Main thread only.
-class TicketKeyStore {
+// Keeps each listener's ticket keys and session cache across reloads, by listener name, so a
+// reload does not turn every returning client into a full handshake. Main thread only.
+class TlsResumptionStore {
 public:
     TicketKeyRingPtr ring(const std::string& listener, std::chrono::milliseconds rotation);
+    TlsSessionCachePtr sessions(const std::string& listener, std::size_t capacity);
+    // Drops the state of listeners not in `names` (renamed or removed ones).
+    void keepOnly(const std::vector<std::string>& names);
 
 private:
     std::map<std::string, TicketKeyRingPtr> rings_;
+    std::map<std::string, TlsSessionCachePtr> sessions_;
 };
 
 // Builds every context `cfg` needs; `errors` gets one diagnostic per problem. On errors the
 // result must not be used (the old contexts keep serving).
-TlsContexts buildTlsContexts(const config::Config& cfg, TicketKeyStore& keys,
+TlsContexts buildTlsContexts(const config::Config& cfg, TlsResumptionStore& resumption,
                              std::vector<config::Diagnostic>& errors);
 
 // The OpenSSL error queue as one line ("error:0A000086:SSL routines::certificate verify
