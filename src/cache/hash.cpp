@@ -1,8 +1,10 @@
 // strata's own non-cryptographic hashes (64 and 128 bit) and CRC32C. Byte order is fixed
 // (little-endian reads assembled by hand) so memcached keys agree between machines.
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string_view>
 
 #include "strata/cache/l1_cache.h"
@@ -26,8 +28,9 @@ inline std::uint64_t rotl(std::uint64_t v, int r) {
 
 inline std::uint64_t load64(const char* p) {
     std::uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) {
-        v = (v << 8) | static_cast<unsigned char>(p[i]);
+    std::memcpy(&v, p, sizeof v);  // one load; the value is defined as little-endian
+    if constexpr (std::endian::native == std::endian::big) {
+        v = __builtin_bswap64(v);
     }
     return v;
 }

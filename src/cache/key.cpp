@@ -13,17 +13,23 @@ std::string_view paramName(std::string_view param) {
     return param.substr(0, param.find('='));
 }
 
-std::string normalizeQuery(std::string_view query, const KeyPolicy& policy) {
+// Appends the query as the policy keys it (without '?'); returns whether anything was added.
+bool appendQuery(std::string& out, std::string_view query, const KeyPolicy& policy) {
     switch (policy.query) {
         case QueryMode::AsIs:
-            return std::string(query);
+            out.append(query);
+            return !query.empty();
         case QueryMode::Ignore:
-            return {};
+            return false;
         case QueryMode::Sorted:
         case QueryMode::AllowList:
             break;
     }
-    std::vector<std::string_view> params;
+    // Most queries have a handful of parameters: sort views of them on the stack.
+    constexpr std::size_t kInline = 16;
+    std::string_view inline_params[kInline];
+    std::vector<std::string_view> many;
+    std::size_t count = 0;
     while (!query.empty()) {
         auto amp = query.find('&');
         std::string_view p = query.substr(0, amp);
@@ -32,7 +38,15 @@ std::string normalizeQuery(std::string_view query, const KeyPolicy& policy) {
                         std::find(policy.query_allow.begin(), policy.query_allow.end(),
                                   paramName(p)) != policy.query_allow.end();
             if (keep) {
-                params.push_back(p);
+                if (count < kInline) {
+                    inline_params[count] = p;
+                } else {
+                    if (many.empty()) {
+                        many.assign(inline_params, inline_params + kInline);
+                    }
+                    many.push_back(p);
+                }
+                ++count;
             }
         }
         if (amp == std::string_view::npos) {
@@ -40,32 +54,54 @@ std::string normalizeQuery(std::string_view query, const KeyPolicy& policy) {
         }
         query.remove_prefix(amp + 1);
     }
+    std::string_view* begin = many.empty() ? inline_params : many.data();
+    std::string_view* end = begin + count;
     // Stable: same-name parameters keep their order ("a=1&a=2" differs from "a=2&a=1").
-    std::stable_sort(params.begin(), params.end(), [](std::string_view a, std::string_view b) {
+    std::stable_sort(begin, end, [](std::string_view a, std::string_view b) {
         return paramName(a) < paramName(b);
     });
-    std::string out;
-    for (std::string_view p : params) {
-        if (!out.empty()) {
+    for (auto* p = begin; p != end; ++p) {
+        if (p != begin) {
             out.push_back('&');
         }
-        out.append(p);
+        out.append(*p);
     }
-    return out;
+    return count > 0;
 }
 
-// Lowercase host without the scheme's default port. IPv6 literals keep their brackets.
-std::string normalizeHost(std::string_view scheme, std::string_view host) {
-    std::string h = toLower(host);
+// Appends the lowercase host without the scheme's default port. IPv6 literals keep their
+// brackets.
+void appendHost(std::string& out, std::string_view scheme, std::string_view host) {
+    const std::size_t start = out.size();
+    for (char c : host) {
+        out.push_back(asciiLower(c));
+    }
+    std::string_view h = std::string_view(out).substr(start);
     auto colon = h.rfind(':');
-    if (colon != std::string::npos && h.find(']', colon) == std::string::npos) {
-        std::string_view port = std::string_view(h).substr(colon + 1);
+    if (colon != std::string_view::npos && h.find(']', colon) == std::string_view::npos) {
+        std::string_view port = h.substr(colon + 1);
         if ((scheme == "http" && port == "80") || (scheme == "https" && port == "443") ||
             port.empty()) {
-            h.resize(colon);
+            out.resize(start + colon);
         }
     }
-    return h;
+}
+
+std::string buildKey(std::string_view scheme, std::string_view host, std::string_view path,
+                     std::string_view query, bool has_query, const KeyPolicy& policy) {
+    std::string key;
+    key.reserve(scheme.size() + host.size() + path.size() + query.size() + 5);
+    key.append(scheme);
+    key.append("://");
+    appendHost(key, scheme, host);
+    key.append(path.empty() ? std::string_view("/") : path);
+    if (has_query) {
+        key.push_back('?');
+        if (!appendQuery(key, query, policy)) {
+            key.pop_back();
+        }
+    }
+    return key;
 }
 
 // Appends a field value with list whitespace normalised: OWS around commas removed, inner
@@ -95,32 +131,18 @@ void appendNormalized(std::string& out, std::string_view value) {
 
 std::string primaryKeyForUri(std::string_view scheme, std::string_view host,
                              std::string_view path_and_query, const KeyPolicy& policy) {
-    std::string key;
-    key.reserve(scheme.size() + host.size() + path_and_query.size() + 4);
-    key.append(scheme);
-    key.append("://");
-    key.append(normalizeHost(scheme, host));
     auto q = path_and_query.find('?');
-    std::string_view path = path_and_query.substr(0, q);
-    key.append(path.empty() ? std::string_view("/") : path);
-    if (q != std::string_view::npos) {
-        std::string query = normalizeQuery(path_and_query.substr(q + 1), policy);
-        if (!query.empty()) {
-            key.push_back('?');
-            key.append(query);
-        }
+    if (q == std::string_view::npos) {
+        return buildKey(scheme, host, path_and_query, {}, false, policy);
     }
-    return key;
+    return buildKey(scheme, host, path_and_query.substr(0, q), path_and_query.substr(q + 1), true,
+                    policy);
 }
 
 std::string primaryKey(std::string_view scheme, const http::RequestHead& request,
                        const KeyPolicy& policy) {
-    std::string pq = request.path;
-    if (!request.query.empty()) {
-        pq.push_back('?');
-        pq.append(request.query);
-    }
-    return primaryKeyForUri(scheme, request.host, pq, policy);
+    return buildKey(scheme, request.host, request.path, request.query, !request.query.empty(),
+                    policy);
 }
 
 VarySpec parseVary(const http::Fields& fields) {

@@ -2,6 +2,8 @@
 #include "strata/http/message.h"
 
 #include <array>
+#include <cstring>
+#include <vector>
 
 #include "strata/common/strings.h"
 
@@ -146,7 +148,8 @@ void appendForwardedFields(std::string& out, const Fields& fields, const FieldEd
     const std::string* connection_lists[FieldEdits::kCapacity];
     std::size_t connection_count = 0;
     for (const auto& f : fields) {
-        if (equalsIgnoreCase(f.name, "Connection") && connection_count < FieldEdits::kCapacity) {
+        if (f.name.size() == 10 && equalsIgnoreCase(f.name, "Connection") &&
+            connection_count < FieldEdits::kCapacity) {
             connection_lists[connection_count++] = &f.value;
         }
     }
@@ -159,43 +162,96 @@ void appendForwardedFields(std::string& out, const Fields& fields, const FieldEd
         }
         return named;
     };
-    bool list_done[FieldEdits::kCapacity] = {};
-    for (const auto& f : fields) {
-        if (isHopByHop(f.name) || (connection_count > 0 && namedByConnection(f.name))) {
-            continue;
+    auto dropped = [&](std::string_view name) {
+        if (isHopByHop(name) || (connection_count > 0 && namedByConnection(name))) {
+            return true;
         }
-        bool dropped = false;
-        for (std::size_t i = 0; i < edits.drop_count_ && !dropped; ++i) {
-            dropped = equalsIgnoreCase(f.name, edits.drops_[i].name);
-        }
-        if (dropped) {
-            continue;
-        }
-        out.append(f.name);
-        out.append(": ");
-        out.append(f.value);
-        for (std::size_t i = 0; i < edits.list_count_; ++i) {
-            if (!list_done[i] && equalsIgnoreCase(f.name, edits.lists_[i].name)) {
-                list_done[i] = true;
-                out.append(", ");
-                out.append(edits.lists_[i].value);
+        for (std::size_t i = 0; i < edits.drop_count_; ++i) {
+            if (equalsIgnoreCase(name, edits.drops_[i].name)) {
+                return true;
             }
         }
-        out.append("\r\n");
+        return false;
+    };
+
+    // Pass 1 decides and sizes, pass 2 copies into one allocation: a head is written once
+    // per proxied message, so this is worth more than the append-per-piece version.
+    constexpr std::size_t kInlineFields = 64;
+    bool kept_inline[kInlineFields];
+    std::vector<bool> kept_many;
+    if (fields.size() > kInlineFields) {
+        kept_many.resize(fields.size());
+    }
+    std::size_t list_target[FieldEdits::kCapacity];  // field index taking each list edit
+    for (std::size_t i = 0; i < edits.list_count_; ++i) {
+        list_target[i] = fields.size();
+    }
+    std::size_t total = 0;
+    std::size_t index = 0;
+    for (const auto& f : fields) {
+        const bool keep = !dropped(f.name);
+        if (index < kInlineFields) {
+            kept_inline[index] = keep;
+        } else {
+            kept_many[index] = keep;
+        }
+        if (keep) {
+            total += f.name.size() + f.value.size() + 4;
+            for (std::size_t i = 0; i < edits.list_count_; ++i) {
+                if (list_target[i] == fields.size() &&
+                    equalsIgnoreCase(f.name, edits.lists_[i].name)) {
+                    list_target[i] = index;
+                    total += 2 + edits.lists_[i].value.size();
+                }
+            }
+        }
+        ++index;
     }
     for (std::size_t i = 0; i < edits.list_count_; ++i) {
-        if (!list_done[i]) {
-            out.append(edits.lists_[i].name);
-            out.append(": ");
-            out.append(edits.lists_[i].value);
-            out.append("\r\n");
+        if (list_target[i] == fields.size()) {
+            total += edits.lists_[i].name.size() + edits.lists_[i].value.size() + 4;
         }
     }
     for (std::size_t i = 0; i < edits.add_count_; ++i) {
-        out.append(edits.adds_[i].name);
-        out.append(": ");
-        out.append(edits.adds_[i].value);
-        out.append("\r\n");
+        total += edits.adds_[i].name.size() + edits.adds_[i].value.size() + 4;
+    }
+
+    const std::size_t start = out.size();
+    out.resize(start + total);
+    char* p = out.data() + start;
+    auto put = [&p](std::string_view piece) {
+        std::memcpy(p, piece.data(), piece.size());
+        p += piece.size();
+    };
+    auto putField = [&](std::string_view name, std::string_view value) {
+        put(name);
+        put(": ");
+        put(value);
+    };
+    index = 0;
+    for (const auto& f : fields) {
+        const bool keep = index < kInlineFields ? kept_inline[index] : kept_many[index];
+        if (keep) {
+            putField(f.name, f.value);
+            for (std::size_t i = 0; i < edits.list_count_; ++i) {
+                if (list_target[i] == index) {
+                    put(", ");
+                    put(edits.lists_[i].value);
+                }
+            }
+            put("\r\n");
+        }
+        ++index;
+    }
+    for (std::size_t i = 0; i < edits.list_count_; ++i) {
+        if (list_target[i] == fields.size()) {
+            putField(edits.lists_[i].name, edits.lists_[i].value);
+            put("\r\n");
+        }
+    }
+    for (std::size_t i = 0; i < edits.add_count_; ++i) {
+        putField(edits.adds_[i].name, edits.adds_[i].value);
+        put("\r\n");
     }
 }
 

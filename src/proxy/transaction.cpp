@@ -1,5 +1,7 @@
 #include "strata/proxy/transaction.h"
 
+#include <charconv>
+
 #include <event2/buffer.h>
 
 #include "strata/cache/freshness.h"
@@ -51,9 +53,14 @@ cache::EntryPtr buildStoredEntry(const RouteCachePolicy& route, const http::Requ
 
 // RFC 9211 "ttl": remaining freshness in seconds, negative once stale.
 std::string withTtl(std::string_view status, cache::Seconds ttl) {
-    std::string out(status);
-    out += "; ttl=";
-    out += std::to_string(ttl.count());
+    char digits[24];
+    auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), ttl.count());
+    (void)ec;  // 24 characters hold any 64-bit value
+    std::string out;
+    out.reserve(status.size() + 6 + static_cast<std::size_t>(end - digits));
+    out.append(status);
+    out.append("; ttl=");
+    out.append(digits, end);
     return out;
 }
 
