@@ -31,6 +31,7 @@ struct evbuffer;
 struct event;
 struct ssl_st;
 struct bio_st;
+struct bio_method_st;
 
 namespace strata::net {
 
@@ -115,9 +116,11 @@ private:
     // Reads until EAGAIN, EOF or the input limit. Returns true when bytes arrived or EOF.
     bool readSome();
     bool readSomeTls();
-    // OpenSSL's callback on the socket BIO: notes whether its last read emptied the socket.
-    static long onSocketBio(bio_st* bio, int operation, const char* argp, std::size_t length,
-                            int argi, long argl, int ret, std::size_t* processed);
+    // The socket BIO under the SSL (see connection.cpp).
+    static bio_method_st* socketBioMethod();
+    static int bioRead(bio_st* bio, char* out, std::size_t length, std::size_t* read_bytes);
+    static int bioWrite(bio_st* bio, const char* data, std::size_t length, std::size_t* written);
+    static long bioCtrl(bio_st* bio, int command, long number, void* ptr);
     void writeTls();
     void handshake();
     void releaseHandshakeSlot();
@@ -141,6 +144,7 @@ private:
     bool handshaking_ = false;
     bool read_wants_write_ = false;  // SSL_read needs the write edge (TLS post-handshake data)
     bool socket_drained_ = false;    // OpenSSL's last socket read came back short
+    bool socket_eof_ = false;        // a socket read returned 0 (end of stream)
     bool write_wants_read_ = false;  // SSL_write needs the read edge
     int error_ = 0;
     ssl_st* ssl_ = nullptr;
