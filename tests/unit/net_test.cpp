@@ -82,8 +82,9 @@ std::string makeStaple(const Certs& certs, const std::string& name, long this_up
         OCSP_BASICRESP* basic = OCSP_BASICRESP_new();
         ASN1_TIME* this_time = X509_gmtime_adj(nullptr, this_update);
         ASN1_TIME* next_time = next_update ? X509_gmtime_adj(nullptr, *next_update) : nullptr;
-        OCSP_basic_add1_status(basic, OCSP_cert_to_id(nullptr, leaf, ca), V_OCSP_CERTSTATUS_GOOD, 0,
-                               nullptr, this_time, next_time);
+        OCSP_CERTID* id = OCSP_cert_to_id(nullptr, leaf, ca);
+        OCSP_basic_add1_status(basic, id, V_OCSP_CERTSTATUS_GOOD, 0, nullptr, this_time, next_time);
+        OCSP_CERTID_free(id);  // add1 keeps its own copy
         REQUIRE(OCSP_basic_sign(basic, ca, ca_key, EVP_sha256(), nullptr, 0) == 1);
         response = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, basic);
         ASN1_TIME_free(this_time);
