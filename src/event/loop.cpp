@@ -128,20 +128,37 @@ Timer::~Timer() {
 }
 
 void Timer::arm(std::chrono::milliseconds delay) {
-    struct timeval tv = toTimeval(delay);
-    evtimer_add(event_, &tv);
+    const Clock::time_point now = Clock::now();
+    deadline_ = now + delay;
+    armed_ = true;
+    if (!scheduled_ || deadline_ < scheduled_at_) {
+        schedule(deadline_, now);
+    }
 }
 
 void Timer::cancel() {
-    evtimer_del(event_);
+    armed_ = false;  // a pending libevent timer finds nothing to do when it fires
 }
 
-bool Timer::armed() const {
-    return evtimer_pending(event_, nullptr) != 0;
+void Timer::schedule(Clock::time_point at, Clock::time_point now) {
+    struct timeval tv = toTimeval(std::chrono::ceil<std::chrono::milliseconds>(at - now));
+    evtimer_add(event_, &tv);
+    scheduled_ = true;
+    scheduled_at_ = at;
 }
 
 void Timer::onFire(int, short, void* arg) {
     auto* self = static_cast<Timer*>(arg);
+    self->scheduled_ = false;
+    if (!self->armed_) {
+        return;
+    }
+    const Clock::time_point now = Clock::now();
+    if (now < self->deadline_) {
+        self->schedule(self->deadline_, now);  // re-armed later since libevent was told
+        return;
+    }
+    self->armed_ = false;
     try {
         self->callback_();
     } catch (...) {

@@ -73,6 +73,33 @@ TEST_SUITE("event/loop") {
         CHECK(fired == 1);
         CHECK(cancelled_fired == 0);
     }
+
+    TEST_CASE("re-arming moves the deadline both ways; cancel then arm fires once, late") {
+        event::Loop loop;
+        using Clock = std::chrono::steady_clock;
+        Clock::time_point extended_at{};
+        Clock::time_point shortened_at{};
+        int rearmed_fired = 0;
+        event::Timer stopper(loop, [&] { loop.stop(); });
+        event::Timer extended(loop, [&] { extended_at = Clock::now(); });
+        event::Timer shortened(loop, [&] { shortened_at = Clock::now(); });
+        event::Timer rearmed(loop, [&] { rearmed_fired++; });
+        const auto start = Clock::now();
+        extended.arm(10ms);
+        extended.arm(80ms);  // libevent still waits for 10 ms: that wake-up must not fire it
+        shortened.arm(500ms);
+        shortened.arm(5ms);
+        rearmed.arm(10ms);
+        rearmed.cancel();
+        rearmed.arm(40ms);
+        stopper.arm(150ms);
+        loop.run();
+        CHECK(extended_at - start >= 80ms);
+        CHECK(shortened_at - start < 150ms);
+        CHECK(shortened_at != Clock::time_point{});
+        CHECK(rearmed_fired == 1);
+        CHECK_FALSE(extended.armed());
+    }
 }
 
 TEST_SUITE("event/blocking_pool") {

@@ -100,6 +100,11 @@ private:
 };
 
 // One-shot timer on a loop. The callback runs on the loop thread; destroying the Timer cancels it.
+//
+// Deadlines are kept lazily: connections re-arm and cancel their timeouts on every request, and
+// a libevent timer add or delete is a heap operation each time. Here cancel() only forgets the
+// deadline and arm() touches libevent only when the new deadline is earlier than the one
+// libevent already waits for; a wake-up before the current deadline re-arms for the rest.
 class Timer {
 public:
     Timer(Loop& loop, std::function<void()> callback);
@@ -109,13 +114,19 @@ public:
 
     void arm(std::chrono::milliseconds delay);
     void cancel();
-    bool armed() const;
+    bool armed() const { return armed_; }
 
 private:
+    using Clock = std::chrono::steady_clock;
     static void onFire(int, short, void* arg);
+    void schedule(Clock::time_point at, Clock::time_point now);
 
     ::event* event_ = nullptr;
     std::function<void()> callback_;
+    bool armed_ = false;      // a deadline is set
+    bool scheduled_ = false;  // libevent's timer is pending, for scheduled_at_
+    Clock::time_point deadline_{};
+    Clock::time_point scheduled_at_{};
 };
 
 // Converts a duration to the struct timeval libevent wants.
