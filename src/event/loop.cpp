@@ -81,6 +81,7 @@ bool LoopHandle::post(std::function<void()> fn) {
 }
 
 void Loop::onPosted(int, short, void* arg) {
+    LoopTimeScope time_scope;
     auto* self = static_cast<Loop*>(arg);
     std::uint64_t count;
     ssize_t ignored = ::read(self->wake_fd_, &count, sizeof count);
@@ -108,6 +109,7 @@ void Loop::deferredDelete(DeferredDeletablePtr object) {
 }
 
 void Loop::onDeferred(int, short, void* arg) {
+    LoopTimeScope time_scope;
     auto* self = static_cast<Loop*>(arg);
     // Destructors may defer more deletions; those run on the next iteration. Both vectors
     // keep their capacity, so steady traffic defers without allocating.
@@ -128,7 +130,7 @@ Timer::~Timer() {
 }
 
 void Timer::arm(std::chrono::milliseconds delay) {
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = loopTime();
     deadline_ = now + delay;
     armed_ = true;
     if (!scheduled_ || deadline_ < scheduled_at_) {
@@ -148,12 +150,13 @@ void Timer::schedule(Clock::time_point at, Clock::time_point now) {
 }
 
 void Timer::onFire(int, short, void* arg) {
+    LoopTimeScope time_scope;
     auto* self = static_cast<Timer*>(arg);
     self->scheduled_ = false;
     if (!self->armed_) {
         return;
     }
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = loopTime();
     if (now < self->deadline_) {
         self->schedule(self->deadline_, now);  // re-armed later since libevent was told
         return;

@@ -176,6 +176,7 @@ void Connection::fail(int err) {
 }
 
 void Connection::onEvent(int, short what, void* arg) {
+    event::LoopTimeScope time_scope;
     auto* self = static_cast<Connection*>(arg);
     if (self->connecting_) {
         if ((what & (EV_WRITE | EV_READ)) == 0) {

@@ -30,6 +30,7 @@ void Listener::close() {
 }
 
 void Listener::onAccept(evconnlistener*, int fd, sockaddr* addr, int len, void* arg) {
+    event::LoopTimeScope time_scope;
     auto* self = static_cast<Listener*>(arg);
     try {
         self->on_accept_(fd, SocketAddress::fromSockaddr(addr, static_cast<socklen_t>(len)));

@@ -107,7 +107,7 @@ void DownstreamSession::start() {
         // The handshake has its own, usually shorter, deadline; the header timeout starts
         // once it is done (onConnected).
         read_mode_ = ReadDeadline::Header;
-        read_deadline_ = std::chrono::steady_clock::now() + tls_->handshakeTimeout();
+        read_deadline_ = event::loopTime() + tls_->handshakeTimeout();
         scheduleTimer(read_deadline_);
         return;
     }
@@ -169,7 +169,7 @@ void DownstreamSession::scheduleTimer(std::chrono::steady_clock::time_point when
     if (timer_.armed() && timer_due_ <= when) {
         return;  // fires earlier and re-arms for the later deadline then
     }
-    auto now = std::chrono::steady_clock::now();
+    auto now = event::loopTime();
     auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(when - now);
     timer_.arm(delay.count() > 0 ? delay : std::chrono::milliseconds(0));
     timer_due_ = when;
@@ -188,7 +188,7 @@ void DownstreamSession::setReadDeadline(ReadDeadline mode) {
     } else if (mode == ReadDeadline::Body) {
         timeout = limits.client_body_timeout;
     }
-    read_deadline_ = std::chrono::steady_clock::now() + timeout;
+    read_deadline_ = event::loopTime() + timeout;
     scheduleTimer(read_deadline_);
 }
 
@@ -197,14 +197,13 @@ void DownstreamSession::setSendDeadline(bool waiting) {
         send_deadline_ = kNever;
         return;
     }
-    send_deadline_ =
-        std::chrono::steady_clock::now() + worker_.snapshot->config->limits.send_timeout;
+    send_deadline_ = event::loopTime() + worker_.snapshot->config->limits.send_timeout;
     scheduleTimer(send_deadline_);
 }
 
 void DownstreamSession::onTimer() {
     timer_due_ = kNever;
-    auto now = std::chrono::steady_clock::now();
+    auto now = event::loopTime();
     if (send_deadline_ <= now) {
         LOG_DEBUG("[w%u][c%llu] client send timeout", worker_.id,
                   static_cast<unsigned long long>(id_));
@@ -314,7 +313,7 @@ void DownstreamSession::processInput() {
                 abortConnection();
             } else {
                 int status = http::httpStatus(parser_.error());
-                logAccess("-", "-", 1, status, 0, {}, {}, {}, -1, std::chrono::steady_clock::now());
+                logAccess("-", "-", 1, status, 0, {}, {}, {}, -1, event::loopTime());
                 sendError(status, parser_.errorDetail(), true);
             }
             return;
@@ -346,7 +345,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     request_has_body_ = head.framing != http::BodyFraming::None;
     request_complete_ = false;
     response_done_ = false;
-    started_ = std::chrono::steady_clock::now();
+    started_ = event::loopTime();
     route_slot_ = metrics::kNoRoute;
     cache_result_ = metrics::CacheResult::Bypass;
     if (!head.keep_alive || worker_.draining()) {
@@ -475,7 +474,7 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
                                   std::string_view upstream, double upstream_s,
                                   std::chrono::steady_clock::time_point started) {
     // The one place every exchange ends, proxied or answered locally: metrics are recorded here.
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = event::loopTime();
     const double duration_s = std::chrono::duration<double>(now - started).count();
     if (worker_.metrics != nullptr) {
         worker_.metrics->request(route_slot_, metrics::methodClass(method), status, cache_result_,

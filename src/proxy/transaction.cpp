@@ -145,7 +145,7 @@ private:
         }
         if (runtime != nullptr) {
             runtime->coalescer.finish(key_, cache::Coalescer::Outcome{result_, false},
-                                      std::chrono::steady_clock::now(), kHitForPass);
+                                      event::loopTime(), kHitForPass);
         }
         if (exchange_) {
             worker_.loop.deferredDelete(event::deferrable(std::move(exchange_)));
@@ -177,7 +177,7 @@ Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int r
       route_index_(route_index),
       group_(snapshot_->route_upstreams[static_cast<std::size_t>(route_index)]),
       request_(std::move(request)),
-      started_(std::chrono::steady_clock::now()) {}
+      started_(event::loopTime()) {}
 
 Transaction::~Transaction() {
     if (coalescing_leader_) {
@@ -293,7 +293,7 @@ void Transaction::lookup() {
                 onCoalescedWake(outcome);
             }
         },
-        std::chrono::steady_clock::now());
+        event::loopTime());
     switch (role) {
         case cache::Coalescer::Role::Leader:
             coalescing_leader_ = true;
@@ -390,7 +390,7 @@ void Transaction::startBackgroundRefresh() {
     // Exactly one refresh per key: only the coalescing leader starts one.
     auto role = runtime.coalescer.join(
         primary_key_, session_.worker().loop, [](const cache::Coalescer::Outcome&) {},
-        std::chrono::steady_clock::now());
+        event::loopTime());
     if (role != cache::Coalescer::Role::Leader) {
         return;
     }
@@ -425,7 +425,7 @@ void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheabl
     coalescing_leader_ = false;
     if (auto* runtime = session_.worker().cache) {
         runtime->coalescer.finish(primary_key_, cache::Coalescer::Outcome{entry, uncacheable},
-                                  std::chrono::steady_clock::now(), kHitForPass);
+                                  event::loopTime(), kHitForPass);
     }
 }
 

@@ -68,7 +68,7 @@ void UpstreamExchange::start() {
 }
 
 void UpstreamExchange::setDeadline(std::chrono::milliseconds timeout) {
-    deadline_ = std::chrono::steady_clock::now() + timeout;
+    deadline_ = event::loopTime() + timeout;
     if (timer_.armed() && timer_due_ <= deadline_) {
         return;  // fires earlier, sees the later deadline and re-arms
     }
@@ -78,7 +78,7 @@ void UpstreamExchange::setDeadline(std::chrono::milliseconds timeout) {
 
 void UpstreamExchange::connectNext() {
     const auto& config = group_.config();
-    auto now = std::chrono::steady_clock::now();
+    auto now = event::loopTime();
     if (tries_ >= config.max_tries) {
         return fail(Failure::Connect);
     }
@@ -346,7 +346,7 @@ void UpstreamExchange::onResponseHead(http::ResponseHead&& head) {
         return;
     }
     upstream_seconds_ =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - upstream_started_).count();
+        std::chrono::duration<double>(event::loopTime() - upstream_started_).count();
     state_ = State::StreamingBody;
     keep_alive_ = head.keep_alive;
     connection_->server().recordSuccess();
@@ -403,7 +403,7 @@ void UpstreamExchange::releaseConnection(bool reusable) {
 
 void UpstreamExchange::onTimer() {
     timer_due_ = kNever;
-    auto now = std::chrono::steady_clock::now();
+    auto now = event::loopTime();
     if (deadline_ > now) {
         if (deadline_ != kNever) {
             timer_.arm(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now) +
@@ -419,7 +419,7 @@ void UpstreamExchange::fail(Failure failure) {
     if (aborted_ || state_ == State::Failed) {
         return;
     }
-    auto now = std::chrono::steady_clock::now();
+    auto now = event::loopTime();
     const auto& config = group_.config();
     const bool reused = connection_ && connection_->exchanges > 0;
     if (connection_ && (failure == Failure::Connect || failure == Failure::ConnectTimeout)) {

@@ -114,7 +114,7 @@ void ConnectionPool::release(UpstreamConnectionPtr connection, std::uint32_t max
     UpstreamConnection* raw = connection.release();
     raw->idle_in_ = this;
     raw->exchanges++;
-    raw->idle_since_ = std::chrono::steady_clock::now();
+    raw->idle_since_ = event::loopTime();
     raw->idle_timeout_ = idle_timeout;
     raw->connection().setCallbacks(raw);
     raw->connection().resumeReading();
@@ -139,7 +139,7 @@ void ConnectionPool::discard(UpstreamConnection* connection) {
 }
 
 void ConnectionPool::sweep() {
-    auto now = std::chrono::steady_clock::now();
+    auto now = event::loopTime();
     for (auto it = idle_.begin(); it != idle_.end();) {
         auto& list = it->second;
         list.erase(std::remove_if(list.begin(), list.end(),

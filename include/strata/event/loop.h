@@ -48,6 +48,35 @@ DeferredDeletablePtr deferrable(std::unique_ptr<T> object) {
 
 class Loop;
 
+// Steady time as of the start of the loop callback being run: one clock read per event
+// instead of one per use (a proxied request read the clock ten times, ~2% of its CPU). Each
+// callback entry point (socket events, timers, posts, deferred deletes, accepts) opens a
+// LoopTimeScope; outside one, loopTime() reads the clock.
+namespace detail {
+inline thread_local std::chrono::steady_clock::time_point loop_time{};
+inline thread_local bool loop_time_valid = false;
+}  // namespace detail
+
+inline std::chrono::steady_clock::time_point loopTime() {
+    return detail::loop_time_valid ? detail::loop_time : std::chrono::steady_clock::now();
+}
+
+class LoopTimeScope {
+public:
+    LoopTimeScope() : outer_(detail::loop_time_valid) {
+        if (!outer_) {
+            detail::loop_time = std::chrono::steady_clock::now();
+            detail::loop_time_valid = true;
+        }
+    }
+    ~LoopTimeScope() { detail::loop_time_valid = outer_; }
+    LoopTimeScope(const LoopTimeScope&) = delete;
+    LoopTimeScope& operator=(const LoopTimeScope&) = delete;
+
+private:
+    bool outer_;
+};
+
 // A handle other threads may keep after the Loop is gone (the BlockingPool keeps one per job):
 // post() through it is dropped, returning false, once the Loop has been destroyed.
 class LoopHandle {
