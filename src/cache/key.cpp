@@ -57,9 +57,22 @@ bool appendQuery(std::string& out, std::string_view query, const KeyPolicy& poli
     std::string_view* begin = many.empty() ? inline_params : many.data();
     std::string_view* end = begin + count;
     // Stable: same-name parameters keep their order ("a=1&a=2" differs from "a=2&a=1").
-    std::stable_sort(begin, end, [](std::string_view a, std::string_view b) {
+    // Insertion sort for the usual handful (std::stable_sort allocates a scratch buffer).
+    auto before = [](std::string_view a, std::string_view b) {
         return paramName(a) < paramName(b);
-    });
+    };
+    if (count <= kInline) {
+        for (auto* p = begin + 1; p < end; ++p) {
+            std::string_view moving = *p;
+            auto* q = p;
+            for (; q > begin && before(moving, *(q - 1)); --q) {
+                *q = *(q - 1);
+            }
+            *q = moving;
+        }
+    } else {
+        std::stable_sort(begin, end, before);
+    }
     for (auto* p = begin; p != end; ++p) {
         if (p != begin) {
             out.push_back('&');

@@ -162,6 +162,9 @@ void Timer::onFire(int, short, void* arg) {
         return;
     }
     self->armed_ = false;
+    if (!self->callback_) {
+        return;
+    }
     try {
         self->callback_();
     } catch (...) {

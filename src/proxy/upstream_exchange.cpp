@@ -37,9 +37,7 @@ UpstreamExchange::UpstreamExchange(WorkerContext& worker, const upstream::Upstre
       request_(std::move(request)),
       callbacks_(callbacks),
       log_id_(log_id),
-      timer_(worker.loop, [this] { onTimer(); }),
-      deadline_(kNever),
-      timer_due_(kNever) {
+      deadline_(kNever) {
     body_complete_ = !request_.has_body;
 }
 
@@ -69,11 +67,20 @@ void UpstreamExchange::start() {
 
 void UpstreamExchange::setDeadline(std::chrono::milliseconds timeout) {
     deadline_ = event::loopTime() + timeout;
-    if (timer_.armed() && timer_due_ <= deadline_) {
-        return;  // fires earlier, sees the later deadline and re-arms
+    if (event::Timer* timer = deadlineTimer()) {
+        timer->arm(timeout);
     }
-    timer_.arm(timeout);
-    timer_due_ = deadline_;
+}
+
+event::Timer* UpstreamExchange::deadlineTimer() {
+    if (!connection_) {
+        return nullptr;
+    }
+    std::unique_ptr<event::Timer>& timer = connection_->exchange_timer;
+    if (!timer) {
+        timer = std::make_unique<event::Timer>(worker_.loop, nullptr);
+    }
+    return timer.get();
 }
 
 void UpstreamExchange::connectNext() {
@@ -125,6 +132,7 @@ void UpstreamExchange::connectNext() {
 }
 
 void UpstreamExchange::installCallbacks() {
+    deadlineTimer()->setCallback([this] { onTimer(); });
     net::Connection& c = connection_->connection();
     c.setCallbacks(this);
     c.setInputLimit(kInputLimit);
@@ -382,8 +390,9 @@ void UpstreamExchange::releaseConnection(bool reusable) {
     if (!connection_) {
         return;
     }
-    timer_.cancel();
-    timer_due_ = kNever;
+    if (connection_->exchange_timer) {
+        connection_->exchange_timer->cancel();
+    }
     deadline_ = kNever;
     parser_ = nullptr;  // it stays with the connection
     if (state_ != State::Connecting) {
@@ -402,14 +411,7 @@ void UpstreamExchange::releaseConnection(bool reusable) {
 }
 
 void UpstreamExchange::onTimer() {
-    timer_due_ = kNever;
-    auto now = event::loopTime();
-    if (deadline_ > now) {
-        if (deadline_ != kNever) {
-            timer_.arm(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now) +
-                       std::chrono::milliseconds(1));
-            timer_due_ = deadline_;
-        }
+    if (deadline_ == kNever) {
         return;
     }
     fail(state_ == State::Connecting ? Failure::ConnectTimeout : Failure::Timeout);
@@ -483,7 +485,6 @@ void UpstreamExchange::abort() {
         return;
     }
     aborted_ = true;
-    timer_.cancel();
     releaseConnection(false);
 }
 

@@ -144,6 +144,9 @@ public:
     void arm(std::chrono::milliseconds delay);
     void cancel();
     bool armed() const { return armed_; }
+    // For a timer that outlives its users (kept with a pooled connection): the next user
+    // installs its own callback.
+    void setCallback(std::function<void()> callback) { callback_ = std::move(callback); }
 
 private:
     using Clock = std::chrono::steady_clock;

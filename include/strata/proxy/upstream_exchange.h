@@ -103,6 +103,8 @@ private:
     void fail(Failure failure);
     void onTimer();
     void setDeadline(std::chrono::milliseconds timeout);
+    // The connection's deadline timer, created on first use; null without a connection.
+    event::Timer* deadlineTimer();
     void releaseConnection(bool reusable);
     evbuffer* pendingBody();
 
@@ -114,9 +116,7 @@ private:
     evbuffer* pending_body_ = nullptr;  // body that arrived before a connection was ready
     upstream::UpstreamConnectionPtr connection_;
     http::ResponseParser* parser_ = nullptr;  // the connection's, while it is ours
-    event::Timer timer_;
     std::chrono::steady_clock::time_point deadline_;
-    std::chrono::steady_clock::time_point timer_due_;
     std::chrono::steady_clock::time_point upstream_started_;
     State state_ = State::Connecting;
     std::uint64_t tried_mask_ = 0;

@@ -41,6 +41,9 @@ public:
     // Kept with the connection so each exchange on it reuses the parser's buffers instead of
     // allocating a new one; the exchange using the connection retargets its callbacks.
     std::unique_ptr<http::ResponseParser> response_parser;
+    // Likewise the exchange's deadline timer: a timer re-armed for each exchange on the same
+    // connection costs no libevent heap operation (event::Timer keeps deadlines lazily).
+    std::unique_ptr<event::Timer> exchange_timer;
 
 private:
     friend class ConnectionPool;
