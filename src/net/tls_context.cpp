@@ -5,6 +5,7 @@
 #include <set>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ocsp.h>
@@ -15,6 +16,7 @@
 
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
+#include "strata/event/buffer_memory.h"
 
 namespace strata::net {
 namespace {
@@ -298,6 +300,30 @@ int protocolVersion(const std::string& text) {
 }
 
 }  // namespace
+
+namespace {
+
+void* tlsAlloc(std::size_t size, const char*, int) {
+    return event::bufferAlloc(size);
+}
+
+void* tlsRealloc(void* block, std::size_t size, const char*, int) {
+    return event::bufferRealloc(block, size);
+}
+
+void tlsFree(void* block, const char*, int) {
+    event::bufferFree(block);
+}
+
+}  // namespace
+
+void installTlsMemory() {
+#if !defined(__SANITIZE_ADDRESS__)
+    if (CRYPTO_set_mem_functions(&tlsAlloc, &tlsRealloc, &tlsFree) != 1) {
+        LOG_WARN("OpenSSL allocated before its memory functions could be set; using malloc");
+    }
+#endif
+}
 
 std::string takeOpenSslErrors() {
     std::string out;

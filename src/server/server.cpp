@@ -694,6 +694,7 @@ private:
 
 int run(int argc, const char* const* argv) {
     event::installBufferMemory();
+    net::installTlsMemory();
     auto options = parseOptions(argc, argv);
     if (!options) {
         std::fprintf(stderr, "strata: %s\n%s", options.error().c_str(), usage().c_str());

@@ -227,4 +227,9 @@ TlsContexts buildTlsContexts(const config::Config& cfg, TlsResumptionStore& resu
 // failed"), emptied.
 std::string takeOpenSslErrors();
 
+// Routes OpenSSL's allocations through event's per-thread size-class lists (a handshake makes
+// a few hundred short-lived allocations; glibc's slow paths took several percent of its CPU).
+// Call first thing in main(), before OpenSSL allocates anything; a no-op under ASan.
+void installTlsMemory();
+
 }  // namespace strata::net
