@@ -20,6 +20,8 @@
 #include <malloc.h>
 #include <new>
 
+#include "strata/common/free_lists.h"
+
 namespace {
 
 // Classes: 16-byte steps up to 1 KiB (most objects and strings), then powers of two to 32 KiB.
@@ -68,33 +70,8 @@ std::size_t classServedBy(std::size_t usable) {
     return size_class;
 }
 
-struct FreeBlock {
-    FreeBlock* next;
-};
-
-// Trivially destructible so it stays usable while the thread's other destructors run; the
-// Drainer empties it and turns parking off at thread exit.
-struct ThreadLists {
-    FreeBlock* heads[kClasses];
-    std::uint32_t counts[kClasses];
-    bool closed;
-};
-thread_local ThreadLists lists{};
-
-struct Drainer {
-    bool armed = false;
-    ~Drainer() {
-        lists.closed = true;
-        for (std::size_t c = 0; c < kClasses; ++c) {
-            while (FreeBlock* block = lists.heads[c]) {
-                lists.heads[c] = block->next;
-                std::free(block);
-            }
-            lists.counts[c] = 0;
-        }
-    }
-};
-thread_local Drainer drainer;
+struct HeapTag {};
+using Lists = strata::ThreadFreeLists<HeapTag, kClasses>;
 
 std::uint32_t parkLimit(std::size_t size_class) {
     const std::size_t by_bytes = kParkedBytesPerClass / classBytes(size_class);
@@ -106,27 +83,16 @@ void* allocate(std::size_t size) noexcept {
     if (size_class == kNoClass) {
         return std::malloc(size);
     }
-    if (FreeBlock* block = lists.heads[size_class]) {
-        lists.heads[size_class] = block->next;
-        --lists.counts[size_class];
-        return block;
-    }
-    if (!lists.closed) {
-        drainer.armed = true;  // registers the drainer for this thread
+    if (void* parked = Lists::pop(size_class)) {
+        return parked;
     }
     return std::malloc(classBytes(size_class));
 }
 
 void park(void* block, std::size_t size_class) noexcept {
-    if (size_class == kNoClass || lists.closed ||
-        lists.counts[size_class] >= parkLimit(size_class)) {
+    if (size_class == kNoClass || !Lists::push(block, size_class, parkLimit(size_class))) {
         std::free(block);
-        return;
     }
-    auto* parked = static_cast<FreeBlock*>(block);
-    parked->next = lists.heads[size_class];
-    lists.heads[size_class] = parked;
-    ++lists.counts[size_class];
 }
 
 void release(void* block) noexcept {

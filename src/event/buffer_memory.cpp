@@ -8,6 +8,8 @@
 
 #include <event2/event.h>
 
+#include "strata/common/free_lists.h"
+
 namespace strata::event {
 namespace {
 
@@ -45,33 +47,8 @@ std::size_t classFor(std::size_t size) {
     return static_cast<std::size_t>(shift - kMinShift);
 }
 
-struct FreeBlock {
-    FreeBlock* next;
-};
-
-// Trivially destructible so it stays usable while the thread's other destructors run; the
-// Drainer below empties it and turns parking off at thread exit.
-struct ThreadLists {
-    FreeBlock* heads[kClasses];
-    std::uint32_t counts[kClasses];
-    bool closed;
-};
-thread_local ThreadLists lists{};
-
-struct Drainer {
-    bool armed = false;
-    ~Drainer() {
-        lists.closed = true;
-        for (std::size_t c = 0; c < kClasses; ++c) {
-            while (FreeBlock* block = lists.heads[c]) {
-                lists.heads[c] = block->next;
-                std::free(block);
-            }
-            lists.counts[c] = 0;
-        }
-    }
-};
-thread_local Drainer drainer;
+struct BufferTag {};
+using Lists = ThreadFreeLists<BufferTag, kClasses>;
 
 void* userPointer(Header* header) {
     return header + 1;
@@ -94,15 +71,11 @@ void* bufferAlloc(std::size_t size) {
         header->requested = size;
         return userPointer(header);
     }
-    if (FreeBlock* block = lists.heads[size_class]) {
-        lists.heads[size_class] = block->next;
-        --lists.counts[size_class];
-        auto* header = reinterpret_cast<Header*>(block);
+    if (void* parked = Lists::pop(size_class)) {
+        auto* header = static_cast<Header*>(parked);
         header->size_class = size_class;
         return userPointer(header);
     }
-    // Touching the drainer registers its destructor for this thread.
-    drainer.armed = true;
     auto* header = static_cast<Header*>(std::malloc(sizeof(Header) + classBytes(size_class)));
     if (header == nullptr) {
         return nullptr;
@@ -118,15 +91,10 @@ void bufferFree(void* block) {
     }
     Header* header = headerOf(block);
     const std::size_t size_class = header->size_class;
-    if (size_class == kUncached || lists.closed ||
-        lists.counts[size_class] >= parkLimit(size_class)) {
+    if (size_class == kUncached ||
+        !Lists::push(header, size_class, static_cast<std::uint32_t>(parkLimit(size_class)))) {
         std::free(header);
-        return;
     }
-    auto* free_block = reinterpret_cast<FreeBlock*>(header);
-    free_block->next = lists.heads[size_class];
-    lists.heads[size_class] = free_block;
-    ++lists.counts[size_class];
 }
 
 void* bufferRealloc(void* block, std::size_t size) {
@@ -158,11 +126,7 @@ void* bufferRealloc(void* block, std::size_t size) {
 }
 
 std::size_t cachedBufferBlocks() {
-    std::size_t total = 0;
-    for (std::size_t c = 0; c < kClasses; ++c) {
-        total += lists.counts[c];
-    }
-    return total;
+    return Lists::parked();
 }
 
 void installBufferMemory() {
