@@ -86,8 +86,7 @@ DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::S
       parser_(*this, parserLimits(worker.snapshot->config->limits)),
       timer_(worker.loop, [this] { onTimer(); }),
       read_deadline_(kNever),
-      send_deadline_(kNever),
-      timer_due_(kNever) {
+      send_deadline_(kNever) {
     worker_.addSession(this);
     worker_.process_connections.fetch_add(1, std::memory_order_relaxed);
 }
@@ -108,7 +107,7 @@ void DownstreamSession::start() {
         // once it is done (onConnected).
         read_mode_ = ReadDeadline::Header;
         read_deadline_ = event::loopTime() + tls_->handshakeTimeout();
-        scheduleTimer(read_deadline_);
+        scheduleTimer();
         return;
     }
     // A new connection must send a complete head within the header timeout, like a request
@@ -162,23 +161,22 @@ void DownstreamSession::flushOutput() {
     }
 }
 
-void DownstreamSession::scheduleTimer(std::chrono::steady_clock::time_point when) {
-    if (when == kNever) {
+void DownstreamSession::scheduleTimer() {
+    // event::Timer keeps its deadline lazily, so moving it on every request is cheap.
+    const auto due = std::min(read_deadline_, send_deadline_);
+    if (due == kNever) {
+        timer_.cancel();
         return;
     }
-    if (timer_.armed() && timer_due_ <= when) {
-        return;  // fires earlier and re-arms for the later deadline then
-    }
-    auto now = event::loopTime();
-    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(when - now);
-    timer_.arm(delay.count() > 0 ? delay : std::chrono::milliseconds(0));
-    timer_due_ = when;
+    const auto delay = std::chrono::ceil<std::chrono::milliseconds>(due - event::loopTime());
+    timer_.arm(std::max(delay, std::chrono::milliseconds(0)));
 }
 
 void DownstreamSession::setReadDeadline(ReadDeadline mode) {
     read_mode_ = mode;
     if (mode == ReadDeadline::None) {
         read_deadline_ = kNever;
+        scheduleTimer();
         return;
     }
     const auto& limits = worker_.snapshot->config->limits;
@@ -189,20 +187,16 @@ void DownstreamSession::setReadDeadline(ReadDeadline mode) {
         timeout = limits.client_body_timeout;
     }
     read_deadline_ = event::loopTime() + timeout;
-    scheduleTimer(read_deadline_);
+    scheduleTimer();
 }
 
 void DownstreamSession::setSendDeadline(bool waiting) {
-    if (!waiting) {
-        send_deadline_ = kNever;
-        return;
-    }
-    send_deadline_ = event::loopTime() + worker_.snapshot->config->limits.send_timeout;
-    scheduleTimer(send_deadline_);
+    send_deadline_ =
+        waiting ? event::loopTime() + worker_.snapshot->config->limits.send_timeout : kNever;
+    scheduleTimer();
 }
 
 void DownstreamSession::onTimer() {
-    timer_due_ = kNever;
     auto now = event::loopTime();
     if (send_deadline_ <= now) {
         LOG_DEBUG("[w%u][c%llu] client send timeout", worker_.id,
@@ -234,7 +228,7 @@ void DownstreamSession::onTimer() {
                 break;
         }
     }
-    scheduleTimer(std::min(read_deadline_, send_deadline_));
+    scheduleTimer();
 }
 
 void DownstreamSession::onReadable() {

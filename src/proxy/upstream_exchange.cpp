@@ -15,8 +15,6 @@ constexpr std::size_t kBodyHighWater = 256 * 1024;
 constexpr std::size_t kOutputLowWater = 64 * 1024;
 constexpr std::size_t kInputLimit = 64 * 1024;
 
-constexpr auto kNever = std::chrono::steady_clock::time_point::max();
-
 const http::ParserLimits& responseLimits() {
     static const http::ParserLimits limits{
         /*max_request_line_bytes=*/8 * 1024,
@@ -36,8 +34,7 @@ UpstreamExchange::UpstreamExchange(WorkerContext& worker, const upstream::Upstre
       group_(group),
       request_(std::move(request)),
       callbacks_(callbacks),
-      log_id_(log_id),
-      deadline_(kNever) {
+      log_id_(log_id) {
     body_complete_ = !request_.has_body;
 }
 
@@ -66,7 +63,6 @@ void UpstreamExchange::start() {
 }
 
 void UpstreamExchange::setDeadline(std::chrono::milliseconds timeout) {
-    deadline_ = event::loopTime() + timeout;
     if (event::Timer* timer = deadlineTimer()) {
         timer->arm(timeout);
     }
@@ -393,7 +389,6 @@ void UpstreamExchange::releaseConnection(bool reusable) {
     if (connection_->exchange_timer) {
         connection_->exchange_timer->cancel();
     }
-    deadline_ = kNever;
     parser_ = nullptr;  // it stays with the connection
     if (state_ != State::Connecting) {
         connection_->server().in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -411,9 +406,6 @@ void UpstreamExchange::releaseConnection(bool reusable) {
 }
 
 void UpstreamExchange::onTimer() {
-    if (deadline_ == kNever) {
-        return;
-    }
     fail(state_ == State::Connecting ? Failure::ConnectTimeout : Failure::Timeout);
 }
 

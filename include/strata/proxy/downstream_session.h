@@ -85,8 +85,7 @@ public:
     void onRequestComplete() override;
 
 private:
-    // One lazily re-armed deadline per session: moving it costs no timer operation; the timer
-    // fires at the old time, sees the new deadline and re-arms (timeouts are rare events).
+    // One timer per session, armed for the earlier of the read and send deadlines.
     enum class ReadDeadline { None, Header, Idle, Body };
 
     // net::ConnectionCallbacks
@@ -100,7 +99,7 @@ private:
     void dropTransaction();
     void setReadDeadline(ReadDeadline mode);
     void setSendDeadline(bool waiting);
-    void scheduleTimer(std::chrono::steady_clock::time_point when);
+    void scheduleTimer();  // after a deadline changed
     void onTimer();
     void finishIfFlushed();
     void close();
@@ -117,7 +116,6 @@ private:
     ReadDeadline read_mode_ = ReadDeadline::None;
     std::chrono::steady_clock::time_point read_deadline_;
     std::chrono::steady_clock::time_point send_deadline_;
-    std::chrono::steady_clock::time_point timer_due_;
     bool request_in_progress_ = false;  // head parsed, response not yet fully queued
     bool request_complete_ = false;     // parser saw the end of the current request
     bool response_done_ = false;

@@ -116,7 +116,6 @@ private:
     evbuffer* pending_body_ = nullptr;  // body that arrived before a connection was ready
     upstream::UpstreamConnectionPtr connection_;
     http::ResponseParser* parser_ = nullptr;  // the connection's, while it is ours
-    std::chrono::steady_clock::time_point deadline_;
     std::chrono::steady_clock::time_point upstream_started_;
     State state_ = State::Connecting;
     std::uint64_t tried_mask_ = 0;
