@@ -1289,24 +1289,15 @@ void L2Cache::invalidate(std::string primary_key) {
 }
 
 void L2Cache::purgePrefix(std::string prefix, bool soft, event::Loop* loop, DoneCallback done) {
-    if (!enabled()) {
-        if (loop != nullptr && done) {
-            loop->post([done] { done(true); });
-        }
-        return;
-    }
-    Impl* raw = impl_.get();
-    PurgeRecord rec;
-    rec.kind = PurgeKind::Prefix;
-    rec.soft = soft;
-    rec.value = std::move(prefix);
-    impl_->submitPurge(loop, std::move(done),
-                       [raw, rec = impl_->prepare(std::move(rec))](unsigned t) {
-                           return raw->appendPurge(raw->memcFor(t), rec);
-                       });
+    logPurge(PurgeKind::Prefix, std::move(prefix), soft, loop, std::move(done));
 }
 
 void L2Cache::purgeTag(std::string tag, bool soft, event::Loop* loop, DoneCallback done) {
+    logPurge(PurgeKind::Tag, std::move(tag), soft, loop, std::move(done));
+}
+
+void L2Cache::logPurge(PurgeKind kind, std::string value, bool soft, event::Loop* loop,
+                       DoneCallback done) {
     if (!enabled()) {
         if (loop != nullptr && done) {
             loop->post([done] { done(true); });
@@ -1315,9 +1306,9 @@ void L2Cache::purgeTag(std::string tag, bool soft, event::Loop* loop, DoneCallba
     }
     Impl* raw = impl_.get();
     PurgeRecord rec;
-    rec.kind = PurgeKind::Tag;
+    rec.kind = kind;
     rec.soft = soft;
-    rec.value = std::move(tag);
+    rec.value = std::move(value);
     impl_->submitPurge(loop, std::move(done),
                        [raw, rec = impl_->prepare(std::move(rec))](unsigned t) {
                            return raw->appendPurge(raw->memcFor(t), rec);

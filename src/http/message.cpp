@@ -176,12 +176,12 @@ void appendForwardedFields(std::string& out, const Fields& fields, const FieldEd
 
     // Pass 1 decides and sizes, pass 2 copies into one allocation: a head is written once
     // per proxied message, so this is worth more than the append-per-piece version.
-    constexpr std::size_t kInlineFields = 64;
-    bool kept_inline[kInlineFields];
-    std::vector<bool> kept_many;
-    if (fields.size() > kInlineFields) {
-        kept_many.resize(fields.size());
-    }
+    // The verdicts of the first fields are remembered; a longer head decides the rest again.
+    constexpr std::size_t kRemembered = 64;
+    bool kept_early[kRemembered];
+    auto kept = [&](std::size_t index, const Field& f) {
+        return index < kRemembered ? kept_early[index] : !dropped(f.name);
+    };
     std::size_t list_target[FieldEdits::kCapacity];  // field index taking each list edit
     for (std::size_t i = 0; i < edits.list_count_; ++i) {
         list_target[i] = fields.size();
@@ -190,10 +190,8 @@ void appendForwardedFields(std::string& out, const Fields& fields, const FieldEd
     std::size_t index = 0;
     for (const auto& f : fields) {
         const bool keep = !dropped(f.name);
-        if (index < kInlineFields) {
-            kept_inline[index] = keep;
-        } else {
-            kept_many[index] = keep;
+        if (index < kRemembered) {
+            kept_early[index] = keep;
         }
         if (keep) {
             total += f.name.size() + f.value.size() + 4;
@@ -230,8 +228,7 @@ void appendForwardedFields(std::string& out, const Fields& fields, const FieldEd
     };
     index = 0;
     for (const auto& f : fields) {
-        const bool keep = index < kInlineFields ? kept_inline[index] : kept_many[index];
-        if (keep) {
+        if (kept(index, f)) {
             putField(f.name, f.value);
             for (std::size_t i = 0; i < edits.list_count_; ++i) {
                 if (list_target[i] == index) {

@@ -525,6 +525,10 @@ void Connection::writeTls() {
         }
         return;
     }
+    notifyIfDrained();
+}
+
+void Connection::notifyIfDrained() {
     if (above_low_water_ && evbuffer_get_length(output_) <= output_low_water_) {
         above_low_water_ = false;
         if (callbacks_ != nullptr) {
@@ -574,12 +578,7 @@ void Connection::handleWrite() {
         }
         return;
     }
-    if (above_low_water_ && evbuffer_get_length(output_) <= output_low_water_) {
-        above_low_water_ = false;
-        if (callbacks_ != nullptr) {
-            callbacks_->onWritable();
-        }
-    }
+    notifyIfDrained();
 }
 
 }  // namespace strata::net

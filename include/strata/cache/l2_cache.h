@@ -213,6 +213,10 @@ public:
     struct Impl;
 
 private:
+    // A prefix or tag purge: one record in the purge log, nothing deleted directly.
+    void logPurge(PurgeKind kind, std::string value, bool soft, event::Loop* loop,
+                  DoneCallback done);
+
     std::shared_ptr<Impl> impl_;
 };
 

@@ -116,6 +116,8 @@ private:
     // Reads until EAGAIN, EOF or the input limit. Returns true when bytes arrived or EOF.
     bool readSome();
     bool readSomeTls();
+    // onWritable() once output fell to the low-water mark after having been above it.
+    void notifyIfDrained();
     // The socket BIO under the SSL (see connection.cpp).
     static bio_method_st* socketBioMethod();
     static int bioRead(bio_st* bio, char* out, std::size_t length, std::size_t* read_bytes);
