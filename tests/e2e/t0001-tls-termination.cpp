@@ -24,22 +24,8 @@ struct Site {
         pki.issue("client", "alice", "", "ec");
     }
     std::string config(const std::string& tls_extra = "") const {
-        return "listeners:\n"
-               "  - name: https\n"
-               "    bind: \"127.0.0.1:0\"\n"
-               "    tls:\n"
-               "      certificates:\n"
-               "        - {cert: " +
-               pki.path("a.pem") + ", key: " + pki.path("a.key") +
-               "}\n"
-               "        - {cert: " +
-               pki.path("a-rsa.pem") + ", key: " + pki.path("a-rsa.key") +
-               "}\n"
-               "        - {cert: " +
-               pki.path("b.pem") + ", key: " + pki.path("b.key") + "}\n" + tls_extra +
-               "upstreams: {app: {servers: " + origin.serversYaml() +
-               "}}\n"
-               "routes: [{match: {path_prefix: /}, upstream: app}]\n";
+        return httpsConfig({pki.certificate("a"), pki.certificate("a-rsa"), pki.certificate("b")},
+                           origin.serversYaml(), tls_extra);
     }
 };
 

@@ -12,18 +12,7 @@ using namespace strata::test;
 namespace {
 
 std::string tlsConfig(const std::string& cert, const std::string& key, const std::string& origin) {
-    return "listeners:\n"
-           "  - name: https\n"
-           "    bind: \"127.0.0.1:0\"\n"
-           "    tls:\n"
-           "      certificates:\n"
-           "        - {cert: " +
-           cert + ", key: " + key +
-           "}\n"
-           "upstreams: {app: {servers: " +
-           origin +
-           "}}\n"
-           "routes: [{match: {path_prefix: /}, upstream: app}]\n";
+    return httpsConfig({"{cert: " + cert + ", key: " + key + "}"}, origin);
 }
 
 }  // namespace

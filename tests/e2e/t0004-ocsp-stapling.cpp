@@ -20,24 +20,10 @@ struct Site {
     }
     // a.test staples `staple`; *.b.test staples nothing.
     std::string config(const std::string& staple) const {
-        return "listeners:\n"
-               "  - name: https\n"
-               "    bind: \"127.0.0.1:0\"\n"
-               "    tls:\n"
-               "      certificates:\n"
-               "        - {cert: " +
-               pki.path("a.pem") + ", key: " + pki.path("a.key") + ", ocsp_staple: " + staple +
-               "}\n"
-               "        - {cert: " +
-               pki.path("b.pem") + ", key: " + pki.path("b.key") +
-               "}\n"
-               "admin: {bind: \"127.0.0.1:0\", token_file: " +
-               pki.path("token") +
-               "}\n"
-               "upstreams: {app: {servers: " +
-               origin.serversYaml() +
-               "}}\n"
-               "routes: [{match: {path_prefix: /}, upstream: app}]\n";
+        return httpsConfig(
+            {pki.certificate("a", ", ocsp_staple: " + staple), pki.certificate("b")},
+            origin.serversYaml(), "",
+            "admin: {bind: \"127.0.0.1:0\", token_file: " + pki.path("token") + "}\n");
     }
     TlsOptions opts(const std::string& sni, int max_version = 0) const {
         TlsOptions o;

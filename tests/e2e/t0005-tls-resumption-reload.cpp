@@ -25,21 +25,8 @@ struct Site {
         pki.issue("client", "alice", "");
     }
     std::string config(const std::string& a = "a", const std::string& tls_extra = "") const {
-        return "listeners:\n"
-               "  - name: https\n"
-               "    bind: \"127.0.0.1:0\"\n"
-               "    tls:\n"
-               "      certificates:\n"
-               "        - {cert: " +
-               pki.path(a + ".pem") + ", key: " + pki.path(a + ".key") +
-               "}\n"
-               "        - {cert: " +
-               pki.path("b.pem") + ", key: " + pki.path("b.key") + "}\n" + tls_extra +
-               "admin: {bind: \"127.0.0.1:0\"}\n"
-               "upstreams: {app: {servers: " +
-               origin.serversYaml() +
-               "}}\n"
-               "routes: [{match: {path_prefix: /}, upstream: app}]\n";
+        return httpsConfig({pki.certificate(a), pki.certificate("b")}, origin.serversYaml(),
+                           tls_extra, "admin: {bind: \"127.0.0.1:0\"}\n");
     }
 };
 

@@ -41,6 +41,10 @@ public:
     }
     std::string path(const std::string& name) const { return dir_ + "/" + name; }
     std::string ca() const { return path("ca.pem"); }
+    // NAME's entry for a listener's tls.certificates list; `extra` adds keys (", ocsp_staple: F").
+    std::string certificate(const std::string& name, const std::string& extra = "") const {
+        return "{cert: " + path(name + ".pem") + ", key: " + path(name + ".key") + extra + "}";
+    }
 
     // Makes NAME.pem / NAME.key. `kind`: "ec" (P-256) or "rsa" (2048). `sans`: "DNS:a.test,...".
     // `days` < 0 makes an expired certificate.
@@ -98,6 +102,27 @@ public:
 private:
     std::string dir_;
 };
+
+// One HTTPS listener "https" on port 0 serving `certificates` (entries from
+// Pki::certificate(), the first is the default), with `tls_extra` (more lines under tls:,
+// indented six spaces) and `rest` (admin: ...) appended, in front of upstream "app" over
+// `origin_servers` with a catch-all route.
+inline std::string httpsConfig(const std::vector<std::string>& certificates,
+                               const std::string& origin_servers, const std::string& tls_extra = "",
+                               const std::string& rest = "") {
+    std::string yaml =
+        "listeners:\n"
+        "  - name: https\n"
+        "    bind: \"127.0.0.1:0\"\n"
+        "    tls:\n"
+        "      certificates:\n";
+    for (const auto& certificate : certificates) {
+        yaml += "        - " + certificate + "\n";
+    }
+    return yaml + tls_extra + rest + "upstreams: {app: {servers: " + origin_servers +
+           "}}\n"
+           "routes: [{match: {path_prefix: /}, upstream: app}]\n";
+}
 
 struct TlsOptions {
     std::string sni;
