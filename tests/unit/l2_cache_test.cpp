@@ -524,6 +524,9 @@ TEST_SUITE("cache/l2") {
         // under sanitizers (with 1 s a half-open probe could slip in: flaky under ASan).
         o.breaker_cooldown = 2500ms;
         o.breaker_max_cooldown = 2500ms;
+        // The purge-log poller's reads count towards the breaker too; polling every 100 ms, one
+        // could land between the lookups below on a loaded machine and open it a lookup early.
+        o.purge_poll = std::chrono::hours(1);
         o.metrics = &registry;
         L2Cache l2(o);
         storeAndWait(l2, makeEntry("http://a.test/k", "v"));
@@ -532,9 +535,12 @@ TEST_SUITE("cache/l2") {
         mc.stop();
         for (int i = 0; i < 3; ++i) {
             auto r = lookupSync(l2, loop, "http://a.test/k");
+            INFO("lookup " << i << ", reason: " << reasonName(r.result.reason));
             CHECK(r.result.status == L2Status::Error);
-            CHECK(
-                (r.result.reason == L2Reason::Unreachable || r.result.reason == L2Reason::Timeout));
+            // The poller's first read (at start) may still be pending when memcached dies.
+            const bool opened_by_poller = i > 0 && r.result.reason == L2Reason::BreakerOpen;
+            CHECK((r.result.reason == L2Reason::Unreachable ||
+                   r.result.reason == L2Reason::Timeout || opened_by_poller));
         }
         auto s = l2.stats();
         CHECK(s.errors >= 3);
@@ -544,17 +550,22 @@ TEST_SUITE("cache/l2") {
         CHECK(registry.valueForTest("strata_cache_l2_breaker_open", {{"server", mc.address()}}) ==
               1);
 
-        // Open: answered without memcached, in well under a millisecond.
-        std::chrono::microseconds worst{0};
+        // Open: answered without memcached, typically in well under a millisecond. The worst
+        // case is bounded by the scheduler of a shared machine, so only the median is held to
+        // that; every lookup must still be far quicker than a memcached timeout.
+        std::vector<std::chrono::microseconds> elapsed;
         for (int i = 0; i < 20; ++i) {
             auto r = lookupSync(l2, loop, "http://a.test/k");
             CHECK(r.result.status == L2Status::Error);
             CHECK(r.result.reason == L2Reason::BreakerOpen);
             CHECK_FALSE(r.inline_call);
-            worst = std::max(worst, r.elapsed);
+            elapsed.push_back(r.elapsed);
         }
-        MESSAGE("breaker-open lookup, worst of 20: " << worst.count() << "us");
-        CHECK(worst < 1000us);
+        std::sort(elapsed.begin(), elapsed.end());
+        MESSAGE("breaker-open lookup of 20: median " << elapsed[10].count() << "us, worst "
+                                                     << elapsed.back().count() << "us");
+        CHECK(elapsed[10] < 1000us);
+        CHECK(elapsed.back() < o.timeout / 4);
         CHECK(l2.stats().breaker_rejects >= 20);
         const auto errors_while_open = l2.stats().errors;
         l2.store(makeEntry("http://a.test/k2", "v2"), kNow);  // skipped, not queued
