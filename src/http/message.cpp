@@ -101,17 +101,23 @@ bool Fields::hasToken(std::string_view name, std::string_view token) const {
 
 namespace {
 
-constexpr std::array<std::string_view, 7> kHopByHop = {
-    "Connection", "Keep-Alive",        "Proxy-Connection", "TE",
-    "Trailer",    "Transfer-Encoding", "Upgrade"};
-
+// RFC 9110 7.6.1 hop-by-hop fields, plus Proxy-Connection. Checked for every forwarded field,
+// so the length picks the candidates.
 bool isHopByHop(std::string_view name) {
-    for (auto h : kHopByHop) {
-        if (equalsIgnoreCase(name, h)) {
-            return true;
-        }
+    switch (name.size()) {
+        case 2:
+            return equalsIgnoreCase(name, "TE");
+        case 7:
+            return equalsIgnoreCase(name, "Trailer") || equalsIgnoreCase(name, "Upgrade");
+        case 10:
+            return equalsIgnoreCase(name, "Connection") || equalsIgnoreCase(name, "Keep-Alive");
+        case 16:
+            return equalsIgnoreCase(name, "Proxy-Connection");
+        case 17:
+            return equalsIgnoreCase(name, "Transfer-Encoding");
+        default:
+            return false;
     }
-    return false;
 }
 
 }  // namespace

@@ -545,15 +545,15 @@ void Connection::handleWrite() {
         writeTls();
         return;
     }
-    while (evbuffer_get_length(output_) > 0) {
+    std::size_t queued = evbuffer_get_length(output_);
+    while (queued > 0) {
         // Usually the whole answer sits in one chain: send() it, cheaper in the kernel than
         // the writev() evbuffer_write() makes.
         // (With a negative length evbuffer_peek() counts only the extents it fills in, so ask
         // for the whole length to learn whether one chain holds it all.)
         evbuffer_iovec first;
         ssize_t n = 0;
-        const auto queued = static_cast<ev_ssize_t>(evbuffer_get_length(output_));
-        if (evbuffer_peek(output_, queued, nullptr, &first, 1) == 1) {
+        if (evbuffer_peek(output_, static_cast<ev_ssize_t>(queued), nullptr, &first, 1) == 1) {
             n = ::send(fd_, first.iov_base, first.iov_len, MSG_NOSIGNAL);
             if (n > 0) {
                 evbuffer_drain(output_, static_cast<std::size_t>(n));
@@ -562,6 +562,7 @@ void Connection::handleWrite() {
             n = evbuffer_write(output_, fd_);
         }
         if (n > 0) {
+            queued -= static_cast<std::size_t>(n);
             continue;
         }
         if (n < 0 && errno == EINTR) {
@@ -578,7 +579,9 @@ void Connection::handleWrite() {
         }
         return;
     }
-    notifyIfDrained();
+    if (above_low_water_) {
+        notifyIfDrained();
+    }
 }
 
 }  // namespace strata::net

@@ -16,8 +16,9 @@ inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) {
         return false;
     }
+    // Field names mostly arrive in the case they are compared with: equal bytes skip lowering.
     for (std::size_t i = 0; i < a.size(); ++i) {
-        if (asciiLower(a[i]) != asciiLower(b[i])) {
+        if (a[i] != b[i] && asciiLower(a[i]) != asciiLower(b[i])) {
             return false;
         }
     }
