@@ -837,8 +837,10 @@ void Transaction::abort() {
 }
 
 void Transaction::logAccess() {
-    const std::string* referer = request_.fields.get("Referer");
-    const std::string* agent = request_.fields.get("User-Agent");
+    // Only an access-log line shows these: no field scans when the log is off.
+    const bool logged = session_.worker().access_log.enabled();
+    const std::string* referer = logged ? request_.fields.get("Referer") : nullptr;
+    const std::string* agent = logged ? request_.fields.get("User-Agent") : nullptr;
     session_.logAccess(request_.method, request_.target, request_.version_minor, status_,
                        body_bytes_sent_, referer ? std::string_view(*referer) : std::string_view(),
                        agent ? std::string_view(*agent) : std::string_view(), upstream_label_,
