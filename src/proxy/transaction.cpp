@@ -407,6 +407,14 @@ void Transaction::startBackgroundRefresh() {
     if (role != cache::Coalescer::Role::Leader) {
         return;
     }
+    // As in lookup(): a refresh on another worker may have stored a newer entry and finished
+    // since this request found the stale one. Refreshing again would be a second origin request.
+    if (cache::EntryPtr current = runtime.l1->lookup(primary_key_, request_.fields).entry;
+        current && current != stale_) {
+        runtime.coalescer.finish(primary_key_, cache::Coalescer::Outcome{current, false},
+                                 event::loopTime(), kHitForPass);
+        return;
+    }
     // The refresh is a conditional GET built like a forwarded request.
     http::RequestHead copy = request_;
     copy.method = "GET";
