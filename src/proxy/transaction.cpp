@@ -297,6 +297,19 @@ void Transaction::lookup() {
     switch (role) {
         case cache::Coalescer::Role::Leader:
             coalescing_leader_ = true;
+            // The L1 lookup and join() are two steps: a leader on another worker may have
+            // stored the object and finished between them. Fetching again would be a second
+            // origin request for one burst; serve what it stored, like a waiter would.
+            if (cache::EntryPtr stored = runtime.l1->lookup(primary_key_, request_.fields).entry) {
+                cache::LookupDecision decision = stored->decide(request_cc_, now);
+                if (decision.usability == cache::Usability::Fresh ||
+                    decision.usability == cache::Usability::StaleAcceptable) {
+                    finishCoalescing(stored, false);  // whoever joined since gets it too
+                    session_.setCacheResult(metrics::CacheResult::Collapsed);
+                    deliver(stored, withTtl("strata; hit; collapsed", decision.ttl));
+                    return;
+                }
+            }
             if (runtime.l2 != nullptr && runtime.l2->enabled()) {
                 lookupL2();
                 return;
@@ -392,6 +405,14 @@ void Transaction::startBackgroundRefresh() {
         primary_key_, session_.worker().loop, [](const cache::Coalescer::Outcome&) {},
         event::loopTime());
     if (role != cache::Coalescer::Role::Leader) {
+        return;
+    }
+    // As in lookup(): a refresh on another worker may have stored a newer entry and finished
+    // since this request found the stale one. Refreshing again would be a second origin request.
+    if (cache::EntryPtr current = runtime.l1->lookup(primary_key_, request_.fields).entry;
+        current && current != stale_) {
+        runtime.coalescer.finish(primary_key_, cache::Coalescer::Outcome{current, false},
+                                 event::loopTime(), kHitForPass);
         return;
     }
     // The refresh is a conditional GET built like a forwarded request.

@@ -8,7 +8,7 @@ using namespace strata::test;
 TEST_SUITE("e2e/ops") {
     TEST_CASE("a server killed is ejected by active checks and returns on rise") {
         Origin a(1);
-        const std::uint16_t b_port = closedPort();
+        const std::uint16_t b_port = freePort();
         const std::string b_addr = "127.0.0.1:" + std::to_string(b_port);
         auto b = std::make_unique<Origin>(0, std::vector<std::string>{"--listen", b_addr});
         Strata strata(proxyConfig("[\"" + a.addr() + "\", \"" + b_addr + "\"]",

@@ -306,17 +306,37 @@ bool connectRefused(std::uint16_t port) {
     return error == ECONNREFUSED;
 }
 
-std::uint16_t closedPort() {
+namespace {
+// A socket bound to 127.0.0.1 on an ephemeral port; returns the fd, the port in `port`.
+int bindEphemeral(std::uint16_t& port) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = 0;
     ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        throw std::runtime_error(std::string("bind 127.0.0.1:0: ") + std::strerror(errno));
+    }
     socklen_t len = sizeof sa;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-    ::close(fd);
-    return ntohs(sa.sin_port);
+    port = ntohs(sa.sin_port);
+    return fd;
+}
+}  // namespace
+
+std::uint16_t closedPort() {
+    // Closed at exit. A port merely bound and closed could be taken by a listener of a test
+    // running in parallel (the connect would then reach it), or become strata's own local
+    // port for that very connect (a self-connection that succeeds).
+    std::uint16_t port = 0;
+    bindEphemeral(port);
+    return port;
+}
+
+std::uint16_t freePort() {
+    std::uint16_t port = 0;
+    ::close(bindEphemeral(port));
+    return port;
 }
 
 void Fnv1a64::update(std::string_view data) {

@@ -79,8 +79,13 @@ inline Response get(std::uint16_t port, const std::string& target,
 
 // True when connecting to 127.0.0.1:port is refused (nothing listens).
 bool connectRefused(std::uint16_t port);
-// A port on 127.0.0.1 that nothing listens on (bound, then closed).
+// A port on 127.0.0.1 that nothing listens on while the test runs: it stays bound (never
+// listening) until the process exits, so connects are refused and no parallel test can listen
+// on it or connect from it meanwhile.
 std::uint16_t closedPort();
+// A port on 127.0.0.1 that was free a moment ago (bound, then closed), for a server the test
+// starts on it itself. Another process may take it meanwhile; use closedPort() for "refused".
+std::uint16_t freePort();
 
 // FNV-1a 64-bit, as strata-origin's /upload reports it.
 class Fnv1a64 {

@@ -95,8 +95,10 @@ TEST_SUITE("event/loop") {
         stopper.arm(150ms);
         loop.run();
         CHECK(extended_at - start >= 80ms);
-        CHECK(shortened_at - start < 150ms);
+        // Fired (before the stopper) and on its new deadline, before the 80 ms one. An order,
+        // not a time: a loop thread stalled past 150 ms still runs the due timers in order.
         CHECK(shortened_at != Clock::time_point{});
+        CHECK(shortened_at < extended_at);
         CHECK(rearmed_fired == 1);
         CHECK_FALSE(extended.armed());
     }
@@ -155,7 +157,9 @@ TEST_SUITE("event/blocking_pool") {
         CHECK(pool.submit([](unsigned) {}));
         const auto t0 = std::chrono::steady_clock::now();
         CHECK_FALSE(pool.submit([](unsigned) {}));
-        CHECK(std::chrono::steady_clock::now() - t0 < 10ms);
+        // A blocking submit would wait for the gate, released only below; the bound leaves room
+        // for the scheduler of a loaded machine (10 ms is about one preemption).
+        CHECK(std::chrono::steady_clock::now() - t0 < 500ms);
         CHECK(pool.rejected() == 1);
         CHECK(pool.queued() == 2);
         release.set_value();

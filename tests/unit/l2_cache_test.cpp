@@ -622,7 +622,9 @@ TEST_SUITE("cache/l2") {
             l2.store(makeEntry("http://a.test/q" + std::to_string(i), "v"), kNow);
         }
         const auto elapsed = Steady::now() - start;
-        CHECK(elapsed < 20ms);
+        // Blocking would mean waiting for the silent server's timeout (300 ms) to free a slot;
+        // 20 ms could be less than one preemption of the test thread on a loaded machine.
+        CHECK(elapsed < o.timeout / 2);
         CHECK(l2.stats().queue_full_drops >= 17);
         // A lookup meeting a full queue is refused at once. Refill first (a store that is
         // dropped proves the queue full); a slot may still free up before the lookup, so try a
@@ -638,7 +640,9 @@ TEST_SUITE("cache/l2") {
             CHECK(r.result.status == L2Status::Error);
             if (r.result.reason == L2Reason::QueueFull) {
                 refused = true;
-                CHECK(r.elapsed < 5ms);
+                // Answered without waiting for a slot (that takes up to a timeout); the
+                // completion is still posted, so the loop's scheduling is in the figure.
+                CHECK(r.elapsed < o.timeout / 3);
             }
         }
         CHECK(refused);
