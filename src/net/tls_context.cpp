@@ -414,9 +414,8 @@ TlsSessionCachePtr TlsResumptionStore::sessions(const std::string& listener, std
 
 HandshakeCountPtr TlsResumptionStore::handshakes(const std::string& listener,
                                                  const std::string& bind) {
-    auto& [kept_bind, count] = handshakes_[listener];
-    if (!count || kept_bind != bind) {
-        kept_bind = bind;
+    auto& count = handshakes_[listener][bind];
+    if (!count) {
         count = std::make_shared<std::atomic<std::uint32_t>>(0);
     }
     return count;

@@ -291,6 +291,9 @@ TEST_SUITE("net/tls") {
         auto rebound = net::buildTlsContexts(cfg, store, errors);
         REQUIRE(errors.empty());
         CHECK(rebound.listeners["hs"]->handshakes().load() == 0);
+        // A reload that failed after building (or one reverting the bind) finds the count again.
+        cfg.listeners[0].bind.text = "127.0.0.1:8443";
+        CHECK(net::buildTlsContexts(cfg, store, errors).listeners["hs"]->handshakes().load() == 1);
         // So does a listener removed and added back.
         cfg.listeners[0].name = "other";
         net::buildTlsContexts(cfg, store, errors);

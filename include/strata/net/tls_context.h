@@ -225,7 +225,9 @@ class TlsResumptionStore {
 public:
     TicketKeyRingPtr ring(const std::string& listener, std::chrono::milliseconds rotation);
     TlsSessionCachePtr sessions(const std::string& listener, std::size_t capacity);
-    // A listener whose bind changed is a new listener (the server rebinds it): a fresh count.
+    // A listener whose bind changed is a new listener (the server rebinds it): its own count.
+    // Counts are kept per bind, so a reload that fails after this was called (another
+    // listener's bad certificate) cannot split the count of the listener still serving.
     HandshakeCountPtr handshakes(const std::string& listener, const std::string& bind);
     // Drops the state of listeners not in `names` (renamed or removed ones).
     void keepOnly(const std::vector<std::string>& names);
@@ -233,7 +235,7 @@ public:
 private:
     std::map<std::string, TicketKeyRingPtr> rings_;
     std::map<std::string, TlsSessionCachePtr> sessions_;
-    std::map<std::string, std::pair<std::string, HandshakeCountPtr>> handshakes_;  // bind, count
+    std::map<std::string, std::map<std::string, HandshakeCountPtr>> handshakes_;  // name, bind
 };
 
 // Builds every context `cfg` needs; `errors` gets one diagnostic per problem. On errors the
