@@ -221,97 +221,116 @@ bool Router::authorized(const Request& request, Response& refusal) const {
     return false;
 }
 
-Response Router::handle(const Request& request) {
-    Response r = [&]() -> Response {
-        const std::string& p = request.path;
-        const bool read = request.method == "GET" || request.method == "HEAD";
-        if (p == "/healthz") {
-            return read ? text(200, "ok") : text(405, "use GET");
+void Router::handle(const Request& request, Responder respond) {
+    // endpointLabel() views a static string: safe to keep until a late answer.
+    Responder counted = [endpoint = endpointLabel(request.path),
+                         respond = std::move(respond)](Response r) {
+        metrics::global().adminRequest(endpoint, r.status);
+        respond(std::move(r));
+    };
+    if (request.path == "/purge") {
+        purge(request, std::move(counted));
+    } else {
+        counted(answer(request));
+    }
+}
+
+Response Router::answer(const Request& request) {
+    const std::string& p = request.path;
+    const bool read = request.method == "GET" || request.method == "HEAD";
+    if (p == "/healthz") {
+        return read ? text(200, "ok") : text(405, "use GET");
+    }
+    if (p == "/readyz") {
+        if (!read) {
+            return text(405, "use GET");
         }
-        if (p == "/readyz") {
-            if (!read) {
-                return text(405, "use GET");
-            }
-            bool ready = handlers_.status != nullptr && handlers_.status->status().ready;
-            return ready ? text(200, "ready") : text(503, "not ready");
+        bool ready = handlers_.status != nullptr && handlers_.status->status().ready;
+        return ready ? text(200, "ready") : text(503, "not ready");
+    }
+    if (p == "/metrics") {
+        if (!read) {
+            return text(405, "use GET");
         }
-        if (p == "/metrics") {
-            if (!read) {
-                return text(405, "use GET");
-            }
-            Response m;
-            m.content_type = "text/plain; version=0.0.4; charset=utf-8";
-            m.body = handlers_.metrics_text_for_test.empty() ? metrics::global().serialize()
-                                                             : handlers_.metrics_text_for_test;
-            return m;
+        Response m;
+        m.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        m.body = handlers_.metrics_text_for_test.empty() ? metrics::global().serialize()
+                                                         : handlers_.metrics_text_for_test;
+        return m;
+    }
+    if (p == "/status") {
+        if (!read) {
+            return text(405, "use GET");
         }
-        if (p == "/status") {
-            if (!read) {
-                return text(405, "use GET");
-            }
-            if (handlers_.status == nullptr) {
-                return text(503, "no status");
-            }
-            CacheStats cache;
-            if (handlers_.cache != nullptr) {
-                cache = handlers_.cache->cacheStats();
-            }
-            Response s;
-            s.content_type = "application/json";
-            s.body = renderStatusJson(handlers_.status->status(), cache);
-            return s;
+        if (handlers_.status == nullptr) {
+            return text(503, "no status");
         }
-        if (p == "/reload" || p == "/purge") {
-            if (request.method != "POST") {
-                return text(405, "use POST");
-            }
-            Response refusal;
-            if (!authorized(request, refusal)) {
-                return refusal;
-            }
-            if (p == "/reload") {
-                if (handlers_.reload == nullptr) {
-                    return text(501, "reload not available");
-                }
-                ReloadOutcome outcome = handlers_.reload->reload();
-                std::string body = outcome.ok ? "reloaded" : "reload failed";
-                body += "; running version " + std::to_string(outcome.version) + "\n";
-                for (const auto& e : outcome.errors) {
-                    body += e + "\n";
-                }
-                return text(outcome.ok ? 200 : 422, body);
-            }
-            if (handlers_.purge == nullptr) {
-                return text(501, "purge not implemented by the cache yet");
-            }
-            std::string value;
-            bool soft = false;
-            if (queryParam(request.query, "soft", value)) {
-                if (value == "1" || value == "true") {
-                    soft = true;
-                } else if (value != "0" && value != "false") {
-                    return text(400, "soft must be 1, true, 0 or false");
-                }
-            }
-            PurgeResult result;
-            if (queryParam(request.query, "url", value)) {
-                result = handlers_.purge->purgeUrl(value, soft);
-            } else if (queryParam(request.query, "prefix", value)) {
-                result = handlers_.purge->purgePrefix(value, soft);
-            } else if (queryParam(request.query, "tag", value)) {
-                result = handlers_.purge->purgeTag(value, soft);
-            } else {
-                return text(400, "expected ?url=, ?prefix= or ?tag= (and optionally &soft=1)");
-            }
-            if (result.status != 200) {
-                return text(result.status, result.message);
-            }
-            return text(200, (soft ? "soft-purged " : "purged ") + std::to_string(result.purged));
+        CacheStats cache;
+        if (handlers_.cache != nullptr) {
+            cache = handlers_.cache->cacheStats();
         }
-        return text(404, "not found");
-    }();
-    metrics::global().adminRequest(endpointLabel(request.path), r.status);
-    return r;
+        Response s;
+        s.content_type = "application/json";
+        s.body = renderStatusJson(handlers_.status->status(), cache);
+        return s;
+    }
+    if (p == "/reload") {
+        if (request.method != "POST") {
+            return text(405, "use POST");
+        }
+        Response refusal;
+        if (!authorized(request, refusal)) {
+            return refusal;
+        }
+        if (handlers_.reload == nullptr) {
+            return text(501, "reload not available");
+        }
+        ReloadOutcome outcome = handlers_.reload->reload();
+        std::string body = outcome.ok ? "reloaded" : "reload failed";
+        body += "; running version " + std::to_string(outcome.version) + "\n";
+        for (const auto& e : outcome.errors) {
+            body += e + "\n";
+        }
+        return text(outcome.ok ? 200 : 422, body);
+    }
+    return text(404, "not found");
+}
+
+void Router::purge(const Request& request, Responder respond) {
+    if (request.method != "POST") {
+        return respond(text(405, "use POST"));
+    }
+    Response refusal;
+    if (!authorized(request, refusal)) {
+        return respond(std::move(refusal));
+    }
+    if (handlers_.purge == nullptr) {
+        return respond(text(501, "purge not implemented by the cache yet"));
+    }
+    std::string value;
+    bool soft = false;
+    if (queryParam(request.query, "soft", value)) {
+        if (value == "1" || value == "true") {
+            soft = true;
+        } else if (value != "0" && value != "false") {
+            return respond(text(400, "soft must be 1, true, 0 or false"));
+        }
+    }
+    PurgeDone done = [soft, respond = std::move(respond)](PurgeResult result) {
+        if (result.status != 200) {
+            return respond(text(result.status, std::move(result.message)));
+        }
+        respond(text(200, (soft ? "soft-purged " : "purged ") + std::to_string(result.purged)));
+    };
+    if (queryParam(request.query, "url", value)) {
+        handlers_.purge->purgeUrl(value, soft, std::move(done));
+    } else if (queryParam(request.query, "prefix", value)) {
+        handlers_.purge->purgePrefix(value, soft, std::move(done));
+    } else if (queryParam(request.query, "tag", value)) {
+        handlers_.purge->purgeTag(value, soft, std::move(done));
+    } else {
+        done({400, 0, "expected ?url=, ?prefix= or ?tag= (and optionally &soft=1)"});
+    }
 }
 
 // ---- listener and sessions ----------------------------------------------------------------------
@@ -320,7 +339,9 @@ struct AdminServer::ListenerHolder {
     std::unique_ptr<net::Listener> listener;
 };
 
-// One admin connection: requests answered one at a time, in order; keep-alive allowed.
+// One admin connection: requests answered one at a time, in order; keep-alive allowed. While an
+// answer is pending (a purge waiting for L2) the session neither reads nor parses: pipelined
+// requests wait in the socket and are taken up once the answer is written.
 class AdminServer::Session final : public event::DeferredDeletable,
                                    public http::RequestCallbacks,
                                    public net::ConnectionCallbacks {
@@ -339,6 +360,7 @@ public:
             return;
         }
         closed_ = true;
+        *alive_ = false;  // a late answer for this session is dropped (the purge still happened)
         timer_.cancel();
         connection_.close();
         server_.remove(this);
@@ -366,7 +388,7 @@ private:
 
     void process() {
         evbuffer* in = connection_.input();
-        while (!closed_ && !closing_) {
+        while (!closed_ && !closing_ && !waiting_) {
             if (evbuffer_get_length(in) == 0 && !connection_.readMore()) {
                 break;
             }
@@ -395,7 +417,7 @@ private:
                 break;
             }
         }
-        if (!closed_ && !closing_ && connection_.peerClosed()) {
+        if (!closed_ && !closing_ && !waiting_ && connection_.peerClosed()) {
             close();
         }
     }
@@ -413,7 +435,41 @@ private:
     }
     void onRequestBody(std::string_view) override {}  // admin requests carry no body we read
     void onRequestComplete() override {
-        respond(server_.router_.handle(request_), keep_alive_, is_head_);
+        waiting_ = true;
+        in_handle_ = true;
+        server_.router_.handle(request_, [this, alive = alive_, keep_alive = keep_alive_,
+                                          head_only = is_head_](Response r) {
+            if (!*alive) {
+                return;
+            }
+            waiting_ = false;
+            respond(r, keep_alive, head_only);
+            if (!in_handle_) {
+                answeredLate();
+            }
+        });
+        in_handle_ = false;
+        if (waiting_) {
+            connection_.pauseReading();
+        }
+    }
+
+    // Runs from a loop callback of its own (the L2 completion or its deadline): carries on
+    // with the requests that arrived meanwhile.
+    void answeredLate() {
+        try {
+            if (closed_ || closing_) {
+                return;
+            }
+            connection_.resumeReading();
+            if (!closed_) {
+                process();
+            }
+        } catch (...) {
+            log::countInternalError();
+            LOG_ERROR("admin: exception while answering");
+            close();
+        }
     }
 
     void respond(const Response& r, bool keep_alive, bool head_only) {
@@ -449,6 +505,10 @@ private:
     bool is_head_ = false;
     bool closing_ = false;
     bool closed_ = false;
+    bool waiting_ = false;    // a request is being answered; parse nothing more until it is
+    bool in_handle_ = false;  // inside Router::handle(): an answer now is an inline one
+    // Late answers hold this, not the session: the session may be gone by then.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 AdminServer::AdminServer(event::Loop& loop, int listen_fd, Handlers handlers)

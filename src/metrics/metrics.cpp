@@ -228,6 +228,10 @@ void WorkerMetrics::tlsHandshake(TlsResult result, TlsVersion version) {
     tls_[idx(result) * count<TlsVersion>() + idx(version)].add();
 }
 
+void WorkerMetrics::tlsHandshakeRefused(std::uint16_t listener_slot) {
+    tls_refused_[std::min<std::size_t>(listener_slot, kMaxListeners - 1)].add();
+}
+
 // ---- registry -----------------------------------------------------------------------------------
 
 struct Registry::ProcessCounters {
@@ -302,6 +306,22 @@ std::uint16_t Registry::serverSlot(const std::string& upstream, const std::strin
     server_names_.emplace_back(upstream, server);
     server_index_.emplace(std::move(key), slot);
     return slot;
+}
+
+std::uint16_t Registry::listenerSlot(const std::string& listener_name) {
+    std::lock_guard lock(mutex_);
+    auto it = std::find(listener_names_.begin(), listener_names_.end(), listener_name);
+    if (it != listener_names_.end()) {
+        return static_cast<std::uint16_t>(it - listener_names_.begin());
+    }
+    if (listener_names_.size() >= kMaxListeners - 1) {
+        if (listener_names_.size() == kMaxListeners - 1) {
+            listener_names_.emplace_back(kOther);
+        }
+        return static_cast<std::uint16_t>(kMaxListeners - 1);
+    }
+    listener_names_.push_back(listener_name);
+    return static_cast<std::uint16_t>(listener_names_.size() - 1);
 }
 
 void Registry::configReload(ReloadResult result, double unix_seconds) {
@@ -576,6 +596,20 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             }
         }
         out.push_back(std::move(tls_f));
+        auto refused_f = family("strata_tls_handshakes_refused_total",
+                                "TLS connections closed at accept: the listener had "
+                                "tls.max_handshakes handshakes in progress",
+                                MetricType::Counter);
+        for (std::size_t l = 0; l < listener_names_.size(); ++l) {
+            std::uint64_t n = 0;
+            for (const auto& w : workers_) {
+                if (w) {
+                    n += w->tls_refused_[l].get();
+                }
+            }
+            addValue(refused_f, label("listener", listener_names_[l]), static_cast<double>(n));
+        }
+        out.push_back(std::move(refused_f));
 
         // Process.
         auto reloads = family("strata_server_config_reloads_total",

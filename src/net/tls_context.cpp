@@ -17,6 +17,7 @@
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
 #include "strata/event/buffer_memory.h"
+#include "strata/metrics/metrics.h"
 
 namespace strata::net {
 namespace {
@@ -411,6 +412,15 @@ TlsSessionCachePtr TlsResumptionStore::sessions(const std::string& listener, std
     return cache;
 }
 
+HandshakeCountPtr TlsResumptionStore::handshakes(const std::string& listener,
+                                                 const std::string& bind) {
+    auto& count = handshakes_[listener][bind];
+    if (!count) {
+        count = std::make_shared<std::atomic<std::uint32_t>>(0);
+    }
+    return count;
+}
+
 void TlsResumptionStore::keepOnly(const std::vector<std::string>& names) {
     auto prune = [&](auto& map) {
         for (auto it = map.begin(); it != map.end();) {
@@ -420,6 +430,7 @@ void TlsResumptionStore::keepOnly(const std::vector<std::string>& names) {
     };
     prune(rings_);
     prune(sessions_);
+    prune(handshakes_);
 }
 
 // ---- TlsSessionCache ----------------------------------------------------------------------------
@@ -672,10 +683,14 @@ SSL* TlsServerContext::newSsl(int fd) const {
 
 std::shared_ptr<TlsServerContext> TlsServerContext::build(
     const config::ListenerTls& tls, const std::string& listener_name, const std::string& file,
-    TicketKeyRingPtr keys, TlsSessionCachePtr sessions, std::vector<config::Diagnostic>& errors) {
+    TicketKeyRingPtr keys, TlsSessionCachePtr sessions, std::vector<config::Diagnostic>& errors,
+    HandshakeCountPtr handshakes) {
     std::shared_ptr<TlsServerContext> context(new TlsServerContext());
     context->handshake_timeout_ = tls.handshake_timeout;
     context->max_handshakes_ = tls.max_handshakes;
+    context->handshakes_ =
+        handshakes ? std::move(handshakes) : std::make_shared<std::atomic<std::uint32_t>>(0);
+    context->metrics_slot_ = metrics::global().listenerSlot(listener_name);
     context->forward_subject_ = tls.forward_client_subject;
     if (tls.session_tickets) {
         context->keys_ =
@@ -986,7 +1001,8 @@ TlsContexts buildTlsContexts(const config::Config& cfg, TlsResumptionStore& resu
         auto context = TlsServerContext::build(
             *listener.tls, listener.name, cfg.source,
             resumption.ring(listener.name, listener.tls->ticket_key_rotation),
-            resumption.sessions(listener.name, listener.tls->session_cache_size), errors);
+            resumption.sessions(listener.name, listener.tls->session_cache_size), errors,
+            resumption.handshakes(listener.name, listener.bind.text));
         if (context) {
             out.listeners.emplace(listener.name, std::move(context));
         }

@@ -200,6 +200,11 @@ public:
                     }
                 });
             cache_->l2 = l2_.get();
+            // A purge-log append is a few memcached round trips, each bounded by the timeout
+            // (plus CAS back-off under contention); below the admin idle timeout (30 s).
+            purge_wait_ =
+                std::clamp(20 * loaded.config->cache.l2.timeout, std::chrono::milliseconds(1000),
+                           std::chrono::milliseconds(20000));
         }
         for (auto& worker : workers_) {
             worker->setCache(cache_.get());
@@ -556,34 +561,111 @@ private:
 
     // admin::PurgeHandler. URLs are absolute ("http://host/path?query"), as cache keys are. A
     // soft purge marks the objects stale (revalidated before reuse, kept for stale-if-error).
-    admin::PurgeResult purgeUrl(std::string_view url, bool soft) override {
+    // L2 goes first: its record is applied to this process's L2 lookups before L1 is purged,
+    // so a lookup racing the purge cannot promote the old object back into L1.
+    void purgeUrl(std::string_view url, bool soft, admin::PurgeDone done) override {
         auto key = keyForUrl(url);
         if (!key) {
-            return {400, 0, "purge url must be absolute: http://host/path"};
+            return done({400, 0, "purge url must be absolute: http://host/path"});
         }
-        if (l2_) {
-            l2_->removeUrl(*key, soft);
-        }
-        return {200, cache_ ? cache_->l1->purgeKey(*key, soft) : 0, ""};
+        purgeBothTiers(
+            soft, std::move(done),
+            [&](event::Loop* loop, cache::L2Cache::DoneCallback l2_done) {
+                l2_->removeUrl(*key, soft, loop, std::move(l2_done));
+            },
+            [&] { return cache_ ? cache_->l1->purgeKey(*key, soft) : 0; });
     }
-    admin::PurgeResult purgePrefix(std::string_view prefix, bool soft) override {
+    void purgePrefix(std::string_view prefix, bool soft, admin::PurgeDone done) override {
         if (!prefix.starts_with("http://") && !prefix.starts_with("https://")) {
-            return {400, 0, "purge prefix must start with http:// or https://"};
+            return done({400, 0, "purge prefix must start with http:// or https://"});
         }
-        if (l2_) {
-            l2_->purgePrefix(std::string(prefix), soft);
-        }
-        return {200, cache_ ? cache_->l1->purgePrefix(prefix, soft) : 0, ""};
+        purgeBothTiers(
+            soft, std::move(done),
+            [&](event::Loop* loop, cache::L2Cache::DoneCallback l2_done) {
+                l2_->purgePrefix(std::string(prefix), soft, loop, std::move(l2_done));
+            },
+            [&] { return cache_ ? cache_->l1->purgePrefix(prefix, soft) : 0; });
     }
-    admin::PurgeResult purgeTag(std::string_view tag, bool soft) override {
+    void purgeTag(std::string_view tag, bool soft, admin::PurgeDone done) override {
         if (tag.empty()) {
-            return {400, 0, "empty tag"};
+            return done({400, 0, "empty tag"});
         }
-        if (l2_) {
-            l2_->purgeTag(std::string(tag), soft);
-        }
-        return {200, cache_ ? cache_->l1->purgeTag(tag, soft) : 0, ""};
+        purgeBothTiers(
+            soft, std::move(done),
+            [&](event::Loop* loop, cache::L2Cache::DoneCallback l2_done) {
+                l2_->purgeTag(std::string(tag), soft, loop, std::move(l2_done));
+            },
+            [&] { return cache_ ? cache_->l1->purgeTag(tag, soft) : 0; });
     }
+
+    // Without L2 the purge is done once L1 is. With L2 the answer waits for the purge-log
+    // append (posted back to this loop by the L2 pool) or for purge_wait_, whichever comes
+    // first; the loop runs on meanwhile. Only a 200 promises that every instance sharing the
+    // L2 drops the objects (within cache.l2.purge_poll + 2 x timeout).
+    //
+    //   purge ──▶ L2 append queued ──▶ L1 purged ──┬─ append ok ─────▶ 200 "purged N"
+    //                                              ├─ append failed ─▶ 503 (L1 purged)
+    //                                              └─ purge_wait_ ───▶ 504 (L1 purged; the
+    //                                                                  append may still land)
+    template <class StartL2, class PurgeL1>
+    void purgeBothTiers(bool soft, admin::PurgeDone done, StartL2 start_l2, PurgeL1 purge_l1) {
+        if (!l2_ || !l2_->enabled()) {
+            return done({200, purge_l1(), ""});
+        }
+        const std::uint64_t id = ++last_purge_id_;
+        PendingPurge& pending = pending_purges_[id];  // std::map: the reference stays valid
+        pending.done = std::move(done);
+        pending.soft = soft;
+        pending.deadline = std::make_unique<event::Timer>(
+            loop_, [this, id] { finishPurge(id, SharedPurge::TimedOut); });
+        pending.deadline->arm(purge_wait_);
+        // The completion is posted to loop_, never run inline, so `pending` is complete first.
+        start_l2(&loop_, [this, id](bool ok) {
+            finishPurge(id, ok ? SharedPurge::Done : SharedPurge::Failed);
+        });
+        pending.purged = purge_l1();
+    }
+
+    enum class SharedPurge : std::uint8_t { Done, Failed, TimedOut };
+
+    void finishPurge(std::uint64_t id, SharedPurge outcome) {
+        auto it = pending_purges_.find(id);
+        if (it == pending_purges_.end()) {
+            return;  // answered already: the append finished after the deadline
+        }
+        PendingPurge pending = std::move(it->second);
+        pending_purges_.erase(it);
+        pending.deadline->cancel();
+        // Not destroyed here: this may be the timer's own callback.
+        loop_.deferredDelete(event::deferrable(std::move(pending.deadline)));
+        std::string local = (pending.soft ? "soft-purged " : "purged ") +
+                            std::to_string(pending.purged) + " locally; ";
+        switch (outcome) {
+            case SharedPurge::Done:
+                pending.done({200, pending.purged, ""});
+                return;
+            case SharedPurge::Failed:
+                LOG_WARN(
+                    "admin: purge: the shared cache (L2) purge log could not be written; "
+                    "other instances may still serve the objects");
+                pending.done({503, pending.purged,
+                              local + "shared cache (L2) purge failed: the purge log could not be "
+                                      "written (memcached unreachable or too slow, or the L2 queue "
+                                      "full; see the error log), so other instances sharing the L2 "
+                                      "may still serve the objects; retry once L2 is back"});
+                return;
+            case SharedPurge::TimedOut:
+                LOG_WARN("admin: purge: the shared cache (L2) did not confirm within %lld ms",
+                         static_cast<long long>(purge_wait_.count()));
+                pending.done({504, pending.purged,
+                              local + "shared cache (L2) purge not confirmed within " +
+                                  std::to_string(purge_wait_.count()) +
+                                  " ms: it may still land, but until it does other instances "
+                                  "sharing the L2 may serve the objects; retry to be sure"});
+                return;
+        }
+    }
+
     // The URL's primary key, with the query as the route a GET for it takes keys it. Every
     // variant (Vary, route key headers) lives under that one key.
     std::optional<std::string> keyForUrl(std::string_view url) const {
@@ -676,6 +758,16 @@ private:
     unsigned worker_count_ = 0;
     std::unique_ptr<cache::CacheRuntime> cache_;  // declared before workers_: outlives them
     std::unique_ptr<cache::L2Cache> l2_;          // null without cache.l2.servers
+    // Admin purges waiting for the L2 purge-log append (purgeBothTiers), by id; main loop only.
+    struct PendingPurge {
+        admin::PurgeDone done;
+        std::uint64_t purged = 0;  // from L1
+        bool soft = false;
+        std::unique_ptr<event::Timer> deadline;
+    };
+    std::map<std::uint64_t, PendingPurge> pending_purges_;
+    std::uint64_t last_purge_id_ = 0;
+    std::chrono::milliseconds purge_wait_{1000};  // set with l2_
     std::vector<std::unique_ptr<Worker>> workers_;
     unsigned running_workers_ = 0;
     std::vector<::event*> signal_events_;

@@ -101,6 +101,9 @@ void Worker::accept(const proxy::ListenerInfo& info, int fd, const net::SocketAd
         tls = context_.snapshot->tlsFor(info.name);
         if (!tls || tls->handshakes().load(std::memory_order_relaxed) >= tls->maxHandshakes()) {
             // A handshake flood must not starve established connections of CPU.
+            if (tls && context_.metrics != nullptr) {
+                context_.metrics->tlsHandshakeRefused(tls->metricsSlot());
+            }
             ::close(fd);
             return;
         }

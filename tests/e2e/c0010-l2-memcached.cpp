@@ -672,6 +672,56 @@ TEST_SUITE("e2e/cache/l2") {
         }
     }
 
+    TEST_CASE("a purge the shared purge log did not take answers 503; L1 is purged anyway") {
+        // Other instances only learn of a purge through the log: an operator told 200 while it
+        // failed would believe an object gone that they keep serving.
+        Origin origin;
+        Memcached m1, m2;
+        const std::vector<const Memcached*> mc = {&m1, &m2};
+        TempDir dir;
+        writeFile(dir.file("token"), "l2-token\n");
+        L2Yaml l2;
+        l2.token_file = dir.file("token");
+        Strata a(l2Config(origin, mc, l2));
+        const auto admin = a.port("admin");
+        auto purges = [&](const std::string& code) {
+            return std::max(0.0, metric(admin, "strata_admin_requests_total",
+                                        {"endpoint=\"/purge\"", "code=\"" + code + "\""}));
+        };
+        const std::string tagged = "/seq/down/t?" + hParam("Surrogate-Key", "down-t");
+        for (const std::string& url :
+             std::vector<std::string>{"/seq/down/a", "/seq/down/b", tagged}) {
+            REQUIRE(fetch(a.port(), url).header("X-Seq") == "1");
+        }
+
+        // Both servers up: the log is written, 200.
+        CHECK(purge(admin, "url=http%3A%2F%2Fl2.test%2Fseq%2Fdown%2Fa") == "200 purged 1\n");
+        CHECK(purges("200") == 1);
+        CHECK(fetch(a.port(), "/seq/down/a").header("X-Seq") == "2");
+
+        // The server holding the log is killed: the append fails, the answer says so.
+        const std::uint16_t log_port = serverHolding(mc, "strata:purgelog");
+        REQUIRE(log_port != 0);
+        Memcached& log_server = log_port == m1.port() ? m1 : m2;
+        log_server.process().signal(SIGKILL);
+        REQUIRE(log_server.process().wait(std::chrono::milliseconds(5000)).has_value());
+        const std::string failed = purge(admin, "url=http%3A%2F%2Fl2.test%2Fseq%2Fdown%2Fb");
+        CHECK(failed.starts_with("503 purged 1 locally; shared cache (L2) purge failed: "));
+        CHECK(failed.find("other instances sharing the L2 may still serve") != std::string::npos);
+        CHECK(purges("503") == 1);
+        // L1 was purged all the same: the next request goes to the origin.
+        auto b = fetch(a.port(), "/seq/down/b");
+        CHECK(b.header("X-Seq") == "2");
+        CHECK_FALSE(cacheStatusHas(b, "hit"));
+        // Tag and prefix purges go through the log only: they fail the same way.
+        CHECK(purge(admin, "tag=down-t&soft=1")
+                  .starts_with("503 soft-purged 1 locally; shared cache (L2) purge failed: "));
+        CHECK(purge(admin, "prefix=http%3A%2F%2Fl2.test%2Fnothing%2F")
+                  .starts_with("503 purged 0 locally; "));
+        CHECK(purges("503") == 3);
+        CHECK(purges("200") == 1);
+    }
+
     TEST_CASE("objects over max_object_bytes: chunked and restored byte-exact, or skipped") {
         Origin origin;
         Memcached m1, m2;

@@ -1,7 +1,7 @@
 // TLS termination: certificates picked by SNI (exact, wildcard, default), RSA and ECDSA side by
 // side, TLS 1.2/1.3 only, ALPN http/1.1, resumption by ticket and by session cache, mTLS with
 // the verified subject forwarded, X-Forwarded-Proto, TLS version and cipher in the access log,
-// the handshake timeout and the handshake cap.
+// the handshake timeout and the handshake cap (counted, and holding across a reload).
 #include <memory>
 #include <vector>
 
@@ -23,9 +23,9 @@ struct Site {
         pki.issue("b", "wild.b.test", "DNS:*.b.test");
         pki.issue("client", "alice", "", "ec");
     }
-    std::string config(const std::string& tls_extra = "") const {
+    std::string config(const std::string& tls_extra = "", const std::string& rest = "") const {
         return httpsConfig({pki.certificate("a"), pki.certificate("a-rsa"), pki.certificate("b")},
-                           origin.serversYaml(), tls_extra);
+                           origin.serversYaml(), tls_extra, rest);
     }
 };
 
@@ -358,5 +358,47 @@ TEST_SUITE("e2e/tls") {
         Response r = established.get("/");
         STRATA_REQUIRE_RESPONSE(r);
         CHECK(r.status == 200);
+    }
+
+    TEST_CASE("the handshake cap holds across a reload; refusals are counted per listener") {
+        Site site;
+        // One worker: a request answered after the reload proves it runs the new snapshot.
+        Strata strata(site.config("      max_handshakes: 2\n",
+                                  "workers: 1\nadmin: {bind: \"127.0.0.1:0\"}\n"));
+        const auto admin = strata.port("admin");
+        auto refusals = [&] {
+            return metric(admin, "strata_tls_handshakes_refused_total", {"listener=\"https\""});
+        };
+        CHECK(refusals() == 0);  // the series exists before the first refusal
+        TlsClient established(strata.port("https"), opts("a.test", site));
+        REQUIRE(established.get("/warm").status == 200);  // its handshake slot is free again
+        RawClient s1(strata.port("https"));
+        RawClient s2(strata.port("https"));
+        s1.send("\x16");  // part of a ClientHello: both stay mid-handshake, holding the slots
+        s2.send("\x16");
+        bool refused = false;
+        std::vector<std::unique_ptr<RawClient>> held;  // see the case above
+        for (int i = 0; i < 50 && !refused; ++i) {
+            auto next = std::make_unique<RawClient>(strata.port("https"));
+            refused = next->isClosed(200ms);
+            if (!refused) {
+                held.push_back(std::move(next));
+            }
+        }
+        REQUIRE(refused);
+        CHECK(eventually([&] { return refusals() >= 1; }));
+        const double before = refusals();
+
+        // SIGHUP with the listener unchanged: a new context, the same count of handshakes.
+        strata.process().signal(SIGHUP);
+        REQUIRE(eventually([&] {
+            return metric(admin, "strata_server_config_reloads_total", {"result=\"success\""}) == 2;
+        }));
+        Response r = established.get("/after-reload");
+        STRATA_REQUIRE_RESPONSE(r);
+        CHECK(r.status == 200);
+        RawClient after(strata.port("https"));
+        CHECK(after.isClosed(2000ms));  // a fresh count would let it (and one more) in
+        CHECK(eventually([&] { return refusals() == before + 1; }));
     }
 }

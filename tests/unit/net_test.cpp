@@ -9,6 +9,7 @@
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
 
+#include "strata/metrics/metrics.h"
 #include "strata/net/tls_context.h"
 
 using namespace strata;
@@ -253,6 +254,52 @@ TEST_SUITE("net/tls") {
         store.keepOnly({"other"});  // "https" was removed from the config
         CHECK(store.ring("https", 60s) != a);
         CHECK(store.sessions("https", 10) != cache);
+    }
+
+    TEST_CASE("the in-flight handshake count is the listener's: a reload keeps it") {
+        // A fresh count per reload let 2 x max_handshakes in right after a SIGHUP.
+        Certs certs;
+        certs.issue("a", "DNS:a.test");
+        config::Config cfg;
+        config::Listener listener;
+        listener.name = "hs";
+        listener.bind.text = "127.0.0.1:8443";
+        listener.tls.emplace();
+        listener.tls->certificates = {certs.cert("a", 0)};
+        cfg.listeners.push_back(listener);
+        net::TlsResumptionStore store;
+        std::vector<config::Diagnostic> errors;
+        auto first = net::buildTlsContexts(cfg, store, errors);
+        REQUIRE(errors.empty());
+        REQUIRE(first.listeners.count("hs") == 1);
+        first.listeners["hs"]->handshakes().fetch_add(2);  // two handshakes still running
+
+        auto reloaded = net::buildTlsContexts(cfg, store, errors);
+        REQUIRE(errors.empty());
+        CHECK(reloaded.listeners["hs"] != first.listeners["hs"]);   // a new context...
+        CHECK(reloaded.listeners["hs"]->handshakes().load() == 2);  // ...the same count
+        CHECK(&reloaded.listeners["hs"]->handshakes() == &first.listeners["hs"]->handshakes());
+        // Refusals are counted under the listener's name, whatever context refused.
+        CHECK(reloaded.listeners["hs"]->metricsSlot() == first.listeners["hs"]->metricsSlot());
+        CHECK(reloaded.listeners["hs"]->metricsSlot() ==
+              strata::metrics::global().listenerSlot("hs"));
+        first.listeners["hs"]->handshakes().fetch_sub(1);  // one finishes on the old context
+        CHECK(reloaded.listeners["hs"]->handshakes().load() == 1);
+
+        // Another bind is another socket: the server rebinds it, and it counts afresh.
+        cfg.listeners[0].bind.text = "127.0.0.1:9443";
+        auto rebound = net::buildTlsContexts(cfg, store, errors);
+        REQUIRE(errors.empty());
+        CHECK(rebound.listeners["hs"]->handshakes().load() == 0);
+        // A reload that failed after building (or one reverting the bind) finds the count again.
+        cfg.listeners[0].bind.text = "127.0.0.1:8443";
+        CHECK(net::buildTlsContexts(cfg, store, errors).listeners["hs"]->handshakes().load() == 1);
+        // So does a listener removed and added back.
+        cfg.listeners[0].name = "other";
+        net::buildTlsContexts(cfg, store, errors);
+        cfg.listeners[0].name = "hs";
+        CHECK(net::buildTlsContexts(cfg, store, errors).listeners["hs"]->handshakes().load() == 0);
+        CHECK(errors.empty());
     }
 
     TEST_CASE("session cache: least recently used evicted, expired ones not returned") {

@@ -10,7 +10,15 @@
 //   POST /purge?url=URL           purge by key / URL prefix / surrogate tag (token); 501 until
 //   POST /purge?prefix=PREFIX     the cache provides a PurgeHandler. With "&soft=1" (or true)
 //   POST /purge?tag=TAG           matching objects are marked stale instead of removed: they
-//                                 are revalidated before reuse and still serve stale-if-error
+//                                 are revalidated before reuse and still serve stale-if-error.
+//                                 200 only once the shared tier (L2) took the purge too; 503
+//                                 when it failed, 504 when it did not confirm in time (this
+//                                 process's L1 is purged either way). See PurgeHandler.
+//
+// Answers are asynchronous where they must be: Router::handle() hands its Response to a
+// callback, inline for every endpoint except a purge that waits for L2. The session stops
+// reading that connection until the answer is written, so pipelined requests stay in order;
+// nothing blocks the loop meanwhile.
 //
 // Anything that changes state requires "Authorization: Bearer TOKEN" with the token read from
 // admin.token_file; a wrong or missing token gets 401, is logged and counted. Without a token
@@ -18,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -93,19 +102,27 @@ public:
 };
 
 struct PurgeResult {
-    int status = 200;  // 200 purged (count may be 0), 400 bad argument, 501 unsupported
-    std::uint64_t purged = 0;
-    std::string message;
+    // 200 purged everywhere this process can reach (count may be 0); 400 bad argument; 503 the
+    // shared tier (L2) refused or failed the purge; 504 it did not confirm it in time. With
+    // 503/504 the local L1 was purged all the same and `purged` counts it.
+    int status = 200;
+    std::uint64_t purged = 0;  // objects purged from this process's L1
+    std::string message;       // the body of a non-200 answer
 };
+using PurgeDone = std::function<void(PurgeResult)>;
 
-// Implemented by the cache integration. Calls run on the main loop and must not block it: a
-// purge marks entries and lets the L1/L2 owners drop them. `soft`: mark them stale instead.
+// Implemented by the cache integration. Calls run on the admin (main) loop and must not block
+// it. L1 is purged at once; the shared tier (L2) through its purge log, whose append runs on
+// the L2 pool: `done` runs exactly once, inline (bad argument, no L2) or later on the admin
+// loop when the append finished, and the implementation bounds that wait. Other instances
+// sharing the L2 keep serving the objects when the append failed, so the operator must hear
+// it: that is why the answer waits. `soft`: mark the objects stale instead of removing them.
 class PurgeHandler {
 public:
     virtual ~PurgeHandler() = default;
-    virtual PurgeResult purgeUrl(std::string_view url, bool soft) = 0;
-    virtual PurgeResult purgePrefix(std::string_view prefix, bool soft) = 0;
-    virtual PurgeResult purgeTag(std::string_view tag, bool soft) = 0;
+    virtual void purgeUrl(std::string_view url, bool soft, PurgeDone done) = 0;
+    virtual void purgePrefix(std::string_view prefix, bool soft, PurgeDone done) = 0;
+    virtual void purgeTag(std::string_view tag, bool soft, PurgeDone done) = 0;
 };
 
 // ---- routing (no sockets: unit-testable) -------------------------------------------------------
@@ -131,15 +148,22 @@ struct Handlers {
     std::string metrics_text_for_test;    // non-empty: /metrics answers this (unit tests)
 };
 
+using Responder = std::function<void(Response)>;
+
 class Router {
 public:
     explicit Router(Handlers handlers) : handlers_(std::move(handlers)) {}
 
     // "" disables the state-changing endpoints (403).
     void setToken(std::string token) { token_ = std::move(token); }
-    Response handle(const Request& request);
+    // `respond` runs exactly once: inline, or later on this loop for a purge waiting for L2
+    // (it must then still be safe to call: capture a liveness guard, not a bare `this`).
+    // Every answer is counted in strata_admin_requests_total when it is given.
+    void handle(const Request& request, Responder respond);
 
 private:
+    Response answer(const Request& request);  // every endpoint but /purge: inline
+    void purge(const Request& request, Responder respond);
     bool authorized(const Request& request, Response& refusal) const;
 
     Handlers handlers_;

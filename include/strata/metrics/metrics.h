@@ -71,6 +71,7 @@ inline constexpr std::size_t kBuckets = kLatencyBuckets.size() + 1;
 // Bounded label space: slots beyond these share the last one (labelled "other").
 inline constexpr std::size_t kMaxRoutes = 128;
 inline constexpr std::size_t kMaxServers = 512;
+inline constexpr std::size_t kMaxListeners = 64;
 inline constexpr std::uint16_t kNoRoute = 0;  // slot of requests answered without a route
 
 // A counter written by one thread and read by any: relaxed load + store compiles to a plain
@@ -109,6 +110,8 @@ public:
     void l1Eviction(std::uint64_t objects = 1);
     // TLS engineer's hook: one per finished (or failed) handshake.
     void tlsHandshake(TlsResult result, TlsVersion version);
+    // A TLS connection closed at accept because the listener had max_handshakes in progress.
+    void tlsHandshakeRefused(std::uint16_t listener_slot);
 
 private:
     friend class Registry;
@@ -128,6 +131,7 @@ private:
     ShardCounter coalesced_waits_;
     ShardCounter l1_evictions_;
     std::array<ShardCounter, count<TlsResult>() * count<TlsVersion>()> tls_;
+    std::array<ShardCounter, kMaxListeners> tls_refused_;
 };
 
 // A gauge sample provided by a callback at scrape time (health state, connection counts).
@@ -149,6 +153,8 @@ public:
     // its series. Thread-safe; call when building a snapshot, not per request.
     std::uint16_t routeSlot(const std::string& route_name);
     std::uint16_t serverSlot(const std::string& upstream, const std::string& server);
+    // TLS listeners, by name; their series exist (at 0) from the moment they are interned.
+    std::uint16_t listenerSlot(const std::string& listener_name);
 
     // Process-wide events (any thread; atomics).
     void configReload(ReloadResult result, double unix_seconds);
@@ -195,6 +201,7 @@ private:
     mutable std::mutex mutex_;                             // slots, gauges, workers_
     std::vector<std::string> route_names_;
     std::vector<std::pair<std::string, std::string>> server_names_;
+    std::vector<std::string> listener_names_;
     std::map<std::string, std::uint16_t> route_index_;
     std::map<std::string, std::uint16_t> server_index_;
     std::vector<Gauge> gauges_;

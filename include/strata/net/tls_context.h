@@ -17,6 +17,12 @@
 // client check makes that group's old sessions fall back to a full handshake. The group is picked
 // from the ClientHello's SNI before OpenSSL looks the session up, so a session made for one name
 // never resumes under another group's name.
+//
+// The handshake cap (tls.max_handshakes) belongs to the listener too: its in-flight count is
+// kept in the TlsResumptionStore and shared by every context a reload builds for a listener
+// that keeps its name and bind, so handshakes still running on connections that took the old
+// context count against the new one (a fresh count per reload let 2 x the cap in right after
+// a SIGHUP). Refusals are counted per listener (strata_tls_handshakes_refused_total).
 #pragma once
 
 #include <array>
@@ -112,6 +118,9 @@ private:
 
 using TlsSessionCachePtr = std::shared_ptr<TlsSessionCache>;
 
+// Handshakes in progress on a listener's connections, whatever context they took.
+using HandshakeCountPtr = std::shared_ptr<std::atomic<std::uint32_t>>;
+
 // The server context of one TLS listener.
 class TlsServerContext {
 public:
@@ -122,13 +131,14 @@ public:
     // Opens and checks every file (PEM parses, key matches its certificate, certificate valid
     // now, OCSP response parses) and appends a diagnostic naming the file for each problem.
     // Null when anything was wrong. `file` is the config file, for the diagnostics' position.
-    // `keys` and `sessions` come from the listener's TlsResumptionStore; null makes fresh ones
-    // (tests).
+    // `keys`, `sessions` and `handshakes` come from the listener's TlsResumptionStore; null
+    // makes fresh ones (tests).
     static std::shared_ptr<TlsServerContext> build(const config::ListenerTls& tls,
                                                    const std::string& listener_name,
                                                    const std::string& file, TicketKeyRingPtr keys,
                                                    TlsSessionCachePtr sessions,
-                                                   std::vector<config::Diagnostic>& errors);
+                                                   std::vector<config::Diagnostic>& errors,
+                                                   HandshakeCountPtr handshakes = nullptr);
 
     // A server-side SSL on `fd`, in accept state. The caller owns it.
     SSL* newSsl(int fd) const;
@@ -139,8 +149,11 @@ public:
 
     std::chrono::milliseconds handshakeTimeout() const { return handshake_timeout_; }
     std::uint32_t maxHandshakes() const { return max_handshakes_; }
-    // Handshakes in progress on connections that took this context (Connection counts them).
-    std::atomic<std::uint32_t>& handshakes() const { return handshakes_; }
+    // Handshakes in progress on the listener's connections (Connection counts them), shared
+    // with the listener's contexts before and after a reload.
+    std::atomic<std::uint32_t>& handshakes() const { return *handshakes_; }
+    // The listener's slot in metrics::Registry (listenerSlot), for refusals at accept.
+    std::uint16_t metricsSlot() const { return metrics_slot_; }
     const std::string& forwardSubjectHeader() const { return forward_subject_; }
     const TicketKeyRingPtr& ticketKeys() const { return keys_; }
     const TlsSessionCachePtr& sessionCache() const { return sessions_; }
@@ -168,7 +181,8 @@ private:
     std::string forward_subject_;
     TicketKeyRingPtr keys_;
     TlsSessionCachePtr sessions_;
-    mutable std::atomic<std::uint32_t> handshakes_{0};
+    HandshakeCountPtr handshakes_;  // never null
+    std::uint16_t metrics_slot_ = 0;
 };
 
 using TlsServerContextPtr = std::shared_ptr<const TlsServerContext>;
@@ -204,18 +218,24 @@ struct TlsContexts {
     std::map<std::string, TlsClientContextPtr> upstreams;  // by upstream name
 };
 
-// Keeps each listener's ticket keys and session cache across reloads, by listener name, so a
-// reload does not turn every returning client into a full handshake. Main thread only.
+// Keeps each TLS listener's state across reloads, by listener name: ticket keys and session
+// cache, so a reload does not turn every returning client into a full handshake, and the count
+// of handshakes in flight, so the cap holds across a reload. Main thread only.
 class TlsResumptionStore {
 public:
     TicketKeyRingPtr ring(const std::string& listener, std::chrono::milliseconds rotation);
     TlsSessionCachePtr sessions(const std::string& listener, std::size_t capacity);
+    // A listener whose bind changed is a new listener (the server rebinds it): its own count.
+    // Counts are kept per bind, so a reload that fails after this was called (another
+    // listener's bad certificate) cannot split the count of the listener still serving.
+    HandshakeCountPtr handshakes(const std::string& listener, const std::string& bind);
     // Drops the state of listeners not in `names` (renamed or removed ones).
     void keepOnly(const std::vector<std::string>& names);
 
 private:
     std::map<std::string, TicketKeyRingPtr> rings_;
     std::map<std::string, TlsSessionCachePtr> sessions_;
+    std::map<std::string, std::map<std::string, HandshakeCountPtr>> handshakes_;  // name, bind
 };
 
 // Builds every context `cfg` needs; `errors` gets one diagnostic per problem. On errors the
