@@ -19,6 +19,27 @@ namespace {
 
 constexpr std::string_view kOther = "other";
 
+// Slots for a bounded label space: `key` gets the next slot, its series labelled `name`; once
+// all but the last are taken, every further key shares the last one, labelled `other`.
+template <class Name>
+std::uint16_t internSlot(std::map<std::string, std::uint16_t>& index, std::vector<Name>& names,
+                         std::string key, Name name, Name other, std::size_t max) {
+    auto it = index.find(key);
+    if (it != index.end()) {
+        return it->second;
+    }
+    if (names.size() >= max - 1) {
+        if (names.size() == max - 1) {
+            names.push_back(std::move(other));
+        }
+        return static_cast<std::uint16_t>(max - 1);
+    }
+    auto slot = static_cast<std::uint16_t>(names.size());
+    names.push_back(std::move(name));
+    index.emplace(std::move(key), slot);
+    return slot;
+}
+
 std::uint64_t toMicros(double seconds) {
     if (!(seconds > 0)) {
         return 0;  // also NaN
@@ -273,55 +294,21 @@ WorkerMetrics& Registry::worker(unsigned id) {
 
 std::uint16_t Registry::routeSlot(const std::string& route_name) {
     std::lock_guard lock(mutex_);
-    auto it = route_index_.find(route_name);
-    if (it != route_index_.end()) {
-        return it->second;
-    }
-    if (route_names_.size() >= kMaxRoutes - 1) {
-        if (route_names_.size() == kMaxRoutes - 1) {
-            route_names_.emplace_back(kOther);
-        }
-        return static_cast<std::uint16_t>(kMaxRoutes - 1);
-    }
-    auto slot = static_cast<std::uint16_t>(route_names_.size());
-    route_names_.push_back(route_name);
-    route_index_.emplace(route_name, slot);
-    return slot;
+    return internSlot(route_index_, route_names_, route_name, route_name, std::string(kOther),
+                      kMaxRoutes);
 }
 
 std::uint16_t Registry::serverSlot(const std::string& upstream, const std::string& server) {
     std::lock_guard lock(mutex_);
-    std::string key = upstream + "\n" + server;
-    auto it = server_index_.find(key);
-    if (it != server_index_.end()) {
-        return it->second;
-    }
-    if (server_names_.size() >= kMaxServers - 1) {
-        if (server_names_.size() == kMaxServers - 1) {
-            server_names_.emplace_back(std::string(kOther), std::string(kOther));
-        }
-        return static_cast<std::uint16_t>(kMaxServers - 1);
-    }
-    auto slot = static_cast<std::uint16_t>(server_names_.size());
-    server_names_.emplace_back(upstream, server);
-    server_index_.emplace(std::move(key), slot);
-    return slot;
+    return internSlot(server_index_, server_names_, upstream + "\n" + server,
+                      std::pair(upstream, server),
+                      std::pair(std::string(kOther), std::string(kOther)), kMaxServers);
 }
 
 std::uint16_t Registry::listenerSlot(const std::string& listener_name) {
     std::lock_guard lock(mutex_);
-    auto it = std::find(listener_names_.begin(), listener_names_.end(), listener_name);
-    if (it != listener_names_.end()) {
-        return static_cast<std::uint16_t>(it - listener_names_.begin());
-    }
-    if (listener_names_.size() >= kMaxListeners - 1) {
-        if (listener_names_.size() == kMaxListeners - 1) {
-            listener_names_.emplace_back(kOther);
-        }
-        return static_cast<std::uint16_t>(kMaxListeners - 1);
-    }
-    listener_names_.push_back(listener_name);
-    return static_cast<std::uint16_t>(listener_names_.size() - 1);
+    return internSlot(listener_index_, listener_names_, listener_name, listener_name,
+                      std::string(kOther), kMaxListeners);
 }
 
 void Registry::configReload(ReloadResult result, double unix_seconds) {

@@ -204,6 +204,7 @@ private:
     std::vector<std::string> listener_names_;
     std::map<std::string, std::uint16_t> route_index_;
     std::map<std::string, std::uint16_t> server_index_;
+    std::map<std::string, std::uint16_t> listener_index_;
     std::vector<Gauge> gauges_;
     std::function<L1Usage()> l1_source_;  // guarded by mutex_
     std::unique_ptr<ProcessCounters> process_;
