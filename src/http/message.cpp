@@ -120,25 +120,48 @@ bool isHopByHop(std::string_view name) {
     }
 }
 
+// The hop-by-hop fields of one message: the fixed ones and the ones its Connection fields
+// name (RFC 9110 7.6.1). Holds pointers into `fields`: decide before changing them.
+class HopByHopFields {
+public:
+    explicit HopByHopFields(const Fields& fields) {
+        for (const auto& f : fields) {
+            if (equalsIgnoreCase(f.name, "Connection")) {
+                connection_lists_.push_back(&f.value);  // most messages have none: no allocation
+            }
+        }
+    }
+    bool contains(std::string_view name) const {
+        if (isHopByHop(name)) {
+            return true;
+        }
+        bool named = false;
+        for (const std::string* list : connection_lists_) {
+            forEachListElement(*list, [&](std::string_view element) {
+                named = named || equalsIgnoreCase(element, name);
+            });
+        }
+        return named;
+    }
+
+private:
+    std::vector<const std::string*> connection_lists_;
+};
+
 }  // namespace
 
 void removeHopByHop(Fields& fields) {
-    // Collect the names Connection lists first: removing Connection itself would lose them.
-    std::vector<std::string> named;
-    for (const auto& f : fields) {
-        if (equalsIgnoreCase(f.name, "Connection")) {
-            forEachListElement(f.value,
-                               [&](std::string_view element) { named.emplace_back(element); });
+    auto& items = fields.items();
+    std::vector<bool> drop(items.size());
+    {
+        const HopByHopFields hop_by_hop(fields);
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            drop[i] = hop_by_hop.contains(items[i].name);
         }
     }
-    for (const auto& name : named) {
-        fields.remove(name);
-    }
-    // One pass instead of seven.
-    auto& items = fields.items();
     std::size_t out = 0;
     for (std::size_t i = 0; i < items.size(); ++i) {
-        if (isHopByHop(items[i].name)) {
+        if (drop[i]) {
             continue;
         }
         if (out != i) {
@@ -150,26 +173,9 @@ void removeHopByHop(Fields& fields) {
 }
 
 void appendForwardedFields(std::string& out, const Fields& fields, const FieldEdits& edits) {
-    // Fields named by Connection are hop-by-hop too; most messages have no Connection field.
-    const std::string* connection_lists[FieldEdits::kCapacity];
-    std::size_t connection_count = 0;
-    for (const auto& f : fields) {
-        if (f.name.size() == 10 && equalsIgnoreCase(f.name, "Connection") &&
-            connection_count < FieldEdits::kCapacity) {
-            connection_lists[connection_count++] = &f.value;
-        }
-    }
-    auto namedByConnection = [&](std::string_view name) {
-        bool named = false;
-        for (std::size_t i = 0; i < connection_count && !named; ++i) {
-            forEachListElement(*connection_lists[i], [&](std::string_view element) {
-                named = named || equalsIgnoreCase(element, name);
-            });
-        }
-        return named;
-    };
+    const HopByHopFields hop_by_hop(fields);
     auto dropped = [&](std::string_view name) {
-        if (isHopByHop(name) || (connection_count > 0 && namedByConnection(name))) {
+        if (hop_by_hop.contains(name)) {
             return true;
         }
         for (std::size_t i = 0; i < edits.drop_count_; ++i) {
