@@ -302,11 +302,9 @@ void Transaction::lookup() {
             // origin request for one burst; serve what it stored, like a waiter would.
             if (cache::EntryPtr stored = runtime.l1->lookup(primary_key_, request_.fields).entry) {
                 cache::LookupDecision decision = stored->decide(request_cc_, now);
-                if (decision.usability == cache::Usability::Fresh ||
-                    decision.usability == cache::Usability::StaleAcceptable) {
+                if (decision.servable()) {
                     finishCoalescing(stored, false);  // whoever joined since gets it too
-                    session_.setCacheResult(metrics::CacheResult::Collapsed);
-                    deliver(stored, withTtl("strata; hit; collapsed", decision.ttl));
+                    deliverCollapsed(stored, decision);
                     return;
                 }
             }
@@ -351,8 +349,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
     if (result.status == cache::L2Status::Hit && result.entry) {
         cache::LookupDecision decision =
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
-        if (decision.usability == cache::Usability::Fresh ||
-            decision.usability == cache::Usability::StaleAcceptable) {
+        if (decision.servable()) {
             if (m != nullptr) {
                 m->cacheLookup(metrics::Tier::L2, metrics::LookupResult::Hit);
             }
@@ -383,10 +380,8 @@ void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
     if (entry &&
         cache::secondaryKey(entry->meta().vary, request_.fields) == entry->meta().secondary_key) {
         cache::LookupDecision decision = entry->decide(request_cc_, now);
-        if (decision.usability == cache::Usability::Fresh ||
-            decision.usability == cache::Usability::StaleAcceptable) {
-            session_.setCacheResult(metrics::CacheResult::Collapsed);
-            deliver(entry, withTtl("strata; hit; collapsed", decision.ttl));
+        if (decision.servable()) {
+            deliverCollapsed(entry, decision);
             return;
         }
     }
@@ -396,6 +391,13 @@ void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
         session_.setCacheResult(metrics::CacheResult::Pass);
     }
     forward();
+}
+
+// Another request's fetch answers this one (RFC 9211: hit; collapsed).
+void Transaction::deliverCollapsed(const cache::EntryPtr& entry,
+                                   const cache::LookupDecision& decision) {
+    session_.setCacheResult(metrics::CacheResult::Collapsed);
+    deliver(entry, withTtl("strata; hit; collapsed", decision.ttl));
 }
 
 void Transaction::startBackgroundRefresh() {

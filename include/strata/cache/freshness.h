@@ -130,6 +130,11 @@ struct LookupDecision {
     // When revalidation fails (error, timeout, 5xx) the stale entry may be served instead
     // (RFC 5861 4; never under must-revalidate).
     bool serve_stale_on_error = false;
+
+    // The stored response answers the request as it is, without asking the origin.
+    bool servable() const {
+        return usability == Usability::Fresh || usability == Usability::StaleAcceptable;
+    }
 };
 
 // Decides how a stored response may answer a request (RFC 9111 4.2, 4.3, 5.2.1; RFC 5861).

@@ -68,6 +68,7 @@ private:
     void lookupL2();
     void onL2Result(cache::L2LookupResult result);
     void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
+    void deliverCollapsed(const cache::EntryPtr& entry, const cache::LookupDecision& decision);
     void forward();
     // Answers from a stored entry. `status_detail` is the Cache-Status text after "strata; ".
     void deliver(const cache::EntryPtr& entry, std::string_view cache_status);
