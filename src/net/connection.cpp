@@ -579,9 +579,7 @@ void Connection::handleWrite() {
         }
         return;
     }
-    if (above_low_water_) {
-        notifyIfDrained();
-    }
+    notifyIfDrained();
 }
 
 }  // namespace strata::net

@@ -291,6 +291,14 @@ std::string purge(std::uint16_t admin, const std::string& query) {
     return std::to_string(r.status) + " " + r.body;
 }
 
+// L2 settings whose admin listener takes the token purge() sends (a file in `dir`).
+L2Yaml withPurgeToken(const TempDir& dir) {
+    writeFile(dir.file("token"), "l2-token\n");
+    L2Yaml l2;
+    l2.token_file = dir.file("token");
+    return l2;
+}
+
 }  // namespace
 
 TEST_SUITE("e2e/cache/l2") {
@@ -532,9 +540,7 @@ TEST_SUITE("e2e/cache/l2") {
         Memcached m1, m2;
         const std::vector<const Memcached*> mc = {&m1, &m2};
         TempDir dir;
-        writeFile(dir.file("token"), "l2-token\n");
-        L2Yaml l2;
-        l2.token_file = dir.file("token");
+        L2Yaml l2 = withPurgeToken(dir);
         l2.timeout = "200ms";
         l2.purge_poll = "200ms";
         // conf/strata.yaml: purges by other instances apply within purge_poll + 2 x timeout.
@@ -642,9 +648,7 @@ TEST_SUITE("e2e/cache/l2") {
         Memcached m1, m2;
         const std::vector<const Memcached*> mc = {&m1, &m2};
         TempDir dir;
-        writeFile(dir.file("token"), "l2-token\n");
-        L2Yaml l2;
-        l2.token_file = dir.file("token");
+        L2Yaml l2 = withPurgeToken(dir);
         l2.threads = 1;
         Strata a(l2Config(origin, mc, l2));
         const int kObjects = 12;
@@ -679,9 +683,7 @@ TEST_SUITE("e2e/cache/l2") {
         Memcached m1, m2;
         const std::vector<const Memcached*> mc = {&m1, &m2};
         TempDir dir;
-        writeFile(dir.file("token"), "l2-token\n");
-        L2Yaml l2;
-        l2.token_file = dir.file("token");
+        L2Yaml l2 = withPurgeToken(dir);
         Strata a(l2Config(origin, mc, l2));
         const auto admin = a.port("admin");
         auto purges = [&](const std::string& code) {
