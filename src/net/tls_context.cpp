@@ -18,6 +18,7 @@
 #include "strata/common/strings.h"
 #include "strata/event/buffer_memory.h"
 #include "strata/metrics/metrics.h"
+#include "strata/net/connection.h"
 
 namespace strata::net {
 namespace {
@@ -980,6 +981,22 @@ SSL* TlsClientContext::newSsl(int fd, const SocketAddress& peer, SSL_SESSION* se
         SSL_set_session(ssl, session);
     }
     return ssl;
+}
+
+std::unique_ptr<Connection> TlsClientContext::connect(event::Loop& loop,
+                                                      const SocketAddress& address,
+                                                      SSL_SESSION* session) const {
+    struct Args {
+        const TlsClientContext* tls;
+        SSL_SESSION* session;
+    } args{this, session};
+    return Connection::connectTo(
+        loop, address,
+        [](int fd, const SocketAddress& peer, void* arg) {
+            auto* a = static_cast<Args*>(arg);
+            return a->tls->newSsl(fd, peer, a->session);
+        },
+        &args);
 }
 
 // ---- all of a config ----------------------------------------------------------------------------

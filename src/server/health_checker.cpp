@@ -12,10 +12,12 @@ namespace strata::server {
 
 class HealthChecker::Probe final : public net::ConnectionCallbacks, public http::ResponseCallbacks {
 public:
-    Probe(event::Loop& loop, upstream::ServerStatePtr server, const config::HealthCheck& check)
+    Probe(event::Loop& loop, upstream::ServerStatePtr server, const config::HealthCheck& check,
+          net::TlsClientContextPtr tls)
         : loop_(loop),
           server_(std::move(server)),
           check_(check),
+          tls_(std::move(tls)),
           interval_timer_(loop, [this] { begin(); }),
           timeout_timer_(loop, [this] { end(false, "timeout"); }) {
         request_ = check_.method + " " + check_.path + " HTTP/1.1\r\nHost: " + server_->label() +
@@ -25,8 +27,10 @@ public:
 
     ~Probe() override { dropConnection(); }
 
-    bool sameCheck(const config::HealthCheck& c) const {
-        return c.method == check_.method && c.path == check_.path &&
+    // `tls` is compared by identity: a reload rebuilds the context whenever upstream TLS
+    // settings change, and the probe must then meet the new ones.
+    bool sameCheck(const config::HealthCheck& c, const net::TlsClientContextPtr& tls) const {
+        return tls == tls_ && c.method == check_.method && c.path == check_.path &&
                c.interval == check_.interval && c.timeout == check_.timeout &&
                c.rise == check_.rise && c.fall == check_.fall &&
                c.expect_status_min == check_.expect_status_min &&
@@ -39,7 +43,10 @@ private:
         parser_ = std::make_unique<http::ResponseParser>(
             *this, http::ParserLimits{8 * 1024, 32 * 1024, 100, UINT64_MAX});
         parser_->expectResponseTo(check_.method);
-        connection_ = net::Connection::connectTo(loop_, server_->address());
+        // The way requests go: over the upstream's TLS (SNI, verification, client certificate)
+        // when it has one, so a probe never passes for a server requests cannot reach.
+        connection_ = tls_ ? tls_->connect(loop_, server_->address(), /*session=*/nullptr)
+                           : net::Connection::connectTo(loop_, server_->address());
         if (!connection_) {
             end(false, "connect failed");
             return;
@@ -51,7 +58,13 @@ private:
     // net::ConnectionCallbacks
     void onConnected(bool ok) override {
         if (!ok) {
-            end(false, "connect failed");
+            if (!connection_->tlsError().empty()) {
+                tls_error_ = "TLS handshake failed: " + connection_->tlsError();
+                end(false, tls_error_.c_str());
+            } else {
+                end(false,
+                    connection_->ssl() != nullptr ? "TLS handshake failed" : "connect failed");
+            }
             return;
         }
         evbuffer_add(connection_->output(), request_.data(), request_.size());
@@ -148,7 +161,9 @@ private:
     event::Loop& loop_;
     upstream::ServerStatePtr server_;
     config::HealthCheck check_;
+    net::TlsClientContextPtr tls_;  // null: plain TCP
     std::string request_;
+    std::string tls_error_;  // keeps the text end() logs alive
     event::Timer interval_timer_;
     event::Timer timeout_timer_;
     net::ConnectionPtr connection_;
@@ -174,11 +189,12 @@ void HealthChecker::update(const proxy::Snapshot& snapshot) {
                 continue;
             }
             auto it = probes_.find(server.get());
-            if (it != probes_.end() && it->second->sameCheck(check)) {
+            if (it != probes_.end() && it->second->sameCheck(check, group->tlsContext())) {
                 next.emplace(server.get(), std::move(it->second));
                 probes_.erase(it);
             } else {
-                next.emplace(server.get(), std::make_unique<Probe>(loop_, server, check));
+                next.emplace(server.get(),
+                             std::make_unique<Probe>(loop_, server, check, group->tlsContext()));
             }
         }
     }

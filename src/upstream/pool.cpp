@@ -65,19 +65,9 @@ UpstreamConnectionPtr ConnectionPool::connect(const ServerStatePtr& server,
     if (tls == nullptr) {
         connection = net::Connection::connectTo(loop_, server->address());
     } else {
-        struct Args {
-            const net::TlsClientContext* tls;
-            SSL_SESSION* session;
-        };
         auto found = sessions_.find(server.get());
-        Args args{tls, found == sessions_.end() ? nullptr : found->second.session};
-        connection = net::Connection::connectTo(
-            loop_, server->address(),
-            [](int fd, const net::SocketAddress& peer, void* arg) {
-                auto* a = static_cast<Args*>(arg);
-                return a->tls->newSsl(fd, peer, a->session);
-            },
-            &args);
+        connection = tls->connect(loop_, server->address(),
+                                  found == sessions_.end() ? nullptr : found->second.session);
     }
     if (!connection) {
         return nullptr;

@@ -2,6 +2,7 @@
 // origin. Verification on (the default) with the right CA and name works and reuses pooled
 // connections; a certificate the CA did not sign, or one naming another host, is a 502 with a
 // log line naming the upstream and the verify error, never a plain-text fallback.
+#include "admin_client.h"
 #include "tls_support.h"
 
 using namespace strata::test;
@@ -42,6 +43,22 @@ std::string proxyTo(const std::string& addr, const std::string& tls) {
            "    tls: " +
            tls +
            "\n"
+           "routes: [{match: {path_prefix: /}, upstream: secure}]\n";
+}
+
+// A TLS upstream with fast active health checks and the admin listener, to read their outcome.
+std::string probedTo(const std::string& addr, const std::string& tls) {
+    return "listeners: [{name: http, bind: \"127.0.0.1:0\"}]\n"
+           "admin: {bind: \"127.0.0.1:0\"}\n"
+           "upstreams:\n"
+           "  secure:\n"
+           "    servers: [\"" +
+           addr +
+           "\"]\n"
+           "    tls: " +
+           tls +
+           "\n"
+           "    health_check: {path: /, interval: 200ms, timeout: 200ms, rise: 2, fall: 2}\n"
            "routes: [{match: {path_prefix: /}, upstream: secure}]\n";
 }
 
@@ -107,5 +124,39 @@ TEST_SUITE("e2e/tls") {
         Strata strata(proxyTo(plain.addr(), "{ca_file: " + pki.ca() + "}"));
         CHECK(get(strata.port(), "/").status == 502);
         CHECK(plain.totalCount("/") == 0);
+    }
+
+    TEST_CASE("active health checks probe over the upstream's TLS, verification included") {
+        TlsOrigin backend;
+        const std::vector<std::string> passes{"server=\"" + backend.addr() + "\"",
+                                              "result=\"pass\""};
+        const std::vector<std::string> fails{"server=\"" + backend.addr() + "\"",
+                                             "result=\"fail\""};
+        SUBCASE("a verified server passes its probes and stays healthy") {
+            Strata strata(
+                probedTo(backend.addr(), "{ca_file: " + backend.pki.ca() + ", sni: backend.test}"));
+            const auto admin = strata.port("admin");
+            REQUIRE(eventually(
+                [&] { return metric(admin, "strata_upstream_health_checks_total", passes) >= 3; }));
+            CHECK(metric(admin, "strata_upstream_health_checks_total", fails) == 0);
+            CHECK(metric(admin, "strata_upstream_server_healthy",
+                         {"server=\"" + backend.addr() + "\""}) == 1);
+            CHECK(get(strata.port(), "/").status == 200);
+        }
+        SUBCASE("a certificate requests would refuse fails the probe too") {
+            backend.pki.otherCa("rogue");
+            Strata strata(probedTo(backend.addr(), "{ca_file: " + backend.pki.path("rogue.pem") +
+                                                       ", sni: backend.test}"));
+            const auto admin = strata.port("admin");
+            REQUIRE(eventually([&] {
+                return metric(admin, "strata_upstream_server_healthy",
+                              {"server=\"" + backend.addr() + "\""}) == 0;
+            }));
+            CHECK(metric(admin, "strata_upstream_health_checks_total", passes) == 0);
+            const std::string log = strata.process().stderrText();
+            CAPTURE(log);
+            CHECK(log.find("is down (2 checks failed; last: TLS handshake failed: certificate "
+                           "verify failed") != std::string::npos);
+        }
     }
 }

@@ -50,7 +50,13 @@ using SSL = ssl_st;
 using SSL_CTX = ssl_ctx_st;
 using SSL_SESSION = ssl_session_st;
 
+namespace strata::event {
+class Loop;
+}
+
 namespace strata::net {
+
+class Connection;
 
 // Session ticket keys for one listener, shared by all workers (the SSL_CTX is shared) and kept
 // across reloads, so tickets issued before a reload still resume. Rotated lazily on use: the
@@ -201,6 +207,12 @@ public:
     // A client SSL on `fd` in connect state, with SNI and the name (or IP) to verify set.
     // `session`, if not null, is offered for resumption.
     SSL* newSsl(int fd, const SocketAddress& peer, SSL_SESSION* session) const;
+
+    // Starts a non-blocking connect to `address` whose handshake runs with newSsl() once the
+    // socket connects. Requests and health probes both reach a TLS server through this, so a
+    // probe checks exactly what a request would meet. Null on immediate failure.
+    std::unique_ptr<Connection> connect(event::Loop& loop, const SocketAddress& address,
+                                        SSL_SESSION* session) const;
 
 private:
     TlsClientContext() = default;
