@@ -654,7 +654,7 @@ struct L2Cache::Impl {
         std::size_t size = 0;
         std::string_view view() const { return {data.get(), size}; }
     };
-    Fetched get(memcached_st* m, const std::string& key) {
+    Fetched get(memcached_st* m, const std::string& key, metrics::L2Op op = metrics::L2Op::Get) {
         Fetched f;
         const auto start = Clock_::now();
         std::uint32_t flags = 0;
@@ -663,7 +663,7 @@ struct L2Cache::Impl {
         if (f.rc == MEMCACHED_SUCCESS && value == nullptr) {
             f.size = 0;  // an empty value comes back as null
         }
-        recordOp(metrics::L2Op::Get, start, f.rc, serverFor(key));
+        recordOp(op, start, f.rc, serverFor(key));
         return f;
     }
 
@@ -953,7 +953,7 @@ struct L2Cache::Impl {
                     rc = frc;
                 }
             }
-            recordOp(metrics::L2Op::Get, start, rc, server);
+            recordOp(metrics::L2Op::PurgeLogGet, start, rc, server);
             if (!memcached_success(rc) && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_END) {
                 LOG_WARN("l2: purge log read failed: %s", memcached_strerror(m, rc));
                 return false;
@@ -984,7 +984,7 @@ struct L2Cache::Impl {
                                                            value.data(), value.size(), 0, 0, cas)
                                            : memcached_add(m, log_key.data(), log_key.size(),
                                                            value.data(), value.size(), 0, 0);
-            recordOp(metrics::L2Op::Set, wstart, wrc, server);
+            recordOp(metrics::L2Op::PurgeLogSet, wstart, wrc, server);
             if (wrc == MEMCACHED_SUCCESS || wrc == MEMCACHED_STORED) {
                 bump(c.purges_sent);
                 return true;
@@ -1024,7 +1024,7 @@ struct L2Cache::Impl {
     // `notify`: false for the first read at startup, when there is no L1 content to purge.
     void pollOnce(bool notify = true) {
         std::lock_guard poll_lock(poll_mutex);
-        Fetched f = get(pollerMemc(), log_key);
+        Fetched f = get(pollerMemc(), log_key, metrics::L2Op::PurgeLogGet);
         const WallTime now = wallNow();
         std::vector<PurgeRecord> fresh;
         {

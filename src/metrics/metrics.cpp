@@ -187,7 +187,8 @@ std::string_view name(LookupResult v) {
     return k[idx(v)];
 }
 std::string_view name(L2Op v) {
-    static constexpr std::array<std::string_view, count<L2Op>()> k{"get", "set", "delete"};
+    static constexpr std::array<std::string_view, count<L2Op>()> k{
+        "get", "set", "delete", "purge_log_get", "purge_log_set"};
     return k[idx(v)];
 }
 std::string_view name(TlsResult v) {

@@ -389,9 +389,9 @@ private:
         draining_ = true;
         ready_ = false;
         health_.stop();
-        if (admin_) {
-            admin_->close();
-        }
+        // The admin listener stays up until the last worker exits (onWorkerExit): a load
+        // balancer polling /readyz sees 503 and takes the node out, and /metrics stays
+        // scrapable while requests in flight finish.
         const auto timeout = current_->config->limits.drain_timeout;
         LOG_INFO("draining: no new connections, finishing requests in flight (up to %lld ms)",
                  static_cast<long long>(timeout.count()));

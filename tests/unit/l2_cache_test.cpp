@@ -739,6 +739,36 @@ TEST_SUITE("cache/l2") {
         CHECK(*fresh.result.entry->body() == "a1 new");
     }
 
+    TEST_CASE("purge-log polling and appends are counted apart from object operations") {
+        MemcachedProcess mc;
+        event::Loop loop;
+        metrics::Registry registry;
+        auto o = optionsFor({mc.address()});
+        o.purge_poll = 20ms;
+        o.metrics = &registry;
+        L2Cache l2(o);
+        auto ops = [&](const char* op) {
+            return registry.valueForTest("strata_cache_l2_operation_duration_seconds_count",
+                                         {{"op", op}});
+        };
+        // No traffic: only the poller reads, and it reads the purge log.
+        REQUIRE(waitFor([&] { return ops("purge_log_get") >= 3; }));
+        CHECK(ops("get") == 0);
+        CHECK(ops("set") == 0);
+
+        bool done = false;
+        loop.post([&] { l2.purgeTag("t", false, &loop, [&](bool) { done = true; }); });
+        REQUIRE(runUntil(loop, [&] { return done; }));
+        CHECK(ops("purge_log_set") == 1);
+        CHECK(ops("set") == 0);
+        CHECK(ops("get") == 0);
+
+        storeAndWait(l2, makeEntry("http://a.test/k", "v"));
+        CHECK(ops("set") == 1);
+        REQUIRE(lookupSync(l2, loop, "http://a.test/k").result.status == L2Status::Hit);
+        CHECK(ops("get") == 1);
+    }
+
     TEST_CASE("soft purge serves a stale copy instead of a miss") {
         MemcachedProcess mc;
         event::Loop loop;

@@ -37,7 +37,10 @@ enum class CacheResult : std::uint8_t { Hit, Stale, Miss, Pass, Bypass, Collapse
 enum class Tier : std::uint8_t { L1, L2, Count };
 // A lookup in one tier.
 enum class LookupResult : std::uint8_t { Hit, Miss, Stale, Error, Count };
-enum class L2Op : std::uint8_t { Get, Set, Delete, Count };
+// Get/Set/Delete act on cached objects; the purge log (one shared memcached key, read every
+// cache.l2.purge_poll and CAS-appended by purges) has values of its own, so idle polling never
+// looks like cache traffic.
+enum class L2Op : std::uint8_t { Get, Set, Delete, PurgeLogGet, PurgeLogSet, Count };
 enum class TlsResult : std::uint8_t { Ok, Failed, Count };
 enum class TlsVersion : std::uint8_t { Tls12, Tls13, Other, Count };
 enum class ReloadResult : std::uint8_t { Success, Failure, Count };
