@@ -568,6 +568,44 @@ int ParserCore::checkHeadPos(const char* end) {
     return 0;
 }
 
+namespace {
+
+// Fields a Connection list may never make hop-by-hop: framing, routing, and what the cache
+// keys and decides on. Removing one of them on the way while keeping the message's meaning
+// would make strata and the next hop disagree about the message.
+bool namesReliedOnField(std::string_view connection_list) {
+    static constexpr std::string_view kReliedOn[] = {"Content-Length",
+                                                     "Transfer-Encoding",
+                                                     "Host",
+                                                     "Authorization",
+                                                     "Cookie",
+                                                     "Set-Cookie",
+                                                     "Cache-Control",
+                                                     "Pragma",
+                                                     "Vary",
+                                                     "Expires",
+                                                     "Range",
+                                                     "Content-Range",
+                                                     "ETag",
+                                                     "Last-Modified",
+                                                     "Date",
+                                                     "Age",
+                                                     "Content-Encoding",
+                                                     "Content-Type",
+                                                     "Surrogate-Key",
+                                                     "CDN-Cache-Control",
+                                                     "Strata-Cache-Control"};
+    bool named = false;
+    forEachListElement(connection_list, [&](std::string_view element) {
+        for (std::string_view relied : kReliedOn) {
+            named = named || equalsIgnoreCase(element, relied);
+        }
+    });
+    return named;
+}
+
+}  // namespace
+
 bool ParserCore::checkFraming(const Fields& fields, int version_minor, bool& chunked,
                               bool& has_length, std::uint64_t& length) {
     const std::string* cl = nullptr;
@@ -581,6 +619,11 @@ bool ParserCore::checkFraming(const Fields& fields, int version_minor, bool& chu
         } else if (equalsIgnoreCase(f.name, "Transfer-Encoding")) {
             te = &f.value;
             ++te_count;
+        } else if (equalsIgnoreCase(f.name, "Connection") && namesReliedOnField(f.value)) {
+            // RFC 9110 7.6.1 lets a recipient refuse this. Honouring it would forward the
+            // body without its framing (request smuggling) or drop what the cache decided on.
+            fail(badInput(), "Connection names an end-to-end field strata relies on");
+            return false;
         }
     }
     chunked = false;

@@ -52,6 +52,39 @@ TEST_SUITE("e2e/framing") {
         CHECK(origin.totalCount("/") == 0);
     }
 
+    TEST_CASE("a Connection list naming a field strata relies on is 400, never obeyed") {
+        Origin origin;
+        Strata strata(proxyConfig(origin.serversYaml()));
+        // Obeyed, the first would reach the origin without its Content-Length but with its body:
+        // the origin would read "GET /smuggled" as a second request.
+        const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+        for (const Bad& bad : {
+                 Bad{"Content-Length",
+                     "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " +
+                         std::to_string(smuggled.size()) +
+                         "\r\nConnection: keep-alive, Content-Length\r\n\r\n" + smuggled,
+                     400},
+                 Bad{"Transfer-Encoding",
+                     "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                     "Connection: transfer-encoding\r\n\r\n0\r\n\r\n",
+                     400},
+                 Bad{"Host", "GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close, HOST\r\n\r\n",
+                     400},
+                 Bad{"Cache-Control in a second Connection field",
+                     "GET /echo HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\n"
+                     "Connection: Cache-Control\r\nCache-Control: no-cache\r\n\r\n",
+                     400},
+             }) {
+            expectRefused(strata.port(), bad);
+        }
+        CHECK(origin.totalCount("/echo") == 0);
+        CHECK(origin.totalCount("/smuggled") == 0);
+        // Naming an ordinary field still makes it hop-by-hop: it is dropped, the request passes.
+        Response ok = get(strata.port(), "/headers", "Connection: X-Hop\r\nX-Hop: 1\r\n");
+        REQUIRE(ok.status == 200);
+        CHECK_FALSE(EchoedHead(ok.body).has("X-Hop"));
+    }
+
     TEST_CASE("oversized request line is 414, oversized head is 431") {
         Origin origin;
         Strata strata(proxyConfig(origin.serversYaml()));
@@ -105,6 +138,8 @@ TEST_SUITE("e2e/framing") {
                  "NOT HTTP AT ALL\r\n\r\n",
                  "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
                  "HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 2\r\n\r\nok",
+                 // Obeyed, the body would reach the client unframed.
+                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: Content-Length\r\n\r\nok",
              }) {
             CAPTURE(reply);
             ScriptedServer bad_origin(reply);
