@@ -9,6 +9,7 @@
 #include "strata/cache/l1_cache.h"
 #include "strata/cache/l2_cache.h"
 #include "strata/cache/validation.h"
+#include "strata/common/assert.h"
 #include "strata/common/log.h"
 #include "strata/http/message.h"
 #include "strata/proxy/downstream_session.h"
@@ -70,16 +71,13 @@ class BackgroundRefresh final : public event::DeferredDeletable, private Upstrea
 public:
     BackgroundRefresh(WorkerContext& worker, SnapshotPtr snapshot, int route_index,
                       const http::RequestHead& request, cache::EntryPtr stale, std::string key,
-                      std::string upstream_head)
+                      UpstreamExchange::Request upstream)
         : worker_(worker),
           snapshot_(std::move(snapshot)),
           route_index_(route_index),
           request_(request),
           stale_(std::move(stale)),
           key_(std::move(key)) {
-        UpstreamExchange::Request upstream;
-        upstream.method = "GET";
-        upstream.head = std::move(upstream_head);
         request_time_ = std::chrono::system_clock::now();
         exchange_ = std::make_unique<UpstreamExchange>(
             worker_, *snapshot_->route_upstreams[static_cast<std::size_t>(route_index_)],
@@ -417,25 +415,17 @@ void Transaction::startBackgroundRefresh() {
                                  event::loopTime(), kHitForPass);
         return;
     }
-    // The refresh is a conditional GET built like a forwarded request.
-    http::RequestHead copy = request_;
-    copy.method = "GET";
-    http::Fields& fields = copy.fields;
-    http::removeHopByHop(fields);
-    fields.remove("Expect");
-    cache::makeConditional(*stale_, fields);
-    fields.appendToList("Via", kViaValue);
-    if (!fields.has("Host")) {
-        fields.add("Host", request_.host.empty() ? group_->config().name : request_.host);
+    // The refresh is built by the builder every upstream request goes through, so it can never
+    // forward what a client-driven request would not.
+    UpstreamExchange::Request upstream = buildUpstreamRequest(UpstreamPurpose::BackgroundRefresh);
+    if (upstream.head.empty()) {
+        runtime.coalescer.finish(primary_key_, cache::Coalescer::Outcome{nullptr, false},
+                                 event::loopTime(), kHitForPass);
+        return;
     }
-    std::string head;
-    http::appendRequestLine(head, "GET",
-                            request_.target.starts_with('/') ? request_.target : request_.path, 1);
-    http::appendFields(head, fields);
-    head += "\r\n";
     auto refresh =
         std::make_unique<BackgroundRefresh>(session_.worker(), snapshot_, route_index_, request_,
-                                            stale_, primary_key_, std::move(head));
+                                            stale_, primary_key_, std::move(upstream));
     BackgroundRefresh* raw = refresh.get();
     session_.worker().addBackground(std::move(refresh));
     raw->start();
@@ -505,25 +495,33 @@ void Transaction::deliver(const cache::EntryPtr& entry, std::string_view cache_s
 }
 
 void Transaction::forward() {
-    exchange_ = std::make_unique<UpstreamExchange>(
-        session_.worker(), *group_, buildUpstreamRequest(),
-        static_cast<UpstreamExchangeCallbacks&>(*this), session_.id());
+    UpstreamExchange::Request upstream = buildUpstreamRequest(UpstreamPurpose::Client);
+    if (upstream.head.empty()) {
+        onExchangeFailure(500, false, "internal error: upstream request could not be built");
+        return;
+    }
+    exchange_ = std::make_unique<UpstreamExchange>(session_.worker(), *group_, std::move(upstream),
+                                                   static_cast<UpstreamExchangeCallbacks&>(*this),
+                                                   session_.id());
     request_time_ = std::chrono::system_clock::now();
     exchange_->start();
 }
 
-UpstreamExchange::Request Transaction::buildUpstreamRequest() {
+UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purpose) {
+    const bool refresh = purpose == UpstreamPurpose::BackgroundRefresh;
     UpstreamExchange::Request out;
-    out.method = request_.method;
-    out.has_body = request_.framing != http::BodyFraming::None;
-    out.chunked = request_.framing == http::BodyFraming::Chunked;
+    // A background refresh is a bodiless conditional GET, whatever the client sent: it answers
+    // the cache, not the client, and stores under the key of a GET.
+    out.method = refresh ? std::string("GET") : request_.method;
+    out.has_body = !refresh && request_.framing != http::BodyFraming::None;
+    out.chunked = out.has_body && request_.framing == http::BodyFraming::Chunked;
     // The client's fields stay intact (the cache may still answer its conditionals): the
     // forwarded head is the original fields with edits applied while serializing.
     const http::Fields* source = &request_.fields;
     http::Fields conditional;
     http::FieldEdits edits;
     edits.drop("Expect");
-    if (revalidating_ && stale_) {
+    if ((revalidating_ || refresh) && stale_) {
         conditional = request_.fields;
         cache::makeConditional(*stale_, conditional);
         source = &conditional;
@@ -534,6 +532,15 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
             request_.fields.has("If-None-Match") || request_.fields.has("If-Modified-Since");
         edits.drop("If-None-Match");
         edits.drop("If-Modified-Since");
+    }
+    if (cacheable_route_ && !primary_key_.empty()) {
+        // A cacheable fetch brings back the whole object: a 206 could not be stored, and the
+        // client may get the full 200 instead of its range (RFC 9110 14.2).
+        edits.drop("Range");
+        edits.drop("If-Range");
+    }
+    if (!out.has_body) {
+        edits.drop("Content-Length");  // a refresh leaves the client's body behind
     }
     edits.appendToList("X-Forwarded-For", session_.clientAddress());
     edits.drop("X-Forwarded-Proto");
@@ -566,9 +573,15 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest() {
             origin_form += '?';
             origin_form += request_.query;
         }
-        http::appendRequestLine(head, request_.method, origin_form, 1);
+        http::appendRequestLine(head, out.method, origin_form, 1);
     } else {
-        http::appendRequestLine(head, request_.method, target, 1);
+        http::appendRequestLine(head, out.method, target, 1);
+    }
+    if (!edits.complete()) {
+        // Never forward a request with an edit left out (a header strata must drop could pass).
+        STRATA_BUG("upstream request needs more field edits than FieldEdits holds");
+        out.head.clear();
+        return out;
     }
     http::appendForwardedFields(head, *source, edits);
     head += "\r\n";
@@ -678,8 +691,10 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             } else {
                 // Only what the response says about itself marks the URL hit-for-pass; a
                 // verdict caused by this client's request must not stop others coalescing.
+                // A 206 answers one range, never says the URL is uncacheable.
                 const bool request_specific = verdict == cache::StoreVerdict::RequestNoStore ||
-                                              verdict == cache::StoreVerdict::Authorization;
+                                              verdict == cache::StoreVerdict::Authorization ||
+                                              head.status == 206;
                 finishCoalescing(nullptr, /*uncacheable=*/!request_specific);
             }
             if (revalidating_) {

@@ -39,6 +39,23 @@ TEST_SUITE("e2e/cache") {
         CHECK(metric(strata.port("admin"), "strata_cache_l1_bytes") > 0);
     }
 
+    TEST_CASE("a Range miss fetches and stores the whole object; the next request is a hit") {
+        Origin origin;
+        Strata strata(cacheConfig(origin.serversYaml()));
+        const std::string url = "/headers?" + ccParam("max-age=60");
+        auto first = get(strata.port(), url, "Range: bytes=0-3\r\nIf-Range: \"x\"\r\n");
+        STRATA_CACHE_STATUS(first);
+        REQUIRE(first.status == 200);  // the whole object answers a range (RFC 9110 14.2)
+        CHECK(cacheStatusHas(first, "stored"));
+        EchoedHead seen(first.body);
+        CHECK_FALSE(seen.has("Range"));
+        CHECK_FALSE(seen.has("If-Range"));
+        auto second = get(strata.port(), url);
+        STRATA_CACHE_STATUS(second);
+        CHECK(cacheStatusHas(second, "hit"));
+        CHECK(origin.requestCount(0, "/headers") == 1);
+    }
+
     TEST_CASE("a hit on a keep-alive connection, then the next request is forwarded again") {
         Origin origin;
         Strata strata(cacheConfig(origin.serversYaml()));

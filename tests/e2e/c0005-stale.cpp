@@ -73,6 +73,39 @@ TEST_SUITE("e2e/cache") {
         CHECK(origin.requestCount(0, "/delay/400") == 2);
     }
 
+    TEST_CASE("a background refresh is built like every forwarded request") {
+        Origin origin;
+        Strata strata(cacheConfig(origin.serversYaml()));
+        const std::string query = ccParam("max-age=1, stale-while-revalidate=30");
+        auto fetch = [&](const std::string& target, const std::string& extra) {
+            RawClient c(strata.port());
+            c.send("GET " + target + " HTTP/1.1\r\nHost: t\r\n" + extra + "\r\n");
+            return c.readResponse();
+        };
+        const std::string forged = "X-Forwarded-Proto: forged\r\n";
+        REQUIRE(fetch("/headers?" + query, forged).status == 200);
+        waitPastOneSecondMaxAge();
+        // The stale hit that starts the refresh comes in absolute form, with a forged field.
+        Response stale = fetch("http://t/headers?" + query, forged);
+        STRATA_CACHE_STATUS(stale);
+        REQUIRE(cacheStatusHas(stale, "hit"));
+        REQUIRE(eventually([&] { return origin.requestCount(0, "/headers") == 2; }, 5000ms));
+        // The refreshed entry's body is the origin's echo of the refresh request itself.
+        Response fresh;
+        REQUIRE(eventually(
+            [&] {
+                fresh = fetch("/headers?" + query, "");
+                return cacheStatusTtl(fresh) > 0;
+            },
+            5000ms));
+        EchoedHead refresh(fresh.body);
+        CAPTURE(fresh.body);
+        CHECK(refresh.request_line == "GET /headers?" + query + " HTTP/1.1");
+        CHECK(refresh.value("X-Forwarded-Proto") == "http");
+        CHECK(refresh.value("X-Forwarded-For") == "127.0.0.1");
+        CHECK(origin.requestCount(0, "/headers") == 2);
+    }
+
     TEST_CASE("route stale_while_revalidate applies when the response names none") {
         Origin origin;
         Strata strata(cacheConfig(origin.serversYaml(), {.stale_while_revalidate = "30s"}));

@@ -990,6 +990,26 @@ TEST_SUITE("http/message") {
               "X-Forwarded-Proto: https\r\n");
     }
 
+    TEST_CASE("FieldEdits: every edit up to the capacity is applied; one more is reported") {
+        Fields f;
+        f.add("Host", "a");
+        FieldEdits edits;
+        std::vector<std::string> names;
+        for (std::size_t i = 0; i < FieldEdits::kCapacity; ++i) {
+            names.push_back("X-Drop-" + std::to_string(i));
+            f.add(names.back(), "1");
+        }
+        for (const auto& name : names) {
+            edits.drop(name);
+        }
+        CHECK(edits.complete());
+        std::string out;
+        appendForwardedFields(out, f, edits);
+        CHECK(out == "Host: a\r\n");
+        edits.drop("X-One-Too-Many");
+        CHECK_FALSE(edits.complete());  // never silently forwarded without that edit
+    }
+
     TEST_CASE("appendForwardedFields: a field Connection names loses a list edit's original") {
         Fields f;
         f.add("Connection", "Via");

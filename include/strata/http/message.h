@@ -91,7 +91,7 @@ void removeHopByHop(Fields& fields);
 // edits per message.
 class FieldEdits {
 public:
-    static constexpr std::size_t kCapacity = 8;
+    static constexpr std::size_t kCapacity = 16;
     // Every field of that name is left out.
     void drop(std::string_view name) { push(drops_, drop_count_, {name, {}}); }
     // ", value" after the first field of that name (RFC 9110 5.3), or a new field at the end.
@@ -102,6 +102,8 @@ public:
     void add(std::string_view name, std::string_view value) {
         push(adds_, add_count_, {name, value});
     }
+    // False once an edit did not fit: the caller must not send what it serializes.
+    bool complete() const { return !overflowed_; }
 
 private:
     friend void appendForwardedFields(std::string&, const class Fields&, const FieldEdits&);
@@ -109,9 +111,11 @@ private:
         std::string_view name;
         std::string_view value;
     };
-    static void push(Edit* edits, std::size_t& count, Edit edit) {
-        if (count < kCapacity) {  // callers stay far below; never overflow
+    void push(Edit* edits, std::size_t& count, Edit edit) {
+        if (count < kCapacity) {
             edits[count++] = edit;
+        } else {
+            overflowed_ = true;
         }
     }
     Edit drops_[kCapacity];
@@ -120,6 +124,7 @@ private:
     std::size_t drop_count_ = 0;
     std::size_t list_count_ = 0;
     std::size_t add_count_ = 0;
+    bool overflowed_ = false;
 };
 
 // Serializes `fields` without the hop-by-hop ones (as removeHopByHop()) and with `edits`

@@ -78,7 +78,10 @@ private:
     void storeResponse();
     void releaseDeferredResponse();
     void invalidateAfterUnsafe(const http::ResponseHead& head);
-    UpstreamExchange::Request buildUpstreamRequest();
+    // The one builder of every request strata sends upstream: client-driven forwards,
+    // revalidations and background refreshes differ only through `purpose` and the cache state.
+    enum class UpstreamPurpose { Client, BackgroundRefresh };
+    UpstreamExchange::Request buildUpstreamRequest(UpstreamPurpose purpose);
     void dropExchange();
     void logAccess();
 
