@@ -11,4 +11,12 @@ void CacheRuntime::keep(const EntryPtr& entry, WallTime now) {
     }
 }
 
+bool CacheRuntime::admits(std::uint64_t body_bytes) {
+    if (l2 != nullptr || l1->admits(body_bytes + kHeadAllowance)) {
+        return true;
+    }
+    l1->countRejection();
+    return false;
+}
+
 }  // namespace strata::cache

@@ -110,6 +110,7 @@ public:
             return t;
         }
     }
+    void setBudget(std::uint64_t budget) override { small_target_ = budget / 10; }
 
 private:
     static constexpr std::uint8_t kSmall = 1;

@@ -3,6 +3,7 @@
 #include "strata/cache/l1_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "strata/common/assert.h"
@@ -31,8 +32,9 @@ struct L1Cache::Shard {
                        std::equal_to<>>
         map;
     std::unique_ptr<EvictionPolicy> policy;
-    std::uint64_t bytes = 0;
-    std::uint64_t budget = 0;
+    // Written under `mu`; atomic so that evictToBudget can pick a shard without locking each.
+    std::atomic<std::uint64_t> bytes{0};
+    std::atomic<std::uint64_t> budget{0};  // fair share: max_bytes / shards
 };
 
 L1Cache::L1Cache(const L1Options& options)
@@ -101,6 +103,83 @@ EntryPtr L1Cache::find(std::string_view primary_key, std::string_view secondary_
     return nullptr;
 }
 
+void L1Cache::removeNode(Shard& shard, std::vector<std::unique_ptr<L1Node>>& variants,
+                         std::size_t index, std::vector<EntryPtr>& released) {
+    L1Node& n = *variants[index];
+    shard.policy->onRemove(n);
+    shard.bytes.fetch_sub(n.charge, std::memory_order_relaxed);
+    bytes_.fetch_sub(n.charge, std::memory_order_relaxed);
+    objects_.fetch_sub(1, std::memory_order_relaxed);
+    released.push_back(std::move(n.entry));
+    variants.erase(variants.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+bool L1Cache::evictOne(Shard& shard, const L1Node* keep, std::vector<EntryPtr>& released) {
+    L1Node* victim = shard.policy->victim();
+    if (victim == nullptr || victim == keep) {
+        return false;
+    }
+    auto vit = shard.map.find(victim->entry->meta().primary_key);
+    if (vit == shard.map.end()) {
+        STRATA_BUG("l1: eviction victim not indexed");
+        return false;
+    }
+    auto& vv = vit->second;
+    auto pos = std::find_if(vv.begin(), vv.end(), [&](const auto& p) { return p.get() == victim; });
+    if (pos == vv.end()) {
+        STRATA_BUG("l1: eviction victim not among its variants");
+        return false;
+    }
+    removeNode(shard, vv, static_cast<std::size_t>(pos - vv.begin()), released);
+    if (vv.empty()) {
+        shard.map.erase(vit);
+    }
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+void L1Cache::evictToBudget(const Shard* skip) {
+    std::vector<EntryPtr> released;  // destroyed after the locks are dropped
+    std::vector<const Shard*> exhausted;
+    while (bytes() > maxBytes()) {
+        // The shard holding the most beyond its share gives back first: a borrower pays for
+        // what it borrowed before a shard within its share loses anything.
+        Shard* fullest = nullptr;
+        std::int64_t most_over = 0;
+        for (auto& shard : shards_) {
+            const std::uint64_t held = shard->bytes.load(std::memory_order_relaxed);
+            if (shard.get() == skip || held == 0 ||
+                std::find(exhausted.begin(), exhausted.end(), shard.get()) != exhausted.end()) {
+                continue;
+            }
+            const auto over =
+                static_cast<std::int64_t>(held) -
+                static_cast<std::int64_t>(shard->budget.load(std::memory_order_relaxed));
+            if (fullest == nullptr || over > most_over) {
+                fullest = shard.get();
+                most_over = over;
+            }
+        }
+        if (fullest == nullptr) {
+            break;
+        }
+        std::lock_guard<std::mutex> lock(fullest->mu);
+        if (!evictOne(*fullest, nullptr, released)) {
+            exhausted.push_back(fullest);
+        }
+    }
+}
+
+bool L1Cache::admits(std::uint64_t charge) const {
+    const std::uint64_t max = maxBytes();
+    return max > 0 && charge <= max;
+}
+
+void L1Cache::countRejection() {
+    (maxBytes() == 0 ? rejected_disabled_ : rejected_too_large_)
+        .fetch_add(1, std::memory_order_relaxed);
+}
+
 bool L1Cache::insert(EntryPtr entry) {
     if (!entry) {
         return false;
@@ -112,71 +191,56 @@ bool L1Cache::insert(EntryPtr entry) {
     auto node = std::make_unique<L1Node>();
     node->charge = entry->charge() + primary.capacity() + sizeof(L1Node) + kIndexOverhead;
     node->key_hash = nodeHash(primary, secondary);
-    if (node->charge > shard.budget) {
-        rejected_.fetch_add(1, std::memory_order_relaxed);
+    if (!admits(node->charge)) {
+        countRejection();
         return false;
     }
     node->entry = std::move(entry);
     std::vector<EntryPtr> released;  // destroyed after the lock is dropped
-    std::uint64_t evicted = 0;
-    std::int64_t objects_delta = 0;
-    std::int64_t bytes_delta = 0;
+    bool kept_borrowing = false;
     {
         std::lock_guard<std::mutex> lock(shard.mu);
-        auto removeNode = [&](std::vector<std::unique_ptr<L1Node>>& variants, std::size_t idx) {
-            L1Node& n = *variants[idx];
-            shard.policy->onRemove(n);
-            shard.bytes -= n.charge;
-            bytes_delta -= static_cast<std::int64_t>(n.charge);
-            --objects_delta;
-            released.push_back(std::move(n.entry));
-            variants.erase(variants.begin() + static_cast<std::ptrdiff_t>(idx));
-        };
         auto& variants = shard.map[primary];
         for (std::size_t i = 0; i < variants.size(); ++i) {
             if (variants[i]->entry->meta().secondary_key == secondary) {
-                removeNode(variants, i);
+                removeNode(shard, variants, i, released);
                 break;
             }
         }
         if (variants.size() >= max_variants_) {
-            removeNode(variants, 0);  // the oldest variant
+            removeNode(shard, variants, 0, released);  // the oldest variant
         }
         L1Node* raw = node.get();
         variants.push_back(std::move(node));
         shard.policy->onInsert(*raw);
-        shard.bytes += raw->charge;
-        bytes_delta += static_cast<std::int64_t>(raw->charge);
-        ++objects_delta;
-        while (shard.bytes > shard.budget) {
-            L1Node* victim = shard.policy->victim();
-            if (victim == nullptr) {
+        shard.bytes.fetch_add(raw->charge, std::memory_order_relaxed);
+        bytes_.fetch_add(raw->charge, std::memory_order_relaxed);
+        objects_.fetch_add(1, std::memory_order_relaxed);
+        while (bytes() > maxBytes() && shard.bytes.load(std::memory_order_relaxed) >
+                                           shard.budget.load(std::memory_order_relaxed)) {
+            // The new entry is never its own victim (S3-FIFO would pick an object larger than
+            // the small queue at once): it was admitted, so it is stored; others make room.
+            if (!evictOne(shard, raw, released)) {
+                kept_borrowing = true;
                 break;
             }
-            auto vit = shard.map.find(victim->entry->meta().primary_key);
-            if (vit == shard.map.end()) {
-                STRATA_BUG("l1: eviction victim not indexed");
-                break;
-            }
-            auto& vv = vit->second;
-            auto pos = std::find_if(vv.begin(), vv.end(),
-                                    [&](const auto& p) { return p.get() == victim; });
-            if (pos == vv.end()) {
-                STRATA_BUG("l1: eviction victim not among its variants");
-                break;
-            }
-            removeNode(vv, static_cast<std::size_t>(pos - vv.begin()));
-            if (vv.empty()) {
-                shard.map.erase(vit);
-            }
-            ++evicted;
         }
     }
-    objects_.fetch_add(static_cast<std::uint64_t>(objects_delta), std::memory_order_relaxed);
-    bytes_.fetch_add(static_cast<std::uint64_t>(bytes_delta), std::memory_order_relaxed);
-    evictions_.fetch_add(evicted, std::memory_order_relaxed);
+    // Still over budget: the shard is within its share, or only the new entry is left to give.
+    evictToBudget(kept_borrowing ? &shard : nullptr);
     inserts_.fetch_add(1, std::memory_order_relaxed);
     return true;
+}
+
+void L1Cache::setMaxBytes(std::uint64_t max_bytes) {
+    max_bytes_.store(max_bytes, std::memory_order_relaxed);
+    const std::uint64_t share = max_bytes / shards_.size();
+    for (auto& shard : shards_) {
+        std::lock_guard<std::mutex> lock(shard->mu);
+        shard->budget.store(share, std::memory_order_relaxed);
+        shard->policy->setBudget(share);
+    }
+    evictToBudget(nullptr);
 }
 
 std::size_t L1Cache::purgeIf(Shard& shard, bool soft, const void* ctx,
@@ -276,7 +340,9 @@ L1Stats L1Cache::stats() const {
     s.hits = hits_.load(std::memory_order_relaxed);
     s.misses = misses_.load(std::memory_order_relaxed);
     s.inserts = inserts_.load(std::memory_order_relaxed);
-    s.rejected = rejected_.load(std::memory_order_relaxed);
+    s.rejected_too_large = rejected_too_large_.load(std::memory_order_relaxed);
+    s.rejected_disabled = rejected_disabled_.load(std::memory_order_relaxed);
+    s.rejected = s.rejected_too_large + s.rejected_disabled;
     s.purged = purged_.load(std::memory_order_relaxed);
     return s;
 }

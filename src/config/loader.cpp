@@ -428,6 +428,19 @@ void Loader::crossCheck(const Config& config) {
         }
         error(ref.mark, ref.path, std::move(message));
     }
+    // An object over cache.l1.max_bytes can never be stored when L1 is the only tier. (A
+    // defaulted max_object_bytes is never an error: larger objects are counted as rejected.)
+    const std::uint64_t l1_bytes = config.cache.l1.max_bytes;
+    if (l1_bytes > 0 && config.cache.l2.servers.empty()) {
+        for (const auto& ref : object_limits) {
+            if (ref.bytes > l1_bytes) {
+                error(ref.mark, ref.path,
+                      formatBytes(ref.bytes) + " exceeds cache.l1.max_bytes " +
+                          formatBytes(l1_bytes) + (l1_max_bytes_written ? "" : " (default)") +
+                          "; such an object could never be stored");
+            }
+        }
+    }
 }
 
 namespace {

@@ -129,6 +129,14 @@ public:
     };
     std::vector<BindRef> binds;
     std::vector<UpstreamRef> upstream_refs;
+    // Written routes[].cache.max_object_bytes, checked against cache.l1.max_bytes.
+    struct ObjectLimitRef {
+        std::uint64_t bytes;
+        YAML::Mark mark;
+        std::string path;
+    };
+    std::vector<ObjectLimitRef> object_limits;
+    bool l1_max_bytes_written = false;
     YAML::Mark listeners_mark;  // where "listeners" was, for "no listeners" errors
     bool listeners_mistyped = false;
 

@@ -557,13 +557,17 @@ void readHealthCheck(Loader& loader, const Node& value, const Mark& key_mark,
     auto& check = out.health_check;
     check.enabled = true;
     auto marks = loader.readMap(value, key_mark, path, check);
+    const bool timeout_written = marks.has("timeout");
+    // The default timeout follows a short interval ({interval: 200ms} is valid as written).
+    if (!timeout_written) {
+        check.timeout = std::min(check.timeout, check.interval);
+    }
     // An overlapping probe would have two in flight per server; HAProxy forbids it as well.
     if (check.timeout > check.interval) {
-        const bool timeout_written = marks.has("timeout");
-        loader.error(marks.valueMark(timeout_written ? "timeout" : "interval", key_mark),
-                     Loader::child(path, timeout_written ? "timeout" : "interval"),
+        const bool interval_written = marks.has("interval");
+        loader.error(marks.valueMark("timeout", key_mark), Loader::child(path, "timeout"),
                      "timeout " + formatDuration(check.timeout) + " exceeds interval " +
-                         formatDuration(check.interval) +
+                         formatDuration(check.interval) + (interval_written ? "" : " (default)") +
                          "; a probe must finish before the next one starts");
     }
 }
@@ -714,6 +718,21 @@ void readCacheKey(Loader& loader, const Node& value, const Mark& key_mark, const
     }
 }
 
+void readRouteCache(Loader& loader, const Node& value, const Mark& key_mark,
+                    const std::string& path, Route& out) {
+    auto marks = loader.readMap(value, key_mark, path, out.cache);
+    if (marks.has("max_object_bytes")) {
+        loader.object_limits.push_back({out.cache.max_object_bytes,
+                                        marks.valueMark("max_object_bytes", key_mark),
+                                        Loader::child(path, "max_object_bytes")});
+    }
+}
+
+void readL1(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+            Cache& out) {
+    loader.l1_max_bytes_written = loader.readMap(value, key_mark, path, out.l1).has("max_bytes");
+}
+
 void readRoutes(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
                 Config& out) {
     loader.readList(value, key_mark, path,
@@ -728,13 +747,20 @@ void readLimits(Loader& loader, const Node& value, const Mark& key_mark, const s
                 Config& out) {
     auto& limits = out.limits;
     auto marks = loader.readMap(value, key_mark, path, limits);
+    const bool line_written = marks.has("max_request_line_bytes");
+    // The default line limit follows a smaller head limit ({max_header_bytes: 4KiB} is valid).
+    if (!line_written) {
+        limits.max_request_line_bytes =
+            std::min(limits.max_request_line_bytes, limits.max_header_bytes);
+    }
     // The request line is part of the head, so it cannot be allowed more than the head.
     if (limits.max_request_line_bytes > limits.max_header_bytes) {
-        const bool line_written = marks.has("max_request_line_bytes");
-        const char* key = line_written ? "max_request_line_bytes" : "max_header_bytes";
-        loader.error(marks.valueMark(key, key_mark), Loader::child(path, key),
+        const bool header_written = marks.has("max_header_bytes");
+        loader.error(marks.valueMark("max_request_line_bytes", key_mark),
+                     Loader::child(path, "max_request_line_bytes"),
                      "max_request_line_bytes (" + formatBytes(limits.max_request_line_bytes) +
                          ") exceeds max_header_bytes (" + formatBytes(limits.max_header_bytes) +
+                         (header_written ? "" : ", default") +
                          "), which includes the request line");
     }
 }
@@ -873,8 +899,8 @@ const std::vector<Field<Admin>>& fieldsOf<Admin>() {
 template <>
 const std::vector<Field<Cache>>& fieldsOf<Cache>() {
     static const std::vector<Field<Cache>> fields{
-        customField<Cache>("l1", readSection<Cache, L1Cache, &Cache::l1>, "mapping", "",
-                           "in-process memory tier", describeSection<L1Cache>),
+        customField<Cache>("l1", readL1, "mapping", "", "in-process memory tier",
+                           describeSection<L1Cache>),
         customField<Cache>("l2", readSection<Cache, L2Cache, &Cache::l2>, "mapping", "",
                            "shared memcached tier", describeSection<L2Cache>),
     };
@@ -958,8 +984,9 @@ const std::vector<Field<HealthCheck>>& fieldsOf<HealthCheck>() {
                                checkRequestPath),
         durationField<HealthCheck>("interval", &HealthCheck::interval, 10, kHour,
                                    "time between probes of one server"),
-        durationField<HealthCheck>("timeout", &HealthCheck::timeout, 1, kHour,
-                                   "a probe slower than this failed; at most interval"),
+        durationField<HealthCheck>(
+            "timeout", &HealthCheck::timeout, 1, kHour,
+            "a probe slower than this failed; at most interval (default: 1s or interval if less)"),
         countField<HealthCheck>("rise", &HealthCheck::rise, 1, 100,
                                 "consecutive passes to mark a server up"),
         countField<HealthCheck>("fall", &HealthCheck::fall, 1, 100,
@@ -993,8 +1020,8 @@ const std::vector<Field<Route>>& fieldsOf<Route>() {
                            describeSection<RouteMatch>),
         customField<Route>("upstream", readRouteUpstream, "upstream name", "", "a key of upstreams",
                            nullptr, /*required=*/true),
-        customField<Route>("cache", readSection<Route, RouteCache, &Route::cache>, "mapping", "",
-                           "cache policy; absent = bypass", describeSection<RouteCache>),
+        customField<Route>("cache", readRouteCache, "mapping", "", "cache policy; absent = bypass",
+                           describeSection<RouteCache>),
     };
     return fields;
 }
@@ -1064,8 +1091,9 @@ const std::vector<Field<Limits>>& fieldsOf<Limits>() {
                               "a client not reading the response this long is closed"),
         bytesField<Limits>("max_request_body_bytes", &Limits::max_request_body_bytes, 0, kTiB,
                            "larger bodies get 413"),
-        bytes32Field<Limits>("max_request_line_bytes", &Limits::max_request_line_bytes, 256, kMiB,
-                             "longer request lines get 414"),
+        bytes32Field<Limits>(
+            "max_request_line_bytes", &Limits::max_request_line_bytes, 256, kMiB,
+            "longer request lines get 414; at most max_header_bytes (the default follows it)"),
         bytes32Field<Limits>("max_header_bytes", &Limits::max_header_bytes, kKiB, 16 * kMiB,
                              "whole request head; larger gets 431"),
         countField<Limits>("max_headers", &Limits::max_headers, 1, 10000,

@@ -530,12 +530,21 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         out.push_back(std::move(coalesced_f));
         std::uint64_t l1_bytes_value = process_->l1_bytes.load(std::memory_order_relaxed);
         std::uint64_t l1_objects_value = process_->l1_objects.load(std::memory_order_relaxed);
+        L1Usage usage;
         if (l1_source_) {
-            const L1Usage usage = l1_source_();
+            usage = l1_source_();
             l1_bytes_value = usage.bytes;
             l1_objects_value = usage.objects;
             evictions += usage.evictions;
         }
+        auto rejected_f =
+            family("strata_cache_l1_rejected_total",
+                   "cacheable objects L1 did not store, by reason", MetricType::Counter);
+        addValue(rejected_f, label("reason", "too_large"),
+                 static_cast<double>(usage.rejected_too_large));
+        addValue(rejected_f, label("reason", "disabled"),
+                 static_cast<double>(usage.rejected_disabled));
+        out.push_back(std::move(rejected_f));
         auto evict_f =
             family("strata_cache_l1_evictions_total",
                    "objects evicted from L1 to stay within max_bytes", MetricType::Counter);

@@ -680,6 +680,10 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
                 size = head.content_length;
             }
             auto verdict = cache::checkStorable(request_, head, directives, policy, size);
+            if (verdict == cache::StoreVerdict::Store && size &&
+                !session_.worker().cache->admits(*size)) {
+                verdict = cache::StoreVerdict::TooLarge;  // larger than cache.l1.max_bytes
+            }
             if (verdict == cache::StoreVerdict::Store) {
                 storing_ = true;
                 stored_head_ = head;

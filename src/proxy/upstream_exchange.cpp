@@ -85,14 +85,14 @@ void UpstreamExchange::connectNext() {
     if (tries_ >= config.max_tries) {
         return fail(Failure::Connect);
     }
-    int index = retry_same_server_ >= 0 ? retry_same_server_ : group_.pick(tried_mask_, now);
+    int index = retry_same_server_ >= 0 ? retry_same_server_ : group_.pick(tried_, now);
     const bool fresh_only = retry_same_server_ >= 0;
     retry_same_server_ = -1;
     if (index < 0) {
         tries_ = config.max_tries;  // every server was tried: no more attempts
         return fail(Failure::Connect);
     }
-    tried_mask_ |= std::uint64_t{1} << (index & 63);
+    tried_.add(static_cast<std::size_t>(index));
     tries_++;
     const upstream::ServerStatePtr& server = group_.servers()[static_cast<std::size_t>(index)];
     server_index_ = index;

@@ -176,7 +176,8 @@ public:
         cache_ = std::make_unique<cache::CacheRuntime>(l1_options);
         metrics::global().setL1Source([l1 = cache_->l1.get()] {
             const cache::L1Stats stats = l1->stats();
-            return metrics::Registry::L1Usage{stats.bytes, stats.objects, stats.evictions};
+            return metrics::Registry::L1Usage{stats.bytes, stats.objects, stats.evictions,
+                                              stats.rejected_too_large, stats.rejected_disabled};
         });
         if (!loaded.config->cache.l2.servers.empty()) {
             // Other instances' purges (from the shared purge log) reach this L1 through here.
@@ -232,6 +233,19 @@ public:
     }
 
 private:
+    // cache.l1.max_bytes is live: the L1 keeps what fits the new budget (issue 15).
+    void applyL1Budget(const config::Config& cfg) {
+        const std::uint64_t before = cache_->l1->maxBytes();
+        const std::uint64_t after = cfg.cache.l1.max_bytes;
+        if (before == after) {
+            return;
+        }
+        cache_->l1->setMaxBytes(after);
+        LOG_INFO("reload: cache.l1.max_bytes %s -> %s; L1 holds %s",
+                 config::formatBytes(before).c_str(), config::formatBytes(after).c_str(),
+                 config::formatBytes(cache_->l1->bytes()).c_str());
+    }
+
     bool applyLogging(const config::Config& cfg) {
         log::Level level = log::Level::Info;
         log::parseLevel(cfg.logging.level, level);
@@ -547,6 +561,7 @@ private:
             }
         }
         health_.update(*snapshot);
+        applyL1Budget(next);
         if (!added.empty() || !removed.empty() || admin_line_ != written_admin_line_) {
             writePorts();
         }

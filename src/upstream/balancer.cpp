@@ -86,7 +86,8 @@ UpstreamGroup::UpstreamGroup(const config::Upstream& config, ServerRegistry& reg
     schedule_ = buildSchedule(weights);
 }
 
-int UpstreamGroup::pick(std::uint64_t tried, std::chrono::steady_clock::time_point now) const {
+int UpstreamGroup::pick(const TriedServers& tried,
+                        std::chrono::steady_clock::time_point now) const {
     if (schedule_.empty()) {
         return -1;
     }
@@ -97,7 +98,7 @@ int UpstreamGroup::pick(std::uint64_t tried, std::chrono::steady_clock::time_poi
         // still share its load evenly instead of its successor taking all of it.
         std::uint64_t position = cursor_.fetch_add(1, std::memory_order_relaxed);
         int index = schedule_[position % n];
-        if (index < 64 && (tried & (std::uint64_t{1} << index)) != 0) {
+        if (tried.contains(static_cast<std::size_t>(index))) {
             continue;
         }
         if (servers_[index]->isAvailable(now)) {
@@ -109,8 +110,8 @@ int UpstreamGroup::pick(std::uint64_t tried, std::chrono::steady_clock::time_poi
     }
     if (fallback < 0) {
         // Every probe hit a tried server; look for any untried one directly.
-        for (std::size_t i = 0; i < servers_.size() && i < 64; ++i) {
-            if ((tried & (std::uint64_t{1} << i)) == 0) {
+        for (std::size_t i = 0; i < servers_.size(); ++i) {
+            if (!tried.contains(i)) {
                 return static_cast<int>(i);
             }
         }

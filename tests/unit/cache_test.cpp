@@ -1087,6 +1087,63 @@ TEST_SUITE("cache/l1") {
         }
     }
 
+    TEST_CASE("an object larger than one shard's share is stored while it fits max_bytes") {
+        for (auto kind : {EvictionKind::Lru, EvictionKind::S3Fifo}) {
+            CAPTURE(static_cast<int>(kind));
+            // 32 shards of 32 KiB: the old per-shard limit refused anything over 32 KiB.
+            L1Cache l1(L1Options{1 << 20, 32, kind, 16});
+            CHECK(l1.insert(sized("big", 300 * 1024)));
+            REQUIRE(l1.lookup("big", {}).entry);
+            CHECK(l1.lookup("big", {}).entry->bodySize() == 300 * 1024);
+            // Small objects elsewhere fill the rest; the total stays within max_bytes.
+            for (int i = 0; i < 400; ++i) {
+                CHECK(l1.insert(sized("s" + std::to_string(i), 4000)));
+                CHECK(l1.bytes() <= l1.maxBytes());
+            }
+            CHECK(l1.stats().evictions > 0);
+            // Another large object still gets in: others are evicted to make room.
+            CHECK(l1.insert(sized("big2", 700 * 1024)));
+            CHECK(l1.lookup("big2", {}).entry);
+            CHECK(l1.bytes() <= l1.maxBytes());
+            // Only what exceeds the whole budget is refused, and counted by reason.
+            CHECK_FALSE(l1.insert(sized("huge", 1 << 20)));
+            CHECK(l1.stats().rejected_too_large == 1);
+            CHECK_FALSE(l1.admits(l1.maxBytes() + 1));
+            CHECK(l1.admits(l1.maxBytes()));
+        }
+        L1Cache off(L1Options{0, 32, EvictionKind::S3Fifo, 16});
+        CHECK_FALSE(off.insert(sized("a", 10)));
+        CHECK(off.stats().rejected_disabled == 1);
+        CHECK(off.stats().rejected == 1);
+    }
+
+    TEST_CASE("setMaxBytes: growing keeps everything, shrinking evicts down to the new budget") {
+        for (auto kind : {EvictionKind::Lru, EvictionKind::S3Fifo}) {
+            CAPTURE(static_cast<int>(kind));
+            L1Cache l1(L1Options{1 << 20, 8, kind, 16});
+            for (int i = 0; i < 100; ++i) {
+                CHECK(l1.insert(sized("k" + std::to_string(i), 4000)));
+            }
+            const auto before = l1.stats();
+            CHECK(before.objects == 100);
+            l1.setMaxBytes(2 << 20);
+            CHECK(l1.maxBytes() == (2u << 20));
+            CHECK(l1.stats().objects == 100);
+            CHECK(l1.stats().evictions == before.evictions);
+            l1.setMaxBytes(200 * 1024);
+            const auto after = l1.stats();
+            CHECK(after.bytes <= 200 * 1024);
+            CHECK(after.bytes > 150 * 1024);  // evicted down to the budget, not emptied
+            CHECK(after.objects + (after.evictions - before.evictions) == 100);
+            // The new budget governs later inserts too.
+            for (int i = 100; i < 200; ++i) {
+                CHECK(l1.insert(sized("k" + std::to_string(i), 4000)));
+                CHECK(l1.bytes() <= 200 * 1024);
+            }
+            CHECK_FALSE(l1.insert(sized("big", 300 * 1024)));
+        }
+    }
+
     TEST_CASE("LRU evicts the least recently used") {
         std::uint64_t one = 0;
         {

@@ -624,14 +624,57 @@ TEST_SUITE("config/errors") {
               "\"ok\"; expected e.g. \"200\" or \"200-399\"");
     }
 
-    TEST_CASE("cross-key limits") {
+    TEST_CASE(
+        "cross-key limits: a default never clashes with a written value; errors say which "
+        "value was defaulted") {
+        // health_check.timeout defaults to min(1s, interval).
+        auto fast = mustLoad(kListener +
+                             "upstreams: {a: {servers: [\"1.2.3.4:80\"], health_check: "
+                             "{interval: 200ms}}}\n");
+        CHECK(fast->upstreams.at("a").health_check.timeout == strata::config::Duration(200));
+        auto slow = mustLoad(kListener +
+                             "upstreams: {a: {servers: [\"1.2.3.4:80\"], health_check: "
+                             "{interval: 5s}}}\n");
+        CHECK(slow->upstreams.at("a").health_check.timeout == strata::config::Duration(1000));
         CHECK(onlyError(kListener + "upstreams: {a: {servers: [\"1.2.3.4:80\"], health_check: "
-                                    "{interval: 500ms}}}\n") ==
-              "t.yaml:2:67: upstreams.a.health_check.interval: timeout 1s exceeds interval "
-              "500ms; a probe must finish before the next one starts");
-        CHECK(onlyError(kListener + "limits: {max_header_bytes: 4KiB}\n") ==
-              "t.yaml:2:28: limits.max_header_bytes: max_request_line_bytes (8KiB) exceeds "
+                                    "{timeout: 3s}}}\n") ==
+              "t.yaml:2:66: upstreams.a.health_check.timeout: timeout 3s exceeds interval "
+              "2s (default); a probe must finish before the next one starts");
+        CHECK(onlyError(kListener + "upstreams: {a: {servers: [\"1.2.3.4:80\"], health_check: "
+                                    "{interval: 1s, timeout: 2s}}}\n") ==
+              "t.yaml:2:80: upstreams.a.health_check.timeout: timeout 2s exceeds interval "
+              "1s; a probe must finish before the next one starts");
+        // limits.max_request_line_bytes defaults to min(8KiB, max_header_bytes).
+        auto small = mustLoad(kListener + "limits: {max_header_bytes: 4KiB}\n");
+        CHECK(small->limits.max_request_line_bytes == 4096);
+        CHECK(onlyError(kListener + "limits: {max_request_line_bytes: 64KiB}\n") ==
+              "t.yaml:2:34: limits.max_request_line_bytes: max_request_line_bytes (64KiB) exceeds "
+              "max_header_bytes (32KiB, default), which includes the request line");
+        CHECK(onlyError(kListener +
+                        "limits: {max_request_line_bytes: 8KiB, max_header_bytes: 4KiB}\n") ==
+              "t.yaml:2:34: limits.max_request_line_bytes: max_request_line_bytes (8KiB) exceeds "
               "max_header_bytes (4KiB), which includes the request line");
+    }
+
+    TEST_CASE("routes[].cache.max_object_bytes that cannot fit in cache.l1.max_bytes") {
+        const std::string route =
+            "upstreams: {a: {servers: [\"1.2.3.4:80\"]}}\n"
+            "routes: [{upstream: a, cache: {enabled: true, max_object_bytes: 300MiB}}]\n";
+        CHECK(onlyError(kListener + route) ==
+              "t.yaml:3:65: routes[0].cache.max_object_bytes: 300MiB exceeds cache.l1.max_bytes "
+              "256MiB (default); such an object could never be stored");
+        CHECK(onlyError(kListener + route + "cache: {l1: {max_bytes: 64MiB}}\n") ==
+              "t.yaml:3:65: routes[0].cache.max_object_bytes: 300MiB exceeds cache.l1.max_bytes "
+              "64MiB; such an object could never be stored");
+        // Defaulted (16MiB) over a small L1 is not the operator's mistake; with L2 it can be
+        // stored.
+        mustLoad(kListener +
+                 "upstreams: {a: {servers: [\"1.2.3.4:80\"]}}\n"
+                 "routes: [{upstream: a, cache: {enabled: true}}]\n"
+                 "cache: {l1: {max_bytes: 1MiB}}\n");
+        mustLoad(kListener + route +
+                 "cache: {l1: {max_bytes: 64MiB}, l2: {servers: [\"127.0.0.1:11211\"]}}\n");
+        mustLoad(kListener + route + "cache: {l1: {max_bytes: 0}}\n");
     }
 
     TEST_CASE("listeners: none, duplicate names, duplicate or overlapping binds") {

@@ -33,7 +33,7 @@ TEST_SUITE("upstream/balancer") {
         std::array<int, 3> counts{};
         auto now = std::chrono::steady_clock::now();
         for (int i = 0; i < 3000; ++i) {
-            int index = group.pick(0, now);
+            int index = group.pick({}, now);
             REQUIRE(index >= 0);
             counts[static_cast<std::size_t>(index)]++;
         }
@@ -68,7 +68,7 @@ TEST_SUITE("upstream/balancer") {
         std::array<int, 2> counts{};
         auto now = std::chrono::steady_clock::now();
         for (int i = 0; i < 3000; ++i) {
-            counts[static_cast<std::size_t>(group.pick(0, now))]++;
+            counts[static_cast<std::size_t>(group.pick({}, now))]++;
         }
         CHECK(counts[0] == 1000);
         CHECK(counts[1] == 2000);
@@ -78,14 +78,39 @@ TEST_SUITE("upstream/balancer") {
         upstream::ServerRegistry registry;
         upstream::UpstreamGroup group(makeUpstream({1, 1, 1}), registry);
         auto now = std::chrono::steady_clock::now();
-        std::uint64_t tried = 0;
+        upstream::TriedServers tried;
         for (int i = 0; i < 3; ++i) {
             int index = group.pick(tried, now);
             REQUIRE(index >= 0);
-            CHECK((tried & (1u << index)) == 0);
-            tried |= 1u << index;
+            CHECK_FALSE(tried.contains(static_cast<std::size_t>(index)));
+            tried.add(static_cast<std::size_t>(index));
         }
         CHECK(group.pick(tried, now) == -1);
+    }
+
+    TEST_CASE("past 64 servers a tried server is never picked again (no index aliasing)") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(makeUpstream(std::vector<std::uint32_t>(130, 1)), registry);
+        auto now = std::chrono::steady_clock::now();
+        // Index 65 aliased index 1 in a 64-bit mask: trying 65 would skip 1 and retry 65.
+        for (std::size_t first : {std::size_t{1}, std::size_t{65}, std::size_t{129}}) {
+            CAPTURE(first);
+            upstream::TriedServers tried;
+            tried.add(first);
+            for (int round = 0; round < 300; ++round) {
+                int index = group.pick(tried, now);
+                REQUIRE(index >= 0);
+                CHECK(static_cast<std::size_t>(index) != first);
+            }
+        }
+        upstream::TriedServers ten;
+        for (std::size_t i = 0; i < 10; ++i) {
+            int index = group.pick(ten, now);
+            REQUIRE(index >= 0);
+            CHECK_FALSE(ten.contains(static_cast<std::size_t>(index)));
+            ten.add(static_cast<std::size_t>(index));
+        }
+        CHECK(ten.size() == 10);
     }
 
     TEST_CASE("a backing-off server is skipped and the others share its load evenly") {
@@ -95,7 +120,7 @@ TEST_SUITE("upstream/balancer") {
         group.servers()[1]->recordFailure(now, 5s);
         std::array<int, 3> counts{};
         for (int i = 0; i < 1000; ++i) {
-            counts[static_cast<std::size_t>(group.pick(0, now))]++;
+            counts[static_cast<std::size_t>(group.pick({}, now))]++;
         }
         CHECK(counts[1] == 0);
         CHECK(counts[0] == doctest::Approx(500).epsilon(0.02));
@@ -105,7 +130,7 @@ TEST_SUITE("upstream/balancer") {
             auto later = now + 6s;
             bool seen = false;
             for (int i = 0; i < 3; ++i) {
-                seen = seen || group.pick(0, later) == 1;
+                seen = seen || group.pick({}, later) == 1;
             }
             CHECK(seen);
         }
@@ -123,10 +148,10 @@ TEST_SUITE("upstream/balancer") {
         for (const auto& s : group.servers()) {
             s->recordFailure(now, 5s);
         }
-        CHECK(group.pick(0, now) >= 0);
+        CHECK(group.pick({}, now) >= 0);
         group.servers()[0]->setHealthy(false);
         group.servers()[1]->setHealthy(false);
-        CHECK(group.pick(0, now) >= 0);
+        CHECK(group.pick({}, now) >= 0);
     }
 
     TEST_CASE("server state survives a reload through the registry") {

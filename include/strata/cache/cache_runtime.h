@@ -17,6 +17,12 @@ struct CacheRuntime {
 
     // Stores an entry in L1 and, asynchronously (never waiting), in L2.
     void keep(const EntryPtr& entry, WallTime now);
+    // Whether keep() would store a response with a body of `body_bytes` in some tier, so that
+    // Cache-Status says "stored" only when something is; a refusal is counted as an L1
+    // rejection. L2 stores asynchronously and counts as storing; L1 is asked with room for the
+    // head and index (kHeadAllowance).
+    bool admits(std::uint64_t body_bytes);
+    static constexpr std::uint64_t kHeadAllowance = 4096;
 
     std::unique_ptr<L1Cache> l1;
     Coalescer coalescer;

@@ -1,7 +1,11 @@
 // L1: the in-memory cache shared by all workers. A fixed number of shards, each a hash table
 // of primary key -> variants under one mutex (the only lock on the request path, DESIGN.md).
-// The byte budget counts real bytes (CacheEntry::charge() plus index overhead) and is split
-// evenly across shards; each shard evicts with its own policy instance.
+// The byte budget counts real bytes (CacheEntry::charge() plus index overhead). It is one budget
+// for the whole cache: each shard has a fair share (max_bytes / shards) and may borrow beyond
+// it while the total stays within max_bytes, so an object larger than a share (a 9 MB file in
+// a 256 MiB cache has a share of 8 MiB) is stored. When the total is over budget the inserting
+// shard evicts if it is over its share, then the shard most over its share does; each shard
+// evicts with its own policy instance. Only an object larger than max_bytes itself is refused.
 //
 // Entries are shared_ptr<const CacheEntry>: lookup returns a reference the caller keeps for as
 // long as it writes the response, so eviction and purge free nothing in use.
@@ -46,6 +50,8 @@ public:
     virtual void onRemove(L1Node& node) = 0;
     // The node to evict next (still linked; the shard then calls onRemove), or nullptr.
     virtual L1Node* victim() = 0;
+    // The shard's fair share changed (cache.l1.max_bytes reloaded).
+    virtual void setBudget(std::uint64_t /*shard_budget*/) {}
 };
 
 enum class EvictionKind {
@@ -73,7 +79,9 @@ struct L1Stats {
     std::uint64_t hits = 0;
     std::uint64_t misses = 0;
     std::uint64_t inserts = 0;
-    std::uint64_t rejected = 0;  // larger than a shard's budget
+    std::uint64_t rejected = 0;            // sum of the two below
+    std::uint64_t rejected_too_large = 0;  // charge above max_bytes
+    std::uint64_t rejected_disabled = 0;   // max_bytes is 0
     std::uint64_t purged = 0;
 };
 
@@ -96,9 +104,17 @@ public:
     // Exact variant by its keys (e.g. to find the entry being revalidated).
     EntryPtr find(std::string_view primary_key, std::string_view secondary_key);
 
-    // Inserts or replaces the variant with the same keys. False when the entry alone exceeds a
-    // shard's budget (never stored). May evict other entries.
+    // Inserts or replaces the variant with the same keys. False when the entry alone exceeds
+    // max_bytes (never stored). May evict other entries, never the one it inserts.
     bool insert(EntryPtr entry);
+    // Whether an object of `charge` bytes (see CacheEntry::charge()) would be stored.
+    bool admits(std::uint64_t charge) const;
+    // Counts an object refused without calling insert() (too large, or L1 disabled).
+    void countRejection();
+
+    // Applies a new byte budget (reload of cache.l1.max_bytes): keeps everything when it grows,
+    // evicts by each shard's policy down to the new budget when it shrinks. Any thread.
+    void setMaxBytes(std::uint64_t max_bytes);
 
     // Purges. `soft` replaces each entry by a stale copy (kept for stale-if-error and
     // revalidation) instead of removing it. They return how many variants were affected.
@@ -112,15 +128,24 @@ public:
 
     L1Stats stats() const;
     std::uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
-    std::uint64_t maxBytes() const { return max_bytes_; }
+    std::uint64_t maxBytes() const { return max_bytes_.load(std::memory_order_relaxed); }
 
 private:
     struct Shard;
     Shard& shardFor(std::string_view primary_key, std::uint64_t& hash);
     std::size_t purgeIf(Shard& shard, bool soft, const void* ctx,
                         bool (*match)(const void* ctx, const CacheEntry& e));
+    // Unlinks and unindexes one variant; its entry goes to `released` (freed after the lock).
+    // Called with the shard lock held.
+    void removeNode(Shard& shard, std::vector<std::unique_ptr<L1Node>>& variants, std::size_t index,
+                    std::vector<EntryPtr>& released);
+    // Evicts the shard's next victim unless it is `keep`. Called with the shard lock held.
+    bool evictOne(Shard& shard, const L1Node* keep, std::vector<EntryPtr>& released);
+    // Evicts from the shards most over their share until the total is within max_bytes.
+    // `skip` (with its lock not held) is left alone.
+    void evictToBudget(const Shard* skip);
 
-    std::uint64_t max_bytes_;
+    std::atomic<std::uint64_t> max_bytes_;
     std::size_t max_variants_;
     std::vector<std::unique_ptr<Shard>> shards_;
     std::atomic<std::uint64_t> objects_{0};
@@ -129,7 +154,8 @@ private:
     std::atomic<std::uint64_t> hits_{0};
     std::atomic<std::uint64_t> misses_{0};
     std::atomic<std::uint64_t> inserts_{0};
-    std::atomic<std::uint64_t> rejected_{0};
+    std::atomic<std::uint64_t> rejected_too_large_{0};
+    std::atomic<std::uint64_t> rejected_disabled_{0};
     std::atomic<std::uint64_t> purged_{0};
 };
 

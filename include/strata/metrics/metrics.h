@@ -170,6 +170,8 @@ public:
         std::uint64_t bytes = 0;
         std::uint64_t objects = 0;
         std::uint64_t evictions = 0;
+        std::uint64_t rejected_too_large = 0;  // objects larger than cache.l1.max_bytes
+        std::uint64_t rejected_disabled = 0;   // offered while cache.l1.max_bytes is 0
     };
     void setL1Source(std::function<L1Usage()> source);
     void adminRequest(std::string_view endpoint, int status);

@@ -118,7 +118,7 @@ private:
     http::ResponseParser* parser_ = nullptr;  // the connection's, while it is ours
     std::chrono::steady_clock::time_point upstream_started_;
     State state_ = State::Connecting;
-    std::uint64_t tried_mask_ = 0;
+    upstream::TriedServers tried_;
     std::uint32_t tries_ = 0;
     int server_index_ = -1;
     int retry_same_server_ = -1;  // >= 0: next attempt goes to this server, fresh connection

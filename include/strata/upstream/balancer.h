@@ -5,6 +5,7 @@
 // pooled connections to it), found through ServerRegistry by upstream name and address.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -67,6 +68,33 @@ private:
 };
 
 // One configured upstream within a snapshot. Immutable except for the cursor.
+// The servers one request has tried, by index into UpstreamGroup::servers(). Any number of
+// servers (indexes are not folded into a 64-bit mask), no allocation: a request tries at most
+// upstreams.<name>.max_tries (<= 10) servers, so the set holds up to kCapacity indexes inline.
+class TriedServers {
+public:
+    static constexpr std::size_t kCapacity = 16;
+    bool contains(std::size_t index) const {
+        for (std::size_t i = 0; i < size_; ++i) {
+            if (indexes_[i] == index) {
+                return true;
+            }
+        }
+        return false;
+    }
+    // Adds `index` once; beyond kCapacity (more tries than the schema allows) it is not kept.
+    void add(std::size_t index) {
+        if (!contains(index) && size_ < kCapacity) {
+            indexes_[size_++] = static_cast<std::uint32_t>(index);
+        }
+    }
+    std::size_t size() const { return size_; }
+
+private:
+    std::array<std::uint32_t, kCapacity> indexes_{};
+    std::size_t size_ = 0;
+};
+
 class UpstreamGroup {
 public:
     UpstreamGroup(const config::Upstream& config, ServerRegistry& registry);
@@ -75,10 +103,10 @@ public:
     const std::vector<ServerStatePtr>& servers() const { return servers_; }
 
     // Picks the next server in (smooth weighted) round-robin order, skipping servers in
-    // `tried` (a bitmask by server index) and, when possible, servers that are unhealthy or
+    // `tried` and, when possible, servers that are unhealthy or
     // backing off. When every untried server is down it still returns one rather than failing
     // everything. Returns -1 when every server was tried.
-    int pick(std::uint64_t tried, std::chrono::steady_clock::time_point now) const;
+    int pick(const TriedServers& tried, std::chrono::steady_clock::time_point now) const;
 
     // TLS to the servers (upstreams.<name>.tls); null = plain TCP. Set while the snapshot is
     // built, before any worker sees the group.
