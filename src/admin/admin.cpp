@@ -30,6 +30,13 @@ Response text(int status, std::string body) {
     return r;
 }
 
+// RFC 9110 15.5.6: a 405 MUST carry Allow, listing the methods the endpoint does take.
+Response methodNotAllowed(std::string_view allow) {
+    Response r = text(405, "use " + std::string(allow));
+    r.allow = std::string(allow);
+    return r;
+}
+
 void appendJsonString(std::string& out, std::string_view s) {
     out += '"';
     for (char c : s) {
@@ -239,18 +246,18 @@ Response Router::answer(const Request& request) {
     const std::string& p = request.path;
     const bool read = request.method == "GET" || request.method == "HEAD";
     if (p == "/healthz") {
-        return read ? text(200, "ok") : text(405, "use GET");
+        return read ? text(200, "ok") : methodNotAllowed("GET, HEAD");
     }
     if (p == "/readyz") {
         if (!read) {
-            return text(405, "use GET");
+            return methodNotAllowed("GET, HEAD");
         }
         bool ready = handlers_.status != nullptr && handlers_.status->status().ready;
         return ready ? text(200, "ready") : text(503, "not ready");
     }
     if (p == "/metrics") {
         if (!read) {
-            return text(405, "use GET");
+            return methodNotAllowed("GET, HEAD");
         }
         Response m;
         m.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -260,7 +267,7 @@ Response Router::answer(const Request& request) {
     }
     if (p == "/status") {
         if (!read) {
-            return text(405, "use GET");
+            return methodNotAllowed("GET, HEAD");
         }
         if (handlers_.status == nullptr) {
             return text(503, "no status");
@@ -276,7 +283,7 @@ Response Router::answer(const Request& request) {
     }
     if (p == "/reload") {
         if (request.method != "POST") {
-            return text(405, "use POST");
+            return methodNotAllowed("POST");
         }
         Response refusal;
         if (!authorized(request, refusal)) {
@@ -298,7 +305,7 @@ Response Router::answer(const Request& request) {
 
 void Router::purge(const Request& request, Responder respond) {
     if (request.method != "POST") {
-        return respond(text(405, "use POST"));
+        return respond(methodNotAllowed("POST"));
     }
     Response refusal;
     if (!authorized(request, refusal)) {
@@ -478,6 +485,9 @@ private:
         out += "Content-Type: " + r.content_type + "\r\n";
         out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
         out += "Cache-Control: no-store\r\n";
+        if (!r.allow.empty()) {
+            out += "Allow: " + r.allow + "\r\n";
+        }
         if (!keep_alive) {
             out += "Connection: close\r\n";
         }

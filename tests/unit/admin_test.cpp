@@ -103,8 +103,14 @@ TEST_SUITE("admin/router") {
         CHECK(s.body.find("\"in_flight\":5") != std::string::npos);
         CHECK(s.body.find("\"l1\":{\"bytes\":0") != std::string::npos);
         CHECK(call(router, req("GET", "/nope")).status == 404);
-        CHECK(call(router, req("POST", "/metrics")).status == 405);
-        CHECK(call(router, req("GET", "/reload")).status == 405);
+        auto wrong_read = call(router, req("POST", "/metrics"));
+        CHECK(wrong_read.status == 405);
+        CHECK(wrong_read.allow == "GET, HEAD");
+        auto wrong_write = call(router, req("GET", "/reload"));
+        CHECK(wrong_write.status == 405);
+        CHECK(wrong_write.allow == "POST");
+        CHECK(call(router, req("GET", "/purge")).allow == "POST");
+        CHECK(call(router, req("GET", "/status")).allow.empty());
     }
 
     TEST_CASE("state-changing endpoints need the bearer token") {

@@ -138,6 +138,7 @@ struct Response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
+    std::string allow;  // the Allow field of a 405: "GET, HEAD", "POST"
 };
 
 struct Handlers {
