@@ -30,6 +30,13 @@ Response text(int status, std::string body) {
     return r;
 }
 
+// RFC 9110 15.5.6: a 405 MUST carry Allow, listing the methods the endpoint does take.
+Response methodNotAllowed(std::string_view allow) {
+    Response r = text(405, "use " + std::string(allow));
+    r.allow = std::string(allow);
+    return r;
+}
+
 void appendJsonString(std::string& out, std::string_view s) {
     out += '"';
     for (char c : s) {
@@ -59,6 +66,18 @@ int hexValue(char c) {
         return c - 'A' + 10;
     }
     return -1;
+}
+
+// An operator-supplied value as one log line: control bytes (a decoded %0A) become '?', so
+// an audit line cannot be forged by the value it records.
+std::string loggable(std::string_view value) {
+    std::string out(value.substr(0, 2048));
+    for (char& c : out) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            c = '?';
+        }
+    }
+    return out;
 }
 
 // The endpoint label of a path: bounded, never the raw path.
@@ -164,6 +183,12 @@ std::string renderStatusJson(const Status& s, const CacheStats& cache) {
     out += ",\"draining\":";
     out += s.draining ? "true" : "false";
     out += ",\"workers\":" + std::to_string(s.workers);
+    out += ",\"pending_restart\":[";
+    for (std::size_t i = 0; i < s.pending_restart.size(); ++i) {
+        out += i ? "," : "";
+        appendJsonString(out, s.pending_restart[i]);
+    }
+    out += "]";
     out += ",\"client_connections\":" + std::to_string(s.client_connections);
     out += ",\"listeners\":[";
     for (std::size_t i = 0; i < s.listeners.size(); ++i) {
@@ -239,18 +264,18 @@ Response Router::answer(const Request& request) {
     const std::string& p = request.path;
     const bool read = request.method == "GET" || request.method == "HEAD";
     if (p == "/healthz") {
-        return read ? text(200, "ok") : text(405, "use GET");
+        return read ? text(200, "ok") : methodNotAllowed("GET, HEAD");
     }
     if (p == "/readyz") {
         if (!read) {
-            return text(405, "use GET");
+            return methodNotAllowed("GET, HEAD");
         }
         bool ready = handlers_.status != nullptr && handlers_.status->status().ready;
         return ready ? text(200, "ready") : text(503, "not ready");
     }
     if (p == "/metrics") {
         if (!read) {
-            return text(405, "use GET");
+            return methodNotAllowed("GET, HEAD");
         }
         Response m;
         m.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -260,7 +285,7 @@ Response Router::answer(const Request& request) {
     }
     if (p == "/status") {
         if (!read) {
-            return text(405, "use GET");
+            return methodNotAllowed("GET, HEAD");
         }
         if (handlers_.status == nullptr) {
             return text(503, "no status");
@@ -276,7 +301,7 @@ Response Router::answer(const Request& request) {
     }
     if (p == "/reload") {
         if (request.method != "POST") {
-            return text(405, "use POST");
+            return methodNotAllowed("POST");
         }
         Response refusal;
         if (!authorized(request, refusal)) {
@@ -298,7 +323,7 @@ Response Router::answer(const Request& request) {
 
 void Router::purge(const Request& request, Responder respond) {
     if (request.method != "POST") {
-        return respond(text(405, "use POST"));
+        return respond(methodNotAllowed("POST"));
     }
     Response refusal;
     if (!authorized(request, refusal)) {
@@ -316,20 +341,51 @@ void Router::purge(const Request& request, Responder respond) {
             return respond(text(400, "soft must be 1, true, 0 or false"));
         }
     }
-    PurgeDone done = [soft, respond = std::move(respond)](PurgeResult result) {
+    // A URL is cached apart per scheme (the key starts with it) but is one resource to most
+    // sites, so by default a url or prefix purge takes both copies.
+    bool both_schemes = true;
+    if (queryParam(request.query, "scheme", value)) {
+        if (value == "exact") {
+            both_schemes = false;
+        } else if (value != "both") {
+            return respond(text(400, "scheme must be both or exact"));
+        }
+    }
+    std::string kind;
+    std::string target;
+    if (queryParam(request.query, "url", target)) {
+        kind = "url";
+    } else if (queryParam(request.query, "prefix", target)) {
+        kind = "prefix";
+    } else if (queryParam(request.query, "tag", target)) {
+        kind = "tag";
+    }
+    // The audit trail: who asked, for what, and what it did, written once the answer is known
+    // (a purge waiting for L2 logs when L2 answered). Never the token.
+    PurgeDone done = [soft, both_schemes, kind, target, peer = request.peer,
+                      respond = std::move(respond)](PurgeResult result) {
+        std::string what = kind.empty() ? std::string("-") : kind + " " + loggable(target);
+        LOG_INFO("admin: purge by %s: %s%s%s: %d, %llu objects purged from L1%s%s",
+                 peer.empty() ? "-" : peer.c_str(), what.c_str(), soft ? " (soft)" : "",
+                 kind == "tag" || kind.empty() ? ""
+                 : both_schemes                ? " (http and https)"
+                                               : " (this scheme only)",
+                 result.status, static_cast<unsigned long long>(result.purged),
+                 result.status == 200 ? "" : ": ",
+                 result.status == 200 ? "" : loggable(result.message.substr(0, 200)).c_str());
         if (result.status != 200) {
             return respond(text(result.status, std::move(result.message)));
         }
         respond(text(200, (soft ? "soft-purged " : "purged ") + std::to_string(result.purged)));
     };
-    if (queryParam(request.query, "url", value)) {
-        handlers_.purge->purgeUrl(value, soft, std::move(done));
-    } else if (queryParam(request.query, "prefix", value)) {
-        handlers_.purge->purgePrefix(value, soft, std::move(done));
-    } else if (queryParam(request.query, "tag", value)) {
-        handlers_.purge->purgeTag(value, soft, std::move(done));
+    if (kind == "url") {
+        handlers_.purge->purgeUrl(target, soft, both_schemes, std::move(done));
+    } else if (kind == "prefix") {
+        handlers_.purge->purgePrefix(target, soft, both_schemes, std::move(done));
+    } else if (kind == "tag") {
+        handlers_.purge->purgeTag(target, soft, std::move(done));
     } else {
-        done({400, 0, "expected ?url=, ?prefix= or ?tag= (and optionally &soft=1)"});
+        done({400, 0, "expected ?url=, ?prefix= or ?tag= (and optionally &soft=1, &scheme=exact)"});
     }
 }
 
@@ -346,8 +402,9 @@ class AdminServer::Session final : public event::DeferredDeletable,
                                    public http::RequestCallbacks,
                                    public net::ConnectionCallbacks {
 public:
-    Session(AdminServer& server, int fd)
+    Session(AdminServer& server, int fd, std::string peer)
         : server_(server),
+          peer_(std::move(peer)),
           connection_(server.loop_, fd),
           parser_(*this, http::ParserLimits{8 * 1024, 32 * 1024, 100, 64 * 1024}),
           timer_(server.loop_, [this] { close(); }) {
@@ -430,6 +487,7 @@ private:
         request_.query = head.query;
         const std::string* auth = head.fields.get("Authorization");
         request_.authorization = auth ? *auth : std::string();
+        request_.peer = peer_;
         keep_alive_ = head.keep_alive;
         is_head_ = head.isHead();
     }
@@ -478,6 +536,9 @@ private:
         out += "Content-Type: " + r.content_type + "\r\n";
         out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
         out += "Cache-Control: no-store\r\n";
+        if (!r.allow.empty()) {
+            out += "Allow: " + r.allow + "\r\n";
+        }
         if (!keep_alive) {
             out += "Connection: close\r\n";
         }
@@ -497,6 +558,7 @@ private:
     }
 
     AdminServer& server_;
+    std::string peer_;  // "HOST:PORT" of the client, for the purge audit log
     net::Connection connection_;
     http::RequestParser parser_;
     event::Timer timer_;
@@ -514,15 +576,17 @@ private:
 AdminServer::AdminServer(event::Loop& loop, int listen_fd, Handlers handlers)
     : loop_(loop), router_(std::move(handlers)), listener_(std::make_unique<ListenerHolder>()) {
     listener_->listener = std::make_unique<net::Listener>(
-        loop, listen_fd, [this](int fd, const net::SocketAddress&) { accept(fd); });
+        loop, listen_fd,
+        [this](int fd, const net::SocketAddress& peer) { accept(fd, peer.toString()); });
 }
 
 AdminServer::~AdminServer() {
     close();
 }
 
-void AdminServer::accept(int fd) {
-    auto* session = new Session(*this, fd);  // owns itself; dies through deferredDelete
+void AdminServer::accept(int fd, std::string peer) {
+    auto* session =
+        new Session(*this, fd, std::move(peer));  // owns itself; dies through deferredDelete
     sessions_.push_back(session);
 }
 

@@ -108,6 +108,55 @@ ListenerKey keyOf(const config::Listener& l) {
     return ListenerKey{l.bind.text, l.tls.has_value()};
 }
 
+// A key the reload path cannot apply: the running process keeps the value it started with.
+struct RestartOnlyChange {
+    std::string key;
+    std::string running;  // the value in effect, as an operator would write it
+    std::string next;     // the value in the reloaded file
+};
+
+std::string joinEndpoints(const std::vector<config::Endpoint>& endpoints) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < endpoints.size(); ++i) {
+        out += (i ? ", " : "") + endpoints[i].text;
+    }
+    return out + "]";
+}
+
+// Keys read only at start: the worker threads, the whole L2 client (built once and shared by
+// every snapshot; the L1 budget is applied on reload by applyL1Budget()) and the error log target (reload changes its level
+// only). `started` is the config the process started with, not the previous snapshot, so a
+// change stays listed across later reloads until a restart (or until it is reverted).
+std::vector<RestartOnlyChange> restartOnlyChanges(const config::Config& started,
+                                                  const config::Config& next) {
+    std::vector<RestartOnlyChange> changes;
+    auto compare = [&](const char* key, std::string running, std::string wanted) {
+        if (running != wanted) {
+            changes.push_back({key, std::move(running), std::move(wanted)});
+        }
+    };
+    auto boolText = [](bool b) { return std::string(b ? "true" : "false"); };
+    compare("workers", std::to_string(resolveWorkers(started)),
+            std::to_string(resolveWorkers(next)));
+    const auto& l2_started = started.cache.l2;
+    const auto& l2_next = next.cache.l2;
+    compare("cache.l2.servers", joinEndpoints(l2_started.servers), joinEndpoints(l2_next.servers));
+    compare("cache.l2.timeout", config::formatDuration(l2_started.timeout),
+            config::formatDuration(l2_next.timeout));
+    compare("cache.l2.max_object_bytes", config::formatBytes(l2_started.max_object_bytes),
+            config::formatBytes(l2_next.max_object_bytes));
+    compare("cache.l2.chunks", boolText(l2_started.chunks), boolText(l2_next.chunks));
+    compare("cache.l2.namespace", l2_started.key_namespace, l2_next.key_namespace);
+    compare("cache.l2.threads", std::to_string(l2_started.threads),
+            std::to_string(l2_next.threads));
+    compare("cache.l2.purge_poll", config::formatDuration(l2_started.purge_poll),
+            config::formatDuration(l2_next.purge_poll));
+    compare("cache.l2.max_ttl", config::formatDuration(l2_started.max_ttl),
+            config::formatDuration(l2_next.max_ttl));
+    compare("logging.error_log", started.logging.error_log, next.logging.error_log);
+    return changes;
+}
+
 double unixNow() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
         .count();
@@ -162,6 +211,7 @@ public:
         auto first = std::make_shared<proxy::Snapshot>(loaded.config, registry_, snapshot_version_);
         first->attachTls(std::move(tls));
         current_ = first;
+        started_config_ = loaded.config;
         loaded_at_ = unixNow();
         metrics::global().configReload(metrics::ReloadResult::Success, loaded_at_);
         registerGauges();
@@ -517,9 +567,13 @@ private:
             outcome.errors.push_back(admin_error);
             return fail("");
         }
-        if (resolveWorkers(next) != worker_count_) {
-            LOG_WARN("reload: workers changed (%u -> %u); takes effect at restart", worker_count_,
-                     resolveWorkers(next));
+        // Logged on every reload that still differs from the running values, so the last
+        // reload's log says what a restart would change.
+        pending_restart_.clear();
+        for (const auto& change : restartOnlyChanges(*started_config_, next)) {
+            LOG_WARN("reload: %s changed %s -> %s; takes effect after a restart",
+                     change.key.c_str(), change.running.c_str(), change.next.c_str());
+            pending_restart_.push_back(change.key);
         }
 
         // Commit.
@@ -578,28 +632,91 @@ private:
     // soft purge marks the objects stale (revalidated before reuse, kept for stale-if-error).
     // L2 goes first: its record is applied to this process's L2 lookups before L1 is purged,
     // so a lookup racing the purge cannot promote the old object back into L1.
-    void purgeUrl(std::string_view url, bool soft, admin::PurgeDone done) override {
-        auto key = keyForUrl(url);
-        if (!key) {
-            return done({400, 0, "purge url must be absolute: http://host/path"});
+    //
+    // both_schemes: the key starts with the scheme, so the other scheme's copy is its own key
+    // (and its own purge-log record); the purge is confirmed only when both records are.
+    void purgeUrl(std::string_view url, bool soft, bool both_schemes,
+                  admin::PurgeDone done) override {
+        std::vector<std::string> keys;
+        for (const auto& scheme_url : schemeVariants(url, both_schemes)) {
+            auto key = keyForUrl(scheme_url);
+            if (!key) {
+                return done({400, 0, "purge url must be absolute: http://host/path"});
+            }
+            keys.push_back(std::move(*key));
         }
         purgeBothTiers(
             soft, std::move(done),
             [&](event::Loop* loop, cache::L2Cache::DoneCallback l2_done) {
-                l2_->removeUrl(*key, soft, loop, std::move(l2_done));
+                auto part = joinL2(keys.size(), std::move(l2_done));
+                for (const auto& key : keys) {
+                    l2_->removeUrl(key, soft, loop, part);
+                }
             },
-            [&] { return cache_ ? cache_->l1->purgeKey(*key, soft) : 0; });
+            [&] {
+                std::uint64_t purged = 0;
+                for (const auto& key : keys) {
+                    purged += cache_ ? cache_->l1->purgeKey(key, soft) : 0;
+                }
+                return purged;
+            });
     }
-    void purgePrefix(std::string_view prefix, bool soft, admin::PurgeDone done) override {
+    void purgePrefix(std::string_view prefix, bool soft, bool both_schemes,
+                     admin::PurgeDone done) override {
         if (!prefix.starts_with("http://") && !prefix.starts_with("https://")) {
             return done({400, 0, "purge prefix must start with http:// or https://"});
         }
+        const std::vector<std::string> prefixes = schemeVariants(prefix, both_schemes);
         purgeBothTiers(
             soft, std::move(done),
             [&](event::Loop* loop, cache::L2Cache::DoneCallback l2_done) {
-                l2_->purgePrefix(std::string(prefix), soft, loop, std::move(l2_done));
+                auto part = joinL2(prefixes.size(), std::move(l2_done));
+                for (const auto& p : prefixes) {
+                    l2_->purgePrefix(p, soft, loop, part);
+                }
             },
-            [&] { return cache_ ? cache_->l1->purgePrefix(prefix, soft) : 0; });
+            [&] {
+                std::uint64_t purged = 0;
+                for (const auto& p : prefixes) {
+                    purged += cache_ ? cache_->l1->purgePrefix(p, soft) : 0;
+                }
+                return purged;
+            });
+    }
+
+    // `url` itself, then (with both) the same URL under the other scheme. Anything that is
+    // neither http:// nor https:// is returned alone, for the caller to reject.
+    static std::vector<std::string> schemeVariants(std::string_view url, bool both) {
+        std::vector<std::string> out{std::string(url)};
+        if (!both) {
+            return out;
+        }
+        constexpr std::string_view kHttp = "http://";
+        constexpr std::string_view kHttps = "https://";
+        if (url.starts_with(kHttp)) {
+            out.push_back(std::string(kHttps) + std::string(url.substr(kHttp.size())));
+        } else if (url.starts_with(kHttps)) {
+            out.push_back(std::string(kHttp) + std::string(url.substr(kHttps.size())));
+        }
+        return out;
+    }
+
+    // One completion for `parts` L2 operations: ok only when every part was. The parts finish
+    // on loop_ (posted, never inline), so the count needs no lock.
+    static cache::L2Cache::DoneCallback joinL2(std::size_t parts,
+                                               cache::L2Cache::DoneCallback done) {
+        struct Joined {
+            std::size_t remaining;
+            bool ok = true;
+            cache::L2Cache::DoneCallback done;
+        };
+        auto joined = std::make_shared<Joined>(Joined{parts, true, std::move(done)});
+        return [joined](bool ok) {
+            joined->ok = joined->ok && ok;
+            if (--joined->remaining == 0) {
+                joined->done(joined->ok);
+            }
+        };
     }
     void purgeTag(std::string_view tag, bool soft, admin::PurgeDone done) override {
         if (tag.empty()) {
@@ -732,6 +849,7 @@ private:
         s.ready = ready_ && !draining_;
         s.draining = draining_;
         s.workers = worker_count_;
+        s.pending_restart = pending_restart_;
         s.client_connections = process_connections_.load(std::memory_order_relaxed);
         for (const auto& [name, line] : listener_lines_) {
             s.listeners.push_back(line);
@@ -766,6 +884,9 @@ private:
     upstream::ServerRegistry registry_;
     net::TlsResumptionStore resumption_;  // ticket keys and session caches outlive reloads
     proxy::SnapshotPtr current_;
+    config::ConfigPtr started_config_;  // what the start-only keys were read from
+    // Keys whose reloaded value differs from started_config_'s (restartOnlyChanges).
+    std::vector<std::string> pending_restart_;
     std::uint64_t snapshot_version_ = 0;
     double loaded_at_ = 0;
     std::shared_ptr<proxy::AccessLogSink> access_sink_;

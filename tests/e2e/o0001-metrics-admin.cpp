@@ -67,6 +67,23 @@ TEST_SUITE("e2e/ops") {
         CHECK(get(admin, "/nope").status == 404);
     }
 
+    TEST_CASE("a 405 from the admin API carries Allow") {
+        Origin origin(1);
+        Strata strata(proxyConfig(origin.serversYaml(), kAdmin));
+        const auto admin = strata.port("admin");
+        for (const char* path : {"/metrics", "/healthz", "/readyz", "/status"}) {
+            auto r = request(admin, "POST", path);
+            CHECK(r.status == 405);
+            CHECK(r.header("Allow") == "GET, HEAD");
+        }
+        for (const char* path : {"/reload", "/purge"}) {
+            auto r = get(admin, path);
+            CHECK(r.status == 405);
+            CHECK(r.header("Allow") == "POST");
+        }
+        CHECK_FALSE(get(admin, "/status").hasHeader("Allow"));
+    }
+
     TEST_CASE("admin token: state changes need it; wrong or missing is 401 and counted") {
         Origin origin(1);
         TempDir dir;

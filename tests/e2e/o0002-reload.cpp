@@ -57,6 +57,41 @@ TEST_SUITE("e2e/ops") {
         CHECK(strata.process().stderrText().find("out of range") != std::string::npos);
     }
 
+    TEST_CASE("a reload changing start-only keys warns per key and lists them in /status") {
+        Origin origin(1);
+        const std::string base = config(origin.serversYaml());
+        Strata strata(base);
+        const auto admin = strata.port("admin");
+        CHECK(get(admin, "/status").body.find("\"pending_restart\":[]") != std::string::npos);
+        // workers: 2 -> 3, and an L2 server list the running L2 client was not built with.
+        std::string changed = base;
+        changed.replace(changed.find("workers: 2"), 10, "workers: 3");
+        changed += "cache: {l2: {servers: [\"127.0.0.1:1\"]}}\n";
+        writeFile(strata.configPath(), changed);
+        strata.process().signal(SIGHUP);
+        REQUIRE(eventually([&] {
+            return get(admin, "/status").body.find("\"version\":2,") != std::string::npos;
+        }));
+        const std::string status = get(admin, "/status").body;
+        CHECK(status.find("\"pending_restart\":[\"workers\",\"cache.l2.servers\"]") !=
+              std::string::npos);
+        CHECK(status.find("\"workers\":2,") != std::string::npos);  // still the running count
+        const std::string log = strata.process().stderrText();
+        CHECK(log.find("reload: workers changed 2 -> 3; takes effect after a restart") !=
+              std::string::npos);
+        CHECK(log.find("reload: cache.l2.servers changed [] -> [127.0.0.1:1]; takes effect "
+                       "after a restart") != std::string::npos);
+        CHECK(get(strata.port(), "/").status == 200);  // the rest of the reload applied
+
+        // Back to the running values: nothing is pending any more.
+        writeFile(strata.configPath(), base);
+        strata.process().signal(SIGHUP);
+        REQUIRE(eventually([&] {
+            return get(admin, "/status").body.find("\"version\":3,") != std::string::npos;
+        }));
+        CHECK(get(admin, "/status").body.find("\"pending_restart\":[]") != std::string::npos);
+    }
+
     TEST_CASE("reload re-routes to new servers; listeners are added and removed") {
         Origin a(1);
         Origin b(1);

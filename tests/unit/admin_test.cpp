@@ -40,12 +40,14 @@ public:
 
 class FakePurge final : public PurgeHandler {
 public:
-    void purgeUrl(std::string_view url, bool soft, PurgeDone done) override {
-        last = std::string(soft ? "soft " : "") + "url:" + std::string(url);
+    void purgeUrl(std::string_view url, bool soft, bool both_schemes, PurgeDone done) override {
+        last = std::string(soft ? "soft " : "") + (both_schemes ? "" : "exact ") +
+               "url:" + std::string(url);
         finish(1, std::move(done));
     }
-    void purgePrefix(std::string_view p, bool soft, PurgeDone done) override {
-        last = std::string(soft ? "soft " : "") + "prefix:" + std::string(p);
+    void purgePrefix(std::string_view p, bool soft, bool both_schemes, PurgeDone done) override {
+        last = std::string(soft ? "soft " : "") + (both_schemes ? "" : "exact ") +
+               "prefix:" + std::string(p);
         finish(4, std::move(done));
     }
     void purgeTag(std::string_view t, bool soft, PurgeDone done) override {
@@ -68,7 +70,7 @@ public:
 };
 
 Request req(std::string method, std::string path, std::string query = "", std::string auth = "") {
-    return Request{std::move(method), std::move(path), std::move(query), std::move(auth)};
+    return Request{std::move(method), std::move(path), std::move(query), std::move(auth), ""};
 }
 
 // Endpoints that answer inline.
@@ -103,8 +105,14 @@ TEST_SUITE("admin/router") {
         CHECK(s.body.find("\"in_flight\":5") != std::string::npos);
         CHECK(s.body.find("\"l1\":{\"bytes\":0") != std::string::npos);
         CHECK(call(router, req("GET", "/nope")).status == 404);
-        CHECK(call(router, req("POST", "/metrics")).status == 405);
-        CHECK(call(router, req("GET", "/reload")).status == 405);
+        auto wrong_read = call(router, req("POST", "/metrics"));
+        CHECK(wrong_read.status == 405);
+        CHECK(wrong_read.allow == "GET, HEAD");
+        auto wrong_write = call(router, req("GET", "/reload"));
+        CHECK(wrong_write.status == 405);
+        CHECK(wrong_write.allow == "POST");
+        CHECK(call(router, req("GET", "/purge")).allow == "POST");
+        CHECK(call(router, req("GET", "/status")).allow.empty());
     }
 
     TEST_CASE("state-changing endpoints need the bearer token") {
@@ -161,7 +169,17 @@ TEST_SUITE("admin/router") {
             CHECK(call(router, req("POST", "/purge", "prefix=/p&soft=0", "Bearer s3cret")).body ==
                   "purged 4\n");
             CHECK(purge.last == "prefix:/p");
+            // Both schemes unless asked for one; anything else is refused before purging.
+            CHECK(call(router, req("POST", "/purge", "url=%2Fa&scheme=exact", "Bearer s3cret"))
+                      .status == 200);
+            CHECK(purge.last == "exact url:/a");
+            CHECK(call(router, req("POST", "/purge", "prefix=/p&scheme=both", "Bearer s3cret"))
+                      .status == 200);
+            CHECK(purge.last == "prefix:/p");
             purge.last.clear();
+            CHECK(call(router, req("POST", "/purge", "url=%2Fa&scheme=http", "Bearer s3cret"))
+                      .status == 400);
+            CHECK(purge.last.empty());
             CHECK(
                 call(router, req("POST", "/purge", "url=%2Fa&soft=yes", "Bearer s3cret")).status ==
                 400);

@@ -4,13 +4,16 @@
 //   GET  /metrics                 Prometheus text format (metrics::Registry)
 //   GET  /healthz                 200 while the process runs
 //   GET  /readyz                  200 once listeners are bound and a config is loaded, else 503
-//   GET  /status                  JSON: config version and load time, upstream servers with
-//                                 health and in-flight counts, cache sizes
+//   GET  /status                  JSON: config version and load time, keys waiting for a
+//                                 restart, upstream servers with health and in-flight counts,
+//                                 cache sizes
 //   POST /reload                  re-reads the config file (token)
 //   POST /purge?url=URL           purge by key / URL prefix / surrogate tag (token); 501 until
 //   POST /purge?prefix=PREFIX     the cache provides a PurgeHandler. With "&soft=1" (or true)
 //   POST /purge?tag=TAG           matching objects are marked stale instead of removed: they
 //                                 are revalidated before reuse and still serve stale-if-error.
+//                                 A url or prefix purge covers both http:// and https:// unless
+//                                 "&scheme=exact". Every purge is logged (who, what, how many).
 //                                 200 only once the shared tier (L2) took the purge too; 503
 //                                 when it failed, 504 when it did not confirm in time (this
 //                                 process's L1 is purged either way). See PurgeHandler.
@@ -60,6 +63,8 @@ struct Status {
     bool ready = false;  // listeners bound, config loaded
     bool draining = false;
     unsigned workers = 0;
+    // Config keys changed by a reload that only take effect after a restart ("workers").
+    std::vector<std::string> pending_restart;
     std::uint64_t client_connections = 0;
     std::vector<std::string> listeners;  // "http 127.0.0.1:8080"
     std::vector<UpstreamStatus> upstreams;
@@ -117,11 +122,14 @@ using PurgeDone = std::function<void(PurgeResult)>;
 // loop when the append finished, and the implementation bounds that wait. Other instances
 // sharing the L2 keep serving the objects when the append failed, so the operator must hear
 // it: that is why the answer waits. `soft`: mark the objects stale instead of removing them.
+// `both_schemes`: a URL or prefix purge also purges the same URL under the other scheme
+// (http:// and https:// copies are cached apart but are one resource to most sites).
 class PurgeHandler {
 public:
     virtual ~PurgeHandler() = default;
-    virtual void purgeUrl(std::string_view url, bool soft, PurgeDone done) = 0;
-    virtual void purgePrefix(std::string_view prefix, bool soft, PurgeDone done) = 0;
+    virtual void purgeUrl(std::string_view url, bool soft, bool both_schemes, PurgeDone done) = 0;
+    virtual void purgePrefix(std::string_view prefix, bool soft, bool both_schemes,
+                             PurgeDone done) = 0;
     virtual void purgeTag(std::string_view tag, bool soft, PurgeDone done) = 0;
 };
 
@@ -132,12 +140,14 @@ struct Request {
     std::string path;
     std::string query;          // without '?'
     std::string authorization;  // the Authorization field, "" when absent
+    std::string peer;           // the client's address, "127.0.0.1:50123", for the audit log
 };
 
 struct Response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
+    std::string allow;  // the Allow field of a 405: "GET, HEAD", "POST"
 };
 
 struct Handlers {
@@ -196,7 +206,7 @@ public:
 private:
     class Session;
     friend class Session;
-    void accept(int fd);
+    void accept(int fd, std::string peer);
     void remove(Session* session);
 
     event::Loop& loop_;
