@@ -49,9 +49,13 @@ grep -q 'chmod 0640 /etc/strata/admin.token' "$tmp/postinst" || { echo "token mo
 sh -n "$tmp/postinst"
 
 "$root/usr/bin/strata" --version
-"$root/usr/bin/strata" --check -c "$root/etc/strata/strata.yaml"
+# postinst writes the token on the target machine; stand in for it here.
+echo "test-token" > "$tmp/admin.token"
+sed "s#/etc/strata/admin.token#$tmp/admin.token#" "$root/etc/strata/strata.yaml" > "$tmp/installed.yaml"
+"$root/usr/bin/strata" --check -c "$tmp/installed.yaml"
+"$root/usr/bin/strata" --check -c "$root/usr/share/doc/strata/examples/strata.yaml"
 # A broken copy is refused with a position and exit 78.
-sed 's/^workers: .*/workers: many/' "$root/etc/strata/strata.yaml" > "$tmp/bad.yaml"
+sed 's/^workers: .*/workers: many/' "$tmp/installed.yaml" > "$tmp/bad.yaml"
 set +e
 out="$("$root/usr/bin/strata" --check -c "$tmp/bad.yaml" 2>&1)"
 code=$?
