@@ -633,7 +633,8 @@ void parseCacheControlInto(std::string_view s, CacheControl& out) {
             // unusable. Apply it as invalid so lifetimes become 0, never longer.
             out.had_invalid = true;
             arg.present = true;
-            arg.text = "!";
+            // assign(count, char): GCC 12 reports a false -Wrestrict on `= "!"`.
+            arg.text.assign(1, '!');
             applier.apply(name, arg);
             skipElement(s, i);
             continue;
@@ -667,7 +668,7 @@ std::optional<CacheControl> parseTargetedCacheControl(std::string_view value) {
             // Delta directives must be Integers; a String "60" is the wrong type.
             if (key == "max-age" || key == "s-maxage" || key == "stale-while-revalidate" ||
                 key == "stale-if-error" || key == "min-fresh" || key == "max-stale") {
-                arg.text = "!";
+                arg.text.assign(1, '!');
             }
         }
         applier.apply(key, arg);

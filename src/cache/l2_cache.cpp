@@ -1015,10 +1015,12 @@ struct L2Cache::Impl {
         all.id = randomU64();
         all.kind = PurgeKind::All;
         all.time = log.records[std::min(drop, log.records.size()) - 1].time;
-        log.records.erase(
-            log.records.begin(),
-            log.records.begin() + static_cast<std::ptrdiff_t>(std::min(drop, log.records.size())));
-        log.records.insert(log.records.begin(), std::move(all));
+        // The `all` record takes the newest dropped slot, so the vector only shrinks: no
+        // insert (whose reallocation path GCC 12 flags with -Wnull-dereference).
+        const std::size_t dropped = std::min(drop, log.records.size());
+        log.records[dropped - 1] = std::move(all);
+        log.records.erase(log.records.begin(),
+                          log.records.begin() + static_cast<std::ptrdiff_t>(dropped - 1));
     }
 
     // `notify`: false for the first read at startup, when there is no L1 content to purge.

@@ -742,7 +742,8 @@ bool ParserCore::finishRequestHead() {
             fail(ParseError::BadRequest, "asterisk-form target without OPTIONS");
             return false;
         }
-        h.path.assign("*");
+        // assign(count, char): GCC 12 reports a false -Wrestrict on assign(const char*).
+        h.path.assign(1, '*');
         h.query.clear();
     } else {
         // RFC 9112 3.2.2 absolute-form; this is an origin-facing proxy, so http(s) only.
@@ -763,7 +764,7 @@ bool ParserCore::finishRequestHead() {
         }
         std::string_view pq = end == std::string_view::npos ? std::string_view() : rest.substr(end);
         if (pq.empty() || pq.front() == '?') {
-            h.path.assign("/");
+            h.path.assign(1, '/');
             h.query.assign(pq.empty() ? pq : pq.substr(1));
         } else {
             splitPathQuery(pq, h);

@@ -30,7 +30,13 @@ std::string SocketAddress::toString() const {
     }
     if (family() == AF_INET6) {
         port = ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
-        return "[" + hostString() + "]:" + std::to_string(port);
+        // Appended in order: `"[" + string` inserts at the front, where GCC 12 reports a false
+        // -Wrestrict.
+        std::string text = "[";
+        text += hostString();
+        text += "]:";
+        text += std::to_string(port);
+        return text;
     }
     return "unknown";
 }
