@@ -115,10 +115,19 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         buffer_ += ",\"user_agent\":";
         appendQuoted(buffer_, r.user_agent, true);
         buffer_ += ",\"upstream\":";
-        appendQuoted(buffer_, r.upstream, true);
-        std::snprintf(num, sizeof num, ",\"duration\":%.6f,\"upstream_time\":%.6f", r.duration_s,
-                      r.upstream_s);
+        if (r.upstream.empty() || r.upstream == "-") {
+            buffer_ += "null";  // answered without an upstream (hit or local answer)
+        } else {
+            appendQuoted(buffer_, r.upstream, true);
+        }
+        std::snprintf(num, sizeof num, ",\"duration\":%.6f,\"upstream_time\":", r.duration_s);
         buffer_ += num;
+        if (r.upstream_s < 0) {
+            buffer_ += "null";  // never went upstream
+        } else {
+            std::snprintf(num, sizeof num, "%.6f", r.upstream_s);
+            buffer_ += num;
+        }
         buffer_ += ",\"cache\":";
         appendQuoted(buffer_, r.cache, true);
         buffer_ += ",\"tls_version\":";
@@ -149,8 +158,14 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendQuoted(buffer_, r.user_agent, false);
         buffer_ += " upstream=";
         buffer_ += r.upstream.empty() ? std::string_view("-") : r.upstream;
-        std::snprintf(num, sizeof num, " rt=%.6f urt=%.6f", r.duration_s, r.upstream_s);
+        std::snprintf(num, sizeof num, " rt=%.6f urt=", r.duration_s);
         buffer_ += num;
+        if (r.upstream_s < 0) {
+            buffer_ += '-';  // never went upstream
+        } else {
+            std::snprintf(num, sizeof num, "%.6f", r.upstream_s);
+            buffer_ += num;
+        }
         buffer_ += " cache=";
         buffer_ += r.cache.empty() ? std::string_view("-") : r.cache;
         buffer_ += " tls=";

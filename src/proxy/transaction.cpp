@@ -694,6 +694,12 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
     edits.appendToList("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
+    // RFC 9110 6.6.1: an origin without a clock sends no Date; strata has one, so it adds it.
+    std::string date;
+    if (!head.fields.has("Date")) {
+        date = cache::formatHttpDate(std::chrono::system_clock::now());
+        edits.add("Date", date);
+    }
 
     const bool client_http10 = request_.version_minor == 0;
     const bool has_body = head.framing != http::BodyFraming::None;
