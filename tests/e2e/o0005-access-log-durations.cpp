@@ -83,6 +83,7 @@ TEST_SUITE("e2e/ops") {
         CHECK(rt > 0.2);
         CHECK(rt <= took);
         CHECK(fieldOf(text, "cache=hit", "urt=") == "-");
+        CHECK(fieldOf(text, "cache=hit", "time=").size() == 24);  // 2026-12-02T13:59:59.123Z
         const double sum = metric(strata.port("admin"), "strata_proxy_request_duration_seconds_sum",
                                   {"cache=\"hit\""});
         CHECK(sum >= rt - 0.001);
@@ -101,7 +102,12 @@ TEST_SUITE("e2e/ops") {
         CHECK(fieldOf(text, "\"cache\":\"hit\"", "\"upstream_time\":") == "null");
         CHECK(fieldOf(text, "\"cache\":\"hit\"", "\"upstream\":") == "null");
         CHECK(fieldOf(text, "\"cache\":\"miss\"", "\"upstream\":") == "\"" + origin.addr() + "\"");
-        CHECK(text.find("-1") == std::string::npos);
+        CHECK(text.find(":-1") == std::string::npos);
+        // Millisecond timestamps, the field to sort merged worker output by.
+        const std::string time = fieldOf(text, "\"cache\":\"hit\"", "\"time\":");
+        REQUIRE(time.size() == 26);  // "2026-12-02T13:59:59.123Z" with its quotes
+        CHECK(time[20] == '.');
+        CHECK(time[24] == 'Z');
     }
 
     TEST_CASE("an error answer's reason reaches the error log") {
