@@ -320,6 +320,8 @@ void Transaction::lookup() {
             }
             return;  // onCoalescedWake() continues
         case cache::Coalescer::Role::Pass:
+            // Known uncacheable (hit-for-pass): the header says so too, as the log's cache=pass.
+            cache_status_ += "; detail=hit-for-pass";
             session_.setCacheResult(metrics::CacheResult::Pass);
             forward();
             return;

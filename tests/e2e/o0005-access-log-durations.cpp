@@ -133,4 +133,16 @@ TEST_SUITE("e2e/ops") {
         REQUIRE(r.hasHeader("Date"));
         CHECK(r.header("Date").find(" GMT") != std::string::npos);
     }
+
+    TEST_CASE("hit-for-pass: Cache-Status and the access log tell the same outcome") {
+        Origin origin(1);
+        Strata strata(cachedConfig(origin.serversYaml(), "combined"));
+        const std::string url = "/hfp?" + ccParam("no-store");
+        REQUIRE(get(strata.port(), url).status == 200);  // found uncacheable
+        auto second = get(strata.port(), url);
+        REQUIRE(second.status == 200);
+        CHECK(second.header("Cache-Status").find("detail=hit-for-pass") != std::string::npos);
+        const std::string log = strata.tmp() + "/access.log";
+        REQUIRE(eventually([&] { return readFile(log).find("cache=pass") != std::string::npos; }));
+    }
 }
