@@ -50,14 +50,19 @@ TEST_SUITE("e2e/ops") {
         Origin origin(1);
         Strata strata(cachedConfig(origin.serversYaml(), "combined"));
         const std::string url = "/bytes/6000000?" + ccParam("max-age=60");
-        REQUIRE(get(strata.port(), url).status == 200);  // fills the L1
+        const std::string raw = "GET " + url + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        {
+            RawClient fill(strata.port());  // same Host, same key: fills the L1
+            REQUIRE(fill.send(raw));
+            REQUIRE(fill.readResponse().status == 200);
+        }
 
         RawClient client(strata.port());
         // A small receive window so that strata's last byte waits for this client's reads.
         int small = 16 * 1024;
         ::setsockopt(client.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
         const auto sent = std::chrono::steady_clock::now();
-        REQUIRE(client.send("GET " + url + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+        REQUIRE(client.send(raw));
         std::size_t received = 0;
         char chunk[16 * 1024];
         for (;;) {
