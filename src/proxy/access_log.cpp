@@ -1,5 +1,6 @@
 #include "strata/proxy/access_log.h"
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <fcntl.h>
@@ -92,15 +93,26 @@ void AccessLogBuffer::append(const AccessRecord& r) {
     if (!enabled()) {
         return;
     }
-    std::time_t now = std::time(nullptr);
+    // Milliseconds: workers buffer their own lines, so a merged file is put in time order by
+    // sorting on this field (the JSON "time", the combined "time=").
+    const auto wall = std::chrono::system_clock::now();
+    const auto since_epoch_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count();
+    std::time_t now = static_cast<std::time_t>(since_epoch_ms / 1000);
     std::tm tm{};
     gmtime_r(&now, &tm);
     char stamp[64];
+    char iso[64];
     char num[64];
+    {
+        char seconds[32];
+        std::strftime(seconds, sizeof seconds, "%Y-%m-%dT%H:%M:%S", &tm);
+        std::snprintf(iso, sizeof iso, "%s.%03dZ", seconds,
+                      static_cast<int>(since_epoch_ms % 1000));
+    }
     if (sink_->json()) {
-        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
         buffer_ += "{\"time\":\"";
-        buffer_ += stamp;
+        buffer_ += iso;
         buffer_ += "\",\"client\":";
         appendQuoted(buffer_, r.client, true);
         buffer_ += ",\"method\":";
@@ -115,10 +127,19 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         buffer_ += ",\"user_agent\":";
         appendQuoted(buffer_, r.user_agent, true);
         buffer_ += ",\"upstream\":";
-        appendQuoted(buffer_, r.upstream, true);
-        std::snprintf(num, sizeof num, ",\"duration\":%.6f,\"upstream_time\":%.6f", r.duration_s,
-                      r.upstream_s);
+        if (r.upstream.empty() || r.upstream == "-") {
+            buffer_ += "null";  // answered without an upstream (hit or local answer)
+        } else {
+            appendQuoted(buffer_, r.upstream, true);
+        }
+        std::snprintf(num, sizeof num, ",\"duration\":%.6f,\"upstream_time\":", r.duration_s);
         buffer_ += num;
+        if (r.upstream_s < 0) {
+            buffer_ += "null";  // never went upstream
+        } else {
+            std::snprintf(num, sizeof num, "%.6f", r.upstream_s);
+            buffer_ += num;
+        }
         buffer_ += ",\"cache\":";
         appendQuoted(buffer_, r.cache, true);
         buffer_ += ",\"tls_version\":";
@@ -149,8 +170,14 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendQuoted(buffer_, r.user_agent, false);
         buffer_ += " upstream=";
         buffer_ += r.upstream.empty() ? std::string_view("-") : r.upstream;
-        std::snprintf(num, sizeof num, " rt=%.6f urt=%.6f", r.duration_s, r.upstream_s);
+        std::snprintf(num, sizeof num, " rt=%.6f urt=", r.duration_s);
         buffer_ += num;
+        if (r.upstream_s < 0) {
+            buffer_ += '-';  // never went upstream
+        } else {
+            std::snprintf(num, sizeof num, "%.6f", r.upstream_s);
+            buffer_ += num;
+        }
         buffer_ += " cache=";
         buffer_ += r.cache.empty() ? std::string_view("-") : r.cache;
         buffer_ += " tls=";
@@ -159,6 +186,8 @@ void AccessLogBuffer::append(const AccessRecord& r) {
             buffer_ += " cipher=";
             buffer_ += r.tls_cipher;
         }
+        buffer_ += " time=";
+        buffer_ += iso;
         buffer_ += '\n';
     }
     if (buffer_.size() >= kFlushThreshold) {

@@ -427,15 +427,35 @@ void DownstreamSession::responseDone() {
         connection_.pauseReading();
         connection_.setOutputLowWater(0);  // be told when the last byte left
         flushOutput();
+        if (!closed_) {
+            finishAccessLogIfFlushed();
+        }
         return;
     }
     flushOutput();
+    finishAccessLogIfFlushed();
     processInput();  // moves to the next exchange; a pipelined request may be buffered
 }
 
 void DownstreamSession::sendError(int status, std::string_view detail, bool close,
                                   std::string_view cache_status) {
-    (void)detail;
+    // The client sees only the status; the reason goes to the error log. A client's own
+    // mistake is routine (debug); a 5xx is strata's or the origin's and worth a warning, at
+    // most one a second per worker so a failing origin cannot flood the log.
+    if (status >= 500) {
+        static thread_local std::chrono::steady_clock::time_point last_warning;
+        const auto now = event::loopTime();
+        if (now - last_warning >= std::chrono::seconds(1)) {
+            last_warning = now;
+            LOG_WARN("[w%u][c%llu] answered %d: %.*s", worker_.id,
+                     static_cast<unsigned long long>(id_), status, static_cast<int>(detail.size()),
+                     detail.data());
+        }
+    } else {
+        LOG_DEBUG("[w%u][c%llu] answered %d: %.*s", worker_.id,
+                  static_cast<unsigned long long>(id_), status, static_cast<int>(detail.size()),
+                  detail.data());
+    }
     if (transaction_) {
         transaction_->abort();
         // Deferred: `cache_status` may point into the transaction and stays valid here.
@@ -459,6 +479,9 @@ void DownstreamSession::sendError(int status, std::string_view detail, bool clos
     out += "\r\n";
     out += body;
     evbuffer_add(output(), out.data(), out.size());
+    if (pending_log_) {
+        pending_.bytes = body.size();  // logAccess() came first; this is the body it sent
+    }
     responseDone();
 }
 
@@ -467,29 +490,71 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
                                   std::string_view referer, std::string_view user_agent,
                                   std::string_view upstream, double upstream_s,
                                   std::chrono::steady_clock::time_point started) {
-    // The one place every exchange ends, proxied or answered locally: metrics are recorded here.
+    // The one place every exchange ends, proxied or answered locally. The line and the metrics
+    // are written once the last byte is handed to the kernel (finishAccessLog), so a slow
+    // client's time is counted. The strings are copied: the transaction is gone by then, and
+    // the members keep their capacity, so the copies stop allocating after the first requests.
+    finishAccessLog();  // a pipelined exchange's answer queued behind the previous one
+    const bool logged = worker_.access_log.enabled();
+    pending_log_ = true;
+    pending_.started = started;
+    pending_.version_minor = version_minor;
+    pending_.status = status;
+    pending_.bytes = bytes;
+    pending_.upstream_s = upstream_s;
+    pending_.route_slot = route_slot_;
+    pending_.method_class = metrics::methodClass(method);
+    pending_.cache_result = cache_result_;
+    if (logged) {
+        pending_.method.assign(method);
+        pending_.target.assign(target);
+        pending_.referer.assign(referer);
+        pending_.user_agent.assign(user_agent);
+        pending_.upstream.assign(upstream);
+    }
+}
+
+void DownstreamSession::finishAccessLogIfFlushed() {
+    if (!pending_log_) {
+        return;
+    }
+    if (connection_.outputLength() == 0) {
+        finishAccessLog();
+        return;
+    }
+    connection_.setOutputLowWater(0);  // onWritable() once the last byte left
+}
+
+void DownstreamSession::finishAccessLog() {
+    if (!pending_log_) {
+        return;
+    }
+    pending_log_ = false;
+    if (!closing_) {
+        connection_.setOutputLowWater(kOutputLowWater);
+    }
     const auto now = event::loopTime();
-    const double duration_s = std::chrono::duration<double>(now - started).count();
+    const double duration_s = std::chrono::duration<double>(now - pending_.started).count();
     if (worker_.metrics != nullptr) {
-        worker_.metrics->request(route_slot_, metrics::methodClass(method), status, cache_result_,
-                                 duration_s);
+        worker_.metrics->request(pending_.route_slot, pending_.method_class, pending_.status,
+                                 pending_.cache_result, duration_s);
     }
     if (!worker_.access_log.enabled()) {
         return;
     }
     AccessRecord record;
     record.client = client_address_;
-    record.method = method;
-    record.target = target;
-    record.version_minor = version_minor;
-    record.status = status;
-    record.bytes_sent = bytes;
-    record.referer = referer;
-    record.user_agent = user_agent;
-    record.upstream = upstream;
-    record.upstream_s = upstream_s;
+    record.method = pending_.method;
+    record.target = pending_.target;
+    record.version_minor = pending_.version_minor;
+    record.status = pending_.status;
+    record.bytes_sent = pending_.bytes;
+    record.referer = pending_.referer;
+    record.user_agent = pending_.user_agent;
+    record.upstream = pending_.upstream;
+    record.upstream_s = pending_.upstream_s;
     record.duration_s = duration_s;
-    record.cache = metrics::name(cache_result_);
+    record.cache = metrics::name(pending_.cache_result);
     record.tls_version = tls_version_;
     record.tls_cipher = tls_cipher_;
     worker_.access_log.append(record);
@@ -501,6 +566,7 @@ void DownstreamSession::onWritable() {
     }
     if (connection_.outputLength() == 0) {
         setSendDeadline(false);
+        finishAccessLog();
         if (closing_) {
             close();
             return;
@@ -537,6 +603,7 @@ void DownstreamSession::close() {
     }
     closed_ = true;
     timer_.cancel();
+    finishAccessLog();  // the client left or is closed on: the exchange ends now
     if (transaction_) {
         transaction_->abort();
         dropTransaction();

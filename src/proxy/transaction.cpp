@@ -318,6 +318,8 @@ void Transaction::lookup() {
             }
             return;  // onCoalescedWake() continues
         case cache::Coalescer::Role::Pass:
+            // Known uncacheable (hit-for-pass): the header says so too, as the log's cache=pass.
+            cache_status_ += "; detail=hit-for-pass";
             session_.setCacheResult(metrics::CacheResult::Pass);
             forward();
             return;
@@ -713,6 +715,12 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
     edits.appendToList("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
+    // RFC 9110 6.6.1: an origin without a clock sends no Date; strata has one, so it adds it.
+    std::string date;
+    if (!head.fields.has("Date")) {
+        date = cache::formatHttpDate(std::chrono::system_clock::now());
+        edits.add("Date", date);
+    }
 
     const bool client_http10 = request_.version_minor == 0;
     const bool has_body = head.framing != http::BodyFraming::None;

@@ -102,6 +102,10 @@ private:
     void scheduleTimer();  // after a deadline changed
     void onTimer();
     void finishIfFlushed();
+    // The access-log line and request metrics of the exchange that logAccess() recorded, once
+    // its last byte is handed to the kernel (or the connection ends).
+    void finishAccessLogIfFlushed();
+    void finishAccessLog();
     void close();
 
     WorkerContext& worker_;
@@ -131,6 +135,24 @@ private:
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
     std::string_view tls_cipher_;   // OpenSSL's static cipher names
+    // The finished exchange whose answer is still being written (see logAccess()).
+    struct PendingAccess {
+        std::chrono::steady_clock::time_point started;
+        int version_minor = 1;
+        int status = 0;
+        std::uint64_t bytes = 0;
+        double upstream_s = -1;
+        std::uint16_t route_slot = metrics::kNoRoute;
+        metrics::MethodClass method_class = metrics::MethodClass::Other;
+        metrics::CacheResult cache_result = metrics::CacheResult::Bypass;
+        std::string method;  // the strings only when the access log is on
+        std::string target;
+        std::string referer;
+        std::string user_agent;
+        std::string upstream;
+    };
+    PendingAccess pending_;
+    bool pending_log_ = false;
 };
 
 }  // namespace strata::proxy
