@@ -7,15 +7,18 @@
 #include "strata/http/parser.h"
 #include "strata/metrics/metrics.h"
 #include "strata/net/connection.h"
+#include "strata/net/tls_context.h"
 
 namespace strata::server {
 
 class HealthChecker::Probe final : public net::ConnectionCallbacks, public http::ResponseCallbacks {
 public:
-    Probe(event::Loop& loop, upstream::ServerStatePtr server, const config::HealthCheck& check)
+    Probe(event::Loop& loop, upstream::ServerStatePtr server, const config::HealthCheck& check,
+          net::TlsClientContextPtr tls)
         : loop_(loop),
           server_(std::move(server)),
           check_(check),
+          tls_(std::move(tls)),
           interval_timer_(loop, [this] { begin(); }),
           timeout_timer_(loop, [this] { end(false, "timeout"); }) {
         request_ = check_.method + " " + check_.path + " HTTP/1.1\r\nHost: " + server_->label() +
@@ -33,13 +36,30 @@ public:
                c.expect_status_max == check_.expect_status_max;
     }
 
+    // The upstream's TLS settings of the current snapshot (null: plain TCP); the next probe
+    // uses them, one in progress finishes with the context it started with.
+    void setTls(net::TlsClientContextPtr tls) { tls_ = std::move(tls); }
+
 private:
     void begin() {
         status_ = 0;
         parser_ = std::make_unique<http::ResponseParser>(
             *this, http::ParserLimits{8 * 1024, 32 * 1024, 100, UINT64_MAX});
         parser_->expectResponseTo(check_.method);
-        connection_ = net::Connection::connectTo(loop_, server_->address());
+        // Probed the way requests go: the upstream's TLS context sets SNI, verification and
+        // the client certificate, so a server is healthy only if a request could reach it.
+        if (tls_ == nullptr) {
+            connection_ = net::Connection::connectTo(loop_, server_->address());
+        } else {
+            const net::TlsClientContext* context = tls_.get();
+            connection_ = net::Connection::connectTo(
+                loop_, server_->address(),
+                [](int fd, const net::SocketAddress& peer, void* arg) {
+                    auto* tls = *static_cast<const net::TlsClientContext**>(arg);
+                    return tls->newSsl(fd, peer, /*session=*/nullptr);
+                },
+                &context);
+        }
         if (!connection_) {
             end(false, "connect failed");
             return;
@@ -51,7 +71,8 @@ private:
     // net::ConnectionCallbacks
     void onConnected(bool ok) override {
         if (!ok) {
-            end(false, "connect failed");
+            tls_failure_ = connection_ ? connection_->tlsError() : std::string();
+            end(false, tls_failure_.empty() ? "connect failed" : tls_failure_.c_str());
             return;
         }
         evbuffer_add(connection_->output(), request_.data(), request_.size());
@@ -148,6 +169,8 @@ private:
     event::Loop& loop_;
     upstream::ServerStatePtr server_;
     config::HealthCheck check_;
+    net::TlsClientContextPtr tls_;
+    std::string tls_failure_;  // why the last handshake failed; outlives the connection for end()
     std::string request_;
     event::Timer interval_timer_;
     event::Timer timeout_timer_;
@@ -175,10 +198,12 @@ void HealthChecker::update(const proxy::Snapshot& snapshot) {
             }
             auto it = probes_.find(server.get());
             if (it != probes_.end() && it->second->sameCheck(check)) {
+                it->second->setTls(group->tlsContext());
                 next.emplace(server.get(), std::move(it->second));
                 probes_.erase(it);
             } else {
-                next.emplace(server.get(), std::make_unique<Probe>(loop_, server, check));
+                next.emplace(server.get(),
+                             std::make_unique<Probe>(loop_, server, check, group->tlsContext()));
             }
         }
     }

@@ -2,6 +2,7 @@
 // origin. Verification on (the default) with the right CA and name works and reuses pooled
 // connections; a certificate the CA did not sign, or one naming another host, is a 502 with a
 // log line naming the upstream and the verify error, never a plain-text fallback.
+#include "admin_client.h"
 #include "tls_support.h"
 
 using namespace strata::test;
@@ -45,9 +46,59 @@ std::string proxyTo(const std::string& addr, const std::string& tls) {
            "routes: [{match: {path_prefix: /}, upstream: secure}]\n";
 }
 
+// An upstream over TLS with active checks, and the admin listener to watch them.
+std::string checkedProxyTo(const std::string& addr, const std::string& tls) {
+    return "listeners: [{name: http, bind: \"127.0.0.1:0\"}]\n"
+           "admin: {bind: \"127.0.0.1:0\"}\n"
+           "upstreams:\n"
+           "  secure:\n"
+           "    servers: [\"" +
+           addr +
+           "\"]\n"
+           "    tls: " +
+           tls +
+           "\n"
+           "    health_check: {path: /, interval: 100ms, timeout: 80ms, rise: 1, fall: 2}\n"
+           "routes: [{match: {path_prefix: /}, upstream: secure}]\n";
+}
+
 }  // namespace
 
 TEST_SUITE("e2e/tls") {
+    TEST_CASE("health checks probe a TLS upstream over TLS, with its verification") {
+        TlsOrigin backend;
+        const std::string server = "server=\"" + backend.addr() + "\"";
+        SUBCASE("a verified server passes its checks") {
+            Strata strata(checkedProxyTo(backend.addr(),
+                                         "{ca_file: " + backend.pki.ca() + ", sni: backend.test}"));
+            const auto admin = strata.port("admin");
+            REQUIRE(eventually([&] {
+                return metric(admin, "strata_upstream_health_checks_total",
+                              {server, "result=\"pass\""}) >= 3;
+            }));
+            CHECK(metric(admin, "strata_upstream_health_checks_total",
+                         {server, "result=\"fail\""}) == 0);
+            CHECK(metric(admin, "strata_upstream_server_healthy", {server}) == 1);
+            CHECK(get(strata.port(), "/").status == 200);
+        }
+        SUBCASE("a certificate that does not verify fails them") {
+            backend.pki.otherCa("rogue");
+            Strata strata(checkedProxyTo(
+                backend.addr(),
+                "{ca_file: " + backend.pki.path("rogue.pem") + ", sni: backend.test}"));
+            const auto admin = strata.port("admin");
+            REQUIRE(eventually(
+                [&] { return metric(admin, "strata_upstream_server_healthy", {server}) == 0; }));
+            CHECK(metric(admin, "strata_upstream_health_checks_total",
+                         {server, "result=\"pass\""}) == 0);
+            const std::string log = strata.process().stderrText();
+            CAPTURE(log);
+            CHECK(log.find("server " + backend.addr() +
+                           " is down (2 checks failed; last: certificate verify failed") !=
+                  std::string::npos);
+        }
+    }
+
     TEST_CASE("upstream TLS with verification by name and by IP; connections are reused") {
         TlsOrigin backend;
         Strata by_name(

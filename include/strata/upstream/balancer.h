@@ -84,6 +84,7 @@ public:
     // built, before any worker sees the group.
     void setTls(net::TlsClientContextPtr tls) { tls_ = std::move(tls); }
     const net::TlsClientContext* tls() const { return tls_.get(); }
+    const net::TlsClientContextPtr& tlsContext() const { return tls_; }  // keeps it alive
 
 private:
     config::Upstream config_;
