@@ -121,7 +121,8 @@ std::chrono::steady_clock::time_point Loop::now() {
     return std::chrono::steady_clock::now();
 }
 
-Timer::Timer(Loop& loop, std::function<void()> callback) : callback_(std::move(callback)) {
+Timer::Timer(Loop& loop, std::function<void()> callback, std::function<void()> on_exception)
+    : callback_(std::move(callback)), on_exception_(std::move(on_exception)) {
     event_ = evtimer_new(loop.base(), &Timer::onFire, this);
 }
 
@@ -170,6 +171,14 @@ void Timer::onFire(int, short, void* arg) {
     } catch (...) {
         log::countInternalError();
         LOG_ERROR("exception in timer callback");
+        if (self->on_exception_) {
+            try {
+                self->on_exception_();
+            } catch (...) {
+                log::countInternalError();
+                LOG_ERROR("exception in timer exception handler");
+            }
+        }
     }
 }
 

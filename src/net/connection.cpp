@@ -175,56 +175,86 @@ void Connection::fail(int err) {
     error_ = err;
 }
 
+// The one entry from libevent into a connection and its owner: every owner callback
+// (readable, writable, connected, error) runs below it, so this is where an exception stops.
 void Connection::onEvent(int, short what, void* arg) {
     event::LoopTimeScope time_scope;
     auto* self = static_cast<Connection*>(arg);
-    if (self->connecting_) {
+    try {
+        self->dispatch(what);
+    } catch (...) {
+        self->failFromException();
+    }
+}
+
+// An owner's callback threw: its state is unknown, so this connection ends here and the rest of
+// the worker keeps serving. The owner still hears onError() (once, callbacks off by then) so it
+// can release what it holds; a second throw is only counted.
+void Connection::failFromException() {
+    log::countInternalError();
+    LOG_ERROR("exception in connection callback (fd %d): closing the connection", fd_);
+    ConnectionCallbacks* owner = callbacks_;
+    fail(EPROTO);
+    close();
+    if (owner == nullptr) {
+        return;
+    }
+    try {
+        owner->onError();
+    } catch (...) {
+        log::countInternalError();
+        LOG_ERROR("exception in connection error callback");
+    }
+}
+
+void Connection::dispatch(short what) {
+    if (connecting_) {
         if ((what & (EV_WRITE | EV_READ)) == 0) {
             return;
         }
         int err = 0;
         socklen_t len = sizeof err;
-        ::getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
-        self->connecting_ = false;
+        ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+        connecting_ = false;
         if (err != 0) {
-            self->fail(err);
+            fail(err);
         }
-        if (self->handshaking_ && err == 0) {
-            self->handshake();  // onConnected() once the handshake is done
+        if (handshaking_ && err == 0) {
+            handshake();  // onConnected() once the handshake is done
             return;
         }
-        if (self->callbacks_ != nullptr) {
-            self->callbacks_->onConnected(err == 0);
+        if (callbacks_ != nullptr) {
+            callbacks_->onConnected(err == 0);
         }
-        if (err != 0 || self->closed()) {
+        if (err != 0 || closed()) {
             return;
         }
     }
-    if (self->handshaking_) {
-        if (!self->failed_) {
-            self->handshake();
+    if (handshaking_) {
+        if (!failed_) {
+            handshake();
         }
         return;
     }
-    if ((what & EV_WRITE) != 0 && !self->closed()) {
-        self->write_blocked_ = false;
-        if (self->read_wants_write_) {
-            self->read_wants_write_ = false;
+    if ((what & EV_WRITE) != 0 && !closed()) {
+        write_blocked_ = false;
+        if (read_wants_write_) {
+            read_wants_write_ = false;
             what |= EV_READ;
         }
-        self->handleWrite();
+        handleWrite();
     }
-    if ((what & EV_READ) != 0 && !self->closed()) {
-        if (self->write_wants_read_) {
-            self->write_wants_read_ = false;
-            self->write_blocked_ = false;
-            self->handleWrite();
-            if (self->closed()) {
+    if ((what & EV_READ) != 0 && !closed()) {
+        if (write_wants_read_) {
+            write_wants_read_ = false;
+            write_blocked_ = false;
+            handleWrite();
+            if (closed()) {
                 return;
             }
         }
-        self->read_pending_ = true;
-        self->handleRead();
+        read_pending_ = true;
+        handleRead();
     }
 }
 

@@ -84,7 +84,8 @@ DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::S
       listener_(listener),
       id_(worker.next_connection_id++),
       parser_(*this, parserLimits(worker.snapshot->config->limits)),
-      timer_(worker.loop, [this] { onTimer(); }),
+      timer_(
+          worker.loop, [this] { onTimer(); }, [this] { abortConnection(); }),
       read_deadline_(kNever),
       send_deadline_(kNever) {
     worker_.addSession(this);

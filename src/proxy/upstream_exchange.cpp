@@ -128,7 +128,7 @@ void UpstreamExchange::connectNext() {
 }
 
 void UpstreamExchange::installCallbacks() {
-    deadlineTimer()->setCallback([this] { onTimer(); });
+    deadlineTimer()->setCallback([this] { onTimer(); }, [this] { fail(Failure::Broken); });
     net::Connection& c = connection_->connection();
     c.setCallbacks(this);
     c.setInputLimit(kInputLimit);

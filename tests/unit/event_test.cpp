@@ -2,11 +2,13 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include <doctest/doctest.h>
 
+#include "strata/common/log.h"
 #include "strata/event/blocking_pool.h"
 #include "strata/event/buffer_memory.h"
 #include "strata/event/loop.h"
@@ -72,6 +74,28 @@ TEST_SUITE("event/loop") {
         loop.run();
         CHECK(fired == 1);
         CHECK(cancelled_fired == 0);
+    }
+
+    TEST_CASE("a throwing timer callback is counted, its owner told, and the loop runs on") {
+        log::setLevel(log::Level::Off);
+        event::Loop loop;
+        int owner_told = 0;
+        int later_fired = 0;
+        event::Timer throwing(
+            loop, [] { throw std::runtime_error("bug in a timeout handler"); },
+            [&] { owner_told++; });
+        event::Timer later(loop, [&] {
+            later_fired++;
+            loop.stop();
+        });
+        const std::uint64_t errors_before = log::internalErrors();
+        throwing.arm(1ms);
+        later.arm(10ms);
+        loop.run();
+        CHECK(owner_told == 1);
+        CHECK(later_fired == 1);
+        CHECK(log::internalErrors() == errors_before + 1);
+        log::setLevel(log::Level::Info);
     }
 
     TEST_CASE("re-arming moves the deadline both ways; cancel then arm fires once, late") {

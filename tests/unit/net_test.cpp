@@ -3,13 +3,21 @@
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
 
+#include "strata/common/log.h"
+#include "strata/event/loop.h"
 #include "strata/metrics/metrics.h"
+#include "strata/net/connection.h"
 #include "strata/net/tls_context.h"
 
 using namespace strata;
@@ -376,5 +384,102 @@ TEST_SUITE("net/tls") {
         REQUIRE(errors.size() == 2);
         CHECK(errors[0].path == "upstreams.app.tls.ca_file");
         CHECK(errors[1].path == "upstreams.app.tls.client_key");
+    }
+}
+
+namespace {
+
+// An owner whose chosen callback throws, as a bug in session code would.
+class ThrowingOwner : public net::ConnectionCallbacks {
+public:
+    bool throw_on_readable = false;
+    bool throw_on_writable = false;
+    int errors = 0;
+    void onReadable() override {
+        if (throw_on_readable) {
+            throw std::runtime_error("bug in onReadable");
+        }
+    }
+    void onWritable() override {
+        if (throw_on_writable) {
+            throw std::runtime_error("bug in onWritable");
+        }
+    }
+    void onConnected(bool) override {}
+    void onError() override { ++errors; }
+};
+
+// Runs the loop one iteration at a time until `done` holds, at most `iterations` times.
+bool runUntil(event::Loop& loop, const std::function<bool()>& done, int iterations = 100) {
+    for (int i = 0; i < iterations && !done(); ++i) {
+        event_base_loop(loop.base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    return done();
+}
+
+}  // namespace
+
+TEST_SUITE("net/connection") {
+    TEST_CASE(
+        "a throwing callback closes only its connection, is counted, and the loop serves on") {
+        log::setLevel(log::Level::Off);
+        event::Loop loop;
+        int throwing_pair[2];
+        int healthy_pair[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, throwing_pair) == 0);
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, healthy_pair) == 0);
+        ThrowingOwner throwing_owner;
+        ThrowingOwner healthy_owner;
+        net::Connection throwing(loop, throwing_pair[0]);
+        net::Connection healthy(loop, healthy_pair[0]);
+        throwing.setCallbacks(&throwing_owner);
+        healthy.setCallbacks(&healthy_owner);
+        const std::uint64_t errors_before = log::internalErrors();
+        SUBCASE("onReadable") {
+            throwing_owner.throw_on_readable = true;
+            REQUIRE(::write(throwing_pair[1], "x", 1) == 1);
+            REQUIRE(runUntil(loop, [&] { return throwing.closed(); }));
+        }
+        SUBCASE("onWritable") {
+            // More than the socket takes: onWritable() comes when the peer has read it all.
+            throwing_owner.throw_on_writable = true;
+            const std::string big(4 << 20, 'b');
+            evbuffer_add(throwing.output(), big.data(), big.size());
+            throwing.flush();
+            REQUIRE(throwing.outputLength() > 0);
+            char sink[64 * 1024];
+            REQUIRE(runUntil(
+                loop,
+                [&] {
+                    while (::read(throwing_pair[1], sink, sizeof sink) > 0) {
+                    }
+                    return throwing.closed();
+                },
+                10000));
+        }
+        REQUIRE(::write(healthy_pair[1], "y", 1) == 1);
+        REQUIRE(runUntil(loop, [&] { return evbuffer_get_length(healthy.input()) > 0; }));
+
+        CHECK(log::internalErrors() == errors_before + 1);
+        CHECK(throwing_owner.errors == 1);  // the owner can release what it holds
+        CHECK(throwing.failed());
+        char byte;
+        ssize_t last = 1;
+        while (last > 0) {
+            last = ::read(throwing_pair[1], &byte, 1);
+        }
+        CHECK(last == 0);  // the peer sees the close
+
+        // The other connection on the same loop still works.
+        CHECK_FALSE(healthy.closed());
+        evbuffer_drain(healthy.input(), 1 << 20);
+        REQUIRE(::write(healthy_pair[1], "z", 1) == 1);
+        bool posted_ran = false;
+        loop.post([&] { posted_ran = true; });
+        CHECK(
+            runUntil(loop, [&] { return posted_ran && evbuffer_get_length(healthy.input()) > 0; }));
+        CHECK(healthy_owner.errors == 0);
+        ::close(throwing_pair[1]);
+        ::close(healthy_pair[1]);
     }
 }

@@ -134,9 +134,13 @@ private:
 // a libevent timer add or delete is a heap operation each time. Here cancel() only forgets the
 // deadline and arm() touches libevent only when the new deadline is earlier than the one
 // libevent already waits for; a wake-up before the current deadline re-arms for the rest.
+//
+// A callback that throws is counted as an internal error and logged; `on_exception` then lets
+// the owner end what the callback was serving (close its connection), so one bug costs one
+// connection and the loop keeps running.
 class Timer {
 public:
-    Timer(Loop& loop, std::function<void()> callback);
+    Timer(Loop& loop, std::function<void()> callback, std::function<void()> on_exception = {});
     ~Timer();
     Timer(const Timer&) = delete;
     Timer& operator=(const Timer&) = delete;
@@ -146,7 +150,10 @@ public:
     bool armed() const { return armed_; }
     // For a timer that outlives its users (kept with a pooled connection): the next user
     // installs its own callback.
-    void setCallback(std::function<void()> callback) { callback_ = std::move(callback); }
+    void setCallback(std::function<void()> callback, std::function<void()> on_exception = {}) {
+        callback_ = std::move(callback);
+        on_exception_ = std::move(on_exception);
+    }
 
 private:
     using Clock = std::chrono::steady_clock;
@@ -155,6 +162,7 @@ private:
 
     ::event* event_ = nullptr;
     std::function<void()> callback_;
+    std::function<void()> on_exception_;
     bool armed_ = false;      // a deadline is set
     bool scheduled_ = false;  // libevent's timer is pending, for scheduled_at_
     Clock::time_point deadline_{};

@@ -111,6 +111,8 @@ public:
 
 private:
     static void onEvent(int fd, short what, void* arg);
+    void dispatch(short what);
+    void failFromException();
     void handleRead();
     void handleWrite();
     // Reads until EAGAIN, EOF or the input limit. Returns true when bytes arrived or EOF.

@@ -122,10 +122,9 @@ private:
     std::chrono::steady_clock::time_point send_deadline_;
     bool request_in_progress_ = false;  // head parsed, response not yet fully queued
     bool request_complete_ = false;     // parser saw the end of the current request
-    bool response_done_ = false;
-    bool request_has_body_ = false;  // the current request has a body (CL or chunked)        // the
-                                     // answer to the current request is queued
-    bool in_parser_ = false;         // inside parser_.feed(): parser state must not change
+    bool response_done_ = false;        // the answer to the current request is queued
+    bool request_has_body_ = false;     // the current request has a body (CL or chunked)
+    bool in_parser_ = false;            // inside parser_.feed(): parser state must not change
     bool body_paused_ = false;
     bool close_after_response_ = false;
     bool closing_ = false;  // flushing the last bytes, then close

@@ -70,7 +70,7 @@ private:
     void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
     void deliverCollapsed(const cache::EntryPtr& entry, const cache::LookupDecision& decision);
     void forward();
-    // Answers from a stored entry. `status_detail` is the Cache-Status text after "strata; ".
+    // Answers from a stored entry. `cache_status` is the Cache-Status text after "strata; ".
     void deliver(const cache::EntryPtr& entry, std::string_view cache_status);
     void deliverNotModifiedMerge(http::ResponseHead& head);
     void startBackgroundRefresh();
