@@ -124,9 +124,10 @@ std::string joinEndpoints(const std::vector<config::Endpoint>& endpoints) {
 }
 
 // Keys read only at start: the worker threads, the whole L2 client (built once and shared by
-// every snapshot; the L1 budget is applied on reload by applyL1Budget()) and the error log target (reload changes its level
-// only). `started` is the config the process started with, not the previous snapshot, so a
-// change stays listed across later reloads until a restart (or until it is reverted).
+// every snapshot; the L1 budget is applied on reload by applyL1Budget()) and the error log target
+// (reload changes its level only). `started` is the config the process started with, not the
+// previous snapshot, so a change stays listed across later reloads until a restart (or until it is
+// reverted).
 std::vector<RestartOnlyChange> restartOnlyChanges(const config::Config& started,
                                                   const config::Config& next) {
     std::vector<RestartOnlyChange> changes;
