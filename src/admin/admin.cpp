@@ -10,6 +10,7 @@
 #include "strata/common/log.h"
 #include "strata/http/message.h"
 #include "strata/http/parser.h"
+#include "strata/http/response_out.h"
 #include "strata/metrics/metrics.h"
 #include "strata/net/connection.h"
 #include "strata/net/listener.h"
@@ -531,18 +532,21 @@ private:
     }
 
     void respond(const Response& r, bool keep_alive, bool head_only) {
-        std::string out;
-        http::appendStatusLine(out, r.status, http::reasonPhrase(r.status), 1);
-        out += "Content-Type: " + r.content_type + "\r\n";
-        out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
-        out += "Cache-Control: no-store\r\n";
+        http::FieldEdits edits;
+        edits.add("Content-Type", r.content_type);
+        edits.add("Cache-Control", "no-store");
         if (!r.allow.empty()) {
-            out += "Allow: " + r.allow + "\r\n";
+            edits.add("Allow", r.allow);
         }
-        if (!keep_alive) {
-            out += "Connection: close\r\n";
-        }
-        out += "\r\n";
+        http::OutgoingResponse head;
+        head.status = r.status;
+        head.edits = &edits;
+        head.body = http::ResponseBody::Length;
+        head.content_length = r.body.size();
+        head.state_length = true;
+        head.head_only = head_only;
+        std::string out;
+        http::appendHttp1ResponseHead(out, head, 1, !keep_alive);
         if (!head_only) {
             out += r.body;
         }

@@ -4,7 +4,10 @@
 
 #include "strata/common/log.h"
 #include "strata/http/message.h"
+#include "strata/http/response_out.h"
 #include "strata/proxy/transaction.h"
+
+#include "chunked.h"
 
 namespace strata::proxy {
 namespace {
@@ -16,6 +19,9 @@ constexpr std::size_t kInputHighWater = 64 * 1024;
 constexpr std::size_t kOutputLowWater = 64 * 1024;
 
 constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+// A body up to this size is copied in behind its response head rather than into a chain of
+// its own, so the answer leaves in one send().
+constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
 
 http::ParserLimits parserLimits(const config::Limits& limits) {
     http::ParserLimits out;
@@ -212,7 +218,7 @@ void DownstreamSession::onTimer() {
                     // RFC 9110 15.5.9: 408 tells the client we gave up waiting for its request.
                     LOG_DEBUG("[w%u][c%llu] client header timeout", worker_.id,
                               static_cast<unsigned long long>(id_));
-                    sendError(408, "request header timeout", true);
+                    answerError(408, "request header timeout", true);
                     return;
                 }
                 close();  // a connection that never sent a byte
@@ -309,7 +315,7 @@ void DownstreamSession::processInput() {
             } else {
                 int status = http::httpStatus(parser_.error());
                 logAccess("-", "-", 1, status, 0, {}, {}, {}, -1, event::loopTime());
-                sendError(status, parser_.errorDetail(), true);
+                answerError(status, parser_.errorDetail(), true);
             }
             return;
         }
@@ -338,6 +344,7 @@ void DownstreamSession::processInput() {
 void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     request_in_progress_ = true;
     request_has_body_ = head.framing != http::BodyFraming::None;
+    request_minor_ = head.version_minor;
     request_complete_ = false;
     response_done_ = false;
     started_ = event::loopTime();
@@ -349,7 +356,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     if (head.method == "CONNECT") {
         setReadDeadline(ReadDeadline::None);
         logAccess(head.method, head.target, head.version_minor, 405, 0, {}, {}, {}, -1, started_);
-        sendError(405, "CONNECT is not supported", true);
+        answerError(405, "CONNECT is not supported", true);
         return;
     }
     SnapshotPtr snapshot = worker_.snapshot;
@@ -359,7 +366,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
                                                                 : ReadDeadline::Body);
         logAccess(head.method, head.target, head.version_minor, 404, 0, {}, {}, {}, -1, started_);
         // The body, if any, is read and dropped so the connection stays usable.
-        sendError(404, "no route", false);
+        answerError(404, "no route", false);
         return;
     }
     setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
@@ -438,8 +445,67 @@ void DownstreamSession::responseDone() {
     processInput();  // moves to the next exchange; a pipelined request may be buffered
 }
 
-void DownstreamSession::sendError(int status, std::string_view detail, bool close,
+void DownstreamSession::sendContinue() {
+    // HTTP/1.0 clients do not know 100 (RFC 9110 15.2).
+    if (request_minor_ >= 1) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        evbuffer_add(output(), kContinue.data(), kContinue.size());
+        flushOutput();
+    }
+}
+
+void DownstreamSession::sendHead(const http::OutgoingResponse& head) {
+    if (worker_.draining()) {
+        close_after_response_ = true;
+    }
+    std::string out;
+    out.reserve(head.serialized_http1.size() + 256);
+    http::Http1Framing framing =
+        http::appendHttp1ResponseHead(out, head, request_minor_, close_after_response_);
+    close_after_response_ = framing.close;
+    response_chunked_ = framing.chunked;
+    if (head.body == http::ResponseBody::Length && !head.head_only &&
+        head.content_length <= kContiguousBodyBytes) {
+        // Room for the body behind the head: one chain, so the answer leaves in one send().
+        evbuffer_expand(output(), out.size() + head.content_length);
+    }
+    evbuffer_add(output(), out.data(), out.size());
+}
+
+void DownstreamSession::sendBody(std::string_view data) {
+    if (response_chunked_) {
+        appendChunk(output(), data);
+    } else {
+        evbuffer_add(output(), data.data(), data.size());
+    }
+}
+
+void DownstreamSession::sendBody(const cache::BodyPtr& body) {
+    if (response_chunked_) {
+        sendBody(std::string_view(*body));
+        return;
+    }
+    // Zero copy: the evbuffer holds a reference to the stored body until it is sent.
+    evbuffer_add_reference(output(), body->data(), body->size(), &cache::releaseBody,
+                           cache::retainBody(body));
+}
+
+void DownstreamSession::endResponse() {
+    if (response_chunked_) {
+        evbuffer_add(output(), http::kLastChunk.data(), http::kLastChunk.size());
+        response_chunked_ = false;
+    }
+    transactionDone();
+}
+
+void DownstreamSession::sendError(int status, std::string_view detail,
                                   std::string_view cache_status) {
+    // A request body not read to its end cannot be told apart from a next request.
+    answerError(status, detail, request_has_body_ && !request_complete_, cache_status);
+}
+
+void DownstreamSession::answerError(int status, std::string_view detail, bool close,
+                                    std::string_view cache_status) {
     // The client sees only the status; the reason goes to the error log. A client's own
     // mistake is routine (debug); a 5xx is strata's or the origin's and worth a warning, at
     // most one a second per worker so a failing origin cannot flood the log.
@@ -462,22 +528,25 @@ void DownstreamSession::sendError(int status, std::string_view detail, bool clos
         // Deferred: `cache_status` may point into the transaction and stays valid here.
         dropTransaction();
     }
-    std::string_view reason = http::reasonPhrase(status);
-    std::string body = std::to_string(status) + " " + std::string(reason) + "\n";
-    std::string out;
-    http::appendStatusLine(out, status, reason, 1);
-    out += "Content-Type: text/plain\r\nContent-Length: ";
-    out += std::to_string(body.size());
-    out += "\r\nCache-Status: ";
-    out += cache_status;
-    out += "\r\n";
+    std::string body =
+        std::to_string(status) + " " + std::string(http::reasonPhrase(status)) + "\n";
+    http::FieldEdits edits;
+    edits.add("Content-Type", "text/plain");
+    edits.add("Cache-Status", cache_status);
+    http::OutgoingResponse head;
+    head.status = status;
+    head.edits = &edits;
+    head.body = http::ResponseBody::Length;
+    head.content_length = body.size();
+    head.state_length = true;
     if (close || worker_.draining()) {
         close_after_response_ = true;
     }
-    if (close_after_response_) {
-        out += "Connection: close\r\n";
-    }
-    out += "\r\n";
+    response_chunked_ = false;
+    std::string out;
+    http::Http1Framing framing =
+        http::appendHttp1ResponseHead(out, head, request_minor_, close_after_response_);
+    close_after_response_ = framing.close;
     out += body;
     evbuffer_add(output(), out.data(), out.size());
     if (pending_log_) {

@@ -2,8 +2,6 @@
 
 #include <charconv>
 
-#include <event2/buffer.h>
-
 #include "strata/cache/freshness.h"
 #include "strata/cache/key.h"
 #include "strata/cache/l1_cache.h"
@@ -12,9 +10,6 @@
 #include "strata/common/assert.h"
 #include "strata/common/log.h"
 #include "strata/http/message.h"
-#include "strata/proxy/downstream_session.h"
-
-#include "chunked.h"
 
 namespace strata::proxy {
 namespace {
@@ -24,9 +19,6 @@ constexpr std::size_t kClientOutputHighWater = 256 * 1024;
 // A response found uncacheable lets later requests for its key skip coalescing this long.
 constexpr std::chrono::milliseconds kHitForPass{10000};
 constexpr std::string_view kViaValue = "1.1 strata";
-// A body up to this size is copied in behind its response head rather than into a chain of
-// its own.
-constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
 
 // Built once per snapshot. A body over policy.max_object_bytes streams to the client uncached.
 const RouteCachePolicy& routeCache(const Snapshot& snapshot, int route_index) {
@@ -168,9 +160,9 @@ private:
 
 }  // namespace
 
-Transaction::Transaction(DownstreamSession& session, SnapshotPtr snapshot, int route_index,
+Transaction::Transaction(ClientStream& client, SnapshotPtr snapshot, int route_index,
                          http::RequestHead&& request)
-    : session_(session),
+    : client_(client),
       snapshot_(std::move(snapshot)),
       route_index_(route_index),
       group_(snapshot_->route_upstreams[static_cast<std::size_t>(route_index)]),
@@ -189,16 +181,12 @@ Transaction::~Transaction() {
 void Transaction::start() {
     if (request_.expect_continue && request_.framing != http::BodyFraming::None) {
         // We read the body whatever the upstream would say, so the client need not wait
-        // (RFC 9110 10.1.1); HTTP/1.0 clients do not know 100 (RFC 9110 15.2).
-        if (request_.version_minor >= 1) {
-            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-            evbuffer_add(session_.output(), kContinue.data(), kContinue.size());
-            session_.flushOutput();
-        }
+        // (RFC 9110 10.1.1).
+        client_.sendContinue();
     }
     request_complete_ = request_.framing == http::BodyFraming::None;
     const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
-    if (session_.worker().cache == nullptr || !route.cache.enabled) {
+    if (client_.worker().cache == nullptr || !route.cache.enabled) {
         forward();
         return;
     }
@@ -207,29 +195,29 @@ void Transaction::start() {
 }
 
 void Transaction::lookup() {
-    cache::CacheRuntime& runtime = *session_.worker().cache;
+    cache::CacheRuntime& runtime = *client_.worker().cache;
     const bool get = request_.method == "GET";
     if (!get && request_.method != "HEAD") {
         // Unsafe methods invalidate on success (invalidateAfterUnsafe); others just pass.
         cache_status_ = "strata; fwd=method";
-        session_.setCacheResult(metrics::CacheResult::Pass);
+        client_.setCacheResult(metrics::CacheResult::Pass);
         forward();
         return;
     }
-    primary_key_ = cache::primaryKey(session_.listener().tls ? "https" : "http", request_,
+    primary_key_ = cache::primaryKey(client_.listener().tls ? "https" : "http", request_,
                                      routeCache(*snapshot_, route_index_).key);
     request_cc_ = cache::requestDirectives(request_.fields);
     if (request_.fields.has("Authorization")) {
         // RFC 9111 3.5: a shared cache answers an authorized request only from responses that
         // allow it; strata forwards such requests and lets checkStorable() decide on storing.
         cache_status_ = "strata; fwd=request";
-        session_.setCacheResult(metrics::CacheResult::Pass);
+        client_.setCacheResult(metrics::CacheResult::Pass);
         forward();
         return;
     }
     auto now = std::chrono::system_clock::now();
     cache::L1Lookup found = runtime.l1->lookup(primary_key_, request_.fields);
-    metrics::WorkerMetrics* m = session_.worker().metrics;
+    metrics::WorkerMetrics* m = client_.worker().metrics;
     if (found.entry) {
         cache::LookupDecision decision = found.entry->decide(request_cc_, now);
         switch (decision.usability) {
@@ -238,14 +226,14 @@ void Transaction::lookup() {
                 if (m != nullptr) {
                     m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Hit);
                 }
-                session_.setCacheResult(metrics::CacheResult::Hit);
+                client_.setCacheResult(metrics::CacheResult::Hit);
                 deliver(found.entry, withTtl("strata; hit; detail=l1", decision.ttl));
                 return;
             case cache::Usability::StaleWhileRevalidate:
                 if (m != nullptr) {
                     m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
-                session_.setCacheResult(metrics::CacheResult::Stale);
+                client_.setCacheResult(metrics::CacheResult::Stale);
                 stale_ = found.entry;
                 startBackgroundRefresh();
                 deliver(found.entry, withTtl("strata; hit; detail=l1", decision.ttl));
@@ -254,7 +242,7 @@ void Transaction::lookup() {
                 if (m != nullptr) {
                     m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
-                session_.setCacheResult(metrics::CacheResult::Stale);
+                client_.setCacheResult(metrics::CacheResult::Stale);
                 stale_ = found.entry;
                 serve_stale_on_error_ = decision.serve_stale_on_error;
                 revalidating_ = true;
@@ -277,14 +265,14 @@ void Transaction::lookup() {
         // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
         status_ = 504;
         logAccess();
-        session_.sendError(504, "only-if-cached", !request_complete_,
-                           found.entry ? "strata; fwd=stale" : cache_status_);
+        client_.sendError(504, "only-if-cached",
+                          found.entry ? "strata; fwd=stale" : std::string_view(cache_status_));
         return;
     }
-    session_.setCacheResult(metrics::CacheResult::Miss);
+    client_.setCacheResult(metrics::CacheResult::Miss);
     std::weak_ptr<bool> alive = aliveToken();
     auto role = runtime.coalescer.join(
-        primary_key_, session_.worker().loop,
+        primary_key_, client_.worker().loop,
         [this, alive](const cache::Coalescer::Outcome& outcome) {
             auto guard = alive.lock();
             if (guard && *guard) {
@@ -320,7 +308,7 @@ void Transaction::lookup() {
         case cache::Coalescer::Role::Pass:
             // Known uncacheable (hit-for-pass): the header says so too, as the log's cache=pass.
             cache_status_ += "; detail=hit-for-pass";
-            session_.setCacheResult(metrics::CacheResult::Pass);
+            client_.setCacheResult(metrics::CacheResult::Pass);
             forward();
             return;
     }
@@ -335,17 +323,17 @@ std::weak_ptr<bool> Transaction::aliveToken() {
 
 void Transaction::lookupL2() {
     std::weak_ptr<bool> alive = aliveToken();
-    session_.worker().cache->l2->lookup(primary_key_, request_.fields, session_.worker().loop,
-                                        [this, alive](cache::L2LookupResult result) {
-                                            auto guard = alive.lock();
-                                            if (guard && *guard && !aborted_) {
-                                                onL2Result(std::move(result));
-                                            }
-                                        });
+    client_.worker().cache->l2->lookup(primary_key_, request_.fields, client_.worker().loop,
+                                       [this, alive](cache::L2LookupResult result) {
+                                           auto guard = alive.lock();
+                                           if (guard && *guard && !aborted_) {
+                                               onL2Result(std::move(result));
+                                           }
+                                       });
 }
 
 void Transaction::onL2Result(cache::L2LookupResult result) {
-    metrics::WorkerMetrics* m = session_.worker().metrics;
+    metrics::WorkerMetrics* m = client_.worker().metrics;
     if (result.status == cache::L2Status::Hit && result.entry) {
         cache::LookupDecision decision =
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
@@ -354,9 +342,9 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
                 m->cacheLookup(metrics::Tier::L2, metrics::LookupResult::Hit);
             }
             // An L2 hit is promoted to L1 and shared with the waiters.
-            session_.worker().cache->l1->insert(result.entry);
+            client_.worker().cache->l1->insert(result.entry);
             finishCoalescing(result.entry, false);
-            session_.setCacheResult(metrics::CacheResult::Hit);
+            client_.setCacheResult(metrics::CacheResult::Hit);
             deliver(result.entry, withTtl("strata; hit; detail=l2", decision.ttl));
             return;
         }
@@ -388,7 +376,7 @@ void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
     // Nothing shareable came of the leader's fetch (uncacheable, failed, or another variant):
     // fetch alone, without coalescing again.
     if (outcome.uncacheable) {
-        session_.setCacheResult(metrics::CacheResult::Pass);
+        client_.setCacheResult(metrics::CacheResult::Pass);
     }
     forward();
 }
@@ -396,15 +384,15 @@ void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
 // Another request's fetch answers this one (RFC 9211: hit; collapsed).
 void Transaction::deliverCollapsed(const cache::EntryPtr& entry,
                                    const cache::LookupDecision& decision) {
-    session_.setCacheResult(metrics::CacheResult::Collapsed);
+    client_.setCacheResult(metrics::CacheResult::Collapsed);
     deliver(entry, withTtl("strata; hit; collapsed", decision.ttl));
 }
 
 void Transaction::startBackgroundRefresh() {
-    cache::CacheRuntime& runtime = *session_.worker().cache;
+    cache::CacheRuntime& runtime = *client_.worker().cache;
     // Exactly one refresh per key: only the coalescing leader starts one.
     auto role = runtime.coalescer.join(
-        primary_key_, session_.worker().loop, [](const cache::Coalescer::Outcome&) {},
+        primary_key_, client_.worker().loop, [](const cache::Coalescer::Outcome&) {},
         event::loopTime());
     if (role != cache::Coalescer::Role::Leader) {
         return;
@@ -426,10 +414,10 @@ void Transaction::startBackgroundRefresh() {
         return;
     }
     auto refresh =
-        std::make_unique<BackgroundRefresh>(session_.worker(), snapshot_, route_index_, request_,
+        std::make_unique<BackgroundRefresh>(client_.worker(), snapshot_, route_index_, request_,
                                             stale_, primary_key_, std::move(upstream));
     BackgroundRefresh* raw = refresh.get();
-    session_.worker().addBackground(std::move(refresh));
+    client_.worker().addBackground(std::move(refresh));
     raw->start();
 }
 
@@ -438,7 +426,7 @@ void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheabl
         return;
     }
     coalescing_leader_ = false;
-    if (auto* runtime = session_.worker().cache) {
+    if (auto* runtime = client_.worker().cache) {
         runtime->coalescer.finish(primary_key_, cache::Coalescer::Outcome{entry, uncacheable},
                                   event::loopTime(), kHitForPass);
     }
@@ -446,54 +434,43 @@ void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheabl
 
 void Transaction::deliver(const cache::EntryPtr& entry, std::string_view cache_status) {
     auto now = std::chrono::system_clock::now();
-    std::string out;
-    out.reserve(entry->serializedHead().size() + 128);
-    bool send_body = !request_.isHead();
+    const std::string age = std::to_string(entry->currentAge(now).count());
+    http::FieldEdits edits;
+    http::OutgoingResponse out;
+    out.edits = &edits;
+    http::Fields not_modified;
     if (cache::evaluateConditionals(*entry, request_, now) ==
         cache::ConditionalResult::NotModified) {
         // RFC 9111 4.3.2: the cache answers the client's own validators.
         status_ = 304;
-        http::appendStatusLine(out, 304, "Not Modified", 1);
-        http::appendFields(out, cache::notModifiedFields(*entry));
-        out += "Age: ";
-        out += std::to_string(entry->currentAge(now).count());
-        out += "\r\n";
-        send_body = false;
+        not_modified = cache::notModifiedFields(*entry);
+        out.status = 304;
+        out.fields = &not_modified;
     } else {
         status_ = entry->status();
-        entry->appendHead(out, now);
+        out.status = status_;
+        out.reason = entry->reason();
+        out.fields = &entry->fields();
+        out.serialized_http1 = entry->serializedHead();
         // A stored 204 has no body and no Content-Length (RFC 9110 8.6).
         if (status_ != 204) {
-            out += "Content-Length: ";
-            out += std::to_string(entry->bodySize());
-            out += "\r\n";
+            out.body = http::ResponseBody::Length;
+            out.content_length = entry->bodySize();
+            out.state_length = true;
+            out.head_only = request_.isHead();
         }
     }
-    out += "Via: 1.1 strata\r\nCache-Status: ";
-    out += cache_status;
-    out += "\r\n";
-    if (session_.worker().draining()) {
-        session_.setCloseAfterResponse();
-    }
-    if (session_.closeAfterResponse()) {
-        out += "Connection: close\r\n";
-    } else if (request_.version_minor == 0) {
-        out += "Connection: keep-alive\r\n";
-    }
-    out += "\r\n";
-    evbuffer* output = session_.output();
-    evbuffer_add(output, out.data(), out.size());
-    if (send_body && status_ != 204 && entry->bodySize() > 0) {
-        const cache::BodyPtr& body = entry->body();
-        // Zero copy: the evbuffer holds a reference to the stored body until it is sent.
-        evbuffer_add_reference(output, body->data(), body->size(), &cache::releaseBody,
-                               cache::retainBody(body));
-        body_bytes_sent_ = body->size();
-    }
+    edits.add("Age", age);  // RFC 9111 5.1, computed at serve time
+    edits.add("Via", kViaValue);
+    edits.add("Cache-Status", cache_status);
+    client_.sendHead(out);
     response_started_ = true;
+    if (out.body == http::ResponseBody::Length && !out.head_only && entry->bodySize() > 0) {
+        client_.sendBody(entry->body());
+        body_bytes_sent_ = entry->bodySize();
+    }
     logAccess();
-    session_.flushOutput();
-    session_.transactionDone();  // schedules our deletion; touch nothing after this
+    client_.endResponse();  // schedules our deletion; touch nothing after this
 }
 
 void Transaction::forward() {
@@ -502,9 +479,9 @@ void Transaction::forward() {
         onExchangeFailure(500, false, "internal error: upstream request could not be built");
         return;
     }
-    exchange_ = std::make_unique<UpstreamExchange>(session_.worker(), *group_, std::move(upstream),
+    exchange_ = std::make_unique<UpstreamExchange>(client_.worker(), *group_, std::move(upstream),
                                                    static_cast<UpstreamExchangeCallbacks&>(*this),
-                                                   session_.id());
+                                                   client_.connectionId());
     request_time_ = std::chrono::system_clock::now();
     exchange_->start();
 }
@@ -544,13 +521,13 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     if (!out.has_body) {
         edits.drop("Content-Length");  // a refresh leaves the client's body behind
     }
-    edits.appendToList("X-Forwarded-For", session_.clientAddress());
+    edits.appendToList("X-Forwarded-For", client_.clientAddress());
     edits.drop("X-Forwarded-Proto");
-    edits.add("X-Forwarded-Proto", session_.listener().tls ? "https" : "http");
+    edits.add("X-Forwarded-Proto", client_.listener().tls ? "https" : "http");
     std::string subject;
-    if (const std::string& header = session_.forwardSubjectHeader(); !header.empty()) {
+    if (const std::string& header = client_.forwardSubjectHeader(); !header.empty()) {
         edits.drop(header);  // only strata vouches for a client certificate
-        subject = session_.clientSubject();
+        subject = client_.clientSubject();
         if (!subject.empty()) {
             edits.add(header, subject);
         }
@@ -608,25 +585,25 @@ bool Transaction::wantsMoreBody() const {
 }
 
 void Transaction::onClientWritable() {
-    if (exchange_ && !aborted_ && session_.outputPending() < kClientOutputHighWater) {
+    if (exchange_ && !aborted_ && client_.outputPending() < kClientOutputHighWater) {
         exchange_->resumeReading();
     }
 }
 
 void Transaction::onExchangeBodyWritable() {
-    session_.resumeRequestBody();
+    client_.resumeRequestBody();
 }
 
 bool Transaction::exchangeSinkFull() {
-    return session_.outputPending() >= kClientOutputHighWater;
+    return client_.outputPending() >= kClientOutputHighWater;
 }
 
 void Transaction::onExchangeFlush() {
-    session_.flushOutput();
+    client_.flush();
 }
 
 void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
-    auto* runtime = session_.worker().cache;
+    auto* runtime = client_.worker().cache;
     if (runtime == nullptr) {
         return;
     }
@@ -637,8 +614,8 @@ void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
                              std::string_view path) -> const cache::KeyPolicy& {
         return snapshot_->keyPolicyFor(host, path);
     };
-    for (const std::string& key : cache::invalidationKeys(
-             session_.listener().tls ? "https" : "http", request_, head, policy_for)) {
+    for (const std::string& key : cache::invalidationKeys(client_.listener().tls ? "https" : "http",
+                                                          request_, head, policy_for)) {
         runtime->l1->purgeKey(key);
         if (runtime->l2 != nullptr) {
             runtime->l2->invalidate(key);
@@ -660,7 +637,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             // (bodiless) 304 exchange completes.
             cache::EntryPtr merged =
                 cache::mergeNotModified(*stale_, head, policy, request_time_, now);
-            session_.worker().cache->keep(merged, now);
+            client_.worker().cache->keep(merged, now);
             stale_ = merged;
             cache_status_ += "; fwd-status=304";
             validated_ = true;
@@ -670,7 +647,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             // RFC 5861 4: stale-if-error covers 5xx answers too.
             exchange_->abort();
             dropExchange();
-            session_.setCacheResult(metrics::CacheResult::Stale);
+            client_.setCacheResult(metrics::CacheResult::Stale);
             deliver(stale_, "strata; fwd=stale; fwd-status=" + std::to_string(head.status) +
                                 "; detail=stale-if-error");
             return;
@@ -683,7 +660,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             }
             auto verdict = cache::checkStorable(request_, head, directives, policy, size);
             if (verdict == cache::StoreVerdict::Store && size &&
-                !session_.worker().cache->admits(*size)) {
+                !client_.worker().cache->admits(*size)) {
                 verdict = cache::StoreVerdict::TooLarge;  // larger than cache.l1.max_bytes
             }
             if (verdict == cache::StoreVerdict::Store) {
@@ -711,6 +688,16 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
         }
     }
 
+    if (storing_ && client_conditional_) {
+        // The client's validators were not forwarded (the cache wants the full body); it gets
+        // its answer (possibly 304) from the stored entry once the body is complete.
+        head_deferred_ = true;
+        return;
+    }
+    sendForwardedHead(head);
+}
+
+void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     http::FieldEdits edits;
     edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
     edits.appendToList("Via", kViaValue);
@@ -721,50 +708,32 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
         date = cache::formatHttpDate(std::chrono::system_clock::now());
         edits.add("Date", date);
     }
-
-    const bool client_http10 = request_.version_minor == 0;
-    const bool has_body = head.framing != http::BodyFraming::None;
-    if (has_body && head.framing != http::BodyFraming::Length) {
-        if (client_http10) {
-            // HTTP/1.0 has no chunked coding: the end of the body is the end of the connection.
-            session_.setCloseAfterResponse();
-        } else {
-            client_chunked_ = true;
-            edits.add("Transfer-Encoding", "chunked");
-        }
+    http::OutgoingResponse out;
+    out.status = head.status;
+    out.reason = head.reason;
+    out.fields = &head.fields;
+    out.edits = &edits;
+    switch (head.framing) {
+        case http::BodyFraming::None:
+            out.body = http::ResponseBody::None;
+            break;
+        case http::BodyFraming::Length:
+            out.body = http::ResponseBody::Length;  // its Content-Length is among the fields
+            out.content_length = head.content_length;
+            break;
+        case http::BodyFraming::Chunked:
+        case http::BodyFraming::UntilClose:
+            out.body = http::ResponseBody::Stream;
+            break;
     }
-    if (session_.worker().draining()) {
-        session_.setCloseAfterResponse();
-    }
-    if (session_.closeAfterResponse()) {
-        edits.add("Connection", "close");
-    } else if (client_http10) {
-        edits.add("Connection", "keep-alive");
-    }
-    std::string out;
-    out.reserve(512);
-    http::appendStatusLine(out, head.status, head.reason, 1);
-    http::appendForwardedFields(out, head.fields, edits);
-    out += "\r\n";
-    if (storing_ && client_conditional_) {
-        // The client's validators were not forwarded (the cache wants the full body); it gets
-        // its answer (possibly 304) from the stored entry once the body is complete.
-        deferred_head_ = std::move(out);
-        return;
-    }
-    if (head.framing == http::BodyFraming::Length && head.content_length <= kContiguousBodyBytes) {
-        // Room for the body behind the head: one chain, so the answer leaves in one send().
-        evbuffer_expand(session_.output(), out.size() + head.content_length);
-    }
-    evbuffer_add(session_.output(), out.data(), out.size());
+    client_.sendHead(out);
     response_started_ = true;
 }
 
 void Transaction::releaseDeferredResponse() {
     // Storing was abandoned: send what was held back and stream the rest.
-    evbuffer_add(session_.output(), deferred_head_.data(), deferred_head_.size());
-    deferred_head_.clear();
-    response_started_ = true;
+    head_deferred_ = false;
+    sendForwardedHead(stored_head_);
 }
 
 void Transaction::onExchangeBody(std::string_view data) {
@@ -776,7 +745,7 @@ void Transaction::onExchangeBody(std::string_view data) {
             routeCache(*snapshot_, route_index_).policy.max_object_bytes) {
             storing_ = false;
             finishCoalescing(nullptr, /*uncacheable=*/true);
-            if (!deferred_head_.empty()) {
+            if (head_deferred_) {
                 releaseDeferredResponse();
                 std::string held = std::move(body_);
                 body_.clear();
@@ -786,16 +755,12 @@ void Transaction::onExchangeBody(std::string_view data) {
             body_.shrink_to_fit();
         } else {
             body_.append(data);
-            if (!deferred_head_.empty()) {
+            if (head_deferred_) {
                 return;  // held back with the head
             }
         }
     }
-    if (client_chunked_) {
-        appendChunk(session_.output(), data);
-    } else {
-        evbuffer_add(session_.output(), data.data(), data.size());
-    }
+    client_.sendBody(data);
     body_bytes_sent_ += data.size();
 }
 
@@ -806,7 +771,7 @@ void Transaction::storeResponse() {
         buildStoredEntry(routeCache(*snapshot_, route_index_), request_, stored_head_, primary_key_,
                          held_body_, request_time_, response_time_);
     if (entry) {
-        session_.worker().cache->keep(entry, std::chrono::system_clock::now());
+        client_.worker().cache->keep(entry, std::chrono::system_clock::now());
         stored_key_ = entry->meta().secondary_key;
     }
     finishCoalescing(entry, /*uncacheable=*/!entry);
@@ -816,14 +781,14 @@ void Transaction::onExchangeComplete() {
     dropExchange();
     if (validated_) {
         finishCoalescing(stale_, false);
-        session_.setCacheResult(metrics::CacheResult::Stale);
+        client_.setCacheResult(metrics::CacheResult::Stale);
         deliver(stale_, cacheStatus());
         return;
     }
     if (storing_) {
         storeResponse();
-        if (!deferred_head_.empty()) {
-            cache::EntryPtr entry = session_.worker().cache->l1->find(primary_key_, stored_key_);
+        if (head_deferred_) {
+            cache::EntryPtr entry = client_.worker().cache->l1->find(primary_key_, stored_key_);
             if (entry) {
                 deliver(entry, cacheStatus());
                 return;
@@ -837,11 +802,8 @@ void Transaction::onExchangeComplete() {
     } else {
         finishCoalescing(nullptr, false);
     }
-    if (client_chunked_) {
-        evbuffer_add(session_.output(), http::kLastChunk.data(), http::kLastChunk.size());
-    }
     logAccess();
-    session_.transactionDone();  // schedules our deletion; touch nothing after this
+    client_.endResponse();  // schedules our deletion; touch nothing after this
 }
 
 void Transaction::onExchangeFailure(int status, bool after_head, const char* what) {
@@ -851,26 +813,26 @@ void Transaction::onExchangeFailure(int status, bool after_head, const char* wha
         // Part of the response is out: the client can only learn of the failure by a close.
         logAccess();
         aborted_ = true;
-        session_.abortConnection();
+        client_.abortResponse();
         return;
     }
     if (stale_ && serve_stale_on_error_) {
         // RFC 5861 4: the origin failed; a stale answer beats an error.
-        session_.setCacheResult(metrics::CacheResult::Stale);
+        client_.setCacheResult(metrics::CacheResult::Stale);
         deliver(stale_, std::string("strata; fwd=stale; detail=stale-if-error"));
         return;
     }
     status_ = status;
     logAccess();
     aborted_ = true;
-    session_.sendError(status, what, !request_complete_, cacheStatus());
+    client_.sendError(status, what, cacheStatus());
 }
 
 void Transaction::dropExchange() {
     if (exchange_) {
         upstream_label_ = std::string(exchange_->serverLabel());
         // Never destroyed inside its own callbacks.
-        session_.worker().loop.deferredDelete(event::deferrable(std::move(exchange_)));
+        client_.worker().loop.deferredDelete(event::deferrable(std::move(exchange_)));
     }
 }
 
@@ -888,13 +850,13 @@ void Transaction::abort() {
 
 void Transaction::logAccess() {
     // Only an access-log line shows these: no field scans when the log is off.
-    const bool logged = session_.worker().access_log.enabled();
+    const bool logged = client_.worker().access_log.enabled();
     const std::string* referer = logged ? request_.fields.get("Referer") : nullptr;
     const std::string* agent = logged ? request_.fields.get("User-Agent") : nullptr;
-    session_.logAccess(request_.method, request_.target, request_.version_minor, status_,
-                       body_bytes_sent_, referer ? std::string_view(*referer) : std::string_view(),
-                       agent ? std::string_view(*agent) : std::string_view(), upstream_label_,
-                       upstream_seconds_, started_);
+    client_.logAccess(request_.method, request_.target, request_.version_minor, status_,
+                      body_bytes_sent_, referer ? std::string_view(*referer) : std::string_view(),
+                      agent ? std::string_view(*agent) : std::string_view(), upstream_label_,
+                      upstream_seconds_, started_);
 }
 
 }  // namespace strata::proxy

@@ -8,6 +8,7 @@
 
 #include "strata/http/message.h"
 #include "strata/http/parser.h"
+#include "strata/http/response_out.h"
 
 using namespace strata::http;
 using namespace std::string_literals;
@@ -1090,5 +1091,54 @@ TEST_SUITE("http/message") {
         for (auto m : {"POST", "PATCH", "CONNECT", "PURGE", "get", ""}) {
             CHECK_FALSE_MESSAGE(isIdempotent(m), m);
         }
+    }
+}
+
+TEST_CASE("HTTP/1 response head: framing and Connection follow the client's version") {
+    Fields fields;
+    fields.add("Content-Type", "text/plain");
+    fields.add("Connection", "X-Private");
+    fields.add("X-Private", "hop");
+    FieldEdits edits;
+    edits.add("Via", "1.1 strata");
+    OutgoingResponse head;
+    head.status = 200;
+    head.fields = &fields;
+    head.edits = &edits;
+    head.body = ResponseBody::Stream;
+
+    SUBCASE("an HTTP/1.1 client gets a streamed body chunked, hop-by-hop fields dropped") {
+        std::string out;
+        auto framing = appendHttp1ResponseHead(out, head, 1, false);
+        CHECK(framing.chunked);
+        CHECK_FALSE(framing.close);
+        CHECK(out ==
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 strata\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n");
+    }
+    SUBCASE("an HTTP/1.0 client gets it delimited by the close, never chunked") {
+        std::string out;
+        auto framing = appendHttp1ResponseHead(out, head, 0, false);
+        CHECK_FALSE(framing.chunked);
+        CHECK(framing.close);
+        CHECK(out.ends_with("Via: 1.1 strata\r\nConnection: close\r\n\r\n"));
+    }
+    SUBCASE("a stated length, keep-alive for HTTP/1.0, nothing chunked for HEAD") {
+        head.body = ResponseBody::Length;
+        head.content_length = 42;
+        head.state_length = true;
+        head.head_only = true;
+        std::string out;
+        auto framing = appendHttp1ResponseHead(out, head, 0, false);
+        CHECK_FALSE(framing.chunked);
+        CHECK_FALSE(framing.close);
+        CHECK(out.ends_with("Content-Length: 42\r\nConnection: keep-alive\r\n\r\n"));
+    }
+    SUBCASE("a pre-serialized head is copied, the edits follow it") {
+        head.serialized_http1 = "HTTP/1.1 203 Stored\r\nA: b\r\n";
+        head.body = ResponseBody::None;
+        std::string out;
+        appendHttp1ResponseHead(out, head, 1, true);
+        CHECK(out == "HTTP/1.1 203 Stored\r\nA: b\r\nVia: 1.1 strata\r\nConnection: close\r\n\r\n");
     }
 }

@@ -19,6 +19,7 @@
 #include "strata/net/connection.h"
 #include "strata/net/socket.h"
 #include "strata/net/tls_context.h"
+#include "strata/proxy/client_stream.h"
 #include "strata/proxy/worker_context.h"
 
 struct evbuffer;
@@ -27,8 +28,11 @@ namespace strata::proxy {
 
 class Transaction;
 
+// The HTTP/1 codec's client side: it is the ClientStream of the one transaction it runs, and
+// the only writer of HTTP/1 response bytes to a client.
 class DownstreamSession final : public event::DeferredDeletable,
                                 public http::RequestCallbacks,
+                                public ClientStream,
                                 private net::ConnectionCallbacks {
 public:
     // `tls`: the listener's TLS context when it terminates TLS (the handshake runs first).
@@ -38,46 +42,37 @@ public:
 
     void start();
 
-    // Used by the Transaction it runs.
-    WorkerContext& worker() { return worker_; }
-    evbuffer* output();
-    // Sends what was appended to output() as far as the socket takes it now.
-    void flushOutput();
-    const std::string& clientAddress() const { return client_address_; }
-    const ListenerInfo& listener() const { return listener_; }
     std::uint64_t id() const { return id_; }
-    // The answer will be the last on this connection (client asked, draining, or framing).
-    bool closeAfterResponse() const { return close_after_response_; }
-    void setCloseAfterResponse() { close_after_response_ = true; }
-    // Flow control of the request body towards the upstream.
-    void pauseRequestBody();
-    void resumeRequestBody();
-    // The response was fully written to output(). The transaction is finished with the session.
-    void transactionDone();
-    // Writes one access-log line for an exchange.
+    void closeIfIdle();  // drain
+    // "1.3" / "1.2" on a TLS listener once the TLS engineer fills it; "" for plain TCP.
+    void setTlsVersion(std::string_view version) { tls_version_ = version; }
+    bool isTls() const { return connection_.ssl() != nullptr; }
+    // Something broke: closes the connection, dropping the exchange in progress.
+    void abortConnection();
+
+    // ClientStream, for the Transaction it runs.
+    WorkerContext& worker() override { return worker_; }
+    const std::string& clientAddress() const override { return client_address_; }
+    const ListenerInfo& listener() const override { return listener_; }
+    std::uint64_t connectionId() const override { return id_; }
+    const std::string& forwardSubjectHeader() const override;
+    std::string clientSubject() const override { return connection_.peerSubject(); }
+    void sendContinue() override;
+    void sendHead(const http::OutgoingResponse& head) override;
+    void sendBody(std::string_view data) override;
+    void sendBody(const cache::BodyPtr& body) override;
+    void flush() override { flushOutput(); }
+    void endResponse() override;
+    void sendError(int status, std::string_view detail, std::string_view cache_status) override;
+    void abortResponse() override { abortConnection(); }
+    std::size_t outputPending() const override;
+    void pauseRequestBody() override;
+    void resumeRequestBody() override;
+    void setCacheResult(metrics::CacheResult result) override { cache_result_ = result; }
     void logAccess(std::string_view method, std::string_view target, int version_minor, int status,
                    std::uint64_t bytes, std::string_view referer, std::string_view user_agent,
                    std::string_view upstream, double upstream_s,
-                   std::chrono::steady_clock::time_point started);
-    // Something broke after the response started: the client can only learn it from a close.
-    void abortConnection();
-    // Answers `status` with a short body; the transaction (if any) is gone. `cache_status` is
-    // the RFC 9211 Cache-Status value: what the cache decided before the error, if anything.
-    void sendError(int status, std::string_view detail, bool close,
-                   std::string_view cache_status = "strata; fwd=bypass");
-    // Throttles the upstream when the client reads slowly.
-    std::size_t outputPending() const;
-    void closeIfIdle();  // drain
-    // How the cache answered the current exchange (metrics label, access-log "cache" field);
-    // reset to Bypass at each request head.
-    void setCacheResult(metrics::CacheResult result) { cache_result_ = result; }
-    // "1.3" / "1.2" on a TLS listener once the TLS engineer fills it; "" for plain TCP.
-    void setTlsVersion(std::string_view version) { tls_version_ = version; }
-    // TLS: the header that carries the verified client subject upstream ("" = none), and the
-    // subject itself ("" when no verified client certificate).
-    const std::string& forwardSubjectHeader() const;
-    std::string clientSubject() const { return connection_.peerSubject(); }
-    bool isTls() const { return connection_.ssl() != nullptr; }
+                   std::chrono::steady_clock::time_point started) override;
 
     // http::RequestCallbacks
     void onRequestHead(http::RequestHead&& head) override;
@@ -95,6 +90,15 @@ private:
     void onError() override;
 
     void processInput();
+    evbuffer* output();
+    // Sends what was appended to output() as far as the socket takes it now.
+    void flushOutput();
+    // Answers `status` with a short body; the transaction (if any) is gone. `close` ends the
+    // connection after it.
+    void answerError(int status, std::string_view detail, bool close,
+                     std::string_view cache_status = "strata; fwd=bypass");
+    // The response was fully written to output(). The transaction is finished with the session.
+    void transactionDone();
     void responseDone();
     void dropTransaction();
     void setReadDeadline(ReadDeadline mode);
@@ -124,6 +128,8 @@ private:
     bool request_complete_ = false;     // parser saw the end of the current request
     bool response_done_ = false;        // the answer to the current request is queued
     bool request_has_body_ = false;     // the current request has a body (CL or chunked)
+    int request_minor_ = 1;             // HTTP/1.x version of the current request
+    bool response_chunked_ = false;     // the current response body is chunk-encoded
     bool in_parser_ = false;            // inside parser_.feed(): parser state must not change
     bool body_paused_ = false;
     bool close_after_response_ = false;

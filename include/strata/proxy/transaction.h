@@ -23,6 +23,7 @@
 #include "strata/cache/l2_cache.h"
 #include "strata/event/loop.h"
 #include "strata/http/parser.h"
+#include "strata/proxy/client_stream.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/proxy/upstream_exchange.h"
 
@@ -30,11 +31,9 @@ struct evbuffer;
 
 namespace strata::proxy {
 
-class DownstreamSession;
-
 class Transaction final : public event::DeferredDeletable, private UpstreamExchangeCallbacks {
 public:
-    Transaction(DownstreamSession& session, SnapshotPtr snapshot, int route_index,
+    Transaction(ClientStream& client, SnapshotPtr snapshot, int route_index,
                 http::RequestHead&& request);
     ~Transaction() override;
     Transaction(const Transaction&) = delete;
@@ -76,6 +75,8 @@ private:
     void startBackgroundRefresh();
     void finishCoalescing(const cache::EntryPtr& entry, bool uncacheable);
     void storeResponse();
+    // The upstream's head as the client gets it (Via, Cache-Status, Date added).
+    void sendForwardedHead(const http::ResponseHead& head);
     void releaseDeferredResponse();
     void invalidateAfterUnsafe(const http::ResponseHead& head);
     // The one builder of every request strata sends upstream: client-driven forwards,
@@ -85,7 +86,7 @@ private:
     void dropExchange();
     void logAccess();
 
-    DownstreamSession& session_;  // owns this transaction
+    ClientStream& client_;  // owns this transaction
     SnapshotPtr snapshot_;
     int route_index_;
     const upstream::UpstreamGroup* group_;
@@ -108,7 +109,7 @@ private:
     http::ResponseHead stored_head_;   // copy of the head being stored
     std::string body_;                 // body being stored
     bool client_conditional_ = false;  // the client's validators were held back from upstream
-    std::string deferred_head_;        // client head held until the stored entry can answer
+    bool head_deferred_ = false;       // client head held until the stored entry can answer
     std::string stored_key_;           // secondary key of the entry just stored
     cache::BodyPtr held_body_;         // the body just stored, shared with its entry
     // RFC 9211 Cache-Status; empty until the cache decides, which means "fwd=bypass" (and
@@ -121,7 +122,6 @@ private:
     WallTime response_time_;
 
     bool request_complete_ = false;  // whole request body received from the client
-    bool client_chunked_ = false;    // the response is chunk-encoded towards the client
     bool response_started_ = false;  // the response head was queued to the client
     bool aborted_ = false;
     int status_ = 0;

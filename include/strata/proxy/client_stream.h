@@ -1,0 +1,72 @@
+// The client side of one exchange, whatever protocol carries it: an HTTP/1.1 connection serving
+// one request at a time (DownstreamSession), or one stream of an HTTP/2 connection. A
+// Transaction talks to its client only through this interface, so the cache, the router and
+// the upstream side never learn which protocol the client speaks.
+//
+//   request head ─▶ Transaction ─▶ [sendContinue] ─▶ sendHead ─▶ sendBody* ─▶ endResponse
+//                      ▲  onClientBody / onClientBodyComplete      or sendError (before a head)
+//                      └─ onClientWritable (output drained)        or abortResponse (after it)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "strata/cache/entry.h"
+#include "strata/http/response_out.h"
+#include "strata/metrics/metrics.h"
+#include "strata/proxy/worker_context.h"
+
+namespace strata::proxy {
+
+class ClientStream {
+public:
+    virtual ~ClientStream() = default;
+
+    virtual WorkerContext& worker() = 0;
+    virtual const std::string& clientAddress() const = 0;
+    virtual const ListenerInfo& listener() const = 0;
+    // The client connection's id, for log lines and upstream affinity.
+    virtual std::uint64_t connectionId() const = 0;
+    // TLS: the header that carries the verified client subject upstream ("" = none), and the
+    // subject itself ("" when no verified client certificate).
+    virtual const std::string& forwardSubjectHeader() const = 0;
+    virtual std::string clientSubject() const = 0;
+
+    // The response, in order. sendContinue() only when the client asked for it; sendHead()
+    // once; sendBody() any number of times; endResponse() or abortResponse() last. After
+    // endResponse(), sendError() or abortResponse() the transaction is finished with the
+    // stream and is deleted: it touches nothing after the call.
+    virtual void sendContinue() = 0;
+    virtual void sendHead(const http::OutgoingResponse& head) = 0;
+    virtual void sendBody(std::string_view data) = 0;
+    // A stored body, sent without a copy where the transport allows it.
+    virtual void sendBody(const cache::BodyPtr& body) = 0;
+    // Hands what was queued to the transport now (sendBody() may batch).
+    virtual void flush() = 0;
+    virtual void endResponse() = 0;
+    // An error answer instead of a response (nothing was sent yet). `cache_status` is the
+    // RFC 9211 Cache-Status value: what the cache decided before the error, if anything.
+    virtual void sendError(int status, std::string_view detail, std::string_view cache_status) = 0;
+    // Something broke after the head went out: the client can only learn it from the stream
+    // (or connection) ending abnormally.
+    virtual void abortResponse() = 0;
+
+    // Response bytes queued but not yet taken by the client: the upstream is throttled above
+    // a high watermark, and resumed by Transaction::onClientWritable().
+    virtual std::size_t outputPending() const = 0;
+    // Flow control of the request body towards the upstream.
+    virtual void pauseRequestBody() = 0;
+    virtual void resumeRequestBody() = 0;
+
+    // How the cache answered (metrics label, access-log "cache" field).
+    virtual void setCacheResult(metrics::CacheResult result) = 0;
+    // Records the exchange for the access log and request metrics, written once its last byte
+    // is handed to the transport.
+    virtual void logAccess(std::string_view method, std::string_view target, int version_minor,
+                           int status, std::uint64_t bytes, std::string_view referer,
+                           std::string_view user_agent, std::string_view upstream,
+                           double upstream_s, std::chrono::steady_clock::time_point started) = 0;
+};
+
+}  // namespace strata::proxy
