@@ -532,7 +532,10 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
             edits.add(header, subject);
         }
     }
-    edits.appendToList("Via", request_.version_minor == 0 ? "1.0 strata" : kViaValue);
+    // RFC 9110 7.6.3: the protocol the request was received with.
+    edits.appendToList("Via", request_.version_major == 2   ? std::string_view("2.0 strata")
+                              : request_.version_minor == 0 ? std::string_view("1.0 strata")
+                                                            : kViaValue);
     if (out.chunked) {
         edits.add("Transfer-Encoding", "chunked");
     }

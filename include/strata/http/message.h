@@ -60,7 +60,8 @@ struct RequestHead {
     std::string host;    // from absolute-form authority, else the Host field; lowercase, port kept
     std::string path;    // target path without query ("/a/b"); "*" for OPTIONS *
     std::string query;   // without '?', may be empty
-    int version_minor = 1;  // HTTP/1.x
+    int version_major = 1;  // 2 for a request that came over HTTP/2
+    int version_minor = 1;
     Fields fields;
     BodyFraming framing = BodyFraming::None;
     std::uint64_t content_length = 0;  // when framing == Length
