@@ -265,6 +265,7 @@ void Transaction::lookup() {
         // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
         status_ = 504;
         logAccess();
+        enter(State::Finished);
         client_.sendError(504, "only-if-cached",
                           found.entry ? "strata; fwd=stale" : std::string_view(cache_status_));
         return;
@@ -301,6 +302,7 @@ void Transaction::lookup() {
             forward();
             return;
         case cache::Coalescer::Role::Waiter:
+            enter(State::AwaitingLeader);
             if (m != nullptr) {
                 m->cacheCoalescedWait();
             }
@@ -322,11 +324,12 @@ std::weak_ptr<bool> Transaction::aliveToken() {
 }
 
 void Transaction::lookupL2() {
+    enter(State::AwaitingL2);
     std::weak_ptr<bool> alive = aliveToken();
     client_.worker().cache->l2->lookup(primary_key_, request_.fields, client_.worker().loop,
                                        [this, alive](cache::L2LookupResult result) {
                                            auto guard = alive.lock();
-                                           if (guard && *guard && !aborted_) {
+                                           if (guard && *guard && state_ == State::AwaitingL2) {
                                                onL2Result(std::move(result));
                                            }
                                        });
@@ -360,7 +363,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
 }
 
 void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
-    if (aborted_) {
+    if (state_ != State::AwaitingLeader) {
         return;
     }
     auto now = std::chrono::system_clock::now();
@@ -464,12 +467,12 @@ void Transaction::deliver(const cache::EntryPtr& entry, std::string_view cache_s
     edits.add("Via", kViaValue);
     edits.add("Cache-Status", cache_status);
     client_.sendHead(out);
-    response_started_ = true;
     if (out.body == http::ResponseBody::Length && !out.head_only && entry->bodySize() > 0) {
         client_.sendBody(entry->body());
         body_bytes_sent_ = entry->bodySize();
     }
     logAccess();
+    enter(State::Finished);
     client_.endResponse();  // schedules our deletion; touch nothing after this
 }
 
@@ -483,6 +486,7 @@ void Transaction::forward() {
                                                    static_cast<UpstreamExchangeCallbacks&>(*this),
                                                    client_.connectionId());
     request_time_ = std::chrono::system_clock::now();
+    enter(State::Forwarding);
     exchange_->start();
 }
 
@@ -571,14 +575,14 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
 }
 
 void Transaction::onClientBody(std::string_view data) {
-    if (exchange_ && !aborted_) {
+    if (exchange_ && state_ != State::Aborted) {
         exchange_->sendBody(data);
     }
 }
 
 void Transaction::onClientBodyComplete() {
     request_complete_ = true;
-    if (exchange_ && !aborted_) {
+    if (exchange_ && state_ != State::Aborted) {
         exchange_->endBody();
     }
 }
@@ -588,7 +592,7 @@ bool Transaction::wantsMoreBody() const {
 }
 
 void Transaction::onClientWritable() {
-    if (exchange_ && !aborted_ && client_.outputPending() < kClientOutputHighWater) {
+    if (exchange_ && state_ != State::Aborted && client_.outputPending() < kClientOutputHighWater) {
         exchange_->resumeReading();
     }
 }
@@ -643,7 +647,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             client_.worker().cache->keep(merged, now);
             stale_ = merged;
             cache_status_ += "; fwd-status=304";
-            validated_ = true;
+            enter(State::Validated);
             return;
         }
         if (stale_ && serve_stale_on_error_ && head.status >= 500) {
@@ -694,7 +698,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     if (storing_ && client_conditional_) {
         // The client's validators were not forwarded (the cache wants the full body); it gets
         // its answer (possibly 304) from the stored entry once the body is complete.
-        head_deferred_ = true;
+        enter(State::HoldingHead);
         return;
     }
     sendForwardedHead(head);
@@ -729,18 +733,17 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
             out.body = http::ResponseBody::Stream;
             break;
     }
+    enter(State::Streaming);
     client_.sendHead(out);
-    response_started_ = true;
 }
 
 void Transaction::releaseDeferredResponse() {
     // Storing was abandoned: send what was held back and stream the rest.
-    head_deferred_ = false;
     sendForwardedHead(stored_head_);
 }
 
 void Transaction::onExchangeBody(std::string_view data) {
-    if (validated_) {
+    if (state_ == State::Validated) {
         return;  // a 304 carries no body
     }
     if (storing_) {
@@ -748,7 +751,7 @@ void Transaction::onExchangeBody(std::string_view data) {
             routeCache(*snapshot_, route_index_).policy.max_object_bytes) {
             storing_ = false;
             finishCoalescing(nullptr, /*uncacheable=*/true);
-            if (head_deferred_) {
+            if (state_ == State::HoldingHead) {
                 releaseDeferredResponse();
                 std::string held = std::move(body_);
                 body_.clear();
@@ -758,7 +761,7 @@ void Transaction::onExchangeBody(std::string_view data) {
             body_.shrink_to_fit();
         } else {
             body_.append(data);
-            if (head_deferred_) {
+            if (state_ == State::HoldingHead) {
                 return;  // held back with the head
             }
         }
@@ -782,7 +785,7 @@ void Transaction::storeResponse() {
 
 void Transaction::onExchangeComplete() {
     dropExchange();
-    if (validated_) {
+    if (state_ == State::Validated) {
         finishCoalescing(stale_, false);
         client_.setCacheResult(metrics::CacheResult::Stale);
         deliver(stale_, cacheStatus());
@@ -790,7 +793,7 @@ void Transaction::onExchangeComplete() {
     }
     if (storing_) {
         storeResponse();
-        if (head_deferred_) {
+        if (state_ == State::HoldingHead) {
             cache::EntryPtr entry = client_.worker().cache->l1->find(primary_key_, stored_key_);
             if (entry) {
                 deliver(entry, cacheStatus());
@@ -806,16 +809,17 @@ void Transaction::onExchangeComplete() {
         finishCoalescing(nullptr, false);
     }
     logAccess();
+    enter(State::Finished);
     client_.endResponse();  // schedules our deletion; touch nothing after this
 }
 
 void Transaction::onExchangeFailure(int status, bool after_head, const char* what) {
     dropExchange();
     finishCoalescing(nullptr, false);
-    if (after_head || response_started_) {
+    if (after_head || state_ == State::Streaming) {
         // Part of the response is out: the client can only learn of the failure by a close.
         logAccess();
-        aborted_ = true;
+        enter(State::Aborted);
         client_.abortResponse();
         return;
     }
@@ -827,8 +831,46 @@ void Transaction::onExchangeFailure(int status, bool after_head, const char* wha
     }
     status_ = status;
     logAccess();
-    aborted_ = true;
+    enter(State::Finished);
     client_.sendError(status, what, cacheStatus());
+}
+
+bool Transaction::allowed(State from, State to) {
+    if (to == State::Aborted) {
+        return from != State::Finished && from != State::Aborted;
+    }
+    switch (from) {
+        case State::Created:
+            return to == State::AwaitingL2 || to == State::AwaitingLeader ||
+                   to == State::Forwarding || to == State::Finished;
+        case State::AwaitingL2:
+        case State::AwaitingLeader:
+            return to == State::Forwarding || to == State::Finished;
+        case State::Forwarding:
+            return to == State::Validated || to == State::HoldingHead || to == State::Streaming ||
+                   to == State::Finished;
+        case State::Validated:
+            return to == State::Finished;
+        case State::HoldingHead:
+            return to == State::Streaming || to == State::Finished;
+        case State::Streaming:
+            return to == State::Finished;
+        case State::Finished:
+        case State::Aborted:
+            return false;
+    }
+    return false;
+}
+
+void Transaction::enter(State next) {
+    if (!allowed(state_, next)) {
+        STRATA_BUG("transaction state change not in its transition table");
+    }
+    state_ = next;
+}
+
+bool Transaction::canSendError() const {
+    return state_ != State::Streaming && state_ != State::Finished && state_ != State::Aborted;
 }
 
 void Transaction::dropExchange() {
@@ -840,10 +882,10 @@ void Transaction::dropExchange() {
 }
 
 void Transaction::abort() {
-    if (aborted_) {
+    if (state_ == State::Finished || state_ == State::Aborted) {
         return;
     }
-    aborted_ = true;
+    enter(State::Aborted);
     finishCoalescing(nullptr, false);
     if (exchange_) {
         exchange_->abort();

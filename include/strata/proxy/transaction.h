@@ -51,7 +51,29 @@ public:
     // The client went away or the session failed: drop the upstream side.
     void abort();
     // Nothing of the response reached the client yet, so an error status can still be sent.
-    bool canSendError() const { return !response_started_; }
+    bool canSendError() const;
+
+    // Where the exchange is. Every change goes through enter(), which holds the transitions:
+    //
+    //   Created ─┬─▶ AwaitingL2 ─────┐
+    //            ├─▶ AwaitingLeader ─┼─▶ Forwarding ─┬─▶ Validated ──────────┐
+    //            │                   │               ├─▶ HoldingHead ─┬──────┼─▶ Finished
+    //            │                   │               └─▶ Streaming ◀──┘      │
+    //            └───────────────────┴─────────────────────▶ (hit, error) ───┘
+    //   any state but Finished ─▶ Aborted (client gone, or the answer broke after its head)
+    enum class State {
+        Created,         // start() not yet called, or deciding synchronously
+        AwaitingL2,      // the coalescing leader asked the shared cache
+        AwaitingLeader,  // a coalesced waiter: another request fetches for it
+        Forwarding,      // the upstream exchange runs; its head has not arrived
+        Validated,       // a 304 freshened the stale entry: it answers once the exchange ends
+        HoldingHead,     // storing; the client gets its answer from the stored entry
+        Streaming,       // the head went out, the body streams
+        Finished,        // the whole answer was handed to the client stream
+        Aborted,
+    };
+    State state() const { return state_; }
+    static bool allowed(State from, State to);
 
 private:
     // UpstreamExchangeCallbacks
@@ -84,6 +106,7 @@ private:
     enum class UpstreamPurpose { Client, BackgroundRefresh };
     UpstreamExchange::Request buildUpstreamRequest(UpstreamPurpose purpose);
     void dropExchange();
+    void enter(State next);
     void logAccess();
 
     ClientStream& client_;  // owns this transaction
@@ -105,11 +128,9 @@ private:
     bool coalescing_leader_ = false;
     bool storing_ = false;
     bool revalidating_ = false;
-    bool validated_ = false;           // a 304 freshened stale_: deliver it when the exchange ends
     http::ResponseHead stored_head_;   // copy of the head being stored
     std::string body_;                 // body being stored
     bool client_conditional_ = false;  // the client's validators were held back from upstream
-    bool head_deferred_ = false;       // client head held until the stored entry can answer
     std::string stored_key_;           // secondary key of the entry just stored
     cache::BodyPtr held_body_;         // the body just stored, shared with its entry
     // RFC 9211 Cache-Status; empty until the cache decides, which means "fwd=bypass" (and
@@ -121,9 +142,8 @@ private:
     WallTime request_time_;
     WallTime response_time_;
 
+    State state_ = State::Created;
     bool request_complete_ = false;  // whole request body received from the client
-    bool response_started_ = false;  // the response head was queued to the client
-    bool aborted_ = false;
     int status_ = 0;
     std::uint64_t body_bytes_sent_ = 0;
     std::string upstream_label_ = "-";

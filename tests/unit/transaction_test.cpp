@@ -1,0 +1,297 @@
+// Unit tests for proxy::Transaction driven through a fake ClientStream: the transaction's states
+// and what it hands to its client, with no client connection and no HTTP/1 bytes. The cache is
+// a real L1; the upstream, where one is needed, is a port nothing listens on.
+#include "strata/proxy/transaction.h"
+
+#include <chrono>
+#include <memory>
+#include <netinet/in.h>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "strata/cache/cache_control.h"
+#include "strata/cache/cache_runtime.h"
+#include "strata/cache/entry.h"
+#include "strata/cache/key.h"
+#include "strata/config/config.h"
+#include "strata/event/loop.h"
+#include "strata/proxy/client_stream.h"
+#include "strata/proxy/snapshot.h"
+#include "strata/upstream/balancer.h"
+
+using namespace strata;
+using State = proxy::Transaction::State;
+
+namespace {
+
+// A loopback port with nothing listening: bound, then closed.
+int deadPort() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+// Records what the transaction hands to its client.
+class FakeStream final : public proxy::ClientStream {
+public:
+    explicit FakeStream(proxy::WorkerContext& worker) : worker_(worker) {}
+
+    proxy::WorkerContext& worker() override { return worker_; }
+    const std::string& clientAddress() const override { return address_; }
+    const proxy::ListenerInfo& listener() const override { return listener_; }
+    std::uint64_t connectionId() const override { return 7; }
+    const std::string& forwardSubjectHeader() const override { return none_; }
+    std::string clientSubject() const override { return {}; }
+
+    void sendContinue() override { ++continues; }
+    void sendHead(const http::OutgoingResponse& head) override {
+        ++heads;
+        status = head.status;
+        body_kind = head.body;
+        content_length = head.content_length;
+        head_only = head.head_only;
+        // Edits are views into the transaction's frame: copy what the test reads.
+        std::string out;
+        http::appendHttp1ResponseHead(out, head, 1, false);
+        serialized = out;
+    }
+    void sendBody(std::string_view data) override { body.append(data); }
+    void sendBody(const cache::BodyPtr& stored) override {
+        body.append(*stored);
+        ++zero_copy_bodies;
+    }
+    void flush() override {}
+    void endResponse() override { ++ends; }
+    void sendError(int error_status, std::string_view, std::string_view cache) override {
+        ++errors;
+        status = error_status;
+        cache_status = cache;
+        if (transaction != nullptr) {
+            transaction->abort();  // as the HTTP/1 session does: the transaction is dropped
+        }
+    }
+    void abortResponse() override { ++aborts; }
+    std::size_t outputPending() const override { return 0; }
+    void pauseRequestBody() override {}
+    void resumeRequestBody() override {}
+    void setCacheResult(metrics::CacheResult result) override { cache_result = result; }
+    void logAccess(std::string_view, std::string_view, int, int status_logged, std::uint64_t,
+                   std::string_view, std::string_view, std::string_view, double,
+                   std::chrono::steady_clock::time_point) override {
+        ++logs;
+        logged_status = status_logged;
+    }
+
+    proxy::Transaction* transaction = nullptr;
+    int continues = 0, heads = 0, ends = 0, errors = 0, aborts = 0, logs = 0;
+    int zero_copy_bodies = 0;
+    int status = 0, logged_status = 0;
+    http::ResponseBody body_kind = http::ResponseBody::None;
+    std::uint64_t content_length = 0;
+    bool head_only = false;
+    std::string serialized, body, cache_status;
+    metrics::CacheResult cache_result = metrics::CacheResult::Bypass;
+
+private:
+    proxy::WorkerContext& worker_;
+    std::string address_ = "127.0.0.1";
+    proxy::ListenerInfo listener_{"http", false};
+    std::string none_;
+};
+
+// A worker with a real L1, one route to `app` (cached when `cached`), and a snapshot.
+struct Harness {
+    explicit Harness(bool cached)
+        : runtime(cache::L1Options{}), worker(loop, 0, connections, offSink()) {
+        std::string yaml =
+            "listeners:\n  - {name: http, bind: \"127.0.0.1:0\"}\n"
+            "upstreams:\n  app:\n    servers: [\"127.0.0.1:" +
+            std::to_string(deadPort()) +
+            "\"]\n    max_tries: 1\n"
+            "routes:\n  - {match: {path_prefix: /}, upstream: app" +
+            std::string(cached ? ", cache: {enabled: true, default_ttl: 60s}" : "") +
+            "}\nlogging: {access_log: off}\n";
+        auto loaded = config::loadString(yaml, "t.yaml");
+        REQUIRE(loaded.config != nullptr);
+        snapshot = std::make_shared<proxy::Snapshot>(loaded.config, registry, 1);
+        worker.snapshot = snapshot;
+        worker.cache = &runtime;
+    }
+
+    static http::RequestHead get(std::string path = "/a") {
+        http::RequestHead r;
+        r.method = "GET";
+        r.target = path;
+        r.path = path;
+        r.host = "example.com";
+        r.fields.add("Host", "example.com");
+        return r;
+    }
+
+    // Stores a 200 with `body` under the key a GET of `path` on this route looks up.
+    void store(const std::string& path, std::string body) {
+        http::RequestHead request = get(path);
+        http::ResponseHead response;
+        response.status = 200;
+        response.reason = "OK";
+        response.fields.add("Cache-Control", "max-age=60");
+        response.fields.add("Content-Type", "text/plain");
+        auto directives = cache::responseDirectives(response.fields);
+        cache::CachePolicy policy;
+        cache::StoreInput in;
+        in.request = &request;
+        in.response = &response;
+        in.directives = &directives;
+        in.policy = &policy;
+        in.key_policy = &snapshot->route_cache[0].key;
+        in.primary_key = cache::primaryKey("http", request, snapshot->route_cache[0].key);
+        in.body = std::make_shared<const cache::Body>(std::move(body));
+        in.request_time = std::chrono::system_clock::now();
+        in.response_time = in.request_time;
+        runtime.keep(cache::buildEntry(in), in.response_time);
+    }
+
+    static std::shared_ptr<proxy::AccessLogSink> offSink() {
+        std::string error;
+        return proxy::AccessLogSink::open("off", "combined", error);
+    }
+
+    // Runs the loop until `done` holds (checked every 5 ms) or two seconds pass.
+    template <typename Predicate>
+    bool runUntil(Predicate done) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        event::Timer tick(loop, [&] {
+            if (done() || std::chrono::steady_clock::now() >= deadline) {
+                loop.stop();
+            } else {
+                tick.arm(std::chrono::milliseconds(5));
+            }
+        });
+        tick.arm(std::chrono::milliseconds(0));
+        loop.run();
+        return done();
+    }
+
+    event::Loop loop;
+    std::atomic<std::uint32_t> connections{0};
+    upstream::ServerRegistry registry;
+    cache::CacheRuntime runtime;
+    proxy::WorkerContext worker;
+    std::shared_ptr<proxy::Snapshot> snapshot;
+};
+
+}  // namespace
+
+TEST_SUITE("proxy/transaction") {
+    TEST_CASE("a fresh L1 entry answers at once: one head, the stored body by reference, end") {
+        Harness h(true);
+        h.store("/a", "stored body");
+        FakeStream stream(h.worker);
+        proxy::Transaction t(stream, h.snapshot, 0, Harness::get("/a"));
+        stream.transaction = &t;
+        t.start();
+        CHECK(t.state() == State::Finished);
+        CHECK(stream.heads == 1);
+        CHECK(stream.ends == 1);
+        CHECK(stream.errors == 0);
+        CHECK(stream.status == 200);
+        CHECK(stream.body_kind == http::ResponseBody::Length);
+        CHECK(stream.content_length == 11);
+        CHECK(stream.zero_copy_bodies == 1);
+        CHECK(stream.body == "stored body");
+        CHECK(stream.cache_result == metrics::CacheResult::Hit);
+        CHECK(stream.serialized.find("Cache-Status: strata; hit; detail=l1; ttl=") !=
+              std::string::npos);
+        CHECK(stream.serialized.find("Content-Length: 11\r\n") != std::string::npos);
+        CHECK(stream.logs == 1);
+        CHECK_FALSE(t.canSendError());
+    }
+
+    TEST_CASE("HEAD of a stored entry states its length and sends no body") {
+        Harness h(true);
+        h.store("/a", "stored body");
+        FakeStream stream(h.worker);
+        http::RequestHead head = Harness::get("/a");
+        head.method = "HEAD";
+        proxy::Transaction t(stream, h.snapshot, 0, std::move(head));
+        t.start();
+        CHECK(t.state() == State::Finished);
+        CHECK(stream.head_only);
+        CHECK(stream.content_length == 11);
+        CHECK(stream.body.empty());
+        CHECK(stream.ends == 1);
+    }
+
+    TEST_CASE("only-if-cached with nothing stored: 504, never forwarded") {
+        Harness h(true);
+        FakeStream stream(h.worker);
+        http::RequestHead request = Harness::get("/missing");
+        request.fields.add("Cache-Control", "only-if-cached");
+        proxy::Transaction t(stream, h.snapshot, 0, std::move(request));
+        stream.transaction = &t;
+        t.start();
+        CHECK(t.state() == State::Finished);
+        CHECK(stream.errors == 1);
+        CHECK(stream.status == 504);
+        CHECK(stream.heads == 0);
+        CHECK(stream.cache_status == "strata; fwd=uri-miss");
+    }
+
+    TEST_CASE("a dead upstream: Forwarding, then a 502 error answer instead of a head") {
+        Harness h(false);
+        FakeStream stream(h.worker);
+        proxy::Transaction t(stream, h.snapshot, 0, Harness::get("/a"));
+        stream.transaction = &t;
+        t.start();
+        CHECK(t.state() == State::Forwarding);
+        CHECK(t.canSendError());
+        REQUIRE(h.runUntil([&] { return stream.errors > 0; }));
+        CHECK(t.state() == State::Finished);
+        CHECK(stream.status == 502);
+        CHECK(stream.heads == 0);
+        CHECK(stream.logged_status == 502);
+        CHECK(stream.cache_status == "strata; fwd=bypass");
+    }
+
+    TEST_CASE("the client leaving while forwarding aborts: nothing more reaches the stream") {
+        Harness h(false);
+        FakeStream stream(h.worker);
+        proxy::Transaction t(stream, h.snapshot, 0, Harness::get("/a"));
+        t.start();
+        REQUIRE(t.state() == State::Forwarding);
+        t.abort();
+        CHECK(t.state() == State::Aborted);
+        h.runUntil([] { return false; });  // the loop runs the refused connect to its end
+        CHECK(stream.errors == 0);
+        CHECK(stream.heads == 0);
+        CHECK(stream.aborts == 0);
+        t.abort();  // a second abort is harmless
+        CHECK(t.state() == State::Aborted);
+    }
+
+    TEST_CASE("the transition table: forward progress only, nothing leaves Finished") {
+        using T = proxy::Transaction;
+        CHECK(T::allowed(State::Created, State::Forwarding));
+        CHECK(T::allowed(State::Created, State::Finished));
+        CHECK(T::allowed(State::Forwarding, State::HoldingHead));
+        CHECK(T::allowed(State::HoldingHead, State::Streaming));
+        CHECK(T::allowed(State::Streaming, State::Aborted));
+        CHECK_FALSE(T::allowed(State::Streaming, State::Validated));
+        CHECK_FALSE(T::allowed(State::Streaming, State::Forwarding));
+        CHECK_FALSE(T::allowed(State::Validated, State::Streaming));
+        CHECK_FALSE(T::allowed(State::Finished, State::Aborted));
+        CHECK_FALSE(T::allowed(State::Aborted, State::Finished));
+        CHECK_FALSE(T::allowed(State::Created, State::Streaming));
+    }
+}
