@@ -199,8 +199,7 @@ void Transaction::lookup() {
     const bool get = request_.method == "GET";
     if (!get && request_.method != "HEAD") {
         // Unsafe methods invalidate on success (invalidateAfterUnsafe); others just pass.
-        cache_status_ = "strata; fwd=method";
-        client_.setCacheResult(metrics::CacheResult::Pass);
+        setOutcome(metrics::CacheResult::Pass, "strata; fwd=method");
         forward();
         return;
     }
@@ -210,8 +209,7 @@ void Transaction::lookup() {
     if (request_.fields.has("Authorization")) {
         // RFC 9111 3.5: a shared cache answers an authorized request only from responses that
         // allow it; strata forwards such requests and lets checkStorable() decide on storing.
-        cache_status_ = "strata; fwd=request";
-        client_.setCacheResult(metrics::CacheResult::Pass);
+        setOutcome(metrics::CacheResult::Pass, "strata; fwd=request");
         forward();
         return;
     }
@@ -226,30 +224,33 @@ void Transaction::lookup() {
                 if (m != nullptr) {
                     m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Hit);
                 }
-                client_.setCacheResult(metrics::CacheResult::Hit);
-                deliver(found.entry, withTtl("strata; hit; detail=l1", decision.ttl));
+                setOutcome(metrics::CacheResult::Hit,
+                           withTtl("strata; hit; detail=l1", decision.ttl));
+                deliver(found.entry);
                 return;
             case cache::Usability::StaleWhileRevalidate:
                 if (m != nullptr) {
                     m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
-                client_.setCacheResult(metrics::CacheResult::Stale);
+                // RFC 9211 has no "stale": a stale hit is a hit with a negative ttl.
+                setOutcome(metrics::CacheResult::Stale,
+                           withTtl("strata; hit; detail=l1", decision.ttl));
                 stale_ = found.entry;
                 startBackgroundRefresh();
-                deliver(found.entry, withTtl("strata; hit; detail=l1", decision.ttl));
+                deliver(found.entry);
                 return;
             case cache::Usability::Revalidate:
                 if (m != nullptr) {
                     m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
-                client_.setCacheResult(metrics::CacheResult::Stale);
                 stale_ = found.entry;
                 serve_stale_on_error_ = decision.serve_stale_on_error;
                 revalidating_ = true;
                 // RFC 9211: a fresh entry revalidated because the client asked is fwd=request
-                // (ttl, unlike the stored lifetime, is <= 0 once soft-purged).
-                cache_status_ =
-                    decision.ttl.count() > 0 ? "strata; fwd=request" : "strata; fwd=stale";
+                // (ttl, unlike the stored lifetime, is <= 0 once soft-purged). It stays "stale"
+                // in the log if the stored entry answers (304, stale-if-error), else a miss.
+                setOutcome(metrics::CacheResult::Stale,
+                           decision.ttl.count() > 0 ? "strata; fwd=request" : "strata; fwd=stale");
                 forward();
                 return;
             case cache::Usability::OnlyIfCachedMiss:
@@ -259,18 +260,18 @@ void Transaction::lookup() {
     if (m != nullptr) {
         m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Miss);
     }
-    cache_status_ =
-        found.miss == cache::L1Miss::Vary ? "strata; fwd=vary-miss" : "strata; fwd=uri-miss";
+    setOutcome(metrics::CacheResult::Miss, found.entry ? "strata; fwd=stale"
+                                           : found.miss == cache::L1Miss::Vary
+                                               ? "strata; fwd=vary-miss"
+                                               : "strata; fwd=uri-miss");
     if (request_cc_.only_if_cached) {
         // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
         status_ = 504;
         logAccess();
         enter(State::Finished);
-        client_.sendError(504, "only-if-cached",
-                          found.entry ? "strata; fwd=stale" : std::string_view(cache_status_));
+        client_.sendError(504, "only-if-cached", cacheStatus());
         return;
     }
-    client_.setCacheResult(metrics::CacheResult::Miss);
     std::weak_ptr<bool> alive = aliveToken();
     auto role = runtime.coalescer.join(
         primary_key_, client_.worker().loop,
@@ -309,8 +310,7 @@ void Transaction::lookup() {
             return;  // onCoalescedWake() continues
         case cache::Coalescer::Role::Pass:
             // Known uncacheable (hit-for-pass): the header says so too, as the log's cache=pass.
-            cache_status_ += "; detail=hit-for-pass";
-            client_.setCacheResult(metrics::CacheResult::Pass);
+            setOutcome(metrics::CacheResult::Pass, cache_status_ + "; detail=hit-for-pass");
             forward();
             return;
     }
@@ -347,8 +347,8 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
             // An L2 hit is promoted to L1 and shared with the waiters.
             client_.worker().cache->l1->insert(result.entry);
             finishCoalescing(result.entry, false);
-            client_.setCacheResult(metrics::CacheResult::Hit);
-            deliver(result.entry, withTtl("strata; hit; detail=l2", decision.ttl));
+            setOutcome(metrics::CacheResult::Hit, withTtl("strata; hit; detail=l2", decision.ttl));
+            deliver(result.entry);
             return;
         }
     }
@@ -379,7 +379,7 @@ void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
     // Nothing shareable came of the leader's fetch (uncacheable, failed, or another variant):
     // fetch alone, without coalescing again.
     if (outcome.uncacheable) {
-        client_.setCacheResult(metrics::CacheResult::Pass);
+        setOutcome(metrics::CacheResult::Pass, cache_status_ + "; detail=hit-for-pass");
     }
     forward();
 }
@@ -387,8 +387,8 @@ void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
 // Another request's fetch answers this one (RFC 9211: hit; collapsed).
 void Transaction::deliverCollapsed(const cache::EntryPtr& entry,
                                    const cache::LookupDecision& decision) {
-    client_.setCacheResult(metrics::CacheResult::Collapsed);
-    deliver(entry, withTtl("strata; hit; collapsed", decision.ttl));
+    setOutcome(metrics::CacheResult::Collapsed, withTtl("strata; hit; collapsed", decision.ttl));
+    deliver(entry);
 }
 
 void Transaction::startBackgroundRefresh() {
@@ -435,7 +435,12 @@ void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheabl
     }
 }
 
-void Transaction::deliver(const cache::EntryPtr& entry, std::string_view cache_status) {
+void Transaction::setOutcome(metrics::CacheResult result, std::string cache_status) {
+    cache_status_ = std::move(cache_status);
+    client_.setCacheResult(result);
+}
+
+void Transaction::deliver(const cache::EntryPtr& entry) {
     auto now = std::chrono::system_clock::now();
     const std::string age = std::to_string(entry->currentAge(now).count());
     http::FieldEdits edits;
@@ -465,7 +470,7 @@ void Transaction::deliver(const cache::EntryPtr& entry, std::string_view cache_s
     }
     edits.add("Age", age);  // RFC 9111 5.1, computed at serve time
     edits.add("Via", kViaValue);
-    edits.add("Cache-Status", cache_status);
+    edits.add("Cache-Status", cacheStatus());
     client_.sendHead(out);
     if (out.body == http::ResponseBody::Length && !out.head_only && entry->bodySize() > 0) {
         client_.sendBody(entry->body());
@@ -654,9 +659,10 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             // RFC 5861 4: stale-if-error covers 5xx answers too.
             exchange_->abort();
             dropExchange();
-            client_.setCacheResult(metrics::CacheResult::Stale);
-            deliver(stale_, "strata; fwd=stale; fwd-status=" + std::to_string(head.status) +
-                                "; detail=stale-if-error");
+            setOutcome(metrics::CacheResult::Stale,
+                       "strata; fwd=stale; fwd-status=" + std::to_string(head.status) +
+                           "; detail=stale-if-error");
+            deliver(stale_);
             return;
         }
         if (request_.method == "GET") {
@@ -688,7 +694,9 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
                 finishCoalescing(nullptr, /*uncacheable=*/!request_specific);
             }
             if (revalidating_) {
-                cache_status_ += "; fwd-status=" + std::to_string(head.status);
+                // A full answer replaced the stale entry: the client got what a miss gets.
+                setOutcome(metrics::CacheResult::Miss,
+                           cache_status_ + "; fwd-status=" + std::to_string(head.status));
             }
         } else if (!cache::isSafeMethod(request_.method)) {
             invalidateAfterUnsafe(head);
@@ -787,8 +795,7 @@ void Transaction::onExchangeComplete() {
     dropExchange();
     if (state_ == State::Validated) {
         finishCoalescing(stale_, false);
-        client_.setCacheResult(metrics::CacheResult::Stale);
-        deliver(stale_, cacheStatus());
+        deliver(stale_);  // the outcome stays "stale", with fwd-status=304
         return;
     }
     if (storing_) {
@@ -796,7 +803,7 @@ void Transaction::onExchangeComplete() {
         if (state_ == State::HoldingHead) {
             cache::EntryPtr entry = client_.worker().cache->l1->find(primary_key_, stored_key_);
             if (entry) {
-                deliver(entry, cacheStatus());
+                deliver(entry);
                 return;
             }
             // Not kept (e.g. larger than L1 allows): send the full response as received.
@@ -825,8 +832,8 @@ void Transaction::onExchangeFailure(int status, bool after_head, const char* wha
     }
     if (stale_ && serve_stale_on_error_) {
         // RFC 5861 4: the origin failed; a stale answer beats an error.
-        client_.setCacheResult(metrics::CacheResult::Stale);
-        deliver(stale_, std::string("strata; fwd=stale; detail=stale-if-error"));
+        setOutcome(metrics::CacheResult::Stale, "strata; fwd=stale; detail=stale-if-error");
+        deliver(stale_);
         return;
     }
     status_ = status;

@@ -1,13 +1,16 @@
 // Unit tests for proxy::Transaction driven through a fake ClientStream: the transaction's states
 // and what it hands to its client, with no client connection and no HTTP/1 bytes. The cache is
-// a real L1; the upstream, where one is needed, is a port nothing listens on.
+// a real L1; the upstream is a canned one on a thread, or a port nothing listens on.
 #include "strata/proxy/transaction.h"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <netinet/in.h>
 #include <string>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -41,6 +44,69 @@ int deadPort() {
     ::close(fd);
     return ntohs(addr.sin_port);
 }
+
+// An upstream on a thread: answers every request on every connection with `response` (which
+// says Connection: close), and counts the requests.
+class CannedUpstream {
+public:
+    explicit CannedUpstream(std::string response) : response_(std::move(response)) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(fd_, 16) == 0);
+        socklen_t len = sizeof addr;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~CannedUpstream() {
+        ::shutdown(fd_, SHUT_RDWR);  // wakes accept()
+        thread_.join();
+        ::close(fd_);
+    }
+    int port() const { return port_; }
+    int requests() const { return requests_.load(); }
+    std::string lastRequest() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return last_request_;
+    }
+
+private:
+    void serve() {
+        for (;;) {
+            int client = ::accept(fd_, nullptr, nullptr);
+            if (client < 0) {
+                return;
+            }
+            std::string request;
+            char buf[4096];
+            while (request.find("\r\n\r\n") == std::string::npos) {
+                ssize_t n = ::read(client, buf, sizeof buf);
+                if (n <= 0) {
+                    break;
+                }
+                request.append(buf, static_cast<std::size_t>(n));
+            }
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                last_request_ = request;
+            }
+            ++requests_;
+            (void)!::write(client, response_.data(), response_.size());
+            ::close(client);
+        }
+    }
+
+    std::string response_;
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<int> requests_{0};
+    std::mutex mutex_;
+    std::string last_request_;
+    std::thread thread_;
+};
 
 // Records what the transaction hands to its client.
 class FakeStream final : public proxy::ClientStream {
@@ -112,12 +178,13 @@ private:
 
 // A worker with a real L1, one route to `app` (cached when `cached`), and a snapshot.
 struct Harness {
-    explicit Harness(bool cached)
+    // `upstream_port` 0: a port nothing listens on.
+    explicit Harness(bool cached, int upstream_port = 0)
         : runtime(cache::L1Options{}), worker(loop, 0, connections, offSink()) {
         std::string yaml =
             "listeners:\n  - {name: http, bind: \"127.0.0.1:0\"}\n"
             "upstreams:\n  app:\n    servers: [\"127.0.0.1:" +
-            std::to_string(deadPort()) +
+            std::to_string(upstream_port != 0 ? upstream_port : deadPort()) +
             "\"]\n    max_tries: 1\n"
             "routes:\n  - {match: {path_prefix: /}, upstream: app" +
             std::string(cached ? ", cache: {enabled: true, default_ttl: 60s}" : "") +
@@ -140,12 +207,16 @@ struct Harness {
     }
 
     // Stores a 200 with `body` under the key a GET of `path` on this route looks up.
-    void store(const std::string& path, std::string body) {
+    void store(const std::string& path, std::string body,
+               const std::string& cache_control = "max-age=60", const std::string& etag = "") {
         http::RequestHead request = get(path);
         http::ResponseHead response;
         response.status = 200;
         response.reason = "OK";
-        response.fields.add("Cache-Control", "max-age=60");
+        response.fields.add("Cache-Control", cache_control);
+        if (!etag.empty()) {
+            response.fields.add("ETag", etag);
+        }
         response.fields.add("Content-Type", "text/plain");
         auto directives = cache::responseDirectives(response.fields);
         cache::CachePolicy policy;
@@ -278,6 +349,80 @@ TEST_SUITE("proxy/transaction") {
         CHECK(stream.aborts == 0);
         t.abort();  // a second abort is harmless
         CHECK(t.state() == State::Aborted);
+    }
+
+    TEST_CASE("a miss streams the upstream's answer, stores it, and the next request hits") {
+        CannedUpstream upstream(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n"
+            "Connection: close\r\n\r\nfresh");
+        Harness h(true, upstream.port());
+        FakeStream stream(h.worker);
+        proxy::Transaction t(stream, h.snapshot, 0, Harness::get("/m"));
+        t.start();
+        CHECK(t.state() == State::Forwarding);
+        REQUIRE(h.runUntil([&] { return stream.ends > 0; }));
+        CHECK(t.state() == State::Finished);
+        CHECK(stream.status == 200);
+        CHECK(stream.body == "fresh");
+        CHECK(stream.cache_result == metrics::CacheResult::Miss);
+        CHECK(stream.serialized.find("Cache-Status: strata; fwd=uri-miss; stored\r\n") !=
+              std::string::npos);
+
+        FakeStream second(h.worker);
+        proxy::Transaction hit(second, h.snapshot, 0, Harness::get("/m"));
+        hit.start();
+        CHECK(hit.state() == State::Finished);
+        CHECK(second.cache_result == metrics::CacheResult::Hit);
+        CHECK(second.body == "fresh");
+        CHECK(upstream.requests() == 1);
+    }
+
+    TEST_CASE("a client's validators on a miss: the head is held, the stored entry answers 304") {
+        CannedUpstream upstream(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\n"
+            "Content-Length: 5\r\nConnection: close\r\n\r\nfresh");
+        Harness h(true, upstream.port());
+        FakeStream stream(h.worker);
+        http::RequestHead request = Harness::get("/c");
+        request.fields.add("If-None-Match", "\"v1\"");
+        proxy::Transaction t(stream, h.snapshot, 0, std::move(request));
+        t.start();
+        REQUIRE(h.runUntil([&] { return stream.ends > 0; }));
+        CHECK(t.state() == State::Finished);
+        CHECK(stream.heads == 1);
+        CHECK(stream.status == 304);
+        CHECK(stream.body.empty());
+        // The validators were held back: the cache needed the whole body.
+        CHECK(upstream.lastRequest().find("If-None-Match") == std::string::npos);
+    }
+
+    TEST_CASE("a revalidation answered in full is logged as the miss it was, not as stale") {
+        CannedUpstream upstream(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: \"v2\"\r\n"
+            "Content-Length: 3\r\nConnection: close\r\n\r\nnew");
+        Harness h(true, upstream.port());
+        h.store("/r", "old", "max-age=0", "\"v1\"");
+        FakeStream stream(h.worker);
+        proxy::Transaction t(stream, h.snapshot, 0, Harness::get("/r"));
+        t.start();
+        REQUIRE(h.runUntil([&] { return stream.ends > 0; }));
+        CHECK(upstream.lastRequest().find("If-None-Match: \"v1\"") != std::string::npos);
+        CHECK(stream.body == "new");
+        CHECK(stream.cache_result == metrics::CacheResult::Miss);
+        CHECK(stream.serialized.find("Cache-Status: strata; fwd=stale; stored; fwd-status=200") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("only-if-cached's 504 is logged as a miss, as its Cache-Status says") {
+        Harness h(true);
+        FakeStream stream(h.worker);
+        http::RequestHead request = Harness::get("/none");
+        request.fields.add("Cache-Control", "only-if-cached");
+        proxy::Transaction t(stream, h.snapshot, 0, std::move(request));
+        stream.transaction = &t;
+        t.start();
+        CHECK(stream.status == 504);
+        CHECK(stream.cache_result == metrics::CacheResult::Miss);
     }
 
     TEST_CASE("the transition table: forward progress only, nothing leaves Finished") {

@@ -91,8 +91,11 @@ private:
     void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
     void deliverCollapsed(const cache::EntryPtr& entry, const cache::LookupDecision& decision);
     void forward();
-    // Answers from a stored entry. `cache_status` is the Cache-Status text after "strata; ".
-    void deliver(const cache::EntryPtr& entry, std::string_view cache_status);
+    // Answers from a stored entry, with the outcome already set.
+    void deliver(const cache::EntryPtr& entry);
+    // The one record of how the cache answered: the Cache-Status field on the wire, and the
+    // access log's and metrics' cache result, so the two can never disagree.
+    void setOutcome(metrics::CacheResult result, std::string cache_status);
     void deliverNotModifiedMerge(http::ResponseHead& head);
     void startBackgroundRefresh();
     void finishCoalescing(const cache::EntryPtr& entry, bool uncacheable);
