@@ -264,6 +264,29 @@ void appendForwardedFields(std::string& out, const Fields& fields, const FieldEd
     }
 }
 
+std::size_t FieldEdits::addedBytes() const {
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < add_count_; ++i) {
+        total += adds_[i].name.size() + adds_[i].value.size() + 4;
+    }
+    return total;
+}
+
+char* FieldEdits::copyAdded(char* p) const {
+    for (std::size_t i = 0; i < add_count_; ++i) {
+        const Edit& edit = adds_[i];
+        std::memcpy(p, edit.name.data(), edit.name.size());
+        p += edit.name.size();
+        *p++ = ':';
+        *p++ = ' ';
+        std::memcpy(p, edit.value.data(), edit.value.size());
+        p += edit.value.size();
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return p;
+}
+
 std::string_view reasonPhrase(int status) {
     switch (status) {
         case 100:

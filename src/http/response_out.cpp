@@ -1,5 +1,8 @@
 #include "strata/http/response_out.h"
 
+#include <charconv>
+#include <cstring>
+
 namespace strata::http {
 
 Http1Framing appendHttp1ResponseHead(std::string& out, const OutgoingResponse& response,
@@ -18,29 +21,43 @@ Http1Framing appendHttp1ResponseHead(std::string& out, const OutgoingResponse& r
     }
     const Fields& fields = response.fields != nullptr ? *response.fields : kNoFields;
     const FieldEdits& edits = response.edits != nullptr ? *response.edits : kNoEdits;
-    if (!response.serialized_http1.empty()) {
-        out.append(response.serialized_http1);
-        appendForwardedFields(out, kNoFields, edits);
-    } else {
-        appendStatusLine(out, response.status,
-                         response.reason.empty() ? reasonPhrase(response.status) : response.reason,
-                         1);
-        appendForwardedFields(out, fields, edits);
-    }
+    // The framing fields and the end of the head, put together on the stack first: this runs
+    // for every answer, cache hits included.
+    char tail[96];
+    char* t = tail;
+    auto put = [&t](std::string_view piece) {
+        std::memcpy(t, piece.data(), piece.size());
+        t += piece.size();
+    };
     if (response.state_length && response.body == ResponseBody::Length) {
-        out.append("Content-Length: ");
-        out.append(std::to_string(response.content_length));
-        out.append("\r\n");
+        put("Content-Length: ");
+        t = std::to_chars(t, t + 24, response.content_length).ptr;  // 24 hold any 64-bit value
+        put("\r\n");
     }
     if (framing.chunked) {
-        out.append("Transfer-Encoding: chunked\r\n");
+        put("Transfer-Encoding: chunked\r\n");
     }
     if (framing.close) {
-        out.append("Connection: close\r\n");
+        put("Connection: close\r\n");
     } else if (client_minor == 0) {
-        out.append("Connection: keep-alive\r\n");
+        put("Connection: keep-alive\r\n");
     }
-    out.append("\r\n");
+    put("\r\n");
+    const auto tail_size = static_cast<std::size_t>(t - tail);
+    if (!response.serialized_http1.empty()) {
+        // One resize and three copies: a stored head, the added fields, the tail.
+        const std::size_t start = out.size();
+        out.resize(start + response.serialized_http1.size() + edits.addedBytes() + tail_size);
+        char* p = out.data() + start;
+        std::memcpy(p, response.serialized_http1.data(), response.serialized_http1.size());
+        p = edits.copyAdded(p + response.serialized_http1.size());
+        std::memcpy(p, tail, tail_size);
+        return framing;
+    }
+    appendStatusLine(out, response.status,
+                     response.reason.empty() ? reasonPhrase(response.status) : response.reason, 1);
+    appendForwardedFields(out, fields, edits);
+    out.append(tail, tail_size);
     return framing;
 }
 
