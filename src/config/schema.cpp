@@ -344,6 +344,7 @@ bool checkErrorLog(std::string& value, std::string& error) {
 constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};
 constexpr std::array<std::string_view, 3> kVerifyClient{"off", "optional", "required"};
 constexpr std::array<std::string_view, 2> kAccessFormats{"combined", "json"};
+constexpr std::array<std::string_view, 3> kUnderscoreModes{"drop", "allow", "reject"};
 constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warn", "error"};
 constexpr std::array<std::string_view, 4> kQueryModes{"sorted", "as_is", "ignore", "allow_list"};
 
@@ -1102,6 +1103,10 @@ const std::vector<Field<Limits>>& fieldsOf<Limits>() {
                            "whole process; further accepts wait"),
         durationField<Limits>("drain_timeout", &Limits::drain_timeout, 0, kHour,
                               "on shutdown, in-flight requests get this long"),
+        textField<Limits>("underscores_in_headers", &Limits::underscores_in_headers,
+                          "request fields named with '_': dropped, forwarded, or 400; one "
+                          "reading as Content-Length/Transfer-Encoding is 400 in every mode",
+                          nullptr, kUnderscoreModes),
     };
     return fields;
 }

@@ -306,6 +306,7 @@ TEST_SUITE("config/load") {
         CHECK(c->limits.max_headers == 100u);
         CHECK(c->limits.max_client_connections == 10000u);
         CHECK(c->limits.drain_timeout == 30s);
+        CHECK(c->limits.underscores_in_headers == "drop");
         CHECK(c->logging.access_log == "stdout");
         CHECK(c->logging.access_format == "combined");
         CHECK(c->logging.error_log == "stderr");
@@ -568,7 +569,7 @@ TEST_SUITE("config/errors") {
               "t.yaml:2:10: limits.client_timeout_header: unknown key (known keys: "
               "client_header_timeout client_idle_timeout client_body_timeout send_timeout "
               "max_request_body_bytes max_request_line_bytes max_header_bytes max_headers "
-              "max_client_connections drain_timeout)");
+              "max_client_connections drain_timeout underscores_in_headers)");
         CHECK(onlyError(kListener + "frobnicate: true\n") ==
               "t.yaml:2:1: frobnicate: unknown key (known keys: workers listeners admin cache "
               "upstreams routes limits logging metrics)");
@@ -832,6 +833,16 @@ TEST_SUITE("config/errors") {
         CHECK(onlyError(route("{allow_set_cookie: sometimes}")) ==
               "t.yaml:5:31: routes[0].cache.allow_set_cookie: expected true or false, got "
               "\"sometimes\"");
+    }
+
+    TEST_CASE("limits.underscores_in_headers is drop, allow or reject") {
+        for (const char* mode : {"drop", "allow", "reject"}) {
+            auto c = mustLoad(kListener + "limits: {underscores_in_headers: " + mode + "}\n");
+            CHECK(c->limits.underscores_in_headers == mode);
+        }
+        CHECK(onlyError(kListener + "limits: {underscores_in_headers: rejected}\n") ==
+              "t.yaml:2:34: limits.underscores_in_headers: invalid value \"rejected\"; expected "
+              "one of drop, allow, reject; did you mean \"reject\"?");
     }
 
     TEST_CASE("enumerations suggest the closest choice") {

@@ -178,6 +178,9 @@ struct Limits {
     std::uint32_t max_headers = 100;
     std::uint32_t max_client_connections = 10000;  // whole process
     Duration drain_timeout{30000};
+    // Request fields named with '_': "drop" | "allow" | "reject". Whatever the mode, one that
+    // reads as Content-Length or Transfer-Encoding with '_' for '-' is refused (400).
+    std::string underscores_in_headers = "drop";
 };
 
 struct Logging {

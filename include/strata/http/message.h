@@ -67,6 +67,8 @@ struct RequestHead {
     std::uint64_t content_length = 0;  // when framing == Length
     bool keep_alive = true;            // client wants the connection kept after this exchange
     bool expect_continue = false;      // "Expect: 100-continue" was present
+    // Fields with '_' in their name the parser removed (UnderscoreFields::Drop), for metrics.
+    std::uint32_t underscore_fields_dropped = 0;
 
     bool isHead() const { return method == "HEAD"; }
 };

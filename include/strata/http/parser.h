@@ -31,14 +31,27 @@ enum class ParseError {
     BodyTooLarge,     // declared or streamed body over max_body_bytes -> 413
     BadResponse,      // upstream response malformed -> 502 to the client
     Truncated,        // connection closed in the middle of a message
+    UnderscoreField,  // a request field name with '_' refused (see UnderscoreFields) -> 400
 };
 int httpStatus(ParseError e);
+
+// Request field names with '_': valid tokens (RFC 9110 5.1), but CGI-style back-ends (gunicorn,
+// puma, waitress, PHP) map '_' to '-', so "Content_Length" next to "Content-Length" is a second
+// framing to them. A name that reads as Content-Length or Transfer-Encoding that way is refused
+// whatever the mode.
+enum class UnderscoreFields : std::uint8_t {
+    Allow,   // kept as received
+    Drop,    // removed from the head (nginx's underscores_in_headers off); counted in the head
+    Reject,  // the request is refused: ParseError::UnderscoreField
+};
 
 struct ParserLimits {
     std::uint32_t max_request_line_bytes = 8 * 1024;  // also the cap on a status line
     std::uint32_t max_header_bytes = 32 * 1024;       // whole head, start line included
     std::uint32_t max_headers = 100;
     std::uint64_t max_body_bytes = UINT64_MAX;  // requests only
+    // Requests only. Allow by default: only the proxy's client side decides otherwise.
+    UnderscoreFields underscores = UnderscoreFields::Allow;
 };
 
 class RequestCallbacks {
