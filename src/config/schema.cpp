@@ -695,6 +695,34 @@ void readKeyHeaders(Loader& loader, const Node& value, const Mark& key_mark,
                  out.headers);
 }
 
+// One of config::kOverrideFields, any case; stored as spelled there.
+bool checkOverrideHeader(std::string& value, std::string& error) {
+    if (!checkKeyHeader(value, error)) {
+        return false;
+    }
+    for (std::string_view known : kOverrideFields) {
+        if (equalsIgnoreCase(value, known)) {
+            value.assign(known);
+            return true;
+        }
+    }
+    error = "\"" + value + "\" is not an override field strata drops; expected one of";
+    for (std::size_t i = 0; i < kOverrideFields.size(); ++i) {
+        error += (i == 0 ? " " : ", ") + std::string(kOverrideFields[i]);
+    }
+    auto hint = suggest(value, {kOverrideFields.begin(), kOverrideFields.end()});
+    if (!hint.empty()) {
+        error += "; did you mean \"" + hint + "\"?";
+    }
+    return false;
+}
+
+void readAllowOverrideHeaders(Loader& loader, const Node& value, const Mark& key_mark,
+                              const std::string& path, RouteCache& out) {
+    readNameList(loader, value, key_mark, path, "header name", checkOverrideHeader,
+                 /*fold=*/true, out.allow_override_headers);
+}
+
 void readCacheKey(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
                   RouteCache& out) {
     auto& key = out.key;
@@ -1059,6 +1087,9 @@ const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>() {
         customField<RouteCache>("key", readCacheKey, "mapping", "",
                                 "what names a stored object besides scheme, host and path",
                                 describeSection<RouteCacheKey>),
+        customField<RouteCache>(
+            "allow_override_headers", readAllowOverrideHeaders, "list of header names", "[]",
+            "override fields (X-Original-URL, X-HTTP-Method-Override, ...) still forwarded"),
     };
     return fields;
 }

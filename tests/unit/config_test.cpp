@@ -346,6 +346,7 @@ TEST_SUITE("config/load") {
         CHECK(r.cache.key.query == "sorted");
         CHECK(r.cache.key.query_params.empty());
         CHECK(r.cache.key.headers.empty());
+        CHECK(r.cache.allow_override_headers.empty());
     }
 
     TEST_CASE("route cache key, object size and Set-Cookie sharing") {
@@ -375,6 +376,18 @@ TEST_SUITE("config/load") {
         CHECK(c->routes[1].cache.key.query == "ignore");
         CHECK(c->routes[2].cache.key.query == "as_is");
         CHECK(c->routes[2].cache.key.headers.empty());
+    }
+
+    TEST_CASE("route cache allow_override_headers: override field names, stored as documented") {
+        auto c = mustLoad(kListener +
+                          "upstreams: {app: {servers: [\"10.0.0.1:80\"]}}\n"
+                          "routes:\n"
+                          "  - upstream: app\n"
+                          "    cache: {enabled: true, allow_override_headers: [x-original-url, "
+                          "X-HTTP-METHOD-OVERRIDE, X-Forwarded-Prefix]}\n");
+        CHECK(c->routes[0].cache.allow_override_headers ==
+              std::vector<std::string>{"X-Original-URL", "X-HTTP-Method-Override",
+                                       "X-Forwarded-Prefix"});
     }
 
     TEST_CASE("a health_check block enables checks with defaults for what it omits") {
@@ -828,6 +841,21 @@ TEST_SUITE("config/errors") {
               "t.yaml:5:28: routes[0].cache.key.headers: expected a list, got a scalar");
         CHECK(onlyError(route("{key: {hedaers: [a]}}")) ==
               "t.yaml:5:19: routes[0].cache.key.hedaers: unknown key; did you mean \"headers\"?");
+        CHECK(onlyError(route("{allow_override_headers: [X-Orginal-URL]}")) ==
+              "t.yaml:5:38: routes[0].cache.allow_override_headers[0]: \"X-Orginal-URL\" is not an "
+              "override field strata drops; expected one of X-Original-URL, X-Rewrite-URL, "
+              "X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, X-Forwarded-Scheme, "
+              "X-Forwarded-Server, X-Forwarded-Prefix, X-Original-Host, X-Host; did you mean "
+              "\"X-Original-URL\"?");
+        CHECK(onlyError(route("{allow_override_headers: [X-Host, x-host]}")) ==
+              "t.yaml:5:46: routes[0].cache.allow_override_headers[1]: duplicate header name "
+              "\"X-Host\"");
+        CHECK(onlyError(route("{allow_override_headers: [\"X Host\"]}")) ==
+              "t.yaml:5:38: routes[0].cache.allow_override_headers[0]: invalid header name "
+              "\"X Host\"");
+        CHECK(onlyError(route("{allow_override_headers: X-Host}")) ==
+              "t.yaml:5:37: routes[0].cache.allow_override_headers: expected a list, got a "
+              "scalar");
         CHECK(onlyError(route("{max_object_bytes: 0}")) ==
               "t.yaml:5:31: routes[0].cache.max_object_bytes: 0 out of range 1..1GiB");
         CHECK(onlyError(route("{allow_set_cookie: sometimes}")) ==

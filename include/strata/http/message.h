@@ -91,10 +91,11 @@ void removeHopByHop(Fields& fields);
 // Edits applied while a forwarded head is serialized, so the proxy writes it in one pass
 // instead of copying and editing its fields first. Names and values are views: they must
 // outlive the appendForwardedFields() call. Small fixed capacity: a proxy makes a handful of
-// edits per message.
+// edits per message (an upstream request on a cacheable route: about 20 drops, with the
+// override fields).
 class FieldEdits {
 public:
-    static constexpr std::size_t kCapacity = 16;
+    static constexpr std::size_t kCapacity = 24;
     // Every field of that name is left out.
     void drop(std::string_view name) { push(drops_, drop_count_, {name, {}}); }
     // ", value" after the first field of that name (RFC 9110 5.3), or a new field at the end.
