@@ -202,7 +202,6 @@ struct ParserCore {
     std::size_t scanMethod(std::string_view data);
     bool finishHead();
     bool finishRequestHead();
-    bool applyUnderscorePolicy(Fields& fields, std::uint32_t& dropped);
     bool finishResponseHead();
     bool checkFraming(const Fields& fields, int version_minor, bool& chunked, bool& has_length,
                       std::uint64_t& length);
@@ -607,58 +606,7 @@ bool namesReliedOnField(std::string_view connection_list) {
     return named;
 }
 
-// "Content_Length", "transfer_encoding": names a back-end that maps '_' to '-' reads as one of
-// the framing fields.
-bool readsAsFramingField(std::string_view name) {
-    static constexpr std::string_view kFraming[] = {"content-length", "transfer-encoding"};
-    for (std::string_view framing : kFraming) {
-        if (name.size() != framing.size()) {
-            continue;
-        }
-        bool same = true;
-        for (std::size_t i = 0; i < name.size() && same; ++i) {
-            const char c = name[i] == '_' ? '-' : asciiLower(name[i]);
-            same = c == framing[i];
-        }
-        if (same) {
-            return true;
-        }
-    }
-    return false;
-}
-
 }  // namespace
-
-// Runs before anything reads the fields, so a dropped field is gone for routing, the cache key
-// and the upstream alike, as if it had never been sent.
-bool ParserCore::applyUnderscorePolicy(Fields& fields, std::uint32_t& dropped) {
-    dropped = 0;
-    bool any = false;
-    for (const auto& f : fields) {
-        if (f.name.find('_') == std::string::npos) {
-            continue;
-        }
-        any = true;
-        // Whatever the mode: allowing it would give such a back-end a second framing.
-        if (readsAsFramingField(f.name)) {
-            fail(ParseError::UnderscoreField, "field name reads as a framing field with '_'");
-            return false;
-        }
-        if (limits_.underscores == UnderscoreFields::Reject) {
-            fail(ParseError::UnderscoreField, "field name with '_'");
-            return false;
-        }
-    }
-    if (any && limits_.underscores == UnderscoreFields::Drop) {
-        auto& items = fields.items();
-        const auto kept = std::remove_if(items.begin(), items.end(), [](const Field& f) {
-            return f.name.find('_') != std::string::npos;
-        });
-        dropped = static_cast<std::uint32_t>(items.end() - kept);
-        items.erase(kept, items.end());
-    }
-    return true;
-}
 
 bool ParserCore::checkFraming(const Fields& fields, int version_minor, bool& chunked,
                               bool& has_length, std::uint64_t& length) {
@@ -825,9 +773,12 @@ bool ParserCore::finishRequestHead() {
         }
     }
 
-    if (!applyUnderscorePolicy(h.fields, h.underscore_fields_dropped)) {
+    const UnderscoreResult underscores = applyUnderscorePolicy(h.fields, limits_.underscores);
+    if (underscores.refused != nullptr) {
+        fail(ParseError::UnderscoreField, underscores.refused);
         return false;
     }
+    h.underscore_fields_dropped = underscores.dropped;
     // RFC 9112 3.2: exactly one valid Host in HTTP/1.1; at most one in HTTP/1.0.
     const std::string* host = nullptr;
     std::size_t host_count = 0;

@@ -1059,6 +1059,39 @@ TEST_SUITE("http/message") {
               "X-Forwarded-Proto: https\r\n");
     }
 
+    TEST_CASE("applyUnderscorePolicy: the one rule for HTTP/1 and HTTP/2 request heads") {
+        auto fields = [] {
+            Fields f;
+            f.add("Host", "a");
+            f.add("X_A", "1");
+            f.add("X-B", "2");
+            f.add("x_c", "3");
+            return f;
+        };
+        Fields allowed = fields();
+        UnderscoreResult r = applyUnderscorePolicy(allowed, UnderscoreFields::Allow);
+        CHECK(r.refused == nullptr);
+        CHECK(r.dropped == 0);
+        CHECK(allowed.size() == 4);
+        Fields dropped = fields();
+        r = applyUnderscorePolicy(dropped, UnderscoreFields::Drop);
+        CHECK(r.refused == nullptr);
+        CHECK(r.dropped == 2);
+        REQUIRE(dropped.size() == 2);
+        CHECK(dropped.items()[0].name == "Host");
+        CHECK(dropped.items()[1].name == "X-B");
+        Fields rejected = fields();
+        CHECK(applyUnderscorePolicy(rejected, UnderscoreFields::Reject).refused != nullptr);
+        for (UnderscoreFields mode :
+             {UnderscoreFields::Allow, UnderscoreFields::Drop, UnderscoreFields::Reject}) {
+            Fields framing = fields();
+            framing.add("transfer_ENCODING", "chunked");
+            r = applyUnderscorePolicy(framing, mode);
+            CHECK(r.refused != nullptr);
+            CHECK(framing.size() == 5);  // refused, not edited
+        }
+    }
+
     TEST_CASE("FieldEdits: every edit up to the capacity is applied; one more is reported") {
         Fields f;
         f.add("Host", "a");

@@ -83,6 +83,24 @@ struct ResponseHead {
     bool keep_alive = true;  // upstream allows reuse of the connection after this response
 };
 
+// Request field names with '_': valid tokens (RFC 9110 5.1), but CGI-style back-ends (gunicorn,
+// puma, waitress, PHP) map '_' to '-', so "Content_Length" next to "Content-Length" is a second
+// framing to them. A name that reads as Content-Length or Transfer-Encoding that way is refused
+// whatever the mode.
+enum class UnderscoreFields : std::uint8_t {
+    Allow,   // kept as received
+    Drop,    // removed from the head (nginx's underscores_in_headers off); counted in the head
+    Reject,  // the request is refused (HTTP/1: ParseError::UnderscoreField)
+};
+
+struct UnderscoreResult {
+    const char* refused = nullptr;  // why the request must be refused (400), or nullptr
+    std::uint32_t dropped = 0;      // fields removed under Drop
+};
+// Applies `mode` to a request head's fields, before anything reads them: the HTTP/1 parser and
+// the HTTP/2 mapping alike, so a dropped field is gone for routing, the key and the upstream.
+UnderscoreResult applyUnderscorePolicy(Fields& fields, UnderscoreFields mode);
+
 // Hop-by-hop fields (RFC 9110 7.6.1): Connection, every field Connection names, Keep-Alive,
 // Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Removed before forwarding;
 // the proxy sets its own framing.

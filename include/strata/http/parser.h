@@ -35,16 +35,6 @@ enum class ParseError {
 };
 int httpStatus(ParseError e);
 
-// Request field names with '_': valid tokens (RFC 9110 5.1), but CGI-style back-ends (gunicorn,
-// puma, waitress, PHP) map '_' to '-', so "Content_Length" next to "Content-Length" is a second
-// framing to them. A name that reads as Content-Length or Transfer-Encoding that way is refused
-// whatever the mode.
-enum class UnderscoreFields : std::uint8_t {
-    Allow,   // kept as received
-    Drop,    // removed from the head (nginx's underscores_in_headers off); counted in the head
-    Reject,  // the request is refused: ParseError::UnderscoreField
-};
-
 struct ParserLimits {
     std::uint32_t max_request_line_bytes = 8 * 1024;  // also the cap on a status line
     std::uint32_t max_header_bytes = 32 * 1024;       // whole head, start line included
