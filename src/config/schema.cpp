@@ -344,6 +344,7 @@ bool checkErrorLog(std::string& value, std::string& error) {
 constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};
 constexpr std::array<std::string_view, 3> kVerifyClient{"off", "optional", "required"};
 constexpr std::array<std::string_view, 2> kAccessFormats{"combined", "json"};
+constexpr std::array<std::string_view, 3> kUnderscoreModes{"drop", "allow", "reject"};
 constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warn", "error"};
 constexpr std::array<std::string_view, 4> kQueryModes{"sorted", "as_is", "ignore", "allow_list"};
 
@@ -692,6 +693,34 @@ void readKeyHeaders(Loader& loader, const Node& value, const Mark& key_mark,
                     const std::string& path, RouteCacheKey& out) {
     readNameList(loader, value, key_mark, path, "header name", checkKeyHeader, /*fold=*/true,
                  out.headers);
+}
+
+// One of config::kOverrideFields, any case; stored as spelled there.
+bool checkOverrideHeader(std::string& value, std::string& error) {
+    if (!checkKeyHeader(value, error)) {
+        return false;
+    }
+    for (std::string_view known : kOverrideFields) {
+        if (equalsIgnoreCase(value, known)) {
+            value.assign(known);
+            return true;
+        }
+    }
+    error = "\"" + value + "\" is not an override field strata drops; expected one of";
+    for (std::size_t i = 0; i < kOverrideFields.size(); ++i) {
+        error += (i == 0 ? " " : ", ") + std::string(kOverrideFields[i]);
+    }
+    auto hint = suggest(value, {kOverrideFields.begin(), kOverrideFields.end()});
+    if (!hint.empty()) {
+        error += "; did you mean \"" + hint + "\"?";
+    }
+    return false;
+}
+
+void readAllowOverrideHeaders(Loader& loader, const Node& value, const Mark& key_mark,
+                              const std::string& path, RouteCache& out) {
+    readNameList(loader, value, key_mark, path, "header name", checkOverrideHeader,
+                 /*fold=*/true, out.allow_override_headers);
 }
 
 void readCacheKey(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
@@ -1058,6 +1087,9 @@ const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>() {
         customField<RouteCache>("key", readCacheKey, "mapping", "",
                                 "what names a stored object besides scheme, host and path",
                                 describeSection<RouteCacheKey>),
+        customField<RouteCache>(
+            "allow_override_headers", readAllowOverrideHeaders, "list of header names", "[]",
+            "override fields (X-Original-URL, X-HTTP-Method-Override, ...) still forwarded"),
     };
     return fields;
 }
@@ -1102,6 +1134,10 @@ const std::vector<Field<Limits>>& fieldsOf<Limits>() {
                            "whole process; further accepts wait"),
         durationField<Limits>("drain_timeout", &Limits::drain_timeout, 0, kHour,
                               "on shutdown, in-flight requests get this long"),
+        textField<Limits>("underscores_in_headers", &Limits::underscores_in_headers,
+                          "request fields named with '_': dropped, forwarded, or 400; one "
+                          "reading as Content-Length/Transfer-Encoding is 400 in every mode",
+                          nullptr, kUnderscoreModes),
     };
     return fields;
 }

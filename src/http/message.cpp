@@ -1,6 +1,7 @@
 // Header field containers, hop-by-hop handling and HTTP/1.x serializers.
 #include "strata/http/message.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <vector>
@@ -149,6 +150,59 @@ private:
 };
 
 }  // namespace
+
+namespace {
+
+// "Content_Length", "transfer_encoding": names a back-end that maps '_' to '-' reads as one of
+// the framing fields.
+bool readsAsFramingField(std::string_view name) {
+    static constexpr std::string_view kFraming[] = {"content-length", "transfer-encoding"};
+    for (std::string_view framing : kFraming) {
+        if (name.size() != framing.size()) {
+            continue;
+        }
+        bool same = true;
+        for (std::size_t i = 0; i < name.size() && same; ++i) {
+            const char c = name[i] == '_' ? '-' : asciiLower(name[i]);
+            same = c == framing[i];
+        }
+        if (same) {
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+UnderscoreResult applyUnderscorePolicy(Fields& fields, UnderscoreFields mode) {
+    UnderscoreResult out;
+    bool any = false;
+    for (const auto& f : fields) {
+        if (f.name.find('_') == std::string::npos) {
+            continue;
+        }
+        any = true;
+        // Whatever the mode: allowing it would give such a back-end a second framing.
+        if (readsAsFramingField(f.name)) {
+            out.refused = "field name reads as a framing field with '_'";
+            return out;
+        }
+        if (mode == UnderscoreFields::Reject) {
+            out.refused = "field name with '_'";
+            return out;
+        }
+    }
+    if (any && mode == UnderscoreFields::Drop) {
+        auto& items = fields.items();
+        const auto kept = std::remove_if(items.begin(), items.end(), [](const Field& f) {
+            return f.name.find('_') != std::string::npos;
+        });
+        out.dropped = static_cast<std::uint32_t>(items.end() - kept);
+        items.erase(kept, items.end());
+    }
+    return out;
+}
 
 void removeHopByHop(Fields& fields) {
     auto& items = fields.items();

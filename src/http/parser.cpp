@@ -42,6 +42,8 @@ int httpStatus(ParseError e) {
             return 502;
         case ParseError::Truncated:
             return 400;
+        case ParseError::UnderscoreField:
+            return 400;
     }
     return 400;
 }
@@ -771,6 +773,12 @@ bool ParserCore::finishRequestHead() {
         }
     }
 
+    const UnderscoreResult underscores = applyUnderscorePolicy(h.fields, limits_.underscores);
+    if (underscores.refused != nullptr) {
+        fail(ParseError::UnderscoreField, underscores.refused);
+        return false;
+    }
+    h.underscore_fields_dropped = underscores.dropped;
     // RFC 9112 3.2: exactly one valid Host in HTTP/1.1; at most one in HTTP/1.0.
     const std::string* host = nullptr;
     std::size_t host_count = 0;

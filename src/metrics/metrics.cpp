@@ -203,6 +203,11 @@ std::string_view name(ReloadResult v) {
     static constexpr std::array<std::string_view, count<ReloadResult>()> k{"success", "failure"};
     return k[idx(v)];
 }
+std::string_view name(UnderscoreAction v) {
+    static constexpr std::array<std::string_view, count<UnderscoreAction>()> k{"dropped",
+                                                                               "rejected"};
+    return k[idx(v)];
+}
 
 // ---- worker shard -------------------------------------------------------------------------------
 
@@ -252,6 +257,10 @@ void WorkerMetrics::tlsHandshake(TlsResult result, TlsVersion version) {
 
 void WorkerMetrics::tlsHandshakeRefused(std::uint16_t listener_slot) {
     tls_refused_[std::min<std::size_t>(listener_slot, kMaxListeners - 1)].add();
+}
+
+void WorkerMetrics::underscoreFields(UnderscoreAction action, std::uint64_t fields) {
+    underscore_fields_[idx(action)].add(fields);
 }
 
 // ---- registry -----------------------------------------------------------------------------------
@@ -607,6 +616,23 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             addValue(refused_f, label("listener", listener_names_[l]), static_cast<double>(n));
         }
         out.push_back(std::move(refused_f));
+
+        // HTTP parsing.
+        auto underscore_f = family("strata_http_underscore_fields_total",
+                                   "request fields named with '_': dropped, or refused with their "
+                                   "request (limits.underscores_in_headers)",
+                                   MetricType::Counter);
+        for (std::size_t a = 0; a < count<UnderscoreAction>(); ++a) {
+            std::uint64_t n = 0;
+            for (const auto& w : workers_) {
+                if (w) {
+                    n += w->underscore_fields_[a].get();
+                }
+            }
+            addValue(underscore_f, label("action", name(static_cast<UnderscoreAction>(a))),
+                     static_cast<double>(n));
+        }
+        out.push_back(std::move(underscore_f));
 
         // Process.
         auto reloads = family("strata_server_config_reloads_total",

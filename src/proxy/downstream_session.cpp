@@ -29,6 +29,9 @@ http::ParserLimits parserLimits(const config::Limits& limits) {
     out.max_header_bytes = limits.max_header_bytes;
     out.max_headers = limits.max_headers;
     out.max_body_bytes = limits.max_request_body_bytes;
+    out.underscores = limits.underscores_in_headers == "allow"    ? http::UnderscoreFields::Allow
+                      : limits.underscores_in_headers == "reject" ? http::UnderscoreFields::Reject
+                                                                  : http::UnderscoreFields::Drop;
     return out;
 }
 
@@ -306,6 +309,10 @@ void DownstreamSession::processInput() {
         if (result.status == http::ParseStatus::Error) {
             LOG_DEBUG("[w%u][c%llu] bad request: %s", worker_.id,
                       static_cast<unsigned long long>(id_), parser_.errorDetail().c_str());
+            if (parser_.error() == http::ParseError::UnderscoreField &&
+                worker_.metrics != nullptr) {
+                worker_.metrics->underscoreFields(metrics::UnderscoreAction::Rejected);
+            }
             if (closing_) {
                 return;  // already answering and closing
             }
@@ -350,6 +357,10 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     started_ = event::loopTime();
     route_slot_ = metrics::kNoRoute;
     cache_result_ = metrics::CacheResult::Bypass;
+    if (head.underscore_fields_dropped > 0 && worker_.metrics != nullptr) {
+        worker_.metrics->underscoreFields(metrics::UnderscoreAction::Dropped,
+                                          head.underscore_fields_dropped);
+    }
     if (!head.keep_alive || worker_.draining()) {
         close_after_response_ = true;
     }

@@ -1,5 +1,7 @@
 #include "strata/proxy/snapshot.h"
 
+#include <algorithm>
+
 #include "strata/common/strings.h"
 #include "strata/metrics/metrics.h"
 
@@ -34,6 +36,13 @@ RouteCachePolicy routeCachePolicy(const config::RouteCache& c) {
     k.query = queryMode(c.key.query);
     k.query_allow = c.key.query_params;
     k.headers = c.key.headers;
+    for (std::string_view field : config::kOverrideFields) {
+        // The config stores allowed names spelled as in kOverrideFields.
+        if (std::find(c.allow_override_headers.begin(), c.allow_override_headers.end(), field) ==
+            c.allow_override_headers.end()) {
+            out.dropped_overrides.push_back(field);
+        }
+    }
     return out;
 }
 

@@ -19,6 +19,12 @@ constexpr std::size_t kClientOutputHighWater = 256 * 1024;
 // A response found uncacheable lets later requests for its key skip coalescing this long.
 constexpr std::chrono::milliseconds kHitForPass{10000};
 constexpr std::string_view kViaValue = "1.1 strata";
+// buildUpstreamRequest() drops at most these besides the override fields: Expect, the two
+// conditionals, Range, If-Range, Content-Length, X-Forwarded-Proto, X-Forwarded-Host, the
+// client-certificate subject field and Host. complete() still guards the count at run time.
+constexpr std::size_t kMaxFixedDrops = 10;
+static_assert(http::FieldEdits::kCapacity >= kMaxFixedDrops + config::kOverrideFields.size(),
+              "an upstream request's drops must fit in FieldEdits");
 
 // Built once per snapshot. A body over policy.max_object_bytes streams to the client uncached.
 const RouteCachePolicy& routeCache(const Snapshot& snapshot, int route_index) {
@@ -200,6 +206,13 @@ void Transaction::lookup() {
     if (!get && request_.method != "HEAD") {
         // Unsafe methods invalidate on success (invalidateAfterUnsafe); others just pass.
         setOutcome(metrics::CacheResult::Pass, "strata; fwd=method");
+        forward();
+        return;
+    }
+    if (request_.framing != http::BodyFraming::None) {
+        // RFC 9110 9.3.1: a GET body has no defined semantics, yet an origin may answer by it;
+        // the key has no body, so such an answer is neither served from nor stored in the cache.
+        setOutcome(metrics::CacheResult::Pass, "strata; fwd=request; detail=request-body");
         forward();
         return;
     }
@@ -530,9 +543,22 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     if (!out.has_body) {
         edits.drop("Content-Length");  // a refresh leaves the client's body behind
     }
+    if (cacheable_route_) {
+        // The cache key has none of these, so an origin honouring one would answer another
+        // resource (or method) and have it stored under this URL for everyone.
+        for (std::string_view field : routeCache(*snapshot_, route_index_).dropped_overrides) {
+            edits.drop(field);
+        }
+    }
     edits.appendToList("X-Forwarded-For", client_.clientAddress());
+    // Set by strata alone, from what the request was routed and keyed by: an origin building
+    // links or redirects from a client-sent copy would reflect any host into a shared answer.
     edits.drop("X-Forwarded-Proto");
     edits.add("X-Forwarded-Proto", client_.listener().tls ? "https" : "http");
+    edits.drop("X-Forwarded-Host");
+    if (!request_.host.empty()) {
+        edits.add("X-Forwarded-Host", request_.host);
+    }
     std::string subject;
     if (const std::string& header = client_.forwardSubjectHeader(); !header.empty()) {
         edits.drop(header);  // only strata vouches for a client certificate
@@ -548,7 +574,15 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     if (out.chunked) {
         edits.add("Transfer-Encoding", "chunked");
     }
-    if (!source->has("Host")) {
+    // Absolute-form targets become origin-form: upstreams are origin servers (RFC 9112 3.2.1).
+    std::string_view target = request_.target;
+    const bool absolute_form = !target.starts_with('/') && target != "*";
+    if (absolute_form) {
+        // RFC 9112 3.2.2: the target's authority wins over a received Host. It is what the
+        // request was routed and keyed by, so a different Host must not reach the origin.
+        edits.drop("Host");
+        edits.add("Host", request_.host);
+    } else if (!source->has("Host")) {
         // HTTP/1.1 requires Host upstream (RFC 9112 3.2). An HTTP/1.0 client may have sent
         // none: use the upstream's name, as nginx's $proxy_host does.
         edits.add("Host", request_.host.empty() ? std::string_view(group_->config().name)
@@ -556,9 +590,7 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     }
     std::string& head = out.head;
     head.reserve(256 + request_.target.size());
-    // Absolute-form targets become origin-form: upstreams are origin servers (RFC 9112 3.2.1).
-    std::string_view target = request_.target;
-    if (!target.starts_with('/') && target != "*") {
+    if (absolute_form) {
         std::string origin_form = request_.path.empty() ? "/" : request_.path;
         if (!request_.query.empty()) {
             origin_form += '?';
@@ -665,7 +697,8 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             deliver(stale_);
             return;
         }
-        if (request_.method == "GET") {
+        // Only a bodiless GET is stored: lookup() passes one with a body without a key.
+        if (request_.method == "GET" && request_.framing == http::BodyFraming::None) {
             auto directives = cache::responseDirectives(head.fields);
             std::optional<std::uint64_t> size;
             if (head.framing == http::BodyFraming::Length) {

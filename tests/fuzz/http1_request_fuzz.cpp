@@ -32,10 +32,20 @@ struct Message {
     bool complete = false;
 };
 
+// The name with '_' read as '-', case-folded, is Content-Length or Transfer-Encoding.
+bool readsAsFraming(std::string_view name) {
+    std::string folded;
+    for (char c : name) {
+        folded += c == '_' ? '-' : (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    }
+    return folded == "content-length" || folded == "transfer-encoding";
+}
+
 struct Log : RequestCallbacks {
     std::vector<Message> messages;
     std::string_view fed;  // the slice being fed: body data must point into it
     bool in_body = false;
+    UnderscoreFields underscores = UnderscoreFields::Allow;
 
     // http::RequestCallbacks
     void onRequestHead(RequestHead&& h) override {
@@ -43,6 +53,13 @@ struct Log : RequestCallbacks {
         FUZZ_CHECK(!h.method.empty() && h.method.size() <= 32);
         FUZZ_CHECK(h.version_minor == 0 || h.version_minor == 1);
         FUZZ_CHECK(h.version_minor == 0 || !h.host.empty());
+        for (const auto& f : h.fields) {
+            // Dropped or refused unless allowed; a framing look-alike never passes.
+            const bool underscore = f.name.find('_') != std::string::npos;
+            FUZZ_CHECK(!underscore || underscores == UnderscoreFields::Allow);
+            FUZZ_CHECK(!underscore || !readsAsFraming(f.name));
+        }
+        FUZZ_CHECK(h.underscore_fields_dropped == 0 || underscores == UnderscoreFields::Drop);
         Message m;
         m.method = h.method;
         m.target = h.target;
@@ -132,9 +149,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         limits.max_headers = 6;
         limits.max_body_bytes = 24;
     }
+    // Bits 5-6 pick the underscore mode (they also vary the slice size below; both are fine).
+    const unsigned mode = (control >> 5) & 3;
+    limits.underscores = mode == 1   ? UnderscoreFields::Drop
+                         : mode == 2 ? UnderscoreFields::Reject
+                                     : UnderscoreFields::Allow;
     Run whole;
+    whole.log.underscores = limits.underscores;
     parse(input, limits, 0, whole);
     Run sliced;
+    sliced.log.underscores = limits.underscores;
     parse(input, limits, 1u + (control & 0x7f), sliced);
     // Every message completed in one run is completed identically in the other.
     std::size_t done_whole = 0;

@@ -306,6 +306,7 @@ TEST_SUITE("config/load") {
         CHECK(c->limits.max_headers == 100u);
         CHECK(c->limits.max_client_connections == 10000u);
         CHECK(c->limits.drain_timeout == 30s);
+        CHECK(c->limits.underscores_in_headers == "drop");
         CHECK(c->logging.access_log == "stdout");
         CHECK(c->logging.access_format == "combined");
         CHECK(c->logging.error_log == "stderr");
@@ -345,6 +346,7 @@ TEST_SUITE("config/load") {
         CHECK(r.cache.key.query == "sorted");
         CHECK(r.cache.key.query_params.empty());
         CHECK(r.cache.key.headers.empty());
+        CHECK(r.cache.allow_override_headers.empty());
     }
 
     TEST_CASE("route cache key, object size and Set-Cookie sharing") {
@@ -374,6 +376,18 @@ TEST_SUITE("config/load") {
         CHECK(c->routes[1].cache.key.query == "ignore");
         CHECK(c->routes[2].cache.key.query == "as_is");
         CHECK(c->routes[2].cache.key.headers.empty());
+    }
+
+    TEST_CASE("route cache allow_override_headers: override field names, stored as documented") {
+        auto c = mustLoad(kListener +
+                          "upstreams: {app: {servers: [\"10.0.0.1:80\"]}}\n"
+                          "routes:\n"
+                          "  - upstream: app\n"
+                          "    cache: {enabled: true, allow_override_headers: [x-original-url, "
+                          "X-HTTP-METHOD-OVERRIDE, X-Forwarded-Prefix]}\n");
+        CHECK(c->routes[0].cache.allow_override_headers ==
+              std::vector<std::string>{"X-Original-URL", "X-HTTP-Method-Override",
+                                       "X-Forwarded-Prefix"});
     }
 
     TEST_CASE("a health_check block enables checks with defaults for what it omits") {
@@ -568,7 +582,7 @@ TEST_SUITE("config/errors") {
               "t.yaml:2:10: limits.client_timeout_header: unknown key (known keys: "
               "client_header_timeout client_idle_timeout client_body_timeout send_timeout "
               "max_request_body_bytes max_request_line_bytes max_header_bytes max_headers "
-              "max_client_connections drain_timeout)");
+              "max_client_connections drain_timeout underscores_in_headers)");
         CHECK(onlyError(kListener + "frobnicate: true\n") ==
               "t.yaml:2:1: frobnicate: unknown key (known keys: workers listeners admin cache "
               "upstreams routes limits logging metrics)");
@@ -827,11 +841,36 @@ TEST_SUITE("config/errors") {
               "t.yaml:5:28: routes[0].cache.key.headers: expected a list, got a scalar");
         CHECK(onlyError(route("{key: {hedaers: [a]}}")) ==
               "t.yaml:5:19: routes[0].cache.key.hedaers: unknown key; did you mean \"headers\"?");
+        CHECK(onlyError(route("{allow_override_headers: [X-Orginal-URL]}")) ==
+              "t.yaml:5:38: routes[0].cache.allow_override_headers[0]: \"X-Orginal-URL\" is not an "
+              "override field strata drops; expected one of X-Original-URL, X-Rewrite-URL, "
+              "X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, X-Forwarded-Scheme, "
+              "X-Forwarded-Server, X-Forwarded-Prefix, X-Original-Host, X-Host; did you mean "
+              "\"X-Original-URL\"?");
+        CHECK(onlyError(route("{allow_override_headers: [X-Host, x-host]}")) ==
+              "t.yaml:5:46: routes[0].cache.allow_override_headers[1]: duplicate header name "
+              "\"X-Host\"");
+        CHECK(onlyError(route("{allow_override_headers: [\"X Host\"]}")) ==
+              "t.yaml:5:38: routes[0].cache.allow_override_headers[0]: invalid header name "
+              "\"X Host\"");
+        CHECK(onlyError(route("{allow_override_headers: X-Host}")) ==
+              "t.yaml:5:37: routes[0].cache.allow_override_headers: expected a list, got a "
+              "scalar");
         CHECK(onlyError(route("{max_object_bytes: 0}")) ==
               "t.yaml:5:31: routes[0].cache.max_object_bytes: 0 out of range 1..1GiB");
         CHECK(onlyError(route("{allow_set_cookie: sometimes}")) ==
               "t.yaml:5:31: routes[0].cache.allow_set_cookie: expected true or false, got "
               "\"sometimes\"");
+    }
+
+    TEST_CASE("limits.underscores_in_headers is drop, allow or reject") {
+        for (const char* mode : {"drop", "allow", "reject"}) {
+            auto c = mustLoad(kListener + "limits: {underscores_in_headers: " + mode + "}\n");
+            CHECK(c->limits.underscores_in_headers == mode);
+        }
+        CHECK(onlyError(kListener + "limits: {underscores_in_headers: rejected}\n") ==
+              "t.yaml:2:34: limits.underscores_in_headers: invalid value \"rejected\"; expected "
+              "one of drop, allow, reject; did you mean \"reject\"?");
     }
 
     TEST_CASE("enumerations suggest the closest choice") {

@@ -582,6 +582,74 @@ TEST_SUITE("http/request") {
         CHECK(httpStatus(ParseError::BodyTooLarge) == 413);
         CHECK(httpStatus(ParseError::BadResponse) == 502);
         CHECK(httpStatus(ParseError::Truncated) == 400);
+        CHECK(httpStatus(ParseError::UnderscoreField) == 400);
+    }
+
+    TEST_CASE("request fields named with '_' are kept, dropped or refused as configured") {
+        const std::string input =
+            "POST / HTTP/1.1\r\nHost: a\r\nX_Forwarded_Foo: 1\r\nX-Ok: 2\r\n"
+            "x_second: 3\r\nContent-Length: 2\r\n\r\nhi";
+        auto run = [&](UnderscoreFields mode, const std::string& in, std::size_t step) {
+            ParserLimits limits;
+            limits.underscores = mode;
+            return runRequests(in, step, limits);
+        };
+        for (std::size_t step : {SIZE_MAX, std::size_t{1}, std::size_t{7}}) {
+            CAPTURE(step);
+            SUBCASE("allow keeps them as received (the parser's default)") {
+                auto r = runRequests(input, step);
+                REQUIRE(r.log.heads.size() == 1);
+                const RequestHead& h = r.log.heads[0];
+                CHECK(h.fields.get("X_Forwarded_Foo") != nullptr);
+                CHECK(h.fields.get("x_second") != nullptr);
+                CHECK(h.underscore_fields_dropped == 0);
+                CHECK(r.log.bodies[0] == "hi");
+            }
+            SUBCASE("drop removes every one of them, keeps the rest and the body") {
+                auto r = run(UnderscoreFields::Drop, input, step);
+                REQUIRE(r.log.heads.size() == 1);
+                const RequestHead& h = r.log.heads[0];
+                CHECK(h.fields.get("X_Forwarded_Foo") == nullptr);
+                CHECK(h.fields.get("x_second") == nullptr);
+                CHECK(h.fields.size() == 3);  // Host, X-Ok, Content-Length in their order
+                CHECK(h.fields.items()[1].name == "X-Ok");
+                CHECK(h.underscore_fields_dropped == 2);
+                CHECK(r.log.bodies[0] == "hi");
+                CHECK(r.log.completes == 1);
+            }
+            SUBCASE("reject refuses the request before its head is delivered") {
+                auto r = run(UnderscoreFields::Reject, input, step);
+                CHECK(r.last == ParseStatus::Error);
+                CHECK(r.error == ParseError::UnderscoreField);
+                CHECK(r.log.heads.empty());
+                // Without such a name the request passes.
+                auto clean =
+                    run(UnderscoreFields::Reject, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", step);
+                CHECK(clean.last == ParseStatus::Complete);
+            }
+        }
+    }
+
+    TEST_CASE("a name that reads as a framing field with '_' for '-' is refused in every mode") {
+        const std::string cl = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n";
+        for (UnderscoreFields mode :
+             {UnderscoreFields::Allow, UnderscoreFields::Drop, UnderscoreFields::Reject}) {
+            CAPTURE(static_cast<int>(mode));
+            ParserLimits limits;
+            limits.underscores = mode;
+            for (const std::string& field :
+                 {std::string("Content_Length: 10"), std::string("content_length: 5"),
+                  std::string("Transfer_Encoding: chunked"), std::string("TRANSFER_encoding: x")}) {
+                CAPTURE(field);
+                auto r = runRequests(cl + field + "\r\n\r\nhello", SIZE_MAX, limits);
+                CHECK(r.last == ParseStatus::Error);
+                CHECK(r.error == ParseError::UnderscoreField);
+                CHECK(r.log.heads.empty());
+            }
+            // Same length, not a framing name: only the mode decides.
+            auto other = runRequests(cl + "Content_Lengthx: 1\r\n\r\nhello", SIZE_MAX, limits);
+            CHECK((other.last == ParseStatus::Error) == (mode == UnderscoreFields::Reject));
+        }
     }
 
     TEST_CASE("pipelined requests stop exactly at each message end") {
@@ -989,6 +1057,39 @@ TEST_SUITE("http/message") {
               "Host: a\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nVia: 1.0 edge, 1.1 strata\r\n"
               "Cache-Control: no-cache\r\nX-Forwarded-For: 10.0.0.2\r\nForwarded-Absent: x\r\n"
               "X-Forwarded-Proto: https\r\n");
+    }
+
+    TEST_CASE("applyUnderscorePolicy: the one rule for HTTP/1 and HTTP/2 request heads") {
+        auto fields = [] {
+            Fields f;
+            f.add("Host", "a");
+            f.add("X_A", "1");
+            f.add("X-B", "2");
+            f.add("x_c", "3");
+            return f;
+        };
+        Fields allowed = fields();
+        UnderscoreResult r = applyUnderscorePolicy(allowed, UnderscoreFields::Allow);
+        CHECK(r.refused == nullptr);
+        CHECK(r.dropped == 0);
+        CHECK(allowed.size() == 4);
+        Fields dropped = fields();
+        r = applyUnderscorePolicy(dropped, UnderscoreFields::Drop);
+        CHECK(r.refused == nullptr);
+        CHECK(r.dropped == 2);
+        REQUIRE(dropped.size() == 2);
+        CHECK(dropped.items()[0].name == "Host");
+        CHECK(dropped.items()[1].name == "X-B");
+        Fields rejected = fields();
+        CHECK(applyUnderscorePolicy(rejected, UnderscoreFields::Reject).refused != nullptr);
+        for (UnderscoreFields mode :
+             {UnderscoreFields::Allow, UnderscoreFields::Drop, UnderscoreFields::Reject}) {
+            Fields framing = fields();
+            framing.add("transfer_ENCODING", "chunked");
+            r = applyUnderscorePolicy(framing, mode);
+            CHECK(r.refused != nullptr);
+            CHECK(framing.size() == 5);  // refused, not edited
+        }
     }
 
     TEST_CASE("FieldEdits: every edit up to the capacity is applied; one more is reported") {

@@ -4,12 +4,14 @@
 // threads"). Defaults here are the documented defaults (conf/strata.yaml lists every key).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace strata::config {
@@ -149,6 +151,18 @@ struct RouteCacheKey {
     std::vector<std::string> headers;       // request field names, as written
 };
 
+// Request fields that frameworks honour to change the URL, method, scheme or host they act on.
+// The cache key contains none of them, so on a cacheable route one client could make the origin
+// answer a different resource and have that stored for everyone: strata drops them there unless
+// the route's cache.allow_override_headers lists one. Spelled as the config accepts them.
+inline constexpr std::array<std::string_view, 10> kOverrideFields{
+    "X-Original-URL",         "X-Rewrite-URL",
+    "X-HTTP-Method-Override", "X-HTTP-Method",
+    "X-Method-Override",      "X-Forwarded-Scheme",
+    "X-Forwarded-Server",     "X-Forwarded-Prefix",
+    "X-Original-Host",        "X-Host",
+};
+
 struct RouteCache {
     bool enabled = false;
     Duration default_ttl{0};
@@ -158,6 +172,8 @@ struct RouteCache {
     std::uint64_t max_object_bytes = 16 * kMiB;
     bool allow_set_cookie = false;  // share responses carrying Set-Cookie
     RouteCacheKey key;
+    // Names from kOverrideFields (as spelled there) forwarded on this route all the same.
+    std::vector<std::string> allow_override_headers;
 };
 
 struct Route {
@@ -178,6 +194,9 @@ struct Limits {
     std::uint32_t max_headers = 100;
     std::uint32_t max_client_connections = 10000;  // whole process
     Duration drain_timeout{30000};
+    // Request fields named with '_': "drop" | "allow" | "reject". Whatever the mode, one that
+    // reads as Content-Length or Transfer-Encoding with '_' for '-' is refused (400).
+    std::string underscores_in_headers = "drop";
 };
 
 struct Logging {

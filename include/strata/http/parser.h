@@ -31,6 +31,7 @@ enum class ParseError {
     BodyTooLarge,     // declared or streamed body over max_body_bytes -> 413
     BadResponse,      // upstream response malformed -> 502 to the client
     Truncated,        // connection closed in the middle of a message
+    UnderscoreField,  // a request field name with '_' refused (see UnderscoreFields) -> 400
 };
 int httpStatus(ParseError e);
 
@@ -39,6 +40,8 @@ struct ParserLimits {
     std::uint32_t max_header_bytes = 32 * 1024;       // whole head, start line included
     std::uint32_t max_headers = 100;
     std::uint64_t max_body_bytes = UINT64_MAX;  // requests only
+    // Requests only. Allow by default: only the proxy's client side decides otherwise.
+    UnderscoreFields underscores = UnderscoreFields::Allow;
 };
 
 class RequestCallbacks {

@@ -44,6 +44,8 @@ enum class L2Op : std::uint8_t { Get, Set, Delete, PurgeLogGet, PurgeLogSet, Cou
 enum class TlsResult : std::uint8_t { Ok, Failed, Count };
 enum class TlsVersion : std::uint8_t { Tls12, Tls13, Other, Count };
 enum class ReloadResult : std::uint8_t { Success, Failure, Count };
+// What limits.underscores_in_headers did to a request field named with '_'.
+enum class UnderscoreAction : std::uint8_t { Dropped, Rejected, Count };
 
 MethodClass methodClass(std::string_view method);
 StatusClass statusClass(int status);  // <100 or >599: Error
@@ -56,6 +58,7 @@ std::string_view name(L2Op v);
 std::string_view name(TlsResult v);
 std::string_view name(TlsVersion v);
 std::string_view name(ReloadResult v);
+std::string_view name(UnderscoreAction v);
 
 template <class E>
 constexpr std::size_t count() {
@@ -115,6 +118,8 @@ public:
     void tlsHandshake(TlsResult result, TlsVersion version);
     // A TLS connection closed at accept because the listener had max_handshakes in progress.
     void tlsHandshakeRefused(std::uint16_t listener_slot);
+    // Request fields named with '_' dropped, or the one that got its request refused.
+    void underscoreFields(UnderscoreAction action, std::uint64_t fields = 1);
 
 private:
     friend class Registry;
@@ -135,6 +140,7 @@ private:
     ShardCounter l1_evictions_;
     std::array<ShardCounter, count<TlsResult>() * count<TlsVersion>()> tls_;
     std::array<ShardCounter, kMaxListeners> tls_refused_;
+    std::array<ShardCounter, count<UnderscoreAction>()> underscore_fields_;
 };
 
 // A gauge sample provided by a callback at scrape time (health state, connection counts).

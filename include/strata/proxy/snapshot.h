@@ -24,6 +24,9 @@ namespace strata::proxy {
 struct RouteCachePolicy {
     cache::CachePolicy policy;
     cache::KeyPolicy key;
+    // config::kOverrideFields minus the route's allow_override_headers: dropped before
+    // forwarding on a cacheable route. Views of static strings.
+    std::vector<std::string_view> dropped_overrides;
 };
 
 struct Snapshot {
