@@ -314,7 +314,13 @@ void DownstreamSession::processInput() {
                 abortConnection();
             } else {
                 int status = http::httpStatus(parser_.error());
-                logAccess("-", "-", 1, status, 0, {}, {}, {}, -1, event::loopTime());
+                if (!transaction_) {
+                    // No head was taken: a new exchange, on no route.
+                    request_id_ = worker_.request_ids.next();
+                    route_slot_ = metrics::kNoRoute;
+                    route_name_ = {};
+                }
+                logAccess("-", "-", {}, 1, status, 0, {}, {}, {}, -1, event::loopTime());
                 answerError(status, parser_.errorDetail(), true);
             }
             return;
@@ -349,13 +355,16 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     response_done_ = false;
     started_ = event::loopTime();
     route_slot_ = metrics::kNoRoute;
+    route_name_ = {};
+    request_id_ = worker_.request_ids.next();
     cache_result_ = metrics::CacheResult::Bypass;
     if (!head.keep_alive || worker_.draining()) {
         close_after_response_ = true;
     }
     if (head.method == "CONNECT") {
         setReadDeadline(ReadDeadline::None);
-        logAccess(head.method, head.target, head.version_minor, 405, 0, {}, {}, {}, -1, started_);
+        logAccess(head.method, head.target, head.host, head.version_minor, 405, 0, {}, {}, {}, -1,
+                  started_);
         answerError(405, "CONNECT is not supported", true);
         return;
     }
@@ -364,7 +373,8 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     if (route < 0) {
         setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                                 : ReadDeadline::Body);
-        logAccess(head.method, head.target, head.version_minor, 404, 0, {}, {}, {}, -1, started_);
+        logAccess(head.method, head.target, head.host, head.version_minor, 404, 0, {}, {}, {}, -1,
+                  started_);
         // The body, if any, is read and dropped so the connection stays usable.
         answerError(404, "no route", false);
         return;
@@ -372,6 +382,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                             : ReadDeadline::Body);
     route_slot_ = snapshot->route_metric_slots[static_cast<std::size_t>(route)];
+    route_name_ = snapshot->route_names[static_cast<std::size_t>(route)];
     transaction_ =
         std::make_unique<Transaction>(*this, std::move(snapshot), route, std::move(head));
     transaction_->start();
@@ -556,9 +567,10 @@ void DownstreamSession::answerError(int status, std::string_view detail, bool cl
 }
 
 void DownstreamSession::logAccess(std::string_view method, std::string_view target,
-                                  int version_minor, int status, std::uint64_t bytes,
-                                  std::string_view referer, std::string_view user_agent,
-                                  std::string_view upstream, double upstream_s,
+                                  std::string_view host, int version_minor, int status,
+                                  std::uint64_t bytes, std::string_view referer,
+                                  std::string_view user_agent, std::string_view upstream,
+                                  double upstream_s,
                                   std::chrono::steady_clock::time_point started) {
     // The one place every exchange ends, proxied or answered locally. The line and the metrics
     // are written once the last byte is handed to the kernel (finishAccessLog), so a slow
@@ -575,7 +587,10 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     pending_.route_slot = route_slot_;
     pending_.method_class = metrics::methodClass(method);
     pending_.cache_result = cache_result_;
+    pending_.request_id = request_id_;
     if (logged) {
+        pending_.host.assign(host);
+        pending_.route.assign(route_name_);
         pending_.method.assign(method);
         pending_.target.assign(target);
         pending_.referer.assign(referer);
@@ -627,6 +642,10 @@ void DownstreamSession::finishAccessLog() {
     record.cache = metrics::name(pending_.cache_result);
     record.tls_version = tls_version_;
     record.tls_cipher = tls_cipher_;
+    record.host = pending_.host;
+    record.route = pending_.route;
+    record.listener = listener_.name;
+    record.request_id = view(pending_.request_id);
     worker_.access_log.append(record);
 }
 

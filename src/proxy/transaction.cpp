@@ -541,6 +541,10 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
             edits.add(header, subject);
         }
     }
+    // strata's id names the exchange in its log and the origin's; a client's own X-Request-Id
+    // is replaced, not kept (README).
+    edits.drop("X-Request-Id");
+    edits.add("X-Request-Id", client_.requestId());
     // RFC 9110 7.6.3: the protocol the request was received with.
     edits.appendToList("Via", request_.version_major == 2   ? std::string_view("2.0 strata")
                               : request_.version_minor == 0 ? std::string_view("1.0 strata")
@@ -905,8 +909,9 @@ void Transaction::logAccess() {
     const bool logged = client_.worker().access_log.enabled();
     const std::string* referer = logged ? request_.fields.get("Referer") : nullptr;
     const std::string* agent = logged ? request_.fields.get("User-Agent") : nullptr;
-    client_.logAccess(request_.method, request_.target, request_.version_minor, status_,
-                      body_bytes_sent_, referer ? std::string_view(*referer) : std::string_view(),
+    client_.logAccess(request_.method, request_.target, request_.host, request_.version_minor,
+                      status_, body_bytes_sent_,
+                      referer ? std::string_view(*referer) : std::string_view(),
                       agent ? std::string_view(*agent) : std::string_view(), upstream_label_,
                       upstream_seconds_, started_);
 }

@@ -152,12 +152,13 @@ public:
     void pauseRequestBody() override {}
     void resumeRequestBody() override {}
     void setCacheResult(metrics::CacheResult result) override { cache_result = result; }
-    void logAccess(std::string_view, std::string_view, int, int status_logged, std::uint64_t,
-                   std::string_view, std::string_view, std::string_view, double,
+    void logAccess(std::string_view, std::string_view, std::string_view, int, int status_logged,
+                   std::uint64_t, std::string_view, std::string_view, std::string_view, double,
                    std::chrono::steady_clock::time_point) override {
         ++logs;
         logged_status = status_logged;
     }
+    std::string_view requestId() const override { return "00000000000000ff"; }
 
     proxy::Transaction* transaction = nullptr;
     int continues = 0, heads = 0, ends = 0, errors = 0, aborts = 0, logs = 0;

@@ -69,10 +69,11 @@ public:
     void pauseRequestBody() override;
     void resumeRequestBody() override;
     void setCacheResult(metrics::CacheResult result) override { cache_result_ = result; }
-    void logAccess(std::string_view method, std::string_view target, int version_minor, int status,
-                   std::uint64_t bytes, std::string_view referer, std::string_view user_agent,
-                   std::string_view upstream, double upstream_s,
+    void logAccess(std::string_view method, std::string_view target, std::string_view host,
+                   int version_minor, int status, std::uint64_t bytes, std::string_view referer,
+                   std::string_view user_agent, std::string_view upstream, double upstream_s,
                    std::chrono::steady_clock::time_point started) override;
+    std::string_view requestId() const override { return view(request_id_); }
 
     // http::RequestCallbacks
     void onRequestHead(http::RequestHead&& head) override;
@@ -137,6 +138,10 @@ private:
     bool closed_ = false;
     std::chrono::steady_clock::time_point started_;
     std::uint16_t route_slot_ = metrics::kNoRoute;  // metric series of the current exchange
+    // The current exchange's route name; points into the snapshot its transaction holds, and
+    // logAccess() copies it. Empty when no route matched.
+    std::string_view route_name_;
+    RequestIdGenerator::Id request_id_{};
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
     std::string_view tls_cipher_;   // OpenSSL's static cipher names
@@ -155,6 +160,9 @@ private:
         std::string referer;
         std::string user_agent;
         std::string upstream;
+        std::string host;
+        std::string route;
+        RequestIdGenerator::Id request_id{};
     };
     PendingAccess pending_;
     bool pending_log_ = false;
