@@ -218,6 +218,7 @@ void DownstreamSession::onTimer() {
                     // RFC 9110 15.5.9: 408 tells the client we gave up waiting for its request.
                     LOG_DEBUG("[w%u][c%llu] client header timeout", worker_.id,
                               static_cast<unsigned long long>(id_));
+                    logRejected(408);
                     answerError(408, "request header timeout", true);
                     return;
                 }
@@ -314,13 +315,7 @@ void DownstreamSession::processInput() {
                 abortConnection();
             } else {
                 int status = http::httpStatus(parser_.error());
-                if (!transaction_) {
-                    // No head was taken: a new exchange, on no route.
-                    request_id_ = worker_.request_ids.next();
-                    route_slot_ = metrics::kNoRoute;
-                    route_name_ = {};
-                }
-                logAccess("-", "-", {}, 1, status, 0, {}, {}, {}, -1, event::loopTime());
+                logRejected(status);
                 answerError(status, parser_.errorDetail(), true);
             }
             return;
@@ -597,6 +592,24 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
         pending_.user_agent.assign(user_agent);
         pending_.upstream.assign(upstream);
     }
+}
+
+void DownstreamSession::logRejected(int status) {
+    if (transaction_) {
+        // The body broke a request that was routed: its head is the transaction's.
+        const http::RequestHead& request = transaction_->request();
+        logAccess(request.method, request.target, request.host, request.version_minor, status, 0,
+                  {}, {}, {}, -1, started_);
+        return;
+    }
+    // No head was taken: a new exchange, on no route, logged with what the parser had read.
+    request_id_ = worker_.request_ids.next();
+    route_slot_ = metrics::kNoRoute;
+    route_name_ = {};
+    const http::RequestParser::StartLine line = parser_.startLineSoFar();
+    logAccess(line.method.empty() ? std::string_view("-") : line.method,
+              line.target.empty() ? std::string_view("-") : line.target, {}, line.version_minor,
+              status, 0, {}, {}, {}, -1, event::loopTime());
 }
 
 void DownstreamSession::finishAccessLogIfFlushed() {

@@ -134,4 +134,34 @@ TEST_SUITE("e2e/ops") {
         CHECK(valueOf(unrouted, "\"listener\":") == "\"internal\"");
         CHECK(isRequestId(valueOf(unrouted, "\"request_id\":").substr(1, 16)));
     }
+
+    TEST_CASE("rejected requests are logged with the method and target the parser had read") {
+        Origin origin(1);
+        Strata strata(twoListenerConfig(origin.serversYaml(), "combined", true,
+                                        "limits: {client_header_timeout: 300ms}\n"));
+        auto reject = [&](const std::string& bytes) {
+            RawClient c(strata.port("front"));
+            REQUIRE(c.send(bytes));
+            return c.readResponse().status;
+        };
+        CHECK(reject("GET /bad-field HTTP/1.0\r\nHost : a\r\n\r\n") == 400);
+        CHECK(reject("POST /huge-head HTTP/1.1\r\nHost: a\r\nX: " + std::string(40000, 'v') +
+                     "\r\n\r\n") == 431);
+        CHECK(reject("PUT /" + std::string(9000, 'l') + " HTTP/1.1\r\nHost: a\r\n\r\n") == 414);
+        // The header timeout ends a head that never completes: 408, logged too.
+        CHECK(reject("DELETE /never-done HTTP/1.1\r\nHost: a\r\n") == 408);
+
+        const std::string bad = waitForLine(strata, "\" 400 ");
+        CHECK(bad.find("\"GET /bad-field HTTP/1.0\" 400 ") != std::string::npos);
+        CHECK(isRequestId(valueOf(bad, " request_id=")));
+        CHECK(valueOf(bad, " route=") == "-");
+        CHECK(valueOf(bad, " listener=") == "front");
+        CHECK(waitForLine(strata, "\"POST /huge-head HTTP/1.1\" 431 ") != "");
+        // The target was cut short by the limit: only the method is known.
+        CHECK(waitForLine(strata, "\"PUT - HTTP/1.1\" 414 ") != "");
+        CHECK(waitForLine(strata, "\"DELETE /never-done HTTP/1.1\" 408 ") != "");
+        CHECK(readFile(strata.tmp() + "/access.log").find("\"- - HTTP") == std::string::npos);
+        CHECK(metric(strata.port("admin"), "strata_proxy_requests_total",
+                     {"route=\"none\"", "method=\"DELETE\"", "status_class=\"4xx\""}) == 1);
+    }
 }

@@ -111,6 +111,9 @@ private:
     // its last byte is handed to the kernel (or the connection ends).
     void finishAccessLogIfFlushed();
     void finishAccessLog();
+    // logAccess() for a request the parser rejected or the header timeout ended: with what was
+    // known of it (the routed head, or the start line read so far).
+    void logRejected(int status);
     void close();
 
     WorkerContext& worker_;

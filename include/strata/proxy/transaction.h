@@ -52,6 +52,8 @@ public:
     void abort();
     // Nothing of the response reached the client yet, so an error status can still be sent.
     bool canSendError() const;
+    // The request it serves, for the log line of one whose body broke.
+    const http::RequestHead& request() const { return request_; }
 
     // Where the exchange is. Every change goes through enter(), which holds the transitions:
     //
