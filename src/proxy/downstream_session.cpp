@@ -274,6 +274,9 @@ void DownstreamSession::processInput() {
             }
             request_complete_ = false;
             response_done_ = false;
+            recordReceivedBytes();
+            route_slot_ = metrics::kNoRoute;  // until the next head names a route
+            route_name_ = {};
             parser_.nextMessage();
             setReadDeadline(ReadDeadline::Idle);
         }
@@ -304,6 +307,7 @@ void DownstreamSession::processInput() {
             return;
         }
         evbuffer_drain(in, result.consumed);
+        received_bytes_ += result.consumed;
         if (result.status == http::ParseStatus::Error) {
             LOG_DEBUG("[w%u][c%llu] bad request: %s", worker_.id,
                       static_cast<unsigned long long>(id_), parser_.errorDetail().c_str());
@@ -436,6 +440,8 @@ void DownstreamSession::transactionDone() {
 void DownstreamSession::responseDone() {
     request_in_progress_ = false;
     response_done_ = true;
+    settleSentBytes();
+    queued_mark_ = connection_.bytesSent() + connection_.outputLength();
     if (close_after_response_ || worker_.draining()) {
         closing_ = true;
         connection_.pauseReading();
@@ -578,6 +584,7 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     pending_.version_minor = version_minor;
     pending_.status = status;
     pending_.bytes = bytes;
+    pending_.sent_settled = false;
     pending_.upstream_s = upstream_s;
     pending_.route_slot = route_slot_;
     pending_.method_class = metrics::methodClass(method);
@@ -612,6 +619,25 @@ void DownstreamSession::logRejected(int status) {
               status, 0, {}, {}, {}, -1, event::loopTime());
 }
 
+void DownstreamSession::settleSentBytes() {
+    if (!pending_log_ || pending_.sent_settled) {
+        return;
+    }
+    // A closed connection dropped what the socket had not taken.
+    const std::uint64_t queued =
+        connection_.bytesSent() + (closed_ ? 0 : connection_.outputLength());
+    pending_.sent_bytes = queued > queued_mark_ ? queued - queued_mark_ : 0;
+    pending_.sent_settled = true;
+    queued_mark_ = queued;
+}
+
+void DownstreamSession::recordReceivedBytes() {
+    if (received_bytes_ > 0 && worker_.metrics != nullptr) {
+        worker_.metrics->receivedBytes(route_slot_, received_bytes_);
+    }
+    received_bytes_ = 0;
+}
+
 void DownstreamSession::finishAccessLogIfFlushed() {
     if (!pending_log_) {
         return;
@@ -627,6 +653,7 @@ void DownstreamSession::finishAccessLog() {
     if (!pending_log_) {
         return;
     }
+    settleSentBytes();
     pending_log_ = false;
     if (!closing_) {
         connection_.setOutputLowWater(kOutputLowWater);
@@ -634,8 +661,9 @@ void DownstreamSession::finishAccessLog() {
     const auto now = event::loopTime();
     const double duration_s = std::chrono::duration<double>(now - pending_.started).count();
     if (worker_.metrics != nullptr) {
-        worker_.metrics->request(pending_.route_slot, pending_.method_class, pending_.status,
-                                 pending_.cache_result, duration_s);
+        worker_.metrics->request(pending_.route_slot, listener_.metric_slot, pending_.method_class,
+                                 pending_.status, pending_.cache_result, duration_s);
+        worker_.metrics->sentBytes(pending_.route_slot, pending_.sent_bytes);
     }
     if (!worker_.access_log.enabled()) {
         return;
@@ -706,6 +734,7 @@ void DownstreamSession::close() {
     closed_ = true;
     timer_.cancel();
     finishAccessLog();  // the client left or is closed on: the exchange ends now
+    recordReceivedBytes();
     if (transaction_) {
         transaction_->abort();
         dropTransaction();

@@ -222,7 +222,7 @@ void Transaction::lookup() {
             case cache::Usability::Fresh:
             case cache::Usability::StaleAcceptable:
                 if (m != nullptr) {
-                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Hit);
+                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Hit);
                 }
                 setOutcome(metrics::CacheResult::Hit,
                            withTtl("strata; hit; detail=l1", decision.ttl));
@@ -230,7 +230,7 @@ void Transaction::lookup() {
                 return;
             case cache::Usability::StaleWhileRevalidate:
                 if (m != nullptr) {
-                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
+                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
                 // RFC 9211 has no "stale": a stale hit is a hit with a negative ttl.
                 setOutcome(metrics::CacheResult::Stale,
@@ -241,7 +241,7 @@ void Transaction::lookup() {
                 return;
             case cache::Usability::Revalidate:
                 if (m != nullptr) {
-                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
+                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
                 stale_ = found.entry;
                 serve_stale_on_error_ = decision.serve_stale_on_error;
@@ -257,14 +257,14 @@ void Transaction::lookup() {
                 break;
         }
     }
-    if (m != nullptr) {
-        m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Miss);
-    }
     setOutcome(metrics::CacheResult::Miss, found.entry ? "strata; fwd=stale"
                                            : found.miss == cache::L1Miss::Vary
                                                ? "strata; fwd=vary-miss"
                                                : "strata; fwd=uri-miss");
     if (request_cc_.only_if_cached) {
+        if (m != nullptr) {
+            m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Miss);
+        }
         // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
         status_ = 504;
         logAccess();
@@ -282,6 +282,13 @@ void Transaction::lookup() {
             }
         },
         event::loopTime());
+    if (m != nullptr) {
+        // Not stored either way; but a key remembered as uncacheable will not be, so it is
+        // counted apart from the misses that may fill the cache.
+        m->cacheLookup(routeSlot(), metrics::Tier::L1,
+                       role == cache::Coalescer::Role::Pass ? metrics::LookupResult::HitForPass
+                                                            : metrics::LookupResult::Miss);
+    }
     switch (role) {
         case cache::Coalescer::Role::Leader:
             coalescing_leader_ = true;
@@ -342,7 +349,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
         if (decision.servable()) {
             if (m != nullptr) {
-                m->cacheLookup(metrics::Tier::L2, metrics::LookupResult::Hit);
+                m->cacheLookup(routeSlot(), metrics::Tier::L2, metrics::LookupResult::Hit);
             }
             // An L2 hit is promoted to L1 and shared with the waiters.
             client_.worker().cache->l1->insert(result.entry);
@@ -353,7 +360,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
         }
     }
     if (m != nullptr) {
-        m->cacheLookup(metrics::Tier::L2,
+        m->cacheLookup(routeSlot(), metrics::Tier::L2,
                        result.status == cache::L2Status::Hit    ? metrics::LookupResult::Stale
                        : result.status == cache::L2Status::Miss ? metrics::LookupResult::Miss
                                                                 : metrics::LookupResult::Error);

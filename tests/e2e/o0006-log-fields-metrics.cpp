@@ -164,4 +164,74 @@ TEST_SUITE("e2e/ops") {
         CHECK(metric(strata.port("admin"), "strata_proxy_requests_total",
                      {"route=\"none\"", "method=\"DELETE\"", "status_class=\"4xx\""}) == 1);
     }
+
+    TEST_CASE("request counts by listener; bytes received and sent by route") {
+        Origin origin(1);
+        Strata strata(twoListenerConfig(origin.serversYaml(), "combined"));
+        const auto admin = strata.port("admin");
+        for (int i = 0; i < 3; ++i) {
+            REQUIRE(get(strata.port("front"), "/bytes/10").status == 200);
+        }
+        REQUIRE(get(strata.port("internal"), "/bytes/10").status == 200);
+        auto requests = [&](const std::string& listener) {
+            return metric(admin, "strata_proxy_requests_total",
+                          {"route=\"site\"", "listener=\"" + listener + "\"", "method=\"GET\"",
+                           "status_class=\"2xx\""});
+        };
+        CHECK(eventually([&] { return requests("front") == 3 && requests("internal") == 1; }));
+
+        // Exact byte counts of one exchange on its own connection: what the client wrote, and
+        // every byte it read until strata closed.
+        const double received_before =
+            metric(admin, "strata_proxy_received_bytes_total", {"route=\"cached\""});
+        const double sent_before =
+            metric(admin, "strata_proxy_sent_bytes_total", {"route=\"cached\""});
+        CHECK(received_before == 0);
+        CHECK(sent_before == 0);
+        const std::string request =
+            "GET /seq-bytes HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        RawClient c(strata.port("front"));
+        REQUIRE(c.send(request));
+        const std::string answer = c.readAvailable(std::chrono::milliseconds(5000));
+        REQUIRE(answer.rfind("HTTP/1.1 200", 0) == 0);
+        REQUIRE(c.isClosed());
+        CHECK(eventually([&] {
+            return metric(admin, "strata_proxy_received_bytes_total", {"route=\"cached\""}) ==
+                       static_cast<double>(request.size()) &&
+                   metric(admin, "strata_proxy_sent_bytes_total", {"route=\"cached\""}) ==
+                       static_cast<double>(answer.size());
+        }));
+        // The other route's counters hold only its own four exchanges.
+        CHECK(metric(admin, "strata_proxy_sent_bytes_total", {"route=\"site\""}) > 0);
+    }
+
+    TEST_CASE("cache lookups by route; known-uncacheable requests apart from misses") {
+        Origin origin(1);
+        Strata strata(twoListenerConfig(origin.serversYaml(), "combined"));
+        const auto admin = strata.port("admin");
+        auto lookups = [&](const std::string& route, const std::string& result) {
+            return metric(admin, "strata_cache_lookups_total",
+                          {"route=\"" + route + "\"", "tier=\"l1\"", "result=\"" + result + "\""});
+        };
+        const std::string fresh = "/seq-fresh?" + ccParam("max-age=60");
+        REQUIRE(get(strata.port("front"), fresh).status == 200);
+        REQUIRE(get(strata.port("front"), fresh).status == 200);
+        CHECK(lookups("cached", "miss") == 1);
+        CHECK(lookups("cached", "hit") == 1);
+        CHECK(lookups("site", "miss") == 0);  // no cache on that route: never looked up
+        CHECK(lookups("site", "hit") == 0);
+
+        // no-store: the first fetch finds it uncacheable; the next ones pass straight through.
+        const std::string uncacheable = "/seq-nostore?" + ccParam("no-store");
+        for (int i = 0; i < 3; ++i) {
+            REQUIRE(get(strata.port("front"), uncacheable).status == 200);
+        }
+        CHECK(lookups("cached", "miss") == 2);
+        CHECK(lookups("cached", "hit_for_pass") == 2);
+        // Recorded once each answer's last byte left, which may be just after the client read it.
+        CHECK(eventually([&] {
+            return metric(admin, "strata_proxy_request_duration_seconds_count",
+                          {"route=\"cached\"", "cache=\"pass\""}) == 2;
+        }));
+    }
 }

@@ -111,6 +111,11 @@ private:
     // its last byte is handed to the kernel (or the connection ends).
     void finishAccessLogIfFlushed();
     void finishAccessLog();
+    // Bytes the current exchange queued to the client, fixed once its answer is complete (or
+    // the connection ends: then only what the socket took).
+    void settleSentBytes();
+    // Request bytes read for the current exchange, counted on its route when it ends.
+    void recordReceivedBytes();
     // logAccess() for a request the parser rejected or the header timeout ended: with what was
     // known of it (the routed head, or the start line read so far).
     void logRejected(int status);
@@ -145,6 +150,10 @@ private:
     // logAccess() copies it. Empty when no route matched.
     std::string_view route_name_;
     RequestIdGenerator::Id request_id_{};
+    std::uint64_t received_bytes_ = 0;  // consumed by the parser, not yet counted
+    // connection_.bytesSent() + outputLength() when the previous exchange's answer was complete:
+    // what is queued beyond it belongs to the current exchange.
+    std::uint64_t queued_mark_ = 0;
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
     std::string_view tls_cipher_;   // OpenSSL's static cipher names
@@ -154,6 +163,8 @@ private:
         int version_minor = 1;
         int status = 0;
         std::uint64_t bytes = 0;
+        std::uint64_t sent_bytes = 0;  // head and body, once sent_settled
+        bool sent_settled = false;
         double upstream_s = -1;
         std::uint16_t route_slot = metrics::kNoRoute;
         metrics::MethodClass method_class = metrics::MethodClass::Other;

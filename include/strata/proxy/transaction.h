@@ -113,6 +113,9 @@ private:
     void dropExchange();
     void enter(State next);
     void logAccess();
+    std::uint16_t routeSlot() const {
+        return snapshot_->route_metric_slots[static_cast<std::size_t>(route_index_)];
+    }
 
     ClientStream& client_;  // owns this transaction
     SnapshotPtr snapshot_;

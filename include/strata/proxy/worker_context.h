@@ -25,6 +25,7 @@ class DownstreamSession;
 struct ListenerInfo {
     std::string name;
     bool tls = false;
+    std::uint16_t metric_slot = 0;  // metrics::Registry::proxyListenerSlot(name)
 };
 
 class WorkerContext {
