@@ -729,9 +729,11 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     edits.appendToList("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
     // RFC 9110 6.6.1: an origin without a clock sends no Date; strata has one, so it adds it.
+    // A stored copy gets its Date from the same instant (cache::buildEntry), so the miss and
+    // the hits after it agree.
     std::string date;
     if (!head.fields.has("Date")) {
-        date = cache::formatHttpDate(std::chrono::system_clock::now());
+        date = cache::formatHttpDate(storing_ ? response_time_ : std::chrono::system_clock::now());
         edits.add("Date", date);
     }
     http::OutgoingResponse out;
