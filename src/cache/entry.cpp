@@ -87,6 +87,11 @@ EntryPtr buildEntry(const StoreInput& in) {
     const http::ResponseHead& resp = *in.response;
     http::Fields fields = resp.fields;
     stripUnstoredFields(fields, in.directives->cc);
+    if (!fields.has("Date")) {
+        // RFC 9110 6.6.1: a cache with a clock that stores a response without Date appends one
+        // for the time it was received, so every hit carries the same Date the miss did.
+        fields.add("Date", formatHttpDate(in.response_time));
+    }
 
     EntryMeta meta;
     meta.primary_key = in.primary_key;

@@ -282,6 +282,8 @@ struct ParserCore {
     bool in_name_ = false;      // a field name is being accumulated
     bool expect_head_ = false;  // response parser: the request was HEAD
     bool url_seen_ = false;
+    bool method_done_ = false;  // the method's SP was read
+    bool url_done_ = false;     // the request-target ended with SP
     bool version_seen_ = false;
     bool version_ok_ = false;     // HTTP/1.0 or HTTP/1.1 with a well-formed start line
     bool value_seen_ = false;     // the current field has a value span already
@@ -351,6 +353,8 @@ void ParserCore::nextMessage() {
     head_done_ = false;
     in_name_ = false;
     url_seen_ = false;
+    method_done_ = false;
+    url_done_ = false;
     version_seen_ = false;
     version_ok_ = false;
     value_seen_ = false;
@@ -408,6 +412,7 @@ std::size_t ParserCore::scanMethod(std::string_view data) {
     remember(data.data(), i);
     msg_bytes_ += i;
     if (got_sp) {
+        method_done_ = true;
         target_start_ = msg_bytes_;
         // llhttp only needs to see CONNECT as itself (authority-form target, no body); any
         // other method, known to llhttp or not, parses the same as GET in a request.
@@ -919,6 +924,7 @@ int ParserCore::onUrlComplete(llhttp_t* p) {
     if (c.byteAt(c.url_end_) != ' ') {
         return c.fail(ParseError::BadRequest, "missing HTTP version");
     }
+    c.url_done_ = true;
     return 0;
 }
 
@@ -1133,6 +1139,23 @@ ParseError RequestParser::error() const {
 }
 const std::string& RequestParser::errorDetail() const {
     return impl_->error_detail_;
+}
+RequestParser::StartLine RequestParser::startLineSoFar() const {
+    const ParserCore& c = *impl_;
+    StartLine out;
+    if (c.head_done_) {
+        return out;  // the head, strings included, went to onRequestHead()
+    }
+    if (c.method_done_) {
+        out.method = c.req_head_.method;
+    }
+    if (c.url_done_) {
+        out.target = c.req_head_.target;
+    }
+    if (c.version_ok_) {
+        out.version_minor = c.parser_.http_minor;
+    }
+    return out;
 }
 
 struct ResponseParser::Impl : ParserCore {

@@ -183,7 +183,7 @@ std::string_view name(Tier v) {
 }
 std::string_view name(LookupResult v) {
     static constexpr std::array<std::string_view, count<LookupResult>()> k{"hit", "miss", "stale",
-                                                                           "error"};
+                                                                           "error", "hit_for_pass"};
     return k[idx(v)];
 }
 std::string_view name(L2Op v) {
@@ -216,11 +216,22 @@ void ShardHistogram::observe(double seconds) {
     sum_us.add(toMicros(seconds));
 }
 
-void WorkerMetrics::request(std::uint16_t route_slot, MethodClass method, int status,
-                            CacheResult cache, double seconds) {
+void WorkerMetrics::request(std::uint16_t route_slot, std::uint16_t listener_slot,
+                            MethodClass method, int status, CacheResult cache, double seconds) {
     RouteBlock& r = routes_[std::min<std::size_t>(route_slot, kMaxRoutes - 1)];
-    r.requests[idx(method) * count<StatusClass>() + idx(statusClass(status))].add();
+    const std::size_t listener = std::min<std::size_t>(listener_slot, kMaxProxyListeners - 1);
+    r.requests[listener * kRequestSeries + idx(method) * count<StatusClass>() +
+               idx(statusClass(status))]
+        .add();
     r.duration[idx(cache)].observe(seconds);
+}
+
+void WorkerMetrics::receivedBytes(std::uint16_t route_slot, std::uint64_t bytes) {
+    routes_[std::min<std::size_t>(route_slot, kMaxRoutes - 1)].received_bytes.add(bytes);
+}
+
+void WorkerMetrics::sentBytes(std::uint16_t route_slot, std::uint64_t bytes) {
+    routes_[std::min<std::size_t>(route_slot, kMaxRoutes - 1)].sent_bytes.add(bytes);
 }
 
 void WorkerMetrics::upstreamResponse(std::uint16_t server_slot, int status, double seconds) {
@@ -239,8 +250,10 @@ void WorkerMetrics::upstreamRetry(std::uint16_t server_slot) {
     servers_[std::min<std::size_t>(server_slot, kMaxServers - 1)].retries.add();
 }
 
-void WorkerMetrics::cacheLookup(Tier tier, LookupResult result) {
-    lookups_[idx(tier) * count<LookupResult>() + idx(result)].add();
+void WorkerMetrics::cacheLookup(std::uint16_t route_slot, Tier tier, LookupResult result) {
+    routes_[std::min<std::size_t>(route_slot, kMaxRoutes - 1)]
+        .lookups[idx(tier) * count<LookupResult>() + idx(result)]
+        .add();
 }
 
 void WorkerMetrics::cacheCoalescedWait() {
@@ -321,6 +334,12 @@ std::uint16_t Registry::listenerSlot(const std::string& listener_name) {
                       std::string(kOther), kMaxListeners);
 }
 
+std::uint16_t Registry::proxyListenerSlot(const std::string& listener_name) {
+    std::lock_guard lock(mutex_);
+    return internSlot(proxy_listener_index_, proxy_listener_names_, listener_name, listener_name,
+                      std::string(kOther), kMaxProxyListeners);
+}
+
 void Registry::configReload(ReloadResult result, double unix_seconds) {
     process_->reloads[idx(result)].fetch_add(1, std::memory_order_relaxed);
     if (result == ReloadResult::Success) {
@@ -391,15 +410,30 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         out.push_back(std::move(build));
 
         // Requests, by route.
-        auto requests =
-            family("strata_proxy_requests_total",
-                   "client exchanges by route, method class and status class", MetricType::Counter);
+        auto requests = family("strata_proxy_requests_total",
+                               "client exchanges by route, listener, method class and status class",
+                               MetricType::Counter);
         auto duration = family("strata_proxy_request_duration_seconds",
                                "time from request head to response end, by route and cache result",
                                MetricType::Histogram);
+        auto received =
+            family("strata_proxy_received_bytes_total",
+                   "request bytes read from clients (head and body as framed), by route",
+                   MetricType::Counter);
+        auto sent = family("strata_proxy_sent_bytes_total",
+                           "response bytes queued to clients (head and body as framed), by route",
+                           MetricType::Counter);
+        auto lookup_f =
+            family("strata_cache_lookups_total",
+                   "cache lookups by route, tier and result (hit_for_pass: known uncacheable)",
+                   MetricType::Counter);
+        const std::size_t listeners = proxy_listener_names_.size();
         for (std::size_t r = 0; r < routes; ++r) {
-            std::array<std::uint64_t, count<MethodClass>() * count<StatusClass>()> n{};
+            std::array<std::uint64_t, kMaxProxyListeners * WorkerMetrics::kRequestSeries> n{};
             std::array<HistogramSum, count<CacheResult>()> h{};
+            std::array<std::uint64_t, count<Tier>() * count<LookupResult>()> lookups{};
+            std::uint64_t rx = 0;
+            std::uint64_t tx = 0;
             for (const auto& w : workers_) {
                 if (!w) {
                     continue;
@@ -411,18 +445,44 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                 for (std::size_t c = 0; c < h.size(); ++c) {
                     h[c].add(block.duration[c]);
                 }
+                for (std::size_t i = 0; i < lookups.size(); ++i) {
+                    lookups[i] += block.lookups[i].get();
+                }
+                rx += block.received_bytes.get();
+                tx += block.sent_bytes.get();
             }
             for (std::size_t i = 0; i < n.size(); ++i) {
                 if (n[i] == 0) {
-                    continue;  // sparse: 36 mostly-empty series per route would be noise
+                    continue;  // sparse: hundreds of mostly-empty series per route would be noise
                 }
-                auto m = static_cast<MethodClass>(i / count<StatusClass>());
-                auto s = static_cast<StatusClass>(i % count<StatusClass>());
+                const std::size_t l = i / WorkerMetrics::kRequestSeries;
+                const std::size_t series = i % WorkerMetrics::kRequestSeries;
+                auto m = static_cast<MethodClass>(series / count<StatusClass>());
+                auto s = static_cast<StatusClass>(series % count<StatusClass>());
                 addValue(requests,
                          Labels{{"route", route_names_[r]},
+                                {"listener",
+                                 l < listeners ? proxy_listener_names_[l] : std::string(kOther)},
                                 {"method", std::string(name(m))},
                                 {"status_class", std::string(name(s))}},
                          static_cast<double>(n[i]));
+            }
+            addValue(received, label("route", route_names_[r]), static_cast<double>(rx));
+            addValue(sent, label("route", route_names_[r]), static_cast<double>(tx));
+            if (r != kNoRoute) {
+                // Present at 0 for every route: a request without a route is never looked up.
+                for (std::size_t i = 0; i < lookups.size(); ++i) {
+                    const auto tier = static_cast<Tier>(i / count<LookupResult>());
+                    const auto result = static_cast<LookupResult>(i % count<LookupResult>());
+                    if (tier != Tier::L1 && result == LookupResult::HitForPass) {
+                        continue;  // only L1 lookups know what the coalescer remembers
+                    }
+                    addValue(lookup_f,
+                             Labels{{"route", route_names_[r]},
+                                    {"tier", std::string(name(tier))},
+                                    {"result", std::string(name(result))}},
+                             static_cast<double>(lookups[i]));
+                }
             }
             for (std::size_t c = 0; c < h.size(); ++c) {
                 if (h[c].count() > 0) {
@@ -435,6 +495,8 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         }
         out.push_back(std::move(requests));
         out.push_back(std::move(duration));
+        out.push_back(std::move(received));
+        out.push_back(std::move(sent));
 
         // Upstreams, by server.
         auto up_requests =
@@ -504,7 +566,6 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         out.push_back(std::move(up_conns));
 
         // Cache.
-        std::array<std::uint64_t, count<Tier>() * count<LookupResult>()> lookups{};
         std::uint64_t coalesced = 0;
         std::uint64_t evictions = 0;
         std::array<std::uint64_t, count<TlsResult>() * count<TlsVersion>()> tls{};
@@ -512,24 +573,11 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             if (!w) {
                 continue;
             }
-            for (std::size_t i = 0; i < lookups.size(); ++i) {
-                lookups[i] += w->lookups_[i].get();
-            }
             for (std::size_t i = 0; i < tls.size(); ++i) {
                 tls[i] += w->tls_[i].get();
             }
             coalesced += w->coalesced_waits_.get();
             evictions += w->l1_evictions_.get();
-        }
-        auto lookup_f = family("strata_cache_lookups_total", "cache lookups by tier and result",
-                               MetricType::Counter);
-        for (std::size_t i = 0; i < lookups.size(); ++i) {
-            addValue(
-                lookup_f,
-                Labels{{"tier", std::string(name(static_cast<Tier>(i / count<LookupResult>())))},
-                       {"result",
-                        std::string(name(static_cast<LookupResult>(i % count<LookupResult>())))}},
-                static_cast<double>(lookups[i]));
         }
         out.push_back(std::move(lookup_f));
         auto coalesced_f =

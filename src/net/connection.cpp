@@ -535,6 +535,7 @@ void Connection::writeTls() {
         const int rc = SSL_write_ex(ssl_, data, n, &written);
         if (rc == 1) {
             evbuffer_drain(output_, written);
+            bytes_sent_ += written;
             continue;
         }
         const int err = SSL_get_error(ssl_, rc);
@@ -593,6 +594,7 @@ void Connection::handleWrite() {
         }
         if (n > 0) {
             queued -= static_cast<std::size_t>(n);
+            bytes_sent_ += static_cast<std::uint64_t>(n);
             continue;
         }
         if (n < 0 && errno == EINTR) {

@@ -30,6 +30,28 @@ void appendQuoted(std::string& out, std::string_view value, bool json) {
     out += '"';
 }
 
+// A bare token of the combined format: key=value fields are split on spaces, so a byte that
+// could end or fake a field becomes '?'; an empty value is "-".
+void appendToken(std::string& out, std::string_view value) {
+    if (value.empty()) {
+        out += '-';
+        return;
+    }
+    for (char c : value) {
+        auto u = static_cast<unsigned char>(c);
+        out += (u <= 0x20 || u == 0x7f || c == '"') ? '?' : c;
+    }
+}
+
+// A JSON string, or null when the value is unknown.
+void appendJsonOrNull(std::string& out, std::string_view value) {
+    if (value.empty()) {
+        out += "null";
+    } else {
+        appendQuoted(out, value, true);
+    }
+}
+
 }  // namespace
 
 std::shared_ptr<AccessLogSink> AccessLogSink::open(const std::string& target,
@@ -146,6 +168,14 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendQuoted(buffer_, r.tls_version, true);
         buffer_ += ",\"tls_cipher\":";
         appendQuoted(buffer_, r.tls_cipher, true);
+        buffer_ += ",\"host\":";
+        appendJsonOrNull(buffer_, r.host);
+        buffer_ += ",\"route\":";
+        appendJsonOrNull(buffer_, r.route);
+        buffer_ += ",\"listener\":";
+        appendJsonOrNull(buffer_, r.listener);
+        buffer_ += ",\"request_id\":";
+        appendJsonOrNull(buffer_, r.request_id);
         buffer_ += "}\n";
     } else {
         // Combined log format plus upstream and timings, key=value at the end.
@@ -188,6 +218,15 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         }
         buffer_ += " time=";
         buffer_ += iso;
+        // After time= so that parsers of the earlier layout keep working.
+        buffer_ += " host=";
+        appendToken(buffer_, r.host);
+        buffer_ += " route=";
+        appendToken(buffer_, r.route);
+        buffer_ += " listener=";
+        appendToken(buffer_, r.listener);
+        buffer_ += " request_id=";
+        appendToken(buffer_, r.request_id);
         buffer_ += '\n';
     }
     if (buffer_.size() >= kFlushThreshold) {

@@ -221,6 +221,7 @@ void DownstreamSession::onTimer() {
                     // RFC 9110 15.5.9: 408 tells the client we gave up waiting for its request.
                     LOG_DEBUG("[w%u][c%llu] client header timeout", worker_.id,
                               static_cast<unsigned long long>(id_));
+                    logRejected(408);
                     answerError(408, "request header timeout", true);
                     return;
                 }
@@ -276,6 +277,9 @@ void DownstreamSession::processInput() {
             }
             request_complete_ = false;
             response_done_ = false;
+            recordReceivedBytes();
+            route_slot_ = metrics::kNoRoute;  // until the next head names a route
+            route_name_ = {};
             parser_.nextMessage();
             setReadDeadline(ReadDeadline::Idle);
         }
@@ -306,6 +310,7 @@ void DownstreamSession::processInput() {
             return;
         }
         evbuffer_drain(in, result.consumed);
+        received_bytes_ += result.consumed;
         if (result.status == http::ParseStatus::Error) {
             LOG_DEBUG("[w%u][c%llu] bad request: %s", worker_.id,
                       static_cast<unsigned long long>(id_), parser_.errorDetail().c_str());
@@ -321,7 +326,7 @@ void DownstreamSession::processInput() {
                 abortConnection();
             } else {
                 int status = http::httpStatus(parser_.error());
-                logAccess("-", "-", 1, status, 0, {}, {}, {}, -1, event::loopTime());
+                logRejected(status);
                 answerError(status, parser_.errorDetail(), true);
             }
             return;
@@ -356,6 +361,8 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     response_done_ = false;
     started_ = event::loopTime();
     route_slot_ = metrics::kNoRoute;
+    route_name_ = {};
+    request_id_ = worker_.request_ids.next();
     cache_result_ = metrics::CacheResult::Bypass;
     if (head.underscore_fields_dropped > 0 && worker_.metrics != nullptr) {
         worker_.metrics->underscoreFields(metrics::UnderscoreAction::Dropped,
@@ -366,7 +373,8 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     }
     if (head.method == "CONNECT") {
         setReadDeadline(ReadDeadline::None);
-        logAccess(head.method, head.target, head.version_minor, 405, 0, {}, {}, {}, -1, started_);
+        logAccess(head.method, head.target, head.host, head.version_minor, 405, 0, {}, {}, {}, -1,
+                  started_);
         answerError(405, "CONNECT is not supported", true);
         return;
     }
@@ -375,7 +383,8 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     if (route < 0) {
         setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                                 : ReadDeadline::Body);
-        logAccess(head.method, head.target, head.version_minor, 404, 0, {}, {}, {}, -1, started_);
+        logAccess(head.method, head.target, head.host, head.version_minor, 404, 0, {}, {}, {}, -1,
+                  started_);
         // The body, if any, is read and dropped so the connection stays usable.
         answerError(404, "no route", false);
         return;
@@ -383,6 +392,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                             : ReadDeadline::Body);
     route_slot_ = snapshot->route_metric_slots[static_cast<std::size_t>(route)];
+    route_name_ = snapshot->route_names[static_cast<std::size_t>(route)];
     transaction_ =
         std::make_unique<Transaction>(*this, std::move(snapshot), route, std::move(head));
     transaction_->start();
@@ -441,6 +451,8 @@ void DownstreamSession::transactionDone() {
 void DownstreamSession::responseDone() {
     request_in_progress_ = false;
     response_done_ = true;
+    settleSentBytes();
+    queued_mark_ = connection_.bytesSent() + connection_.outputLength();
     if (close_after_response_ || worker_.draining()) {
         closing_ = true;
         connection_.pauseReading();
@@ -567,9 +579,10 @@ void DownstreamSession::answerError(int status, std::string_view detail, bool cl
 }
 
 void DownstreamSession::logAccess(std::string_view method, std::string_view target,
-                                  int version_minor, int status, std::uint64_t bytes,
-                                  std::string_view referer, std::string_view user_agent,
-                                  std::string_view upstream, double upstream_s,
+                                  std::string_view host, int version_minor, int status,
+                                  std::uint64_t bytes, std::string_view referer,
+                                  std::string_view user_agent, std::string_view upstream,
+                                  double upstream_s,
                                   std::chrono::steady_clock::time_point started) {
     // The one place every exchange ends, proxied or answered locally. The line and the metrics
     // are written once the last byte is handed to the kernel (finishAccessLog), so a slow
@@ -582,17 +595,58 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     pending_.version_minor = version_minor;
     pending_.status = status;
     pending_.bytes = bytes;
+    pending_.sent_settled = false;
     pending_.upstream_s = upstream_s;
     pending_.route_slot = route_slot_;
     pending_.method_class = metrics::methodClass(method);
     pending_.cache_result = cache_result_;
+    pending_.request_id = request_id_;
     if (logged) {
+        pending_.host.assign(host);
+        pending_.route.assign(route_name_);
         pending_.method.assign(method);
         pending_.target.assign(target);
         pending_.referer.assign(referer);
         pending_.user_agent.assign(user_agent);
         pending_.upstream.assign(upstream);
     }
+}
+
+void DownstreamSession::logRejected(int status) {
+    if (transaction_) {
+        // The body broke a request that was routed: its head is the transaction's.
+        const http::RequestHead& request = transaction_->request();
+        logAccess(request.method, request.target, request.host, request.version_minor, status, 0,
+                  {}, {}, {}, -1, started_);
+        return;
+    }
+    // No head was taken: a new exchange, on no route, logged with what the parser had read.
+    request_id_ = worker_.request_ids.next();
+    route_slot_ = metrics::kNoRoute;
+    route_name_ = {};
+    const http::RequestParser::StartLine line = parser_.startLineSoFar();
+    logAccess(line.method.empty() ? std::string_view("-") : line.method,
+              line.target.empty() ? std::string_view("-") : line.target, {}, line.version_minor,
+              status, 0, {}, {}, {}, -1, event::loopTime());
+}
+
+void DownstreamSession::settleSentBytes() {
+    if (!pending_log_ || pending_.sent_settled) {
+        return;
+    }
+    // A closed connection dropped what the socket had not taken.
+    const std::uint64_t queued =
+        connection_.bytesSent() + (closed_ ? 0 : connection_.outputLength());
+    pending_.sent_bytes = queued > queued_mark_ ? queued - queued_mark_ : 0;
+    pending_.sent_settled = true;
+    queued_mark_ = queued;
+}
+
+void DownstreamSession::recordReceivedBytes() {
+    if (received_bytes_ > 0 && worker_.metrics != nullptr) {
+        worker_.metrics->receivedBytes(route_slot_, received_bytes_);
+    }
+    received_bytes_ = 0;
 }
 
 void DownstreamSession::finishAccessLogIfFlushed() {
@@ -610,6 +664,7 @@ void DownstreamSession::finishAccessLog() {
     if (!pending_log_) {
         return;
     }
+    settleSentBytes();
     pending_log_ = false;
     if (!closing_) {
         connection_.setOutputLowWater(kOutputLowWater);
@@ -617,8 +672,9 @@ void DownstreamSession::finishAccessLog() {
     const auto now = event::loopTime();
     const double duration_s = std::chrono::duration<double>(now - pending_.started).count();
     if (worker_.metrics != nullptr) {
-        worker_.metrics->request(pending_.route_slot, pending_.method_class, pending_.status,
-                                 pending_.cache_result, duration_s);
+        worker_.metrics->request(pending_.route_slot, listener_.metric_slot, pending_.method_class,
+                                 pending_.status, pending_.cache_result, duration_s);
+        worker_.metrics->sentBytes(pending_.route_slot, pending_.sent_bytes);
     }
     if (!worker_.access_log.enabled()) {
         return;
@@ -638,6 +694,10 @@ void DownstreamSession::finishAccessLog() {
     record.cache = metrics::name(pending_.cache_result);
     record.tls_version = tls_version_;
     record.tls_cipher = tls_cipher_;
+    record.host = pending_.host;
+    record.route = pending_.route;
+    record.listener = listener_.name;
+    record.request_id = view(pending_.request_id);
     worker_.access_log.append(record);
 }
 
@@ -685,6 +745,7 @@ void DownstreamSession::close() {
     closed_ = true;
     timer_.cancel();
     finishAccessLog();  // the client left or is closed on: the exchange ends now
+    recordReceivedBytes();
     if (transaction_) {
         transaction_->abort();
         dropTransaction();

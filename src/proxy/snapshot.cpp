@@ -56,11 +56,12 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
     }
     route_upstreams.reserve(config->routes.size());
     route_metric_slots.reserve(config->routes.size());
+    route_names.reserve(config->routes.size());
     route_cache.reserve(config->routes.size());
     for (const auto& route : config->routes) {
         route_cache.push_back(routeCachePolicy(route.cache));
-        route_metric_slots.push_back(metrics::global().routeSlot(
-            route.name.empty() ? std::to_string(route_metric_slots.size()) : route.name));
+        route_names.push_back(route.name.empty() ? std::to_string(route_names.size()) : route.name);
+        route_metric_slots.push_back(metrics::global().routeSlot(route_names.back()));
         auto it = upstreams.find(route.upstream);
         // Config validation rejects routes naming unknown upstreams.
         route_upstreams.push_back(it == upstreams.end() ? nullptr : it->second.get());

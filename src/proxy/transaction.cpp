@@ -235,7 +235,7 @@ void Transaction::lookup() {
             case cache::Usability::Fresh:
             case cache::Usability::StaleAcceptable:
                 if (m != nullptr) {
-                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Hit);
+                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Hit);
                 }
                 setOutcome(metrics::CacheResult::Hit,
                            withTtl("strata; hit; detail=l1", decision.ttl));
@@ -243,7 +243,7 @@ void Transaction::lookup() {
                 return;
             case cache::Usability::StaleWhileRevalidate:
                 if (m != nullptr) {
-                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
+                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
                 // RFC 9211 has no "stale": a stale hit is a hit with a negative ttl.
                 setOutcome(metrics::CacheResult::Stale,
@@ -254,7 +254,7 @@ void Transaction::lookup() {
                 return;
             case cache::Usability::Revalidate:
                 if (m != nullptr) {
-                    m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Stale);
+                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Stale);
                 }
                 stale_ = found.entry;
                 serve_stale_on_error_ = decision.serve_stale_on_error;
@@ -270,14 +270,14 @@ void Transaction::lookup() {
                 break;
         }
     }
-    if (m != nullptr) {
-        m->cacheLookup(metrics::Tier::L1, metrics::LookupResult::Miss);
-    }
     setOutcome(metrics::CacheResult::Miss, found.entry ? "strata; fwd=stale"
                                            : found.miss == cache::L1Miss::Vary
                                                ? "strata; fwd=vary-miss"
                                                : "strata; fwd=uri-miss");
     if (request_cc_.only_if_cached) {
+        if (m != nullptr) {
+            m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Miss);
+        }
         // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
         status_ = 504;
         logAccess();
@@ -295,6 +295,13 @@ void Transaction::lookup() {
             }
         },
         event::loopTime());
+    if (m != nullptr) {
+        // Not stored either way; but a key remembered as uncacheable will not be, so it is
+        // counted apart from the misses that may fill the cache.
+        m->cacheLookup(routeSlot(), metrics::Tier::L1,
+                       role == cache::Coalescer::Role::Pass ? metrics::LookupResult::HitForPass
+                                                            : metrics::LookupResult::Miss);
+    }
     switch (role) {
         case cache::Coalescer::Role::Leader:
             coalescing_leader_ = true;
@@ -355,7 +362,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
         if (decision.servable()) {
             if (m != nullptr) {
-                m->cacheLookup(metrics::Tier::L2, metrics::LookupResult::Hit);
+                m->cacheLookup(routeSlot(), metrics::Tier::L2, metrics::LookupResult::Hit);
             }
             // An L2 hit is promoted to L1 and shared with the waiters.
             client_.worker().cache->l1->insert(result.entry);
@@ -366,7 +373,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
         }
     }
     if (m != nullptr) {
-        m->cacheLookup(metrics::Tier::L2,
+        m->cacheLookup(routeSlot(), metrics::Tier::L2,
                        result.status == cache::L2Status::Hit    ? metrics::LookupResult::Stale
                        : result.status == cache::L2Status::Miss ? metrics::LookupResult::Miss
                                                                 : metrics::LookupResult::Error);
@@ -567,6 +574,10 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
             edits.add(header, subject);
         }
     }
+    // strata's id names the exchange in its log and the origin's; a client's own X-Request-Id
+    // is replaced, not kept (README).
+    edits.drop("X-Request-Id");
+    edits.add("X-Request-Id", client_.requestId());
     // RFC 9110 7.6.3: the protocol the request was received with.
     edits.appendToList("Via", request_.version_major == 2   ? std::string_view("2.0 strata")
                               : request_.version_minor == 0 ? std::string_view("1.0 strata")
@@ -751,9 +762,11 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     edits.appendToList("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
     // RFC 9110 6.6.1: an origin without a clock sends no Date; strata has one, so it adds it.
+    // A stored copy gets its Date from the same instant (cache::buildEntry), so the miss and
+    // the hits after it agree.
     std::string date;
     if (!head.fields.has("Date")) {
-        date = cache::formatHttpDate(std::chrono::system_clock::now());
+        date = cache::formatHttpDate(storing_ ? response_time_ : std::chrono::system_clock::now());
         edits.add("Date", date);
     }
     http::OutgoingResponse out;
@@ -938,8 +951,9 @@ void Transaction::logAccess() {
     const bool logged = client_.worker().access_log.enabled();
     const std::string* referer = logged ? request_.fields.get("Referer") : nullptr;
     const std::string* agent = logged ? request_.fields.get("User-Agent") : nullptr;
-    client_.logAccess(request_.method, request_.target, request_.version_minor, status_,
-                      body_bytes_sent_, referer ? std::string_view(*referer) : std::string_view(),
+    client_.logAccess(request_.method, request_.target, request_.host, request_.version_minor,
+                      status_, body_bytes_sent_,
+                      referer ? std::string_view(*referer) : std::string_view(),
                       agent ? std::string_view(*agent) : std::string_view(), upstream_label_,
                       upstream_seconds_, started_);
 }

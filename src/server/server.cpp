@@ -76,7 +76,8 @@ Result<std::vector<std::vector<BoundListener>>> bindListeners(
                 bind_address = with_port.value();
                 port_lines.push_back(listener.name + " " + bind_address.toString());
             }
-            proxy::ListenerInfo info{listener.name, listener.tls.has_value()};
+            proxy::ListenerInfo info{listener.name, listener.tls.has_value(),
+                                     metrics::global().proxyListenerSlot(listener.name)};
             per_worker[w].push_back(BoundListener{info, fd.value()});
         }
     }

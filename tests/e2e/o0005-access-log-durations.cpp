@@ -143,6 +143,27 @@ TEST_SUITE("e2e/ops") {
         CHECK(r.header("Date").find(" GMT") != std::string::npos);
     }
 
+    TEST_CASE("a hit on a response stored without Date carries the Date the miss had") {
+        Origin origin(1);  // strata-origin sends no Date
+        Strata strata(cachedConfig(origin.serversYaml(), "combined"));
+        const std::string url = "/dated?" + ccParam("max-age=60");
+        auto miss = get(strata.port(), url);
+        REQUIRE(miss.status == 200);
+        REQUIRE(miss.hasHeader("Date"));
+        auto hit = get(strata.port(), url);
+        REQUIRE(hit.status == 200);
+        REQUIRE(cacheStatusHas(hit, "hit"));
+        // RFC 9110 6.6.1: the stored copy got a Date when it was received, the one forwarded.
+        CHECK(hit.headerCount("Date") == 1);
+        CHECK(hit.header("Date") == miss.header("Date"));
+        // A 304 from the cache carries it too (RFC 9110 15.4.5).
+        auto revalidated =
+            get(strata.port(), url,
+                "If-Modified-Since: " + miss.header("Date") + "\r\nIf-None-Match: *\r\n");
+        REQUIRE(revalidated.status == 304);
+        CHECK(revalidated.header("Date") == miss.header("Date"));
+    }
+
     TEST_CASE("hit-for-pass: Cache-Status and the access log tell the same outcome") {
         Origin origin(1);
         Strata strata(cachedConfig(origin.serversYaml(), "combined"));

@@ -860,6 +860,26 @@ TEST_SUITE("cache/entry") {
         CHECK(e->charge() > e->bodySize() + e->serializedHead().size());
     }
 
+    TEST_CASE("a response stored without Date gets one for the time it was received") {
+        auto req = request();
+        auto without = makeEntry("http://example.com/a",
+                                 response(200, {{"Cache-Control", "max-age=60"}}), req, "x");
+        REQUIRE(without->fields().get("Date") != nullptr);
+        CHECK(*without->fields().get("Date") == formatHttpDate(kNow));
+        std::string head;
+        without->appendHead(head, kNow + seconds(5));
+        CHECK(head.find("Date: " + formatHttpDate(kNow) + "\r\n") != std::string::npos);
+        CHECK(without->currentAge(kNow + seconds(5)) == seconds(5));
+
+        // The origin's own Date is kept, whatever strata's clock says.
+        const char* origin_date = "Tue, 14 Nov 2023 12:13:20 GMT";
+        auto with = makeEntry(
+            "http://example.com/a",
+            response(200, {{"Cache-Control", "max-age=60"}, {"Date", origin_date}}), req, "x");
+        CHECK(with->fields().count("Date") == 1);
+        CHECK(*with->fields().get("Date") == origin_date);
+    }
+
     TEST_CASE("retainBody/releaseBody keep the body alive while referenced") {
         auto body = std::make_shared<const Body>("bytes");
         std::weak_ptr<const Body> weak = body;

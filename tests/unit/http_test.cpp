@@ -751,6 +751,57 @@ TEST_SUITE("http/request") {
         CHECK(p.feed(kGet).status == ParseStatus::Error);
     }
 
+    TEST_CASE("a rejected request's start line is known as far as it was read") {
+        ParserLimits limits;
+        limits.max_request_line_bytes = 64;
+        limits.max_header_bytes = 256;
+        struct Case {
+            std::string input;
+            std::string method;
+            std::string target;
+            int version_minor;
+        };
+        const std::vector<Case> cases{
+            {"GET /a HTTP/1.0\r\nHost : a\r\n\r\n", "GET", "/a", 0},  // bad field: 400
+            {"PURGE /p HTTP/1.1\r\nX: " + std::string(300, 'v'), "PURGE", "/p", 1},  // 431
+            {"GET /" + std::string(100, 'l'), "GET", "", 1},  // target unfinished: 414
+            {"GE\x01T / HTTP/1.1\r\n", "", "", 1},            // the method itself is bad
+            {"GET /\x7f HTTP/1.1\r\n", "GET", "", 1},         // so is the target
+        };
+        for (const auto& c : cases) {
+            for (std::size_t step : {SIZE_MAX, std::size_t{1}, std::size_t{7}}) {
+                INFO("input=", c.input, " step=", step);
+                RequestLog log;
+                RequestParser p(log, limits);
+                ParseStatus status = ParseStatus::Ok;
+                for (std::size_t off = 0; off < c.input.size() && status == ParseStatus::Ok;) {
+                    auto r = p.feed(std::string_view(c.input).substr(off, step));
+                    status = r.status;
+                    off += r.consumed;
+                }
+                REQUIRE(status == ParseStatus::Error);
+                const RequestParser::StartLine line = p.startLineSoFar();
+                CHECK(line.method == c.method);
+                CHECK(line.target == c.target);
+                CHECK(line.version_minor == c.version_minor);
+            }
+        }
+    }
+
+    TEST_CASE("the start line so far is empty once the head was delivered, and after reset") {
+        RequestLog log;
+        RequestParser p(log, ParserLimits{});
+        CHECK(p.feed("GET /x HTTP/1.1\r\nHost: a\r\n\r\n").status == ParseStatus::Complete);
+        CHECK(p.startLineSoFar().method.empty());
+        CHECK(p.startLineSoFar().target.empty());
+        p.nextMessage();
+        CHECK(p.feed("POST /y HTTP").status == ParseStatus::Ok);
+        CHECK(p.startLineSoFar().method == "POST");
+        CHECK(p.startLineSoFar().target == "/y");
+        p.nextMessage();
+        CHECK(p.startLineSoFar().method.empty());
+    }
+
     TEST_CASE("body slices point into the fed buffer") {
         struct Slices : RequestLog {
             std::vector<const char*> starts;

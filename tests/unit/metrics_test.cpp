@@ -29,9 +29,12 @@ TEST_SUITE("metrics/registry") {
         auto api = registry.routeSlot("api");
         CHECK(registry.routeSlot("api") == api);  // interned
         CHECK(api != kNoRoute);
-        registry.worker(0).request(api, MethodClass::Get, 200, CacheResult::Bypass, 0.002);
-        registry.worker(1).request(api, MethodClass::Get, 204, CacheResult::Bypass, 0.2);
-        registry.worker(1).request(api, MethodClass::Post, 503, CacheResult::Bypass, 0.0001);
+        registry.worker(0).request(api, /*listener_slot=*/0, MethodClass::Get, 200,
+                                   CacheResult::Bypass, 0.002);
+        registry.worker(1).request(api, /*listener_slot=*/0, MethodClass::Get, 204,
+                                   CacheResult::Bypass, 0.2);
+        registry.worker(1).request(api, /*listener_slot=*/0, MethodClass::Post, 503,
+                                   CacheResult::Bypass, 0.0001);
         CHECK(registry.valueForTest(
                   "strata_proxy_requests_total",
                   {{"route", "api"}, {"method", "GET"}, {"status_class", "2xx"}}) == 2);
@@ -49,9 +52,11 @@ TEST_SUITE("metrics/registry") {
         Registry registry(1);
         auto slot = registry.routeSlot("r");
         auto& w = registry.worker(0);
-        w.request(slot, MethodClass::Get, 200, CacheResult::Hit, 0.0004);  // <= 0.0005
-        w.request(slot, MethodClass::Get, 200, CacheResult::Hit, 0.003);   // <= 0.005
-        w.request(slot, MethodClass::Get, 200, CacheResult::Hit, 99);      // +Inf
+        w.request(slot, /*listener_slot=*/0, MethodClass::Get, 200, CacheResult::Hit,
+                  0.0004);  // <= 0.0005
+        w.request(slot, /*listener_slot=*/0, MethodClass::Get, 200, CacheResult::Hit,
+                  0.003);  // <= 0.005
+        w.request(slot, /*listener_slot=*/0, MethodClass::Get, 200, CacheResult::Hit, 99);  // +Inf
         std::string text = registry.serialize();
         CHECK(text.find("strata_proxy_request_duration_seconds_bucket{route=\"r\",cache=\"hit\","
                         "le=\"0.0005\"} 1") != std::string::npos);
@@ -73,7 +78,7 @@ TEST_SUITE("metrics/registry") {
         w.upstreamResponse(s, 0, 0);
         w.upstreamConnectError(s);
         w.upstreamRetry(s);
-        w.cacheLookup(Tier::L2, LookupResult::Hit);
+        w.cacheLookup(registry.routeSlot("r"), Tier::L2, LookupResult::Hit);
         w.tlsHandshake(TlsResult::Ok, TlsVersion::Tls13);
         registry.configReload(ReloadResult::Failure, 0);
         registry.configReload(ReloadResult::Success, 1234.5);
@@ -107,6 +112,59 @@ TEST_SUITE("metrics/registry") {
         CHECK(registry.valueForTest("strata_no_such_metric") == -1);
     }
 
+    TEST_CASE("requests carry the listener; bytes and lookups are by route") {
+        Registry registry(2);
+        auto api = registry.routeSlot("api");
+        auto web = registry.routeSlot("web");
+        auto front = registry.proxyListenerSlot("front");
+        auto internal = registry.proxyListenerSlot("internal");
+        CHECK(registry.proxyListenerSlot("front") == front);
+        CHECK(front != internal);
+        registry.worker(0).request(api, front, MethodClass::Get, 200, CacheResult::Hit, 0);
+        registry.worker(1).request(api, internal, MethodClass::Get, 200, CacheResult::Hit, 0);
+        registry.worker(1).request(api, internal, MethodClass::Get, 200, CacheResult::Hit, 0);
+        CHECK(registry.valueForTest("strata_proxy_requests_total",
+                                    {{"route", "api"}, {"listener", "front"}}) == 1);
+        CHECK(registry.valueForTest("strata_proxy_requests_total",
+                                    {{"route", "api"}, {"listener", "internal"}}) == 2);
+
+        registry.worker(0).receivedBytes(api, 100);
+        registry.worker(1).receivedBytes(api, 20);
+        registry.worker(0).sentBytes(web, 5000);
+        CHECK(registry.valueForTest("strata_proxy_received_bytes_total", {{"route", "api"}}) ==
+              120);
+        CHECK(registry.valueForTest("strata_proxy_received_bytes_total", {{"route", "web"}}) == 0);
+        CHECK(registry.valueForTest("strata_proxy_sent_bytes_total", {{"route", "web"}}) == 5000);
+
+        auto& w = registry.worker(0);
+        w.cacheLookup(web, Tier::L1, LookupResult::Miss);
+        w.cacheLookup(web, Tier::L1, LookupResult::HitForPass);
+        w.cacheLookup(web, Tier::L1, LookupResult::HitForPass);
+        w.cacheLookup(api, Tier::L1, LookupResult::Hit);
+        auto lookups = [&](const std::string& route, const std::string& result) {
+            return registry.valueForTest("strata_cache_lookups_total",
+                                         {{"route", route}, {"tier", "l1"}, {"result", result}});
+        };
+        CHECK(lookups("web", "miss") == 1);
+        CHECK(lookups("web", "hit_for_pass") == 2);
+        CHECK(lookups("web", "hit") == 0);  // present at 0
+        CHECK(lookups("api", "hit") == 1);
+        CHECK(lookups("none", "hit") == -1);  // no route, no lookup
+        CHECK(registry.valueForTest("strata_cache_lookups_total",
+                                    {{"tier", "l2"}, {"result", "hit_for_pass"}}) == -1);
+    }
+
+    TEST_CASE("listener slots are bounded too") {
+        Registry registry(1);
+        std::uint16_t last = 0;
+        for (std::size_t i = 0; i < kMaxProxyListeners + 3; ++i) {
+            last = registry.proxyListenerSlot("l" + std::to_string(i));
+        }
+        CHECK(last == kMaxProxyListeners - 1);
+        registry.worker(0).request(kNoRoute, last, MethodClass::Get, 200, CacheResult::Bypass, 0);
+        CHECK(registry.valueForTest("strata_proxy_requests_total", {{"listener", "other"}}) == 1);
+    }
+
     TEST_CASE("label slots are bounded: overflow shares the \"other\" slot") {
         Registry registry(1);
         std::uint16_t last = 0;
@@ -114,7 +172,8 @@ TEST_SUITE("metrics/registry") {
             last = registry.routeSlot("r" + std::to_string(i));
         }
         CHECK(last == kMaxRoutes - 1);
-        registry.worker(0).request(last, MethodClass::Get, 200, CacheResult::Bypass, 0);
+        registry.worker(0).request(last, /*listener_slot=*/0, MethodClass::Get, 200,
+                                   CacheResult::Bypass, 0);
         CHECK(registry.valueForTest("strata_proxy_requests_total", {{"route", "other"}}) == 1);
     }
 
@@ -139,12 +198,14 @@ TEST_SUITE("metrics/registry") {
         constexpr int kN = 20000;
         std::thread t0([&] {
             for (int i = 0; i < kN; ++i) {
-                w0.request(slot, MethodClass::Get, 200, CacheResult::Bypass, 0.001);
+                w0.request(slot, /*listener_slot=*/0, MethodClass::Get, 200, CacheResult::Bypass,
+                           0.001);
             }
         });
         std::thread t1([&] {
             for (int i = 0; i < kN; ++i) {
-                w1.request(slot, MethodClass::Get, 200, CacheResult::Bypass, 0.001);
+                w1.request(slot, /*listener_slot=*/0, MethodClass::Get, 200, CacheResult::Bypass,
+                           0.001);
             }
         });
         double previous = 0;

@@ -152,12 +152,13 @@ public:
     void pauseRequestBody() override {}
     void resumeRequestBody() override {}
     void setCacheResult(metrics::CacheResult result) override { cache_result = result; }
-    void logAccess(std::string_view, std::string_view, int, int status_logged, std::uint64_t,
-                   std::string_view, std::string_view, std::string_view, double,
+    void logAccess(std::string_view, std::string_view, std::string_view, int, int status_logged,
+                   std::uint64_t, std::string_view, std::string_view, std::string_view, double,
                    std::chrono::steady_clock::time_point) override {
         ++logs;
         logged_status = status_logged;
     }
+    std::string_view requestId() const override { return "00000000000000ff"; }
 
     proxy::Transaction* transaction = nullptr;
     int continues = 0, heads = 0, ends = 0, errors = 0, aborts = 0, logs = 0;
@@ -375,6 +376,43 @@ TEST_SUITE("proxy/transaction") {
         CHECK(second.cache_result == metrics::CacheResult::Hit);
         CHECK(second.body == "fresh");
         CHECK(upstream.requests() == 1);
+    }
+
+    TEST_CASE("the upstream gets the stream's request id, not the client's X-Request-Id") {
+        CannedUpstream upstream("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        Harness h(false, upstream.port());
+        FakeStream stream(h.worker);
+        http::RequestHead request = Harness::get("/id");
+        request.fields.add("X-Request-Id", "from-the-client");
+        proxy::Transaction t(stream, h.snapshot, 0, std::move(request));
+        t.start();
+        REQUIRE(h.runUntil([&] { return stream.ends > 0; }));
+        const std::string sent = upstream.lastRequest();
+        CHECK(sent.find("X-Request-Id: 00000000000000ff\r\n") != std::string::npos);
+        CHECK(sent.find("from-the-client") == std::string::npos);
+    }
+
+    TEST_CASE("a response stored without Date: the miss and the hit carry the same Date") {
+        CannedUpstream upstream(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n"
+            "Connection: close\r\n\r\nfresh");
+        Harness h(true, upstream.port());
+        FakeStream miss(h.worker);
+        proxy::Transaction t(miss, h.snapshot, 0, Harness::get("/dated"));
+        t.start();
+        REQUIRE(h.runUntil([&] { return miss.ends > 0; }));
+        FakeStream hit(h.worker);
+        proxy::Transaction second(hit, h.snapshot, 0, Harness::get("/dated"));
+        second.start();
+        REQUIRE(hit.ends == 1);
+        auto dateOf = [](const std::string& head) {
+            const auto at = head.find("\r\nDate: ");
+            return at == std::string::npos
+                       ? std::string()
+                       : head.substr(at + 8, head.find("\r\n", at + 2) - at - 8);
+        };
+        CHECK(dateOf(miss.serialized).size() == 29);  // "Wed, 02 Dec 2026 17:14:08 GMT"
+        CHECK(dateOf(hit.serialized) == dateOf(miss.serialized));
     }
 
     TEST_CASE("a client's validators on a miss: the head is held, the stored entry answers 304") {

@@ -85,6 +85,18 @@ public:
     ParseError error() const;
     const std::string& errorDetail() const;  // short text for the error log
 
+    // What the start line of a request still in its head said so far, so that a request
+    // rejected before onRequestHead() (400, 408, 414, 431) is logged with what was known: the
+    // method once its SP was read, the target once the SP after it was, the minor version once
+    // it was read (else 1). "" for what is not known; all "" once onRequestHead() took the
+    // head. Valid until the next feed() or nextMessage().
+    struct StartLine {
+        std::string_view method;
+        std::string_view target;
+        int version_minor = 1;
+    };
+    StartLine startLineSoFar() const;
+
     struct Impl;
 
 private:

@@ -35,8 +35,10 @@ enum class StatusClass : std::uint8_t { S1xx, S2xx, S3xx, S4xx, S5xx, Error, Cou
 // How the cache answered an exchange (the request duration label "cache").
 enum class CacheResult : std::uint8_t { Hit, Stale, Miss, Pass, Bypass, Collapsed, Count };
 enum class Tier : std::uint8_t { L1, L2, Count };
-// A lookup in one tier.
-enum class LookupResult : std::uint8_t { Hit, Miss, Stale, Error, Count };
+// A lookup in one tier. HitForPass (L1 only): not stored, and known uncacheable from a recent
+// fetch, so the request goes upstream without waiting on others; apart from Miss, which is an
+// object that may be stored once fetched.
+enum class LookupResult : std::uint8_t { Hit, Miss, Stale, Error, HitForPass, Count };
 // Get/Set/Delete act on cached objects; the purge log (one shared memcached key, read every
 // cache.l2.purge_poll and CAS-appended by purges) has values of its own, so idle polling never
 // looks like cache traffic.
@@ -78,6 +80,8 @@ inline constexpr std::size_t kBuckets = kLatencyBuckets.size() + 1;
 inline constexpr std::size_t kMaxRoutes = 128;
 inline constexpr std::size_t kMaxServers = 512;
 inline constexpr std::size_t kMaxListeners = 64;
+// Proxy listeners in the request counter (each multiplies every route's series; see RouteBlock).
+inline constexpr std::size_t kMaxProxyListeners = 8;
 inline constexpr std::uint16_t kNoRoute = 0;  // slot of requests answered without a route
 
 // A counter written by one thread and read by any: relaxed load + store compiles to a plain
@@ -104,14 +108,18 @@ struct ShardHistogram {
 class alignas(64) WorkerMetrics {
 public:
     // One client exchange ended (any status, answered locally or proxied).
-    void request(std::uint16_t route_slot, MethodClass method, int status, CacheResult cache,
-                 double seconds);
+    void request(std::uint16_t route_slot, std::uint16_t listener_slot, MethodClass method,
+                 int status, CacheResult cache, double seconds);
+    // Request bytes read from the client (head and body as framed on the wire) and response
+    // bytes queued to it, by the route of the exchange they belong to.
+    void receivedBytes(std::uint16_t route_slot, std::uint64_t bytes);
+    void sentBytes(std::uint16_t route_slot, std::uint64_t bytes);
     // An upstream answered (status >= 200) or failed (status 0: Error class).
     void upstreamResponse(std::uint16_t server_slot, int status, double seconds);
     void upstreamConnectError(std::uint16_t server_slot);
     void upstreamRetry(std::uint16_t server_slot);
     // Cache integration hooks.
-    void cacheLookup(Tier tier, LookupResult result);
+    void cacheLookup(std::uint16_t route_slot, Tier tier, LookupResult result);
     void cacheCoalescedWait();
     void l1Eviction(std::uint64_t objects = 1);
     // TLS engineer's hook: one per finished (or failed) handshake.
@@ -123,9 +131,14 @@ public:
 
 private:
     friend class Registry;
+    static constexpr std::size_t kRequestSeries = count<MethodClass>() * count<StatusClass>();
     struct alignas(64) RouteBlock {
-        std::array<ShardCounter, count<MethodClass>() * count<StatusClass>()> requests;
+        // By listener slot, then method and status class: 8 x 36 counters (2.3 KiB) a route.
+        std::array<ShardCounter, kMaxProxyListeners * kRequestSeries> requests;
         std::array<ShardHistogram, count<CacheResult>()> duration;
+        std::array<ShardCounter, count<Tier>() * count<LookupResult>()> lookups;
+        ShardCounter received_bytes;
+        ShardCounter sent_bytes;
     };
     struct alignas(64) ServerBlock {
         std::array<ShardCounter, count<StatusClass>()> responses;
@@ -135,7 +148,6 @@ private:
     };
     std::array<RouteBlock, kMaxRoutes> routes_;
     std::array<ServerBlock, kMaxServers> servers_;
-    std::array<ShardCounter, count<Tier>() * count<LookupResult>()> lookups_;
     ShardCounter coalesced_waits_;
     ShardCounter l1_evictions_;
     std::array<ShardCounter, count<TlsResult>() * count<TlsVersion>()> tls_;
@@ -164,6 +176,9 @@ public:
     std::uint16_t serverSlot(const std::string& upstream, const std::string& server);
     // TLS listeners, by name; their series exist (at 0) from the moment they are interned.
     std::uint16_t listenerSlot(const std::string& listener_name);
+    // Every proxy listener, by name: the `listener` label of the request counter. Beyond
+    // kMaxProxyListeners - 1 names, listeners share the slot labelled "other".
+    std::uint16_t proxyListenerSlot(const std::string& listener_name);
 
     // Process-wide events (any thread; atomics).
     void configReload(ReloadResult result, double unix_seconds);
@@ -213,9 +228,11 @@ private:
     std::vector<std::string> route_names_;
     std::vector<std::pair<std::string, std::string>> server_names_;
     std::vector<std::string> listener_names_;
+    std::vector<std::string> proxy_listener_names_;
     std::map<std::string, std::uint16_t> route_index_;
     std::map<std::string, std::uint16_t> server_index_;
     std::map<std::string, std::uint16_t> listener_index_;
+    std::map<std::string, std::uint16_t> proxy_listener_index_;
     std::vector<Gauge> gauges_;
     std::function<L1Usage()> l1_source_;  // guarded by mutex_
     std::unique_ptr<ProcessCounters> process_;

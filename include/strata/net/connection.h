@@ -71,6 +71,8 @@ public:
     evbuffer* input() { return input_; }
     evbuffer* output() { return output_; }
     std::size_t outputLength() const;
+    // Bytes taken from output() by the socket (plaintext, before TLS) since the connection began.
+    std::uint64_t bytesSent() const { return bytes_sent_; }
     int fd() const { return fd_; }
 
     // Writes as much of output() as the socket takes now; the rest goes out as it drains.
@@ -138,6 +140,7 @@ private:
     ConnectionCallbacks* callbacks_ = nullptr;
     std::size_t input_limit_ = 64 * 1024;
     std::size_t output_low_water_ = 0;
+    std::uint64_t bytes_sent_ = 0;
     bool reading_paused_ = false;
     bool read_pending_ = false;   // the kernel may hold unread bytes (edge seen, limit reached)
     bool write_blocked_ = false;  // last write hit EAGAIN: wait for the write edge

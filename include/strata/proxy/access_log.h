@@ -48,6 +48,10 @@ struct AccessRecord {
     std::string_view cache;        // "hit", "miss", "bypass", ... (metrics::CacheResult names)
     std::string_view tls_version;  // "1.3", "1.2"; "" on plain TCP
     std::string_view tls_cipher;   // OpenSSL's name, "TLS_AES_128_GCM_SHA256"; "" on plain TCP
+    std::string_view host;         // the request's host (lowercase, port kept); "" when unknown
+    std::string_view route;        // routes[].name, or its index; "" when no route matched
+    std::string_view listener;     // listeners[].name of the listener that accepted it
+    std::string_view request_id;   // 16 hex digits, also sent upstream as X-Request-Id
 };
 
 // Per-worker buffer in front of the sink.

@@ -63,10 +63,14 @@ public:
     virtual void setCacheResult(metrics::CacheResult result) = 0;
     // Records the exchange for the access log and request metrics, written once its last byte
     // is handed to the transport.
-    virtual void logAccess(std::string_view method, std::string_view target, int version_minor,
-                           int status, std::uint64_t bytes, std::string_view referer,
-                           std::string_view user_agent, std::string_view upstream,
-                           double upstream_s, std::chrono::steady_clock::time_point started) = 0;
+    virtual void logAccess(std::string_view method, std::string_view target, std::string_view host,
+                           int version_minor, int status, std::uint64_t bytes,
+                           std::string_view referer, std::string_view user_agent,
+                           std::string_view upstream, double upstream_s,
+                           std::chrono::steady_clock::time_point started) = 0;
+    // The exchange's id (RequestIdGenerator): in its access-log line, and sent upstream as
+    // X-Request-Id.
+    virtual std::string_view requestId() const = 0;
 };
 
 }  // namespace strata::proxy

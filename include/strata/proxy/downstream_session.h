@@ -69,10 +69,11 @@ public:
     void pauseRequestBody() override;
     void resumeRequestBody() override;
     void setCacheResult(metrics::CacheResult result) override { cache_result_ = result; }
-    void logAccess(std::string_view method, std::string_view target, int version_minor, int status,
-                   std::uint64_t bytes, std::string_view referer, std::string_view user_agent,
-                   std::string_view upstream, double upstream_s,
+    void logAccess(std::string_view method, std::string_view target, std::string_view host,
+                   int version_minor, int status, std::uint64_t bytes, std::string_view referer,
+                   std::string_view user_agent, std::string_view upstream, double upstream_s,
                    std::chrono::steady_clock::time_point started) override;
+    std::string_view requestId() const override { return view(request_id_); }
 
     // http::RequestCallbacks
     void onRequestHead(http::RequestHead&& head) override;
@@ -110,6 +111,14 @@ private:
     // its last byte is handed to the kernel (or the connection ends).
     void finishAccessLogIfFlushed();
     void finishAccessLog();
+    // Bytes the current exchange queued to the client, fixed once its answer is complete (or
+    // the connection ends: then only what the socket took).
+    void settleSentBytes();
+    // Request bytes read for the current exchange, counted on its route when it ends.
+    void recordReceivedBytes();
+    // logAccess() for a request the parser rejected or the header timeout ended: with what was
+    // known of it (the routed head, or the start line read so far).
+    void logRejected(int status);
     void close();
 
     WorkerContext& worker_;
@@ -137,6 +146,14 @@ private:
     bool closed_ = false;
     std::chrono::steady_clock::time_point started_;
     std::uint16_t route_slot_ = metrics::kNoRoute;  // metric series of the current exchange
+    // The current exchange's route name; points into the snapshot its transaction holds, and
+    // logAccess() copies it. Empty when no route matched.
+    std::string_view route_name_;
+    RequestIdGenerator::Id request_id_{};
+    std::uint64_t received_bytes_ = 0;  // consumed by the parser, not yet counted
+    // connection_.bytesSent() + outputLength() when the previous exchange's answer was complete:
+    // what is queued beyond it belongs to the current exchange.
+    std::uint64_t queued_mark_ = 0;
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
     std::string_view tls_cipher_;   // OpenSSL's static cipher names
@@ -146,6 +163,8 @@ private:
         int version_minor = 1;
         int status = 0;
         std::uint64_t bytes = 0;
+        std::uint64_t sent_bytes = 0;  // head and body, once sent_settled
+        bool sent_settled = false;
         double upstream_s = -1;
         std::uint16_t route_slot = metrics::kNoRoute;
         metrics::MethodClass method_class = metrics::MethodClass::Other;
@@ -155,6 +174,9 @@ private:
         std::string referer;
         std::string user_agent;
         std::string upstream;
+        std::string host;
+        std::string route;
+        RequestIdGenerator::Id request_id{};
     };
     PendingAccess pending_;
     bool pending_log_ = false;

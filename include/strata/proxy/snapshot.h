@@ -39,6 +39,9 @@ struct Snapshot {
     std::uint64_t version = 0;  // increments on every successful load
     // TLS contexts built (and checked) by the server for this config; by listener name.
     std::map<std::string, net::TlsServerContextPtr> tls_listeners;
+    // Each route's name, or its index when it has none: its `route` metric label and access-log
+    // field. Parallel to config->routes.
+    std::vector<std::string> route_names;
 
     Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v);
     // Installs contexts from net::buildTlsContexts() before the snapshot is published.

@@ -52,6 +52,8 @@ public:
     void abort();
     // Nothing of the response reached the client yet, so an error status can still be sent.
     bool canSendError() const;
+    // The request it serves, for the log line of one whose body broke.
+    const http::RequestHead& request() const { return request_; }
 
     // Where the exchange is. Every change goes through enter(), which holds the transitions:
     //
@@ -111,6 +113,9 @@ private:
     void dropExchange();
     void enter(State next);
     void logAccess();
+    std::uint16_t routeSlot() const {
+        return snapshot_->route_metric_slots[static_cast<std::size_t>(route_index_)];
+    }
 
     ClientStream& client_;  // owns this transaction
     SnapshotPtr snapshot_;

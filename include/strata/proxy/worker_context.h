@@ -13,6 +13,7 @@
 #include "strata/event/loop.h"
 #include "strata/metrics/metrics.h"
 #include "strata/proxy/access_log.h"
+#include "strata/proxy/request_id.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/upstream/pool.h"
 
@@ -24,6 +25,7 @@ class DownstreamSession;
 struct ListenerInfo {
     std::string name;
     bool tls = false;
+    std::uint16_t metric_slot = 0;  // metrics::Registry::proxyListenerSlot(name)
 };
 
 class WorkerContext {
@@ -34,6 +36,7 @@ public:
           id(worker_id),
           pool(worker_loop),
           access_log(std::move(sink)),
+          request_ids(worker_id, RequestIdGenerator::randomSeed()),
           process_connections(connections) {}
 
     event::Loop& loop;
@@ -41,6 +44,7 @@ public:
     SnapshotPtr snapshot;  // replaced (on this thread) when a reload is posted
     upstream::ConnectionPool pool;
     AccessLogBuffer access_log;
+    RequestIdGenerator request_ids;
     std::atomic<std::uint32_t>& process_connections;  // client connections, all workers
     std::uint64_t next_connection_id = 1;
     // This worker's metric shard; null while metrics.enabled is false (nothing is recorded).
