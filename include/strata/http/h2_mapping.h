@@ -42,7 +42,10 @@ public:
     const std::string& detail() const { return detail_; }
 
 private:
+    static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
     bool fail(Error error, std::string detail);
+    bool addPseudo(std::string_view name, std::string_view value);
+    bool addRegular(std::string_view name, std::string_view value);
 
     std::size_t max_header_bytes_;
     std::size_t max_headers_;
@@ -50,7 +53,14 @@ private:
     bool regular_seen_ = false;  // a regular field came: no pseudo-header may follow
     std::string method_, scheme_, authority_, path_;
     bool has_method_ = false, has_scheme_ = false, has_authority_ = false, has_path_ = false;
-    std::vector<std::string> cookies_;
+    std::size_t field_count_ = 0;  // regular fields, against max_headers_ as HTTP/1 counts
+    // Indexes into fields_ of the joined cookie field and of the Host field (npos: none yet).
+    std::size_t cookie_index_ = kNone;
+    std::size_t host_index_ = kNone;
+    bool has_content_length_ = false;
+    std::uint64_t content_length_ = 0;
+    bool expect_continue_ = false;
+    bool finished_ = false;
     Fields fields_;
     Error error_ = Error::None;
     std::string detail_;
