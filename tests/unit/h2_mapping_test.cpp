@@ -392,6 +392,9 @@ TEST_SUITE("http/h2_request") {
         CHECK(refusal(get({{"te", "gzip"}})) == Error::Malformed);
         CHECK(refusal(get({{"te", "trailers, gzip"}})) == Error::Malformed);
         CHECK(build(get({{"te", "trailers"}})).ok);
+        CHECK(build(get({{"te", "Trailers"}})).ok);
+        // Names are matched whole: these are ordinary fields.
+        CHECK(build(get({{"x-connection", "close"}, {"upgrade-insecure-requests", "1"}})).ok);
     }
 
     TEST_CASE("host with :authority must agree, case-insensitively") {
@@ -416,6 +419,10 @@ TEST_SUITE("http/h2_request") {
             b = build(get(), /*end_stream=*/false);
             REQUIRE(b.ok);
             CHECK(b.head.framing == BodyFraming::Chunked);
+            b = build(get({{"content-length", "0"}}), /*end_stream=*/false);
+            REQUIRE(b.ok);
+            CHECK(b.head.framing == BodyFraming::Length);
+            CHECK(b.head.content_length == 0);
             b = build(get({{"content-length", "0"}}), /*end_stream=*/true);
             REQUIRE(b.ok);
             CHECK(b.head.framing == BodyFraming::None);

@@ -21,10 +21,14 @@ namespace strata::http {
 // a block over the size limits, answers 431.
 class H2RequestBuilder {
 public:
+    // `max_header_bytes` bounds the block as HPACK counts it (name + value + 32 per field,
+    // pseudo-header fields included); `max_headers` bounds the regular fields, as the HTTP/1
+    // parser counts them.
     H2RequestBuilder(std::size_t max_header_bytes, std::size_t max_headers);
 
     // One field as decoded from HPACK (pseudo-header fields included). False: the block is
-    // refused; error() and detail() say why, and every later call returns false.
+    // refused; error() and detail() say why, and every later call returns false. Also false
+    // after finish(): a builder takes one block.
     bool add(std::string_view name, std::string_view value);
     // The header block ended; `end_stream` when no DATA follows. Fills `out`: method, target
     // (":path"), host (":authority", else Host; lowercase), path, query, fields (cookie crumbs
