@@ -94,11 +94,11 @@ void checkHead(const RequestHead& h, bool end_stream, std::size_t max_headers) {
     FUZZ_CHECK(h.path == "*" ? h.method == "OPTIONS" && h.target == "*"
                              : !h.path.empty() && h.path.front() == '/');
     if (h.path != "*") {
-        FUZZ_CHECK(h.target == (h.target.find('?') == std::string::npos ? h.path
-                                                                        : h.path + "?" + h.query));
+        FUZZ_CHECK(h.target ==
+                   (h.target.find('?') == std::string::npos ? h.path : h.path + "?" + h.query));
     }
-    for (std::string_view part : {std::string_view(h.method), std::string_view(h.target),
-                                  std::string_view(h.host)}) {
+    for (std::string_view part :
+         {std::string_view(h.method), std::string_view(h.target), std::string_view(h.host)}) {
         FUZZ_CHECK(!hasLineBreakOrNul(part));
         FUZZ_CHECK(part.find(' ') == std::string_view::npos);
     }
