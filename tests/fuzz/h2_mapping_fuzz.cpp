@@ -3,6 +3,8 @@
 // bit 1: small limits), then one field per line, "name value" split at the first space, with
 // the escapes \n \r \0 \\ so a field can hold any byte.
 //
+// Run with -dict=tests/fuzz/h2_mapping.dict.
+//
 // A head that comes out must hold nothing HTTP/1.1 could read differently: no CR, LF or NUL, no
 // framing or connection field, framing that follows content-length and END_STREAM. And the
 // HTTP/1.1 request made from it, as the upstream side makes it, must parse with strata's own
