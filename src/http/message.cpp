@@ -264,6 +264,45 @@ void appendForwardedFields(std::string& out, const Fields& fields, const FieldEd
     }
 }
 
+// The same decisions as appendForwardedFields(), made in one pass: a field is visited when it
+// is not hop-by-hop and not dropped; each list edit lands on the first kept field of its name,
+// or becomes a field of its own after the originals; adds come last. The unit tests hold the
+// two to the same output.
+void forEachForwardedField(const Fields& fields, const FieldEdits& edits,
+                           ForwardedFieldCallbacks& callbacks) {
+    const HopByHopFields hop_by_hop(fields);
+    bool list_placed[FieldEdits::kCapacity] = {};
+    std::string_view appended[FieldEdits::kCapacity];
+    for (const auto& f : fields) {
+        if (hop_by_hop.contains(f.name)) {
+            continue;
+        }
+        bool drop = false;
+        for (std::size_t i = 0; i < edits.drop_count_ && !drop; ++i) {
+            drop = equalsIgnoreCase(f.name, edits.drops_[i].name);
+        }
+        if (drop) {
+            continue;
+        }
+        std::size_t count = 0;
+        for (std::size_t i = 0; i < edits.list_count_; ++i) {
+            if (!list_placed[i] && equalsIgnoreCase(f.name, edits.lists_[i].name)) {
+                list_placed[i] = true;
+                appended[count++] = edits.lists_[i].value;
+            }
+        }
+        callbacks.onField(f.name, f.value, std::span<const std::string_view>(appended, count));
+    }
+    for (std::size_t i = 0; i < edits.list_count_; ++i) {
+        if (!list_placed[i]) {
+            callbacks.onField(edits.lists_[i].name, edits.lists_[i].value, {});
+        }
+    }
+    for (std::size_t i = 0; i < edits.add_count_; ++i) {
+        callbacks.onField(edits.adds_[i].name, edits.adds_[i].value, {});
+    }
+}
+
 std::string_view reasonPhrase(int status) {
     switch (status) {
         case 100:

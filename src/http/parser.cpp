@@ -24,6 +24,8 @@
 
 #include "strata/common/strings.h"
 
+#include "syntax.h"
+
 namespace strata::http {
 
 int httpStatus(ParseError e) {
@@ -47,130 +49,6 @@ int httpStatus(ParseError e) {
 }
 
 namespace {
-
-constexpr std::size_t kMaxMethodLength = 32;
-
-// Byte classes, one table lookup per byte on the hot path.
-enum : std::uint8_t {
-    kTchar = 1,       // RFC 9110 5.6.2 token
-    kFieldByte = 2,   // field-value / reason-phrase: HTAB, SP, VCHAR, obs-text
-    kTargetByte = 4,  // request-target: VCHAR except '#' (fragments are never sent)
-    kRegName = 8,     // RFC 3986 reg-name: unreserved / sub-delims / '%'
-};
-
-constexpr std::array<std::uint8_t, 256> makeByteClasses() {
-    std::array<std::uint8_t, 256> t{};
-    for (int c = 0; c < 256; ++c) {
-        std::uint8_t v = 0;
-        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        bool digit = c >= '0' && c <= '9';
-        std::string_view tspecial = "!#$%&'*+-.^_`|~";
-        if (alpha || digit || (c < 128 && tspecial.find(static_cast<char>(c)) != tspecial.npos)) {
-            v |= kTchar;
-        }
-        if (c == '\t' || (c >= 0x20 && c != 0x7f)) {
-            v |= kFieldByte;
-        }
-        if (c > 0x20 && c < 0x7f && c != '#') {
-            v |= kTargetByte;
-        }
-        std::string_view reg = "-._~!$&'()*+,;=%";
-        if (alpha || digit || (c < 128 && reg.find(static_cast<char>(c)) != reg.npos)) {
-            v |= kRegName;
-        }
-        t[static_cast<std::size_t>(c)] = v;
-    }
-    return t;
-}
-constexpr std::array<std::uint8_t, 256> kByteClasses = makeByteClasses();
-
-// Branch-free over the span (the common case is all valid): AND the classes of every byte.
-inline bool allOf(const char* p, std::size_t n, std::uint8_t cls) {
-    const auto* u = reinterpret_cast<const unsigned char*>(p);
-    std::uint8_t all = 0xff;
-    std::size_t i = 0;
-    // Four lookups per step: this runs over every byte of every head.
-    for (; i + 4 <= n; i += 4) {
-        all &= static_cast<std::uint8_t>(kByteClasses[u[i]] & kByteClasses[u[i + 1]] &
-                                         kByteClasses[u[i + 2]] & kByteClasses[u[i + 3]]);
-    }
-    for (; i < n; ++i) {
-        all &= kByteClasses[u[i]];
-    }
-    return (all & cls) != 0;
-}
-
-inline bool isHexDigit(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-// uri-host [ ":" port ] (RFC 9110 7.2). The port must be 1..5 digits when the colon is present.
-bool isValidAuthority(std::string_view a) {
-    if (a.empty()) {
-        return false;
-    }
-    std::string_view host = a;
-    std::string_view port;
-    bool has_port = false;
-    if (a.front() == '[') {
-        auto close = a.find(']');
-        if (close == std::string_view::npos || close < 2) {
-            return false;
-        }
-        for (char c : a.substr(1, close - 1)) {
-            if (!isHexDigit(c) && c != ':' && c != '.') {
-                return false;
-            }
-        }
-        host = a.substr(0, close + 1);
-        std::string_view rest = a.substr(close + 1);
-        if (!rest.empty()) {
-            if (rest.front() != ':') {
-                return false;
-            }
-            has_port = true;
-            port = rest.substr(1);
-        }
-    } else {
-        auto colon = a.find(':');
-        if (colon != std::string_view::npos) {
-            has_port = true;
-            host = a.substr(0, colon);
-            port = a.substr(colon + 1);
-        }
-        if (host.empty() || !allOf(host.data(), host.size(), kRegName)) {
-            return false;
-        }
-        for (std::size_t i = 0; i < host.size(); ++i) {
-            if (host[i] == '%' &&
-                (i + 2 >= host.size() || !isHexDigit(host[i + 1]) || !isHexDigit(host[i + 2]))) {
-                return false;
-            }
-        }
-    }
-    if (has_port) {
-        if (port.empty() || port.size() > 5) {
-            return false;
-        }
-        for (char c : port) {
-            if (c < '0' || c > '9') {
-                return false;
-            }
-        }
-    }
-    return true;
-}
-
-void splitPathQuery(std::string_view pq, RequestHead& head) {
-    auto q = pq.find('?');
-    if (q == std::string_view::npos) {
-        head.path.assign(pq);
-        head.query.clear();
-    } else {
-        head.path.assign(pq.substr(0, q));
-        head.query.assign(pq.substr(q + 1));
-    }
-}
 
 enum class Stage : std::uint8_t { Idle, Method, Head, Body, Complete, Error };
 enum class Pause : std::uint8_t { None, Head, Message };
@@ -796,10 +674,7 @@ bool ParserCore::finishRequestHead() {
     std::string_view host_src = !authority.empty() ? authority
                                 : host != nullptr  ? std::string_view(*host)
                                                    : std::string_view();
-    h.host.resize(host_src.size());
-    for (std::size_t i = 0; i < host_src.size(); ++i) {
-        h.host[i] = asciiLower(host_src[i]);
-    }
+    setHost(host_src, h);
 
     bool chunked = false;
     bool has_length = false;

@@ -21,10 +21,14 @@ namespace strata::http {
 // a block over the size limits, answers 431.
 class H2RequestBuilder {
 public:
+    // `max_header_bytes` bounds the block as HPACK counts it (name + value + 32 per field,
+    // pseudo-header fields included); `max_headers` bounds the regular fields, as the HTTP/1
+    // parser counts them.
     H2RequestBuilder(std::size_t max_header_bytes, std::size_t max_headers);
 
     // One field as decoded from HPACK (pseudo-header fields included). False: the block is
-    // refused; error() and detail() say why, and every later call returns false.
+    // refused; error() and detail() say why, and every later call returns false. Also false
+    // after finish(): a builder takes one block.
     bool add(std::string_view name, std::string_view value);
     // The header block ended; `end_stream` when no DATA follows. Fills `out`: method, target
     // (":path"), host (":authority", else Host; lowercase), path, query, fields (cookie crumbs
@@ -42,7 +46,10 @@ public:
     const std::string& detail() const { return detail_; }
 
 private:
+    static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
     bool fail(Error error, std::string detail);
+    bool addPseudo(std::string_view name, std::string_view value);
+    bool addRegular(std::string_view name, std::string_view value);
 
     std::size_t max_header_bytes_;
     std::size_t max_headers_;
@@ -50,7 +57,14 @@ private:
     bool regular_seen_ = false;  // a regular field came: no pseudo-header may follow
     std::string method_, scheme_, authority_, path_;
     bool has_method_ = false, has_scheme_ = false, has_authority_ = false, has_path_ = false;
-    std::vector<std::string> cookies_;
+    std::size_t field_count_ = 0;  // regular fields, against max_headers_ as HTTP/1 counts
+    // Indexes into fields_ of the joined cookie field and of the Host field (npos: none yet).
+    std::size_t cookie_index_ = kNone;
+    std::size_t host_index_ = kNone;
+    bool has_content_length_ = false;
+    std::uint64_t content_length_ = 0;
+    bool expect_continue_ = false;
+    bool finished_ = false;
     Fields fields_;
     Error error_ = Error::None;
     std::string detail_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +87,8 @@ struct ResponseHead {
 // the proxy sets its own framing.
 void removeHopByHop(Fields& fields);
 
+class ForwardedFieldCallbacks;
+
 // Edits applied while a forwarded head is serialized, so the proxy writes it in one pass
 // instead of copying and editing its fields first. Names and values are views: they must
 // outlive the appendForwardedFields() call. Small fixed capacity: a proxy makes a handful of
@@ -108,6 +111,8 @@ public:
 
 private:
     friend void appendForwardedFields(std::string&, const class Fields&, const FieldEdits&);
+    friend void forEachForwardedField(const class Fields&, const FieldEdits&,
+                                      ForwardedFieldCallbacks&);
     struct Edit {
         std::string_view name;
         std::string_view value;
@@ -131,6 +136,22 @@ private:
 // Serializes `fields` without the hop-by-hop ones (as removeHopByHop()) and with `edits`
 // applied. The same bytes as editing a copy of the fields and calling appendFields().
 void appendForwardedFields(std::string& out, const Fields& fields, const FieldEdits& edits);
+
+// Receives the fields appendForwardedFields() would write, one at a time, for a codec that
+// does not write HTTP/1 bytes (HTTP/2 HEADERS).
+class ForwardedFieldCallbacks {
+public:
+    virtual ~ForwardedFieldCallbacks() = default;
+    // The field's value is `value` followed by ", " and each of `appended` (list edits, RFC 9110
+    // 5.3). The views last until onField() returns.
+    virtual void onField(std::string_view name, std::string_view value,
+                         std::span<const std::string_view> appended) = 0;
+};
+
+// Calls `callbacks` for every field appendForwardedFields(out, fields, edits) writes, in the
+// same order, with the same names and values.
+void forEachForwardedField(const Fields& fields, const FieldEdits& edits,
+                           ForwardedFieldCallbacks& callbacks);
 
 // Reason phrase for a status code ("OK", "Bad Gateway"); "Unknown" otherwise.
 std::string_view reasonPhrase(int status);
