@@ -198,11 +198,11 @@ struct Limits {
 struct Http2 {
     std::uint32_t max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS
     // Rapid reset: streams the client may cancel in a burst, and refilled per second; beyond
-    // that the connection gets GOAWAY ENHANCE_YOUR_CALM.
+    // that nghttp2 tears the connection down with GOAWAY.
     std::uint32_t reset_burst = 1000;
     std::uint32_t reset_rate = 33;
-    std::uint32_t max_continuations = 8;      // CONTINUATION frames per header block
-    std::uint32_t max_settings = 32;          // entries in one SETTINGS frame
+    std::uint32_t max_continuations = 8;     // CONTINUATION frames per header block
+    std::uint32_t max_settings = 32;         // entries in one SETTINGS frame
     std::uint32_t window_bytes = 64 * kKiB;  // initial per-stream receive window
 };
 
