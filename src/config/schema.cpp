@@ -392,6 +392,10 @@ void readListeners(Loader& loader, const Node& value, const Mark& key_mark, cons
                                      std::to_string(it->second.column + 1) + ")");
                 }
             }
+            if (!marks.has("protocols")) {
+                listener.protocols = listener.tls ? std::vector<std::string>{"h2", "http/1.1"}
+                                                  : std::vector<std::string>{"http/1.1"};
+            }
             if (marks.has("bind") && !listener.bind.text.empty()) {
                 loader.binds.push_back({listener.bind, marks.valueMark("bind", node.Mark()),
                                         Loader::child(item_path, "bind")});
@@ -403,6 +407,31 @@ void readListeners(Loader& loader, const Node& value, const Mark& key_mark, cons
 void readBind(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
               Listener& out) {
     loader.readEndpoint(value, key_mark, path, /*min_port=*/0, out.bind);
+}
+
+void readProtocols(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                   Listener& out) {
+    loader.readList(value, key_mark, path,
+                    [&](const Node& node, const std::string& item_path, std::size_t) {
+                        std::string protocol;
+                        if (!loader.readScalar(node, key_mark, item_path, "a protocol", protocol)) {
+                            return;
+                        }
+                        if (protocol != "h2" && protocol != "http/1.1") {
+                            loader.error(node.Mark(), item_path,
+                                         "unknown protocol \"" + protocol + "\" (h2 | http/1.1)");
+                            return;
+                        }
+                        if (out.allows(protocol)) {
+                            loader.error(node.Mark(), item_path, "duplicate protocol " + protocol);
+                            return;
+                        }
+                        out.protocols.push_back(std::move(protocol));
+                    });
+    if (out.protocols.empty() && (value.IsNull() || (value.IsSequence() && value.size() == 0))) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "empty list would refuse every client; omit the key for the default");
+    }
 }
 
 SourcePos sourcePos(const Mark& mark, const std::string& path) {
@@ -819,6 +848,8 @@ const std::vector<Field<Config>>& fieldsOf<Config>() {
                             describeList<Route>),
         customField<Config>("limits", readLimits, "mapping", "",
                             "client-side timeouts and size limits", describeSection<Limits>),
+        customField<Config>("http2", readSection<Config, Http2, &Config::http2>, "mapping", "",
+                            "HTTP/2 connections and their abuse limits", describeSection<Http2>),
         customField<Config>("logging", readSection<Config, Logging, &Config::logging>, "mapping",
                             "", "access and error logs", describeSection<Logging>),
         customField<Config>("metrics", readSection<Config, Metrics, &Config::metrics>, "mapping",
@@ -837,6 +868,9 @@ const std::vector<Field<Listener>>& fieldsOf<Listener>() {
                               nullptr, /*required=*/true),
         customField<Listener>("tls", readTls, "mapping", "", "terminate TLS on this listener",
                               describeSection<ListenerTls>),
+        customField<Listener>("protocols", readProtocols, "list of h2 | http/1.1",
+                              "[h2, http/1.1] with tls, [http/1.1] without",
+                              "preference order; h2 without tls = prior-knowledge h2c"),
     };
     return fields;
 }
@@ -1138,6 +1172,25 @@ const std::vector<Field<Limits>>& fieldsOf<Limits>() {
                           "request fields named with '_': dropped, forwarded, or 400; one "
                           "reading as Content-Length/Transfer-Encoding is 400 in every mode",
                           nullptr, kUnderscoreModes),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<Http2>>& fieldsOf<Http2>() {
+    static const std::vector<Field<Http2>> fields{
+        countField<Http2>("max_concurrent_streams", &Http2::max_concurrent_streams, 1, 10000,
+                          "open streams per connection; more are refused (REFUSED_STREAM)"),
+        countField<Http2>("reset_burst", &Http2::reset_burst, 1, 1000000,
+                          "streams a client may reset in a burst before GOAWAY (rapid reset)"),
+        countField<Http2>("reset_rate", &Http2::reset_rate, 1, 1000000,
+                          "client resets per second refilled into the burst"),
+        countField<Http2>("max_continuations", &Http2::max_continuations, 1, 1000,
+                          "CONTINUATION frames per header block; more close the connection"),
+        countField<Http2>("max_settings", &Http2::max_settings, 1, 1000,
+                          "entries in one SETTINGS frame; more close the connection"),
+        bytes32Field<Http2>("window_bytes", &Http2::window_bytes, 16 * kKiB, 16 * kMiB,
+                            "receive window per stream (request bodies buffered at most)"),
     };
     return fields;
 }

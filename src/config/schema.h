@@ -100,6 +100,8 @@ const std::vector<Field<RouteCacheKey>>& fieldsOf<RouteCacheKey>();
 template <>
 const std::vector<Field<Limits>>& fieldsOf<Limits>();
 template <>
+const std::vector<Field<Http2>>& fieldsOf<Http2>();
+template <>
 const std::vector<Field<Logging>>& fieldsOf<Logging>();
 template <>
 const std::vector<Field<Metrics>>& fieldsOf<Metrics>();

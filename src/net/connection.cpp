@@ -119,6 +119,17 @@ const char* Connection::tlsCipher() const {
     return ssl_ != nullptr && !handshaking_ ? SSL_get_cipher_name(ssl_) : "";
 }
 
+std::string_view Connection::alpn() const {
+    if (ssl_ == nullptr || handshaking_) {
+        return {};
+    }
+    const unsigned char* data = nullptr;
+    unsigned int length = 0;
+    SSL_get0_alpn_selected(ssl_, &data, &length);
+    return data != nullptr ? std::string_view(reinterpret_cast<const char*>(data), length)
+                           : std::string_view();
+}
+
 bool Connection::sessionReused() const {
     return ssl_ != nullptr && SSL_session_reused(ssl_) == 1;
 }

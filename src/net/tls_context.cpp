@@ -565,12 +565,19 @@ struct TlsServerCallbacks {
         return session;
     }
 
-    static int onAlpn(SSL*, const unsigned char** out, unsigned char* out_len,
+    static int onAlpn(SSL* ssl, const unsigned char** out, unsigned char* out_len,
                       const unsigned char* in, unsigned int in_len, void*) {
+        const TlsServerContext* context = self(ssl);
+        const std::string* alpn = context != nullptr ? &context->alpn_ : nullptr;
+        const auto* ours =
+            alpn != nullptr ? reinterpret_cast<const unsigned char*>(alpn->data()) : kAlpnHttp11;
+        const auto ours_len =
+            static_cast<unsigned int>(alpn != nullptr ? alpn->size() : sizeof kAlpnHttp11);
         unsigned char* selected = nullptr;
-        if (SSL_select_next_proto(&selected, out_len, kAlpnHttp11, sizeof kAlpnHttp11, in,
-                                  in_len) != OPENSSL_NPN_NEGOTIATED) {
-            return SSL_TLSEXT_ERR_NOACK;  // e.g. only h2 offered: carry on without ALPN
+        // OpenSSL walks our list first: the listener's order is the preference (h2 first).
+        if (SSL_select_next_proto(&selected, out_len, ours, ours_len, in, in_len) !=
+            OPENSSL_NPN_NEGOTIATED) {
+            return SSL_TLSEXT_ERR_NOACK;  // nothing in common: carry on without ALPN (HTTP/1.1)
         }
         *out = selected;
         return SSL_TLSEXT_ERR_OK;
@@ -685,8 +692,12 @@ SSL* TlsServerContext::newSsl(int fd) const {
 std::shared_ptr<TlsServerContext> TlsServerContext::build(
     const config::ListenerTls& tls, const std::string& listener_name, const std::string& file,
     TicketKeyRingPtr keys, TlsSessionCachePtr sessions, std::vector<config::Diagnostic>& errors,
-    HandshakeCountPtr handshakes) {
+    HandshakeCountPtr handshakes, const std::vector<std::string>& protocols) {
     std::shared_ptr<TlsServerContext> context(new TlsServerContext());
+    for (const std::string& protocol : protocols) {
+        context->alpn_ += static_cast<char>(protocol.size());  // RFC 7301 wire format
+        context->alpn_ += protocol;
+    }
     context->handshake_timeout_ = tls.handshake_timeout;
     context->max_handshakes_ = tls.max_handshakes;
     context->handshakes_ =
@@ -1019,7 +1030,7 @@ TlsContexts buildTlsContexts(const config::Config& cfg, TlsResumptionStore& resu
             *listener.tls, listener.name, cfg.source,
             resumption.ring(listener.name, listener.tls->ticket_key_rotation),
             resumption.sessions(listener.name, listener.tls->session_cache_size), errors,
-            resumption.handshakes(listener.name, listener.bind.text));
+            resumption.handshakes(listener.name, listener.bind.text), listener.protocols);
         if (context) {
             out.listeners.emplace(listener.name, std::move(context));
         }

@@ -191,7 +191,9 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         for (char c : r.target) {
             buffer_ += (static_cast<unsigned char>(c) < 0x20 || c == '"') ? '?' : c;
         }
-        buffer_ += r.version_minor == 0 ? " HTTP/1.0\" " : " HTTP/1.1\" ";
+        buffer_ += r.version_major == 2   ? " HTTP/2.0\" "
+                   : r.version_minor == 0 ? " HTTP/1.0\" "
+                                          : " HTTP/1.1\" ";
         std::snprintf(num, sizeof num, "%d %llu ", r.status,
                       static_cast<unsigned long long>(r.bytes_sent));
         buffer_ += num;

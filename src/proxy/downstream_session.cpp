@@ -5,6 +5,7 @@
 #include "strata/common/log.h"
 #include "strata/http/message.h"
 #include "strata/http/response_out.h"
+#include "strata/proxy/h2_session.h"
 #include "strata/proxy/transaction.h"
 
 #include "chunked.h"
@@ -22,6 +23,9 @@ constexpr auto kNever = std::chrono::steady_clock::time_point::max();
 // A body up to this size is copied in behind its response head rather than into a chain of
 // its own, so the answer leaves in one send().
 constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
+
+// RFC 9113 3.4: what an HTTP/2 client sends first, which no HTTP/1 request line can be.
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 http::ParserLimits parserLimits(const config::Limits& limits) {
     http::ParserLimits out;
@@ -103,6 +107,35 @@ DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::S
 
 DownstreamSession::~DownstreamSession() = default;
 
+void DownstreamSession::startH2() {
+    read_mode_ = ReadDeadline::None;
+    read_deadline_ = kNever;
+    send_deadline_ = kNever;
+    timer_.cancel();  // the HTTP/2 session keeps its own deadlines
+    h2_ = std::make_unique<H2Session>(*this);
+    h2_->start();
+}
+
+bool DownstreamSession::checkPreface() {
+    evbuffer* in = connection_.input();
+    const std::size_t available = evbuffer_get_length(in);
+    const std::size_t n = std::min(available, kH2Preface.size());
+    const auto* head = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(n)));
+    if (n > 0 && std::string_view(head, n) != kH2Preface.substr(0, n)) {
+        preface_checked_ = true;
+        if (!listener_.http1) {
+            close();  // h2 only: anything but the preface is not spoken here
+        }
+        return true;
+    }
+    if (n < kH2Preface.size()) {
+        return false;  // a prefix of the preface so far: wait for the rest
+    }
+    preface_checked_ = true;
+    startH2();
+    return true;
+}
+
 void DownstreamSession::start() {
     net::setNoDelay(connection_.fd());
     connection_.setInputLimit(kInputHighWater);
@@ -143,6 +176,14 @@ void DownstreamSession::onConnected(bool ok) {
                                                              : metrics::TlsVersion::Other);
     }
     tls_cipher_ = connection_.tlsCipher();
+    if (connection_.alpn() == "h2") {
+        startH2();
+        return;
+    }
+    if (!listener_.http1) {
+        close();  // the client offered no protocol this listener speaks
+        return;
+    }
     setReadDeadline(ReadDeadline::Header);
 }
 
@@ -244,6 +285,10 @@ void DownstreamSession::onTimer() {
 
 void DownstreamSession::onReadable() {
     try {
+        if (h2_) {
+            h2_->onReadable();
+            return;
+        }
         processInput();
     } catch (...) {
         log::countInternalError();
@@ -270,6 +315,20 @@ void DownstreamSession::processInput() {
         return;  // re-entered from a callback: the outer loop carries on
     }
     evbuffer* in = connection_.input();
+    if (listener_.h2c && !preface_checked_) {
+        while (!checkPreface()) {
+            if (connection_.peerClosed() || connection_.failed()) {
+                abortConnection();
+                return;
+            }
+            if (!connection_.readMore()) {
+                return;  // more of the preface later
+            }
+        }
+        if (h2_ || closed_) {
+            return;
+        }
+    }
     while (!closed_ && !closing_) {
         if (request_complete_) {
             if (!response_done_) {
@@ -589,26 +648,38 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     // client's time is counted. The strings are copied: the transaction is gone by then, and
     // the members keep their capacity, so the copies stop allocating after the first requests.
     finishAccessLog();  // a pipelined exchange's answer queued behind the previous one
-    const bool logged = worker_.access_log.enabled();
     pending_log_ = true;
-    pending_.started = started;
-    pending_.version_minor = version_minor;
-    pending_.status = status;
-    pending_.bytes = bytes;
+    const bool logged = worker_.access_log.enabled();
+    recordAccess(pending_, logged, method, target, host, version_minor, status, bytes, referer,
+                 user_agent, upstream, upstream_s, started);
     pending_.sent_settled = false;
-    pending_.upstream_s = upstream_s;
     pending_.route_slot = route_slot_;
-    pending_.method_class = metrics::methodClass(method);
     pending_.cache_result = cache_result_;
     pending_.request_id = request_id_;
     if (logged) {
-        pending_.host.assign(host);
         pending_.route.assign(route_name_);
-        pending_.method.assign(method);
-        pending_.target.assign(target);
-        pending_.referer.assign(referer);
-        pending_.user_agent.assign(user_agent);
-        pending_.upstream.assign(upstream);
+    }
+}
+
+void DownstreamSession::recordAccess(PendingAccess& out, bool logged, std::string_view method,
+                                     std::string_view target, std::string_view host,
+                                     int version_minor, int status, std::uint64_t bytes,
+                                     std::string_view referer, std::string_view user_agent,
+                                     std::string_view upstream, double upstream_s,
+                                     std::chrono::steady_clock::time_point started) {
+    out.started = started;
+    out.version_minor = version_minor;
+    out.status = status;
+    out.bytes = bytes;
+    out.upstream_s = upstream_s;
+    out.method_class = metrics::methodClass(method);
+    if (logged) {
+        out.host.assign(host);
+        out.method.assign(method);
+        out.target.assign(target);
+        out.referer.assign(referer);
+        out.user_agent.assign(user_agent);
+        out.upstream.assign(upstream);
     }
 }
 
@@ -669,40 +740,49 @@ void DownstreamSession::finishAccessLog() {
     if (!closing_) {
         connection_.setOutputLowWater(kOutputLowWater);
     }
+    writeAccess(pending_);
+}
+
+void DownstreamSession::writeAccess(const PendingAccess& access) {
     const auto now = event::loopTime();
-    const double duration_s = std::chrono::duration<double>(now - pending_.started).count();
+    const double duration_s = std::chrono::duration<double>(now - access.started).count();
     if (worker_.metrics != nullptr) {
-        worker_.metrics->request(pending_.route_slot, listener_.metric_slot, pending_.method_class,
-                                 pending_.status, pending_.cache_result, duration_s);
-        worker_.metrics->sentBytes(pending_.route_slot, pending_.sent_bytes);
+        worker_.metrics->request(access.route_slot, listener_.metric_slot, access.method_class,
+                                 access.status, access.cache_result, duration_s);
+        worker_.metrics->sentBytes(access.route_slot, access.sent_bytes);
     }
     if (!worker_.access_log.enabled()) {
         return;
     }
     AccessRecord record;
     record.client = client_address_;
-    record.method = pending_.method;
-    record.target = pending_.target;
-    record.version_minor = pending_.version_minor;
-    record.status = pending_.status;
-    record.bytes_sent = pending_.bytes;
-    record.referer = pending_.referer;
-    record.user_agent = pending_.user_agent;
-    record.upstream = pending_.upstream;
-    record.upstream_s = pending_.upstream_s;
+    record.method = access.method;
+    record.target = access.target;
+    record.version_minor = access.version_minor;
+    record.version_major = access.version_major;
+    record.status = access.status;
+    record.bytes_sent = access.bytes;
+    record.referer = access.referer;
+    record.user_agent = access.user_agent;
+    record.upstream = access.upstream;
+    record.upstream_s = access.upstream_s;
     record.duration_s = duration_s;
-    record.cache = metrics::name(pending_.cache_result);
+    record.cache = metrics::name(access.cache_result);
     record.tls_version = tls_version_;
     record.tls_cipher = tls_cipher_;
-    record.host = pending_.host;
-    record.route = pending_.route;
+    record.host = access.host;
+    record.route = access.route;
     record.listener = listener_.name;
-    record.request_id = view(pending_.request_id);
+    record.request_id = view(access.request_id);
     worker_.access_log.append(record);
 }
 
 void DownstreamSession::onWritable() {
     if (closed_) {
+        return;
+    }
+    if (h2_) {
+        h2_->onWritable();
         return;
     }
     if (connection_.outputLength() == 0) {
@@ -733,6 +813,10 @@ void DownstreamSession::closeIfIdle() {
         return;
     }
     close_after_response_ = true;
+    if (h2_) {
+        h2_->drain();
+        return;
+    }
     if (!request_in_progress_ && !parser_.inMessage()) {
         close();
     }
@@ -744,6 +828,9 @@ void DownstreamSession::close() {
     }
     closed_ = true;
     timer_.cancel();
+    if (h2_) {
+        h2_->closeAll();  // each stream logs its exchange and drops its transaction
+    }
     finishAccessLog();  // the client left or is closed on: the exchange ends now
     recordReceivedBytes();
     if (transaction_) {

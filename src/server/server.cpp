@@ -77,7 +77,9 @@ Result<std::vector<std::vector<BoundListener>>> bindListeners(
                 port_lines.push_back(listener.name + " " + bind_address.toString());
             }
             proxy::ListenerInfo info{listener.name, listener.tls.has_value(),
-                                     metrics::global().proxyListenerSlot(listener.name)};
+                                     metrics::global().proxyListenerSlot(listener.name),
+                                     !listener.tls && listener.allows("h2"),
+                                     listener.allows("http/1.1")};
             per_worker[w].push_back(BoundListener{info, fd.value()});
         }
     }
@@ -102,11 +104,16 @@ bool writePortFile(const std::string& path, const std::vector<std::string>& line
 struct ListenerKey {
     std::string bind;
     bool tls = false;
+    // Plain sockets are told at accept whether to look for the HTTP/2 preface or speak
+    // HTTP/1.1: a change rebinds them (TLS listeners take it from their new context).
+    bool h2c = false;
+    bool http1 = true;
     bool operator==(const ListenerKey&) const = default;
 };
 
 ListenerKey keyOf(const config::Listener& l) {
-    return ListenerKey{l.bind.text, l.tls.has_value()};
+    return ListenerKey{l.bind.text, l.tls.has_value(), !l.tls && l.allows("h2"),
+                       l.allows("http/1.1")};
 }
 
 // A key the reload path cannot apply: the running process keeps the value it started with.

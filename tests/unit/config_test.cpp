@@ -585,7 +585,27 @@ TEST_SUITE("config/errors") {
               "max_client_connections drain_timeout underscores_in_headers)");
         CHECK(onlyError(kListener + "frobnicate: true\n") ==
               "t.yaml:2:1: frobnicate: unknown key (known keys: workers listeners admin cache "
-              "upstreams routes limits logging metrics)");
+              "upstreams routes limits http2 logging metrics)");
+    }
+
+    TEST_CASE("listeners[].protocols: defaults by TLS, unknown names and empty lists refused") {
+        auto plain = loadString(kListener, "t.yaml");
+        REQUIRE(plain.config != nullptr);
+        CHECK(plain.config->listeners[0].protocols == std::vector<std::string>{"http/1.1"});
+        auto h2c = loadString(
+            "listeners: [{name: http, bind: \"127.0.0.1:0\", protocols: [h2, http/1.1]}]\n",
+            "t.yaml");
+        REQUIRE(h2c.config != nullptr);
+        CHECK(h2c.config->listeners[0].allows("h2"));
+        CHECK(h2c.config->listeners[0].allows("http/1.1"));
+        CHECK(onlyError("listeners: [{name: http, bind: \"127.0.0.1:0\", protocols: [h3]}]\n") ==
+              "t.yaml:1:59: listeners[0].protocols[0]: unknown protocol \"h3\" (h2 | http/1.1)");
+        CHECK(onlyError("listeners: [{name: http, bind: \"127.0.0.1:0\", protocols: []}]\n") ==
+              "t.yaml:1:58: listeners[0].protocols: empty list would refuse every client; omit "
+              "the key for the default");
+        CHECK(
+            onlyError("listeners: [{name: http, bind: \"127.0.0.1:0\", protocols: [h2, h2]}]\n") ==
+            "t.yaml:1:63: listeners[0].protocols[1]: duplicate protocol h2");
     }
 
     TEST_CASE("wrong types") {

@@ -64,6 +64,19 @@ struct Listener {
     std::string name;
     Endpoint bind;
     std::optional<ListenerTls> tls;
+    // "h2" and/or "http/1.1", in preference order. Empty in the file means the default:
+    // [h2, http/1.1] with TLS (ALPN), [http/1.1] without; "h2" on a plain listener is HTTP/2
+    // with prior knowledge (h2c, told apart by the connection preface).
+    std::vector<std::string> protocols;
+
+    bool allows(std::string_view protocol) const {
+        for (const auto& p : protocols) {
+            if (p == protocol) {
+                return true;
+            }
+        }
+        return false;
+    }
 };
 
 struct Admin {
@@ -199,6 +212,18 @@ struct Limits {
     std::string underscores_in_headers = "drop";
 };
 
+// HTTP/2 connections (RFC 9113) and their abuse limits (CVE-2023-44487 and kin).
+struct Http2 {
+    std::uint32_t max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS
+    // Rapid reset: streams the client may cancel in a burst, and refilled per second; beyond
+    // that nghttp2 tears the connection down with GOAWAY.
+    std::uint32_t reset_burst = 1000;
+    std::uint32_t reset_rate = 33;
+    std::uint32_t max_continuations = 8;     // CONTINUATION frames per header block
+    std::uint32_t max_settings = 32;         // entries in one SETTINGS frame
+    std::uint32_t window_bytes = 64 * kKiB;  // initial per-stream receive window
+};
+
 struct Logging {
     std::string access_log = "stdout";       // "stdout" | "stderr" | "off" | path
     std::string access_format = "combined";  // "combined" | "json"
@@ -218,6 +243,7 @@ struct Config {
     std::map<std::string, Upstream> upstreams;
     std::vector<Route> routes;
     Limits limits;
+    Http2 http2;
     Logging logging;
     Metrics metrics;
 

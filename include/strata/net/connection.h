@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "strata/event/loop.h"
 #include "strata/net/socket.h"
@@ -103,6 +104,8 @@ public:
     // "TLSv1.3", "TLS_AES_128_GCM_SHA256"; "" when plain or not yet negotiated.
     const char* tlsVersion() const;
     const char* tlsCipher() const;
+    // The protocol ALPN selected ("h2", "http/1.1"); "" when plain, none, or not yet known.
+    std::string_view alpn() const;
     // The client certificate's subject (RFC 2253) when one was presented and verified, else "".
     std::string peerSubject() const;
     bool sessionReused() const;

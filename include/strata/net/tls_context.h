@@ -138,13 +138,12 @@ public:
     // now, OCSP response parses) and appends a diagnostic naming the file for each problem.
     // Null when anything was wrong. `file` is the config file, for the diagnostics' position.
     // `keys`, `sessions` and `handshakes` come from the listener's TlsResumptionStore; null
-    // makes fresh ones (tests).
-    static std::shared_ptr<TlsServerContext> build(const config::ListenerTls& tls,
-                                                   const std::string& listener_name,
-                                                   const std::string& file, TicketKeyRingPtr keys,
-                                                   TlsSessionCachePtr sessions,
-                                                   std::vector<config::Diagnostic>& errors,
-                                                   HandshakeCountPtr handshakes = nullptr);
+    // makes fresh ones (tests). `protocols`: what ALPN may select, in preference order.
+    static std::shared_ptr<TlsServerContext> build(
+        const config::ListenerTls& tls, const std::string& listener_name, const std::string& file,
+        TicketKeyRingPtr keys, TlsSessionCachePtr sessions, std::vector<config::Diagnostic>& errors,
+        HandshakeCountPtr handshakes = nullptr,
+        const std::vector<std::string>& protocols = {"http/1.1"});
 
     // A server-side SSL on `fd`, in accept state. The caller owns it.
     SSL* newSsl(int fd) const;
@@ -188,6 +187,7 @@ private:
     TicketKeyRingPtr keys_;
     TlsSessionCachePtr sessions_;
     HandshakeCountPtr handshakes_;  // never null
+    std::string alpn_;              // the listener's protocols, ALPN wire format
     std::uint16_t metrics_slot_ = 0;
 };
 

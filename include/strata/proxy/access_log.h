@@ -38,6 +38,7 @@ struct AccessRecord {
     std::string_view method;
     std::string_view target;
     int version_minor = 1;
+    int version_major = 1;  // 2: an HTTP/2 stream ("HTTP/2.0" in the combined line)
     int status = 0;
     std::uint64_t bytes_sent = 0;  // body bytes sent to the client
     std::string_view referer;

@@ -26,6 +26,7 @@ struct evbuffer;
 
 namespace strata::proxy {
 
+class H2Session;
 class Transaction;
 
 // The HTTP/1 codec's client side: it is the ClientStream of the one transaction it runs, and
@@ -75,12 +76,48 @@ public:
                    std::chrono::steady_clock::time_point started) override;
     std::string_view requestId() const override { return view(request_id_); }
 
+    // A finished exchange whose answer is still being written (see logAccess()); an HTTP/2
+    // stream keeps one too and writes it through writeAccess().
+    struct PendingAccess {
+        std::chrono::steady_clock::time_point started;
+        int version_minor = 1;
+        int version_major = 1;
+        int status = 0;
+        std::uint64_t bytes = 0;
+        std::uint64_t sent_bytes = 0;  // head and body, once sent_settled
+        bool sent_settled = false;
+        double upstream_s = -1;
+        std::uint16_t route_slot = metrics::kNoRoute;
+        metrics::MethodClass method_class = metrics::MethodClass::Other;
+        metrics::CacheResult cache_result = metrics::CacheResult::Bypass;
+        std::string method;  // the strings only when the access log is on
+        std::string target;
+        std::string referer;
+        std::string user_agent;
+        std::string upstream;
+        std::string host;
+        std::string route;
+        RequestIdGenerator::Id request_id{};
+    };
+    // Fills `out` from a logAccess() call (the strings only when the access log is on).
+    static void recordAccess(PendingAccess& out, bool logged, std::string_view method,
+                             std::string_view target, std::string_view host, int version_minor,
+                             int status, std::uint64_t bytes, std::string_view referer,
+                             std::string_view user_agent, std::string_view upstream,
+                             double upstream_s, std::chrono::steady_clock::time_point started);
+    // The access-log line and request metrics of a finished exchange, this connection's or
+    // one of its HTTP/2 streams'.
+    void writeAccess(const PendingAccess& access);
+
     // http::RequestCallbacks
     void onRequestHead(http::RequestHead&& head) override;
     void onRequestBody(std::string_view data) override;
     void onRequestComplete() override;
 
 private:
+    friend class H2Session;
+    friend class H2Stream;
+
     // One timer per session, armed for the earlier of the read and send deadlines.
     enum class ReadDeadline { None, Header, Idle, Body };
 
@@ -119,6 +156,10 @@ private:
     // logAccess() for a request the parser rejected or the header timeout ended: with what was
     // known of it (the routed head, or the start line read so far).
     void logRejected(int status);
+    // The connection speaks HTTP/2 from here (ALPN h2, or the preface on a plain listener).
+    void startH2();
+    // A plain listener with h2: true once the first bytes decided (HTTP/2 started or not).
+    bool checkPreface();
     void close();
 
     WorkerContext& worker_;
@@ -129,6 +170,9 @@ private:
     std::uint64_t id_;
     http::RequestParser parser_;
     std::unique_ptr<Transaction> transaction_;
+    // Set once the connection speaks HTTP/2: from then on it carries every exchange.
+    std::unique_ptr<H2Session> h2_;
+    bool preface_checked_ = false;  // a plain h2 listener looked at the first bytes
     event::Timer timer_;
     ReadDeadline read_mode_ = ReadDeadline::None;
     std::chrono::steady_clock::time_point read_deadline_;
@@ -157,27 +201,6 @@ private:
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
     std::string_view tls_cipher_;   // OpenSSL's static cipher names
-    // The finished exchange whose answer is still being written (see logAccess()).
-    struct PendingAccess {
-        std::chrono::steady_clock::time_point started;
-        int version_minor = 1;
-        int status = 0;
-        std::uint64_t bytes = 0;
-        std::uint64_t sent_bytes = 0;  // head and body, once sent_settled
-        bool sent_settled = false;
-        double upstream_s = -1;
-        std::uint16_t route_slot = metrics::kNoRoute;
-        metrics::MethodClass method_class = metrics::MethodClass::Other;
-        metrics::CacheResult cache_result = metrics::CacheResult::Bypass;
-        std::string method;  // the strings only when the access log is on
-        std::string target;
-        std::string referer;
-        std::string user_agent;
-        std::string upstream;
-        std::string host;
-        std::string route;
-        RequestIdGenerator::Id request_id{};
-    };
     PendingAccess pending_;
     bool pending_log_ = false;
 };

@@ -26,6 +26,10 @@ struct ListenerInfo {
     std::string name;
     bool tls = false;
     std::uint16_t metric_slot = 0;  // metrics::Registry::proxyListenerSlot(name)
+    // A plain listener with h2 in its protocols: a connection opening with the HTTP/2 preface
+    // speaks HTTP/2 (prior knowledge). TLS listeners choose by ALPN instead.
+    bool h2c = false;
+    bool http1 = true;  // http/1.1 is among its protocols
 };
 
 class WorkerContext {
