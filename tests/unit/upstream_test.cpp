@@ -186,4 +186,34 @@ TEST_SUITE("upstream/balancer") {
         s.recordFailure(t, 1s);  // back to 1s after a success
         CHECK(s.isAvailable(t + 1001ms));
     }
+
+    TEST_CASE("RoundRobinBalancer alone: weighted order, tried skipped, down servers avoided") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(makeUpstream({3, 1}), registry);
+        upstream::RoundRobinBalancer rr(group.servers(), {3, 1});
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        std::array<int, 2> counts{};
+        for (int i = 0; i < 400; ++i) {
+            counts[static_cast<std::size_t>(rr.pick({none, now, {}}))]++;
+        }
+        CHECK(counts[0] == 300);
+        CHECK(counts[1] == 100);
+
+        upstream::TriedServers tried;
+        tried.add(0);
+        for (int i = 0; i < 50; ++i) {
+            CHECK(rr.pick({tried, now, {}}) == 1);
+        }
+        tried.add(1);
+        CHECK(rr.pick({tried, now, {}}) == -1);
+
+        group.servers()[0]->setHealthy(false);
+        for (int i = 0; i < 50; ++i) {
+            CHECK(rr.pick({none, now, {}}) == 1);
+        }
+        upstream::TriedServers only_down;
+        only_down.add(1);
+        CHECK(rr.pick({only_down, now, {}}) == 0);  // down, but better than failing
+    }
 }

@@ -1,5 +1,5 @@
-// Upstream groups as the data path sees them: servers with shared health state and one
-// round-robin cursor for all workers (DESIGN.md: "round-robin cursors, health state" are shared).
+// Upstream groups as the data path sees them: servers with shared health state and one balancer
+// for all workers (DESIGN.md: "round-robin cursors, health state" are shared).
 //
 // ServerState outlives config snapshots: a reload that keeps a server keeps its state (and the
 // pooled connections to it), found through ServerRegistry by upstream name and address.
@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "strata/config/config.h"
@@ -67,7 +68,6 @@ private:
     std::map<std::string, std::weak_ptr<ServerState>> states_;
 };
 
-// One configured upstream within a snapshot. Immutable except for the cursor.
 // The servers one request has tried, by index into UpstreamGroup::servers(). Any number of
 // servers (indexes are not folded into a 64-bit mask), no allocation: a request tries at most
 // upstreams.<name>.max_tries (<= 10) servers, so the set holds up to kCapacity indexes inline.
@@ -95,6 +95,43 @@ private:
     std::size_t size_ = 0;
 };
 
+// What a balancer knows about one pick. Borrowed for the duration of pick() only.
+struct PickContext {
+    const TriedServers& tried;  // never picked again for this request
+    std::chrono::steady_clock::time_point now;
+    std::string_view hash_key;  // taken from the request; empty when the algorithm needs none
+};
+
+// Chooses a server of one UpstreamGroup (Envoy's LoadBalancer::chooseHost). One class per
+// algorithm; the group holds the one its config names. pick() runs on every worker at once, so
+// an implementation keeps its mutable state in atomics and never allocates or locks.
+//
+// Contract shared by all algorithms: never return a server in `tried`; prefer servers that are
+// available (healthy, not backing off); when every untried server is down, still return one
+// rather than failing the request; return -1 only when every server was tried.
+class Balancer {
+public:
+    virtual ~Balancer() = default;
+    virtual int pick(const PickContext& context) = 0;
+};
+
+using BalancerPtr = std::unique_ptr<Balancer>;
+
+// Smooth weighted round robin over one cursor shared by all workers.
+class RoundRobinBalancer final : public Balancer {
+public:
+    // `servers` is borrowed from the owning UpstreamGroup and outlives the balancer.
+    RoundRobinBalancer(const std::vector<ServerStatePtr>& servers,
+                       const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint16_t> schedule_;  // server indexes, interleaved by weight
+    std::atomic<std::uint64_t> cursor_{0};
+};
+
+// One configured upstream within a snapshot. Immutable except for its balancer's state.
 class UpstreamGroup {
 public:
     UpstreamGroup(const config::Upstream& config, ServerRegistry& registry);
@@ -102,11 +139,12 @@ public:
     const config::Upstream& config() const { return config_; }
     const std::vector<ServerStatePtr>& servers() const { return servers_; }
 
-    // Picks the next server in (smooth weighted) round-robin order, skipping servers in
-    // `tried` and, when possible, servers that are unhealthy or
-    // backing off. When every untried server is down it still returns one rather than failing
-    // everything. Returns -1 when every server was tried.
-    int pick(const TriedServers& tried, std::chrono::steady_clock::time_point now) const;
+    // Asks the configured balancer (upstreams.<name>.balance) for a server; see Balancer for
+    // what every algorithm guarantees. -1 when every server was tried.
+    int pick(const PickContext& context) const { return balancer_->pick(context); }
+    int pick(const TriedServers& tried, std::chrono::steady_clock::time_point now) const {
+        return pick(PickContext{tried, now, {}});
+    }
 
     // TLS to the servers (upstreams.<name>.tls); null = plain TCP. Set while the snapshot is
     // built, before any worker sees the group.
@@ -118,8 +156,9 @@ private:
     config::Upstream config_;
     net::TlsClientContextPtr tls_;
     std::vector<ServerStatePtr> servers_;
-    std::vector<std::uint16_t> schedule_;           // server indexes, interleaved by weight
-    mutable std::atomic<std::uint64_t> cursor_{0};  // the one mutable part, shared by workers
+    // The one mutable part (cursors, shared by workers) lives in the balancer; the pointer is
+    // const, the pointee is not.
+    BalancerPtr balancer_;
 };
 
 using UpstreamGroupPtr = std::shared_ptr<UpstreamGroup>;
