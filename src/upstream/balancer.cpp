@@ -14,6 +14,23 @@ std::int64_t toNanos(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
+HashKeySource parseHashKeySource(std::string_view text) {
+    // Config validation admits exactly these forms (upstreams.<name>.hash.key).
+    HashKeySource out;
+    if (text == "uri") {
+        out.kind = HashKeySource::Kind::Uri;
+    } else if (text == "client") {
+        out.kind = HashKeySource::Kind::Client;
+    } else if (text.starts_with("header:")) {
+        out.kind = HashKeySource::Kind::Header;
+        out.name = std::string(text.substr(7));
+    } else if (text.starts_with("cookie:")) {
+        out.kind = HashKeySource::Kind::Cookie;
+        out.name = std::string(text.substr(7));
+    }
+    return out;
+}
+
 ServerState::ServerState(std::string upstream_name, net::SocketAddress address, std::string label)
     : upstream_name_(std::move(upstream_name)),
       address_(address),
@@ -114,12 +131,13 @@ int RoundRobinBalancer::pick(const PickContext& context) {
 
 UpstreamGroup::UpstreamGroup(const config::Upstream& config, ServerRegistry& registry)
     : config_(config) {
-    std::vector<std::uint32_t> weights;
     for (const auto& server : config_.servers) {
         servers_.push_back(registry.get(config_.name, server.address));
-        weights.push_back(server.weight == 0 ? 1 : server.weight);
     }
-    balancer_ = std::make_unique<RoundRobinBalancer>(servers_, weights);
+    balancer_ = makeBalancer(config_, servers_);
+    if (config_.balance == "consistent_hash") {
+        hash_source_ = parseHashKeySource(config_.hash.key);
+    }
 }
 
 }  // namespace strata::upstream

@@ -131,6 +131,94 @@ private:
     std::atomic<std::uint64_t> cursor_{0};
 };
 
+// Active requests per unit of weight decides; ties go round robin (by weight), as nginx's
+// least_conn and HAProxy's leastconn do, so an idle group still spreads by weight.
+class LeastConnectionsBalancer final : public Balancer {
+public:
+    LeastConnectionsBalancer(const std::vector<ServerStatePtr>& servers,
+                             const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint32_t> weights_;
+    std::vector<std::uint16_t> schedule_;
+    std::atomic<std::uint64_t> cursor_{0};
+};
+
+// Power of two choices: two servers drawn at random (by weight), the less loaded one wins. No
+// shared cursor to contend on; each thread has its own generator.
+class RandomTwoBalancer final : public Balancer {
+public:
+    RandomTwoBalancer(const std::vector<ServerStatePtr>& servers,
+                      const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    int draw(const PickContext& context) const;
+
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint32_t> weights_;
+    std::vector<std::uint64_t> cumulative_;  // running sum of weights_, for weighted draws
+};
+
+// A hash ring with virtual nodes (kPointsPerWeight per unit of weight) placed by server address,
+// so removing one of n servers moves only the keys it held (about 1/n). Bounded load (Mirrokni
+// et al., "Consistent Hashing with Bounded Loads"): a server already holding more than
+// kLoadFactor times its weighted share of the active requests is passed over for the next one
+// on the ring, so a hot key cannot overload one server. A request without a key (the header or
+// cookie absent) is balanced round robin.
+class ConsistentHashBalancer final : public Balancer {
+public:
+    static constexpr std::uint32_t kPointsPerWeight = 100;
+    static constexpr double kLoadFactor = 1.25;
+
+    ConsistentHashBalancer(const std::vector<ServerStatePtr>& servers,
+                           const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    struct Point {
+        std::uint64_t hash;
+        std::uint32_t server;
+    };
+    bool overloaded(std::size_t index, std::int64_t total, std::uint64_t total_weight) const;
+
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint32_t> weights_;
+    std::vector<Point> ring_;  // sorted by hash
+    RoundRobinBalancer keyless_;
+};
+
+// Fills servers in config order: the first available untried one takes every request, the next
+// ones only when it is down (HAProxy's balance first, for spare capacity kept cold).
+class FirstBalancer final : public Balancer {
+public:
+    explicit FirstBalancer(const std::vector<ServerStatePtr>& servers);
+    int pick(const PickContext& context) override;
+
+private:
+    const std::vector<ServerStatePtr>& servers_;
+};
+
+// Where the proxy takes a request's hash key from (upstreams.<name>.hash.key).
+struct HashKeySource {
+    enum class Kind : std::uint8_t { None, Uri, Client, Header, Cookie };
+    Kind kind = Kind::None;  // None: the balancer needs no key
+    std::string name;        // Header, Cookie
+};
+
+// "uri", "client", "header:NAME", "cookie:NAME"; anything else is Kind::None.
+HashKeySource parseHashKeySource(std::string_view text);
+
+// The balancer named by config.balance over `servers` (borrowed; they outlive it).
+BalancerPtr makeBalancer(const config::Upstream& config,
+                         const std::vector<ServerStatePtr>& servers);
+
+// A stable 64-bit hash (FNV-1a, then a murmur3 finalizer), the same in every process and build,
+// so several strata instances map a key to the same server.
+std::uint64_t hashKey(std::string_view key);
+
 // One configured upstream within a snapshot. Immutable except for its balancer's state.
 class UpstreamGroup {
 public:
@@ -152,8 +240,12 @@ public:
     const net::TlsClientContext* tls() const { return tls_.get(); }
     const net::TlsClientContextPtr& tlsContext() const { return tls_; }
 
+    // What the proxy must compute for pick()'s hash key; Kind::None for most algorithms.
+    const HashKeySource& hashKeySource() const { return hash_source_; }
+
 private:
     config::Upstream config_;
+    HashKeySource hash_source_;
     net::TlsClientContextPtr tls_;
     std::vector<ServerStatePtr> servers_;
     // The one mutable part (cursors, shared by workers) lives in the balancer; the pointer is
