@@ -312,6 +312,38 @@ bool checkHeaderName(std::string& value, std::string& error) {
     return true;
 }
 
+constexpr std::array<std::string_view, 5> kBalanceChoices{"round_robin", "least_connections",
+                                                          "random_two", "consistent_hash", "first"};
+
+// upstreams.<name>.hash.key: "uri", "client", "header:NAME" or "cookie:NAME".
+bool checkHashKey(std::string& value, std::string& error) {
+    if (value == "uri" || value == "client") {
+        return true;
+    }
+    const std::string_view text(value);
+    for (std::string_view prefix : {std::string_view("header:"), std::string_view("cookie:")}) {
+        if (!text.starts_with(prefix)) {
+            continue;
+        }
+        std::string_view name = text.substr(prefix.size());
+        if (name.empty() || !std::all_of(name.begin(), name.end(), isTchar)) {
+            error = "invalid " + std::string(prefix.substr(0, prefix.size() - 1)) + " name \"" +
+                    std::string(name) + "\" in \"" + value + "\"";
+            return false;
+        }
+        return true;
+    }
+    error = "invalid hash key \"" + value + "\"; expected uri, client, header:NAME or cookie:NAME";
+    if (value == "url" || value == "path" || value == "URI") {
+        error += "; did you mean \"uri\"?";
+    } else if (value == "ip" || value == "address" || value == "client_address") {
+        error += "; did you mean \"client\"?";
+    } else if (value == "header" || value == "cookie") {
+        error += "; did you mean \"" + value + ":NAME\"?";
+    }
+    return false;
+}
+
 bool checkOptionalReadableFile(std::string& value, std::string& error) {
     return value.empty() || checkReadableFile(value, error);
 }
@@ -622,7 +654,20 @@ void readUpstreams(Loader& loader, const Node& value, const Mark& /*key_mark*/,
         }
         Upstream upstream;
         upstream.name = name;
-        loader.readMap(entry.value, entry.key_node.Mark(), item_path, upstream);
+        upstream.balance.clear();  // stays empty when the written value is invalid
+        auto marks = loader.readMap(entry.value, entry.key_node.Mark(), item_path, upstream);
+        const bool balance_valid = !upstream.balance.empty() || !marks.has("balance");
+        if (upstream.balance.empty()) {
+            upstream.balance = Upstream{}.balance;
+        }
+        // A bad balance value is reported once; its hash block is not blamed as well.
+        if (balance_valid && marks.has("hash") && upstream.balance != "consistent_hash") {
+            // A hash block that does nothing is a config the operator misread.
+            loader.error(marks.valueMark("hash", entry.key_node.Mark()),
+                         Loader::child(item_path, "hash"),
+                         "hash applies only to balance: consistent_hash (balance is " +
+                             upstream.balance + ")");
+        }
         out.upstreams.emplace(name, std::move(upstream));
     }
 }
@@ -1023,6 +1068,23 @@ const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
         customField<Upstream>("tls", readUpstreamTls, "mapping", "",
                               "TLS to the servers; absent = plain TCP",
                               describeSection<UpstreamTls>),
+        textField<Upstream>("balance", &Upstream::balance,
+                            "how requests are spread over the servers", nullptr, kBalanceChoices),
+        customField<Upstream>("hash", readSection<Upstream, UpstreamHash, &Upstream::hash>,
+                              "mapping", "", "consistent_hash only: what the key is",
+                              describeSection<UpstreamHash>),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<UpstreamHash>>& fieldsOf<UpstreamHash>() {
+    static const std::vector<Field<UpstreamHash>> fields{
+        textField<UpstreamHash>(
+            "key", &UpstreamHash::key,
+            "uri (path and query) | client (address) | header:NAME | cookie:NAME; a request "
+            "without it is balanced round robin",
+            checkHashKey),
     };
     return fields;
 }

@@ -86,6 +86,8 @@ const std::vector<Field<Upstream>>& fieldsOf<Upstream>();
 template <>
 const std::vector<Field<UpstreamServer>>& fieldsOf<UpstreamServer>();
 template <>
+const std::vector<Field<UpstreamHash>>& fieldsOf<UpstreamHash>();
+template <>
 const std::vector<Field<HealthCheck>>& fieldsOf<HealthCheck>();
 template <>
 const std::vector<Field<UpstreamTimeouts>>& fieldsOf<UpstreamTimeouts>();

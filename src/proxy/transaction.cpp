@@ -9,6 +9,7 @@
 #include "strata/cache/validation.h"
 #include "strata/common/assert.h"
 #include "strata/common/log.h"
+#include "strata/common/strings.h"
 #include "strata/http/message.h"
 
 namespace strata::proxy {
@@ -61,6 +62,55 @@ std::string withTtl(std::string_view status, cache::Seconds ttl) {
     out.append("; ttl=");
     out.append(digits, end);
     return out;
+}
+
+// The value of cookie `name` in the request's Cookie fields (RFC 6265 5.4: "a=1; b=2"), or "".
+std::string cookieValue(const http::Fields& fields, std::string_view name) {
+    for (const auto& field : fields) {
+        if (!equalsIgnoreCase(field.name, "Cookie")) {
+            continue;
+        }
+        std::string_view rest = field.value;
+        while (!rest.empty()) {
+            std::size_t end = rest.find(';');
+            std::string_view pair = rest.substr(0, end);
+            rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+            while (!pair.empty() && pair.front() == ' ') {
+                pair.remove_prefix(1);
+            }
+            // Cookie names are case-sensitive (RFC 6265 5.4 compares them octet by octet).
+            if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=') {
+                return std::string(pair.substr(name.size() + 1));
+            }
+        }
+    }
+    return {};
+}
+
+// What a consistent_hash upstream hashes (upstreams.<name>.hash.key). Empty when the request
+// has no such value (header or cookie absent): the balancer then goes round robin.
+std::string upstreamHashKey(const upstream::HashKeySource& source, const http::RequestHead& request,
+                            const std::string& client) {
+    using Kind = upstream::HashKeySource::Kind;
+    switch (source.kind) {
+        case Kind::None:
+            return {};
+        case Kind::Uri:
+            // Path and query as the client sent them; absolute-form maps to the same key.
+            if (request.target.starts_with('/')) {
+                return request.target;
+            }
+            return request.query.empty() ? request.path : request.path + "?" + request.query;
+        case Kind::Client:
+            return client;
+        case Kind::Header: {
+            const std::string* value = request.fields.get(source.name);
+            return value != nullptr ? *value : std::string();
+        }
+        case Kind::Cookie:
+            return cookieValue(request.fields, source.name);
+    }
+    return {};
 }
 
 // Requests and builds the revalidation of a stale entry without a client (RFC 5861: serve
@@ -436,6 +486,8 @@ void Transaction::startBackgroundRefresh() {
                                  event::loopTime(), kHitForPass);
         return;
     }
+    // The refresh asks the server the client's request would have gone to.
+    upstream.hash_key = upstreamHashKey(group_->hashKeySource(), request_, client_.clientAddress());
     auto refresh =
         std::make_unique<BackgroundRefresh>(client_.worker(), snapshot_, route_index_, request_,
                                             stale_, primary_key_, std::move(upstream));
@@ -507,6 +559,7 @@ void Transaction::forward() {
         onExchangeFailure(500, false, "internal error: upstream request could not be built");
         return;
     }
+    upstream.hash_key = upstreamHashKey(group_->hashKeySource(), request_, client_.clientAddress());
     exchange_ = std::make_unique<UpstreamExchange>(client_.worker(), *group_, std::move(upstream),
                                                    static_cast<UpstreamExchangeCallbacks&>(*this),
                                                    client_.connectionId());

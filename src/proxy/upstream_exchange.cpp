@@ -85,7 +85,9 @@ void UpstreamExchange::connectNext() {
     if (tries_ >= config.max_tries) {
         return fail(Failure::Connect);
     }
-    int index = retry_same_server_ >= 0 ? retry_same_server_ : group_.pick(tried_, now);
+    int index = retry_same_server_ >= 0
+                    ? retry_same_server_
+                    : group_.pick(upstream::PickContext{tried_, now, request_.hash_key});
     const bool fresh_only = retry_same_server_ >= 0;
     retry_same_server_ = -1;
     if (index < 0) {

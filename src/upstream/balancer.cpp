@@ -14,6 +14,23 @@ std::int64_t toNanos(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
+HashKeySource parseHashKeySource(std::string_view text) {
+    // Config validation admits exactly these forms (upstreams.<name>.hash.key).
+    HashKeySource out;
+    if (text == "uri") {
+        out.kind = HashKeySource::Kind::Uri;
+    } else if (text == "client") {
+        out.kind = HashKeySource::Kind::Client;
+    } else if (text.starts_with("header:")) {
+        out.kind = HashKeySource::Kind::Header;
+        out.name = std::string(text.substr(7));
+    } else if (text.starts_with("cookie:")) {
+        out.kind = HashKeySource::Kind::Cookie;
+        out.name = std::string(text.substr(7));
+    }
+    return out;
+}
+
 ServerState::ServerState(std::string upstream_name, net::SocketAddress address, std::string label)
     : upstream_name_(std::move(upstream_name)),
       address_(address),
@@ -76,18 +93,11 @@ std::vector<std::uint16_t> buildSchedule(const std::vector<std::uint32_t>& weigh
     return schedule;
 }
 
-UpstreamGroup::UpstreamGroup(const config::Upstream& config, ServerRegistry& registry)
-    : config_(config) {
-    std::vector<std::uint32_t> weights;
-    for (const auto& server : config_.servers) {
-        servers_.push_back(registry.get(config_.name, server.address));
-        weights.push_back(server.weight == 0 ? 1 : server.weight);
-    }
-    schedule_ = buildSchedule(weights);
-}
+RoundRobinBalancer::RoundRobinBalancer(const std::vector<ServerStatePtr>& servers,
+                                       const std::vector<std::uint32_t>& weights)
+    : servers_(servers), schedule_(buildSchedule(weights)) {}
 
-int UpstreamGroup::pick(const TriedServers& tried,
-                        std::chrono::steady_clock::time_point now) const {
+int RoundRobinBalancer::pick(const PickContext& context) {
     if (schedule_.empty()) {
         return -1;
     }
@@ -98,10 +108,10 @@ int UpstreamGroup::pick(const TriedServers& tried,
         // still share its load evenly instead of its successor taking all of it.
         std::uint64_t position = cursor_.fetch_add(1, std::memory_order_relaxed);
         int index = schedule_[position % n];
-        if (tried.contains(static_cast<std::size_t>(index))) {
+        if (context.tried.contains(static_cast<std::size_t>(index))) {
             continue;
         }
-        if (servers_[index]->isAvailable(now)) {
+        if (servers_[index]->isAvailable(context.now)) {
             return index;
         }
         if (fallback < 0) {
@@ -111,12 +121,23 @@ int UpstreamGroup::pick(const TriedServers& tried,
     if (fallback < 0) {
         // Every probe hit a tried server; look for any untried one directly.
         for (std::size_t i = 0; i < servers_.size(); ++i) {
-            if (!tried.contains(i)) {
+            if (!context.tried.contains(i)) {
                 return static_cast<int>(i);
             }
         }
     }
     return fallback;
+}
+
+UpstreamGroup::UpstreamGroup(const config::Upstream& config, ServerRegistry& registry)
+    : config_(config) {
+    for (const auto& server : config_.servers) {
+        servers_.push_back(registry.get(config_.name, server.address));
+    }
+    balancer_ = makeBalancer(config_, servers_);
+    if (config_.balance == "consistent_hash") {
+        hash_source_ = parseHashKeySource(config_.hash.key);
+    }
 }
 
 }  // namespace strata::upstream

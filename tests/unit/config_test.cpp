@@ -558,6 +558,39 @@ TEST_SUITE("config/load") {
         CHECK(onlyError(kListener + "limits: {<<: 5}\n") ==
               "t.yaml:2:14: limits: merge key (<<) needs a mapping or a list of mappings");
     }
+
+    TEST_CASE("upstreams.NAME.balance and hash: values, hints and misuse") {
+        auto up = [](const std::string& body) {
+            return kListener + "upstreams:\n  a:\n    servers: [\"1.2.3.4:80\"]\n" + body;
+        };
+        auto c = mustLoad(up("    balance: consistent_hash\n    hash: {key: \"cookie:sid\"}\n"));
+        CHECK(c->upstreams.at("a").balance == "consistent_hash");
+        CHECK(c->upstreams.at("a").hash.key == "cookie:sid");
+        CHECK(mustLoad(up(""))->upstreams.at("a").balance == "round_robin");
+        CHECK(mustLoad(up(""))->upstreams.at("a").hash.key == "uri");
+        for (const char* name : {"least_connections", "random_two", "first", "round_robin"}) {
+            CHECK(mustLoad(up(std::string("    balance: ") + name + "\n"))
+                      ->upstreams.at("a")
+                      .balance == name);
+        }
+        CHECK(onlyError(up("    balance: least_conn\n")) ==
+              "t.yaml:5:14: upstreams.a.balance: invalid value \"least_conn\"; expected one of "
+              "round_robin, least_connections, random_two, consistent_hash, first; did you mean "
+              "\"least_connections\"?");
+        // A bad balance value is reported once; its hash block is not blamed as well.
+        CHECK(onlyError(up("    balance: consistent_hsh\n    hash: {key: uri}\n"))
+                  .find("did you mean \"consistent_hash\"?") != std::string::npos);
+        CHECK(onlyError(up("    hash: {key: uri}\n")) ==
+              "t.yaml:5:11: upstreams.a.hash: hash applies only to balance: consistent_hash "
+              "(balance is round_robin)");
+        CHECK(onlyError(up("    balance: consistent_hash\n    hash: {key: url}\n")) ==
+              "t.yaml:6:17: upstreams.a.hash.key: invalid hash key \"url\"; expected uri, "
+              "client, header:NAME or cookie:NAME; did you mean \"uri\"?");
+        CHECK(onlyError(up("    balance: consistent_hash\n    hash: {key: \"header:a b\"}\n")) ==
+              "t.yaml:6:17: upstreams.a.hash.key: invalid header name \"a b\" in \"header:a b\"");
+        CHECK(onlyError(up("    balance: consistent_hash\n    hash: {kye: uri}\n")) ==
+              "t.yaml:6:12: upstreams.a.hash.kye: unknown key; did you mean \"key\"?");
+    }
 }
 
 TEST_SUITE("config/errors") {

@@ -24,6 +24,11 @@ config::Upstream makeUpstream(std::vector<std::uint32_t> weights) {
     return u;
 }
 
+config::Upstream withBalance(config::Upstream u, const char* balance) {
+    u.balance = balance;
+    return u;
+}
+
 }  // namespace
 
 TEST_SUITE("upstream/balancer") {
@@ -185,5 +190,260 @@ TEST_SUITE("upstream/balancer") {
         CHECK(s.isAvailable(t));
         s.recordFailure(t, 1s);  // back to 1s after a success
         CHECK(s.isAvailable(t + 1001ms));
+    }
+
+    TEST_CASE("RoundRobinBalancer alone: weighted order, tried skipped, down servers avoided") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(makeUpstream({3, 1}), registry);
+        upstream::RoundRobinBalancer rr(group.servers(), {3, 1});
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        std::array<int, 2> counts{};
+        for (int i = 0; i < 400; ++i) {
+            counts[static_cast<std::size_t>(rr.pick({none, now, {}}))]++;
+        }
+        CHECK(counts[0] == 300);
+        CHECK(counts[1] == 100);
+
+        upstream::TriedServers tried;
+        tried.add(0);
+        for (int i = 0; i < 50; ++i) {
+            CHECK(rr.pick({tried, now, {}}) == 1);
+        }
+        tried.add(1);
+        CHECK(rr.pick({tried, now, {}}) == -1);
+
+        group.servers()[0]->setHealthy(false);
+        for (int i = 0; i < 50; ++i) {
+            CHECK(rr.pick({none, now, {}}) == 1);
+        }
+        upstream::TriedServers only_down;
+        only_down.add(1);
+        CHECK(rr.pick({only_down, now, {}}) == 0);  // down, but better than failing
+    }
+
+    TEST_CASE("every algorithm: a tried server is never picked again, -1 once all were tried") {
+        for (const char* balance :
+             {"round_robin", "least_connections", "random_two", "consistent_hash", "first"}) {
+            CAPTURE(balance);
+            upstream::ServerRegistry registry;
+            upstream::UpstreamGroup group(withBalance(makeUpstream({1, 3, 1, 2, 1}), balance),
+                                          registry);
+            auto now = std::chrono::steady_clock::now();
+            group.servers()[3]->setHealthy(false);  // down ones come last, but they still come
+            for (int round = 0; round < 20; ++round) {
+                upstream::TriedServers tried;
+                const std::string key = "/k" + std::to_string(round);
+                for (int i = 0; i < 5; ++i) {
+                    int index = group.pick({tried, now, key});
+                    REQUIRE(index >= 0);
+                    CHECK_FALSE(tried.contains(static_cast<std::size_t>(index)));
+                    if (i < 4) {
+                        CHECK(index != 3);
+                    }
+                    tried.add(static_cast<std::size_t>(index));
+                }
+                CHECK(group.pick({tried, now, key}) == -1);
+            }
+        }
+    }
+
+    TEST_CASE("least_connections prefers idle servers, weighs load by weight, ties round robin") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(withBalance(makeUpstream({1, 2, 1}), "least_connections"),
+                                      registry);
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        SUBCASE("idle: spread by weight through the round-robin order") {
+            std::array<int, 3> counts{};
+            for (int i = 0; i < 400; ++i) {
+                counts[static_cast<std::size_t>(group.pick({none, now, {}}))]++;
+            }
+            CHECK(counts[0] == 100);
+            CHECK(counts[1] == 200);
+            CHECK(counts[2] == 100);
+        }
+        SUBCASE("the idle server wins while the others are busy") {
+            group.servers()[0]->in_flight = 3;
+            group.servers()[1]->in_flight = 2;
+            for (int i = 0; i < 50; ++i) {
+                CHECK(group.pick({none, now, {}}) == 2);
+            }
+        }
+        SUBCASE("active per weight: 2 active on weight 2 is as loaded as 1 on weight 1") {
+            group.servers()[0]->in_flight = 1;
+            group.servers()[1]->in_flight = 2;
+            group.servers()[2]->in_flight = 2;
+            std::array<int, 3> counts{};
+            for (int i = 0; i < 400; ++i) {
+                counts[static_cast<std::size_t>(group.pick({none, now, {}}))]++;
+            }
+            CHECK(counts[2] == 0);
+            // A tie between 0 and 1: the weighted round-robin order decides, 1:2.
+            CHECK(counts[0] == doctest::Approx(133).epsilon(0.05));
+            CHECK(counts[1] == doctest::Approx(267).epsilon(0.05));
+        }
+        SUBCASE("simulated load: each pick holds its server until released") {
+            std::array<int, 3> counts{};
+            for (int i = 0; i < 300; ++i) {
+                int index = group.pick({none, now, {}});
+                counts[static_cast<std::size_t>(index)]++;
+                group.servers()[static_cast<std::size_t>(index)]->in_flight++;
+            }
+            // Held requests end up proportional to weight: 75 / 150 / 75.
+            CHECK(counts[0] == doctest::Approx(75).epsilon(0.03));
+            CHECK(counts[1] == doctest::Approx(150).epsilon(0.03));
+            CHECK(counts[2] == doctest::Approx(75).epsilon(0.03));
+        }
+    }
+
+    TEST_CASE("random_two spreads idle picks by weight and avoids a loaded server") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(withBalance(makeUpstream({1, 2, 3}), "random_two"), registry);
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        std::array<int, 3> counts{};
+        for (int i = 0; i < 12000; ++i) {
+            counts[static_cast<std::size_t>(group.pick({none, now, {}}))]++;
+        }
+        CHECK(counts[0] == doctest::Approx(2000).epsilon(0.1));
+        CHECK(counts[1] == doctest::Approx(4000).epsilon(0.1));
+        CHECK(counts[2] == doctest::Approx(6000).epsilon(0.1));
+
+        group.servers()[2]->in_flight = 50;
+        counts = {};
+        for (int i = 0; i < 3000; ++i) {
+            counts[static_cast<std::size_t>(group.pick({none, now, {}}))]++;
+        }
+        // Server 2 wins only when no second, distinct draw was found (8 tries): rarely.
+        CHECK(counts[2] < 30);
+    }
+
+    TEST_CASE("consistent_hash: a key sticks to one server, keys spread by weight") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(withBalance(makeUpstream({1, 2, 1}), "consistent_hash"),
+                                      registry);
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        std::array<int, 3> counts{};
+        for (int k = 0; k < 20000; ++k) {
+            const std::string key = "/object/" + std::to_string(k);
+            int index = group.pick({none, now, key});
+            REQUIRE(index >= 0);
+            counts[static_cast<std::size_t>(index)]++;
+            if (k % 1000 == 0) {
+                for (int again = 0; again < 5; ++again) {
+                    CHECK(group.pick({none, now, key}) == index);
+                }
+            }
+        }
+        CHECK(counts[0] == doctest::Approx(5000).epsilon(0.2));
+        CHECK(counts[1] == doctest::Approx(10000).epsilon(0.2));
+        CHECK(counts[2] == doctest::Approx(5000).epsilon(0.2));
+
+        SUBCASE("a request without a key goes round robin") {
+            std::array<int, 3> rr{};
+            for (int i = 0; i < 400; ++i) {
+                rr[static_cast<std::size_t>(group.pick({none, now, {}}))]++;
+            }
+            CHECK(rr[0] == 100);
+            CHECK(rr[1] == 200);
+            CHECK(rr[2] == 100);
+        }
+    }
+
+    TEST_CASE("consistent_hash: removing one of 5 servers moves only the keys it held (~1/5)") {
+        upstream::ServerRegistry registry;
+        config::Upstream five = withBalance(makeUpstream({1, 1, 1, 1, 1}), "consistent_hash");
+        config::Upstream four = five;
+        four.servers.erase(four.servers.begin() + 2);  // by address, not by position
+        upstream::UpstreamGroup before(five, registry);
+        upstream::UpstreamGroup after(four, registry);
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        int moved = 0;
+        int moved_elsewhere = 0;
+        constexpr int kKeys = 10000;
+        for (int k = 0; k < kKeys; ++k) {
+            const std::string key = "user-" + std::to_string(k);
+            const auto& was =
+                before.servers()[static_cast<std::size_t>(before.pick({none, now, key}))];
+            const auto& now_at =
+                after.servers()[static_cast<std::size_t>(after.pick({none, now, key}))];
+            if (was != now_at) {
+                ++moved;
+                moved_elsewhere += was == before.servers()[2] ? 0 : 1;
+            }
+        }
+        CHECK(moved_elsewhere == 0);  // only the removed server's keys move
+        CHECK(moved == doctest::Approx(kKeys / 5).epsilon(0.25));
+    }
+
+    TEST_CASE("consistent_hash bounded load: a hot key spills to the next server, then returns") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(withBalance(makeUpstream({1, 1, 1}), "consistent_hash"),
+                                      registry);
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        const int owner = group.pick({none, now, "hot"});
+        REQUIRE(owner >= 0);
+        // 10 active on the owner, none elsewhere: its bound is ceil(1.25 * 11 / 3) = 5.
+        group.servers()[static_cast<std::size_t>(owner)]->in_flight = 10;
+        const int spill = group.pick({none, now, "hot"});
+        CHECK(spill >= 0);
+        CHECK(spill != owner);
+        for (int i = 0; i < 20; ++i) {
+            CHECK(group.pick({none, now, "hot"}) == spill);  // the same next server each time
+        }
+        // Holding the spilled requests: the load spreads instead of piling up on one server.
+        std::array<int, 3> held{};
+        held[static_cast<std::size_t>(owner)] = 10;
+        for (int i = 0; i < 40; ++i) {
+            int index = group.pick({none, now, "hot"});
+            held[static_cast<std::size_t>(index)]++;
+            group.servers()[static_cast<std::size_t>(index)]->in_flight++;
+        }
+        const int total = 50;
+        for (int s = 0; s < 3; ++s) {
+            CAPTURE(s);
+            CHECK(held[static_cast<std::size_t>(s)] <= (total * 5 + 11) / 12 + 1);  // 1.25 x 50/3
+        }
+        for (const auto& server : group.servers()) {
+            server->in_flight = 0;
+        }
+        CHECK(group.pick({none, now, "hot"}) == owner);
+    }
+
+    TEST_CASE("first fills servers in config order") {
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(withBalance(makeUpstream({1, 5, 1}), "first"), registry);
+        auto now = std::chrono::steady_clock::now();
+        upstream::TriedServers none;
+        for (int i = 0; i < 10; ++i) {
+            CHECK(group.pick({none, now, {}}) == 0);
+        }
+        group.servers()[0]->recordFailure(now, 5s);
+        CHECK(group.pick({none, now, {}}) == 1);
+        CHECK(group.pick({none, now + 6s, {}}) == 0);  // back after its back-off
+        upstream::TriedServers tried;
+        tried.add(0);
+        CHECK(group.pick({tried, now + 6s, {}}) == 1);
+    }
+
+    TEST_CASE("hash key sources parse as config validation admits them") {
+        using Kind = upstream::HashKeySource::Kind;
+        CHECK(upstream::parseHashKeySource("uri").kind == Kind::Uri);
+        CHECK(upstream::parseHashKeySource("client").kind == Kind::Client);
+        auto header = upstream::parseHashKeySource("header:X-User");
+        CHECK(header.kind == Kind::Header);
+        CHECK(header.name == "X-User");
+        auto cookie = upstream::parseHashKeySource("cookie:sid");
+        CHECK(cookie.kind == Kind::Cookie);
+        CHECK(cookie.name == "sid");
+        upstream::ServerRegistry registry;
+        CHECK(upstream::UpstreamGroup(makeUpstream({1}), registry).hashKeySource().kind ==
+              Kind::None);
+        CHECK(upstream::hashKey("abc") == upstream::hashKey("abc"));
+        CHECK(upstream::hashKey("abc") != upstream::hashKey("abd"));
     }
 }

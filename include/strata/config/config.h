@@ -138,6 +138,11 @@ struct UpstreamTls {
     SourcePos pos;
 };
 
+// Where consistent_hash takes its key from (upstreams.<name>.hash).
+struct UpstreamHash {
+    std::string key = "uri";  // uri (path and query) | client | header:NAME | cookie:NAME
+};
+
 struct Upstream {
     std::string name;
     std::vector<UpstreamServer> servers;
@@ -147,6 +152,9 @@ struct Upstream {
     std::uint32_t max_tries = 3;              // per request, for idempotent requests
     Duration fail_backoff{5000};              // a server refusing connections is skipped this long
     UpstreamTls tls;
+    // round_robin | least_connections | random_two | consistent_hash | first
+    std::string balance = "round_robin";
+    UpstreamHash hash;
 };
 
 struct RouteMatch {

@@ -1,7 +1,7 @@
 // One request sent to an upstream and its response read back (the upstream half of a
-// Transaction, also used alone by background refreshes). Picks a server round robin, reuses a
-// pooled keep-alive connection or connects, sends the prepared head and streams the body, parses
-// the response strictly, and reports it to its owner through UpstreamExchangeCallbacks.
+// Transaction, also used alone by background refreshes). Picks a server (the upstream's balancer),
+// reuses a pooled keep-alive connection or connects, sends the prepared head and streams the body,
+// parses the response strictly, and reports it to its owner through UpstreamExchangeCallbacks.
 //
 //   start ─▶ Connecting ─connected─▶ AwaitingHead ─head─▶ StreamingBody ─▶ Done
 //               │  connect failed, nothing sent: next server      │
@@ -58,6 +58,9 @@ public:
         std::string method;
         bool has_body = false;  // body follows via sendBody(); its framing is in `head`
         bool chunked = false;   // sendBody() data is chunk-encoded on the wire
+        // consistent_hash upstreams: the request's key (upstreams.<name>.hash.key); empty for
+        // other algorithms and for requests without one.
+        std::string hash_key;
     };
 
     UpstreamExchange(WorkerContext& worker, const upstream::UpstreamGroup& group, Request request,

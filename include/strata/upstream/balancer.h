@@ -1,5 +1,5 @@
-// Upstream groups as the data path sees them: servers with shared health state and one
-// round-robin cursor for all workers (DESIGN.md: "round-robin cursors, health state" are shared).
+// Upstream groups as the data path sees them: servers with shared health state and one balancer
+// for all workers (DESIGN.md: "round-robin cursors, health state" are shared).
 //
 // ServerState outlives config snapshots: a reload that keeps a server keeps its state (and the
 // pooled connections to it), found through ServerRegistry by upstream name and address.
@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "strata/config/config.h"
@@ -67,7 +68,6 @@ private:
     std::map<std::string, std::weak_ptr<ServerState>> states_;
 };
 
-// One configured upstream within a snapshot. Immutable except for the cursor.
 // The servers one request has tried, by index into UpstreamGroup::servers(). Any number of
 // servers (indexes are not folded into a 64-bit mask), no allocation: a request tries at most
 // upstreams.<name>.max_tries (<= 10) servers, so the set holds up to kCapacity indexes inline.
@@ -95,6 +95,131 @@ private:
     std::size_t size_ = 0;
 };
 
+// What a balancer knows about one pick. Borrowed for the duration of pick() only.
+struct PickContext {
+    const TriedServers& tried;  // never picked again for this request
+    std::chrono::steady_clock::time_point now;
+    std::string_view hash_key;  // taken from the request; empty when the algorithm needs none
+};
+
+// Chooses a server of one UpstreamGroup (Envoy's LoadBalancer::chooseHost). One class per
+// algorithm; the group holds the one its config names. pick() runs on every worker at once, so
+// an implementation keeps its mutable state in atomics and never allocates or locks.
+//
+// Contract shared by all algorithms: never return a server in `tried`; prefer servers that are
+// available (healthy, not backing off); when every untried server is down, still return one
+// rather than failing the request; return -1 only when every server was tried.
+class Balancer {
+public:
+    virtual ~Balancer() = default;
+    virtual int pick(const PickContext& context) = 0;
+};
+
+using BalancerPtr = std::unique_ptr<Balancer>;
+
+// Smooth weighted round robin over one cursor shared by all workers.
+class RoundRobinBalancer final : public Balancer {
+public:
+    // `servers` is borrowed from the owning UpstreamGroup and outlives the balancer.
+    RoundRobinBalancer(const std::vector<ServerStatePtr>& servers,
+                       const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint16_t> schedule_;  // server indexes, interleaved by weight
+    std::atomic<std::uint64_t> cursor_{0};
+};
+
+// Active requests per unit of weight decides; ties go round robin (by weight), as nginx's
+// least_conn and HAProxy's leastconn do, so an idle group still spreads by weight.
+class LeastConnectionsBalancer final : public Balancer {
+public:
+    LeastConnectionsBalancer(const std::vector<ServerStatePtr>& servers,
+                             const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint32_t> weights_;
+    std::vector<std::uint16_t> schedule_;
+    std::atomic<std::uint64_t> cursor_{0};
+};
+
+// Power of two choices: two servers drawn at random (by weight), the less loaded one wins. No
+// shared cursor to contend on; each thread has its own generator.
+class RandomTwoBalancer final : public Balancer {
+public:
+    RandomTwoBalancer(const std::vector<ServerStatePtr>& servers,
+                      const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    int draw(const PickContext& context) const;
+
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint32_t> weights_;
+    std::vector<std::uint64_t> cumulative_;  // running sum of weights_, for weighted draws
+};
+
+// A hash ring with virtual nodes (kPointsPerWeight per unit of weight) placed by server address,
+// so removing one of n servers moves only the keys it held (about 1/n). Bounded load (Mirrokni
+// et al., "Consistent Hashing with Bounded Loads"): a server already holding more than
+// kLoadFactor times its weighted share of the active requests is passed over for the next one
+// on the ring, so a hot key cannot overload one server. A request without a key (the header or
+// cookie absent) is balanced round robin.
+class ConsistentHashBalancer final : public Balancer {
+public:
+    static constexpr std::uint32_t kPointsPerWeight = 100;
+    static constexpr double kLoadFactor = 1.25;
+
+    ConsistentHashBalancer(const std::vector<ServerStatePtr>& servers,
+                           const std::vector<std::uint32_t>& weights);
+    int pick(const PickContext& context) override;
+
+private:
+    struct Point {
+        std::uint64_t hash;
+        std::uint32_t server;
+    };
+    bool overloaded(std::size_t index, std::int64_t total, std::uint64_t total_weight) const;
+
+    const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint32_t> weights_;
+    std::vector<Point> ring_;  // sorted by hash
+    RoundRobinBalancer keyless_;
+};
+
+// Fills servers in config order: the first available untried one takes every request, the next
+// ones only when it is down (HAProxy's balance first, for spare capacity kept cold).
+class FirstBalancer final : public Balancer {
+public:
+    explicit FirstBalancer(const std::vector<ServerStatePtr>& servers);
+    int pick(const PickContext& context) override;
+
+private:
+    const std::vector<ServerStatePtr>& servers_;
+};
+
+// Where the proxy takes a request's hash key from (upstreams.<name>.hash.key).
+struct HashKeySource {
+    enum class Kind : std::uint8_t { None, Uri, Client, Header, Cookie };
+    Kind kind = Kind::None;  // None: the balancer needs no key
+    std::string name;        // Header, Cookie
+};
+
+// "uri", "client", "header:NAME", "cookie:NAME"; anything else is Kind::None.
+HashKeySource parseHashKeySource(std::string_view text);
+
+// The balancer named by config.balance over `servers` (borrowed; they outlive it).
+BalancerPtr makeBalancer(const config::Upstream& config,
+                         const std::vector<ServerStatePtr>& servers);
+
+// A stable 64-bit hash (FNV-1a, then a murmur3 finalizer), the same in every process and build,
+// so several strata instances map a key to the same server.
+std::uint64_t hashKey(std::string_view key);
+
+// One configured upstream within a snapshot. Immutable except for its balancer's state.
 class UpstreamGroup {
 public:
     UpstreamGroup(const config::Upstream& config, ServerRegistry& registry);
@@ -102,11 +227,12 @@ public:
     const config::Upstream& config() const { return config_; }
     const std::vector<ServerStatePtr>& servers() const { return servers_; }
 
-    // Picks the next server in (smooth weighted) round-robin order, skipping servers in
-    // `tried` and, when possible, servers that are unhealthy or
-    // backing off. When every untried server is down it still returns one rather than failing
-    // everything. Returns -1 when every server was tried.
-    int pick(const TriedServers& tried, std::chrono::steady_clock::time_point now) const;
+    // Asks the configured balancer (upstreams.<name>.balance) for a server; see Balancer for
+    // what every algorithm guarantees. -1 when every server was tried.
+    int pick(const PickContext& context) const { return balancer_->pick(context); }
+    int pick(const TriedServers& tried, std::chrono::steady_clock::time_point now) const {
+        return pick(PickContext{tried, now, {}});
+    }
 
     // TLS to the servers (upstreams.<name>.tls); null = plain TCP. Set while the snapshot is
     // built, before any worker sees the group.
@@ -114,12 +240,17 @@ public:
     const net::TlsClientContext* tls() const { return tls_.get(); }
     const net::TlsClientContextPtr& tlsContext() const { return tls_; }
 
+    // What the proxy must compute for pick()'s hash key; Kind::None for most algorithms.
+    const HashKeySource& hashKeySource() const { return hash_source_; }
+
 private:
     config::Upstream config_;
+    HashKeySource hash_source_;
     net::TlsClientContextPtr tls_;
     std::vector<ServerStatePtr> servers_;
-    std::vector<std::uint16_t> schedule_;           // server indexes, interleaved by weight
-    mutable std::atomic<std::uint64_t> cursor_{0};  // the one mutable part, shared by workers
+    // The one mutable part (cursors, shared by workers) lives in the balancer; the pointer is
+    // const, the pointee is not.
+    BalancerPtr balancer_;
 };
 
 using UpstreamGroupPtr = std::shared_ptr<UpstreamGroup>;
