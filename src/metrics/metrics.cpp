@@ -209,6 +209,19 @@ std::string_view name(UnderscoreAction v) {
     return k[idx(v)];
 }
 
+std::string_view name(H2Event v) {
+    static constexpr std::array<std::string_view, count<H2Event>()> k{
+        "connection",     "stream_opened",  "client_reset",
+        "refused_stream", "protocol_error", "other_reset"};
+    return k[idx(v)];
+}
+std::string_view name(H2Goaway v) {
+    static constexpr std::array<std::string_view, count<H2Goaway>()> k{
+        "no_error",     "protocol_error",    "internal_error",
+        "flow_control", "enhance_your_calm", "other"};
+    return k[idx(v)];
+}
+
 // ---- worker shard -------------------------------------------------------------------------------
 
 void ShardHistogram::observe(double seconds) {
@@ -274,6 +287,14 @@ void WorkerMetrics::tlsHandshakeRefused(std::uint16_t listener_slot) {
 
 void WorkerMetrics::underscoreFields(UnderscoreAction action, std::uint64_t fields) {
     underscore_fields_[idx(action)].add(fields);
+}
+
+void WorkerMetrics::http2(H2Event event) {
+    http2_[idx(event)].add();
+}
+
+void WorkerMetrics::http2Goaway(H2Goaway code) {
+    http2_goaway_[idx(code)].add();
 }
 
 // ---- registry -----------------------------------------------------------------------------------
@@ -681,6 +702,35 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                      static_cast<double>(n));
         }
         out.push_back(std::move(underscore_f));
+
+        // HTTP/2.
+        auto h2_f = family("strata_http2_events_total",
+                           "HTTP/2 connections, streams opened, streams reset by the client, and "
+                           "streams strata reset by reason",
+                           MetricType::Counter);
+        for (std::size_t e = 0; e < count<H2Event>(); ++e) {
+            std::uint64_t n = 0;
+            for (const auto& w : workers_) {
+                if (w) {
+                    n += w->http2_[e].get();
+                }
+            }
+            addValue(h2_f, label("event", name(static_cast<H2Event>(e))), static_cast<double>(n));
+        }
+        out.push_back(std::move(h2_f));
+        auto goaway_f = family("strata_http2_goaway_sent_total",
+                               "GOAWAY frames strata sent, by error code", MetricType::Counter);
+        for (std::size_t g = 0; g < count<H2Goaway>(); ++g) {
+            std::uint64_t n = 0;
+            for (const auto& w : workers_) {
+                if (w) {
+                    n += w->http2_goaway_[g].get();
+                }
+            }
+            addValue(goaway_f, label("code", name(static_cast<H2Goaway>(g))),
+                     static_cast<double>(n));
+        }
+        out.push_back(std::move(goaway_f));
 
         // Process.
         auto reloads = family("strata_server_config_reloads_total",

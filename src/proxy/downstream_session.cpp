@@ -112,6 +112,9 @@ void DownstreamSession::startH2() {
     read_deadline_ = kNever;
     send_deadline_ = kNever;
     timer_.cancel();  // the HTTP/2 session keeps its own deadlines
+    if (worker_.metrics != nullptr) {
+        worker_.metrics->http2(metrics::H2Event::Connection);
+    }
     h2_ = std::make_unique<H2Session>(*this);
     h2_->start();
 }

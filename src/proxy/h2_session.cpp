@@ -69,6 +69,9 @@ struct H2Session::Callbacks {
             frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
             return 0;
         }
+        if (auto* m = h.worker().metrics) {
+            m->http2(metrics::H2Event::StreamOpened);
+        }
         auto* st = new H2Stream(h, frame->hd.stream_id);
         nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, st);
         h.streams_[frame->hd.stream_id] = st;
@@ -106,6 +109,11 @@ struct H2Session::Callbacks {
     static int frameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
         if (self(user).closed_) {
             return 0;
+        }
+        if (frame->hd.type == NGHTTP2_RST_STREAM) {
+            if (auto* m = self(user).worker().metrics) {
+                m->http2(metrics::H2Event::ClientReset);
+            }
         }
         H2Stream* st = stream(session, frame->hd.stream_id);
         if (st == nullptr) {
@@ -147,6 +155,24 @@ struct H2Session::Callbacks {
 
     static int frameSend(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
         H2Session& h = self(user);
+        if (auto* m = h.worker().metrics; m != nullptr) {
+            if (frame->hd.type == NGHTTP2_GOAWAY) {
+                const std::uint32_t code = frame->goaway.error_code;
+                m->http2Goaway(code == NGHTTP2_NO_ERROR         ? metrics::H2Goaway::NoError
+                               : code == NGHTTP2_PROTOCOL_ERROR ? metrics::H2Goaway::ProtocolError
+                               : code == NGHTTP2_INTERNAL_ERROR ? metrics::H2Goaway::InternalError
+                               : code == NGHTTP2_FLOW_CONTROL_ERROR ? metrics::H2Goaway::FlowControl
+                               : code == NGHTTP2_ENHANCE_YOUR_CALM
+                                   ? metrics::H2Goaway::EnhanceYourCalm
+                                   : metrics::H2Goaway::Other);
+            } else if (frame->hd.type == NGHTTP2_RST_STREAM &&
+                       frame->rst_stream.error_code != NGHTTP2_NO_ERROR) {
+                const std::uint32_t code = frame->rst_stream.error_code;
+                m->http2(code == NGHTTP2_REFUSED_STREAM   ? metrics::H2Event::RefusedStream
+                         : code == NGHTTP2_PROTOCOL_ERROR ? metrics::H2Event::ProtocolError
+                                                          : metrics::H2Event::OtherReset);
+            }
+        }
         if (frame->hd.type == NGHTTP2_GOAWAY) {
             LOG_DEBUG("[w%u][c%llu] h2 GOAWAY sent: %s", h.worker().id,
                       static_cast<unsigned long long>(h.owner_.id_),

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "admin_client.h"
 #include "tls_support.h"
 
 using namespace strata::test;
@@ -152,7 +153,7 @@ TEST_SUITE("e2e/http2") {
 
     TEST_CASE("forbidden request fields reset the stream; the origin sees nothing") {
         Origin origin;
-        Strata strata(h2cConfig(origin));
+        Strata strata(h2cConfig(origin) + "admin: {bind: \"127.0.0.1:0\"}\n");
         const auto port = strata.port();
         for (const char* which : {"transfer-encoding", "connection", "upper-case"}) {
             CAPTURE(which);
@@ -160,13 +161,22 @@ TEST_SUITE("e2e/http2") {
         }
         CHECK(h2Client(port, "content-length") == "reset 1");
         CHECK(origin.requestCount(0, "/h2bad") == 0);
+        // Each was an HTTP/2 connection whose stream strata reset for a protocol error.
+        const auto admin = strata.port("admin");
+        CHECK(metric(admin, "strata_http2_events_total", {"event=\"connection\""}) == 4);
+        CHECK(metric(admin, "strata_http2_events_total", {"event=\"stream_opened\""}) == 4);
+        CHECK(metric(admin, "strata_http2_events_total", {"event=\"protocol_error\""}) == 4);
     }
 
     TEST_CASE("rapid reset tears the connection down with GOAWAY") {
         Origin origin;
-        Strata strata(h2cConfig(origin) + "http2: {reset_burst: 20, reset_rate: 1}\n");
+        Strata strata(h2cConfig(origin) + "http2: {reset_burst: 20, reset_rate: 1}\n" +
+                      "admin: {bind: \"127.0.0.1:0\"}\n");
         // nghttp2 1.52's limiter sends GOAWAY INTERNAL_ERROR (2), not ENHANCE_YOUR_CALM.
         CHECK(h2Client(strata.port(), "rapid-reset").rfind("goaway ", 0) == 0);
+        const auto admin = strata.port("admin");
+        CHECK(metric(admin, "strata_http2_events_total", {"event=\"client_reset\""}) >= 20);
+        CHECK(metric(admin, "strata_http2_goaway_sent_total", {"code=\"internal_error\""}) == 1);
     }
 
     TEST_CASE("drain: GOAWAY, the in-flight stream finishes") {

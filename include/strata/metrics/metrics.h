@@ -48,6 +48,26 @@ enum class TlsVersion : std::uint8_t { Tls12, Tls13, Other, Count };
 enum class ReloadResult : std::uint8_t { Success, Failure, Count };
 // What limits.underscores_in_headers did to a request field named with '_'.
 enum class UnderscoreAction : std::uint8_t { Dropped, Rejected, Count };
+// HTTP/2: connections that chose it, streams opened, reset by the client, and what strata reset.
+enum class H2Event : std::uint8_t {
+    Connection,
+    StreamOpened,
+    ClientReset,
+    RefusedStream,  // RST_STREAM REFUSED_STREAM (over max_concurrent_streams)
+    ProtocolError,  // RST_STREAM PROTOCOL_ERROR (malformed request, RFC 9113 8.1.1)
+    OtherReset,     // RST_STREAM sent with another code (cancel, stalled window)
+    Count
+};
+// The error code of a GOAWAY strata sent (RFC 9113 7).
+enum class H2Goaway : std::uint8_t {
+    NoError,
+    ProtocolError,
+    InternalError,
+    FlowControl,
+    EnhanceYourCalm,
+    Other,
+    Count
+};
 
 MethodClass methodClass(std::string_view method);
 StatusClass statusClass(int status);  // <100 or >599: Error
@@ -61,6 +81,8 @@ std::string_view name(TlsResult v);
 std::string_view name(TlsVersion v);
 std::string_view name(ReloadResult v);
 std::string_view name(UnderscoreAction v);
+std::string_view name(H2Event v);
+std::string_view name(H2Goaway v);
 
 template <class E>
 constexpr std::size_t count() {
@@ -128,6 +150,8 @@ public:
     void tlsHandshakeRefused(std::uint16_t listener_slot);
     // Request fields named with '_' dropped, or the one that got its request refused.
     void underscoreFields(UnderscoreAction action, std::uint64_t fields = 1);
+    void http2(H2Event event);
+    void http2Goaway(H2Goaway code);
 
 private:
     friend class Registry;
@@ -153,6 +177,8 @@ private:
     std::array<ShardCounter, count<TlsResult>() * count<TlsVersion>()> tls_;
     std::array<ShardCounter, kMaxListeners> tls_refused_;
     std::array<ShardCounter, count<UnderscoreAction>()> underscore_fields_;
+    std::array<ShardCounter, count<H2Event>()> http2_;
+    std::array<ShardCounter, count<H2Goaway>()> http2_goaway_;
 };
 
 // A gauge sample provided by a callback at scrape time (health state, connection counts).
