@@ -42,7 +42,8 @@ struct H2Session::Callbacks {
         H2Session& h = self(user);
         evbuffer* out = h.owner_.connection_.output();
         if (evbuffer_get_length(out) >= kOutputHighWater) {
-            return NGHTTP2_ERR_WOULDBLOCK;  // onWritable() sends again
+            h.output_blocked_ = true;  // send() or onWritable() sends again
+            return NGHTTP2_ERR_WOULDBLOCK;
         }
         evbuffer_add(out, data, length);
         return static_cast<ssize_t>(length);
@@ -52,6 +53,7 @@ struct H2Session::Callbacks {
                         std::size_t length, nghttp2_data_source* source, void* user) {
         H2Session& h = self(user);
         if (evbuffer_get_length(h.owner_.connection_.output()) >= kOutputHighWater) {
+            h.output_blocked_ = true;
             return NGHTTP2_ERR_WOULDBLOCK;
         }
         static_cast<H2Stream*>(source->ptr)->sendData(frame_head, length, frame->data.padlen);
@@ -690,34 +692,43 @@ void H2Session::send() {
         return;
     }
     in_send_ = true;
-    do {
-        send_again_ = false;
-        const int rv = nghttp2_session_send(session_);
-        if (rv != 0) {
-            in_send_ = false;
-            fatal(nghttp2_strerror(rv));
-            return;
-        }
-        // Streams whose buffer drained below the low watermark read their upstream again;
-        // what they add goes out in the next round.
-        std::vector<std::int32_t> wake;
-        wake.swap(wake_);
-        for (std::int32_t id : wake) {
-            auto it = streams_.find(id);
-            if (it != streams_.end() && it->second->transaction_) {
-                it->second->transaction_->onClientWritable();
-            }
-            if (closed_) {
+    net::Connection& connection = owner_.connection_;
+    for (;;) {
+        output_blocked_ = false;
+        do {
+            send_again_ = false;
+            const int rv = nghttp2_session_send(session_);
+            if (rv != 0) {
+                in_send_ = false;
+                fatal(nghttp2_strerror(rv));
                 return;
             }
+            // Streams whose buffer drained below the low watermark read their upstream again;
+            // what they add goes out in the next round.
+            std::vector<std::int32_t> wake;
+            wake.swap(wake_);
+            for (std::int32_t id : wake) {
+                auto it = streams_.find(id);
+                if (it != streams_.end() && it->second->transaction_) {
+                    it->second->transaction_->onClientWritable();
+                }
+                if (closed_) {
+                    return;
+                }
+            }
+        } while (send_again_ || !wake_.empty());
+        connection.flush();
+        if (connection.failed()) {
+            in_send_ = false;
+            return;  // onError() follows
         }
-    } while (send_again_ || !wake_.empty());
-    in_send_ = false;
-    net::Connection& connection = owner_.connection_;
-    connection.flush();
-    if (connection.failed()) {
-        return;  // onError() follows
+        // The socket took what was queued: nghttp2 may still hold frames it could not hand over,
+        // and no writable event will come for output that never waited.
+        if (!output_blocked_ || connection.outputLength() >= kOutputHighWater) {
+            break;
+        }
     }
+    in_send_ = false;
     if (connection.outputLength() == 0) {
         send_deadline_ = kNever;
     } else if (send_deadline_ == kNever) {

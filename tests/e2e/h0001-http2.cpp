@@ -151,6 +151,22 @@ TEST_SUITE("e2e/http2") {
         CHECK(echoed.find(hash.hex()) != std::string::npos);
     }
 
+    TEST_CASE("bodies larger than the connection's output bound arrive whole, miss and hit") {
+        // Regression: frames nghttp2 could not hand over while the output was full were only
+        // sent again on a writable event, which never comes when a flush drains at once: a
+        // 256 KiB answer stalled until the send timeout.
+        Origin origin;
+        Strata strata(h2cConfig(origin));
+        const std::string u = url(strata.port(), "/bytes/262144?cc=max-age%3D60");
+        for (const char* round : {"miss", "hit"}) {
+            CAPTURE(round);
+            CHECK(run("curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w "
+                      "'%{http_version} %{http_code} %{size_download}' '" +
+                      u + "'") == "2 200 262144");
+        }
+        CHECK(origin.requestCount(0, "/bytes/262144") == 1);
+    }
+
     TEST_CASE("forbidden request fields reset the stream; the origin sees nothing") {
         Origin origin;
         Strata strata(h2cConfig(origin) + "admin: {bind: \"127.0.0.1:0\"}\n");

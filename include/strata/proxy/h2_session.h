@@ -77,6 +77,9 @@ private:
     bool in_recv_ = false;
     bool in_send_ = false;
     bool send_again_ = false;
+    // A send callback refused a frame because the connection's output was full: once a flush
+    // empties it, send again (a flush that drains at once brings no writable event).
+    bool output_blocked_ = false;
     bool draining_ = false;
     bool finishing_ = false;  // nghttp2 is done: flush the output, then close
     bool closed_ = false;
