@@ -5,6 +5,17 @@
 
 namespace strata::http {
 
+ErrorAnswer::ErrorAnswer(int status, std::string_view cache_status)
+    : body_(std::to_string(status) + " " + std::string(reasonPhrase(status)) + "\n") {
+    edits_.add("Content-Type", "text/plain");
+    edits_.add("Cache-Status", cache_status);
+    head_.status = status;
+    head_.edits = &edits_;
+    head_.body = ResponseBody::Length;
+    head_.content_length = body_.size();
+    head_.state_length = true;
+}
+
 Http1Framing appendHttp1ResponseHead(std::string& out, const OutgoingResponse& response,
                                      int client_minor, bool close) {
     static const Fields kNoFields;

@@ -9,6 +9,7 @@
 #include "strata/proxy/transaction.h"
 
 #include "chunked.h"
+#include "client_limits.h"
 
 namespace strata::proxy {
 namespace {
@@ -26,18 +27,6 @@ constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
 
 // RFC 9113 3.4: what an HTTP/2 client sends first, which no HTTP/1 request line can be.
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-http::ParserLimits parserLimits(const config::Limits& limits) {
-    http::ParserLimits out;
-    out.max_request_line_bytes = limits.max_request_line_bytes;
-    out.max_header_bytes = limits.max_header_bytes;
-    out.max_headers = limits.max_headers;
-    out.max_body_bytes = limits.max_request_body_bytes;
-    out.underscores = limits.underscores_in_headers == "allow"    ? http::UnderscoreFields::Allow
-                      : limits.underscores_in_headers == "reject" ? http::UnderscoreFields::Reject
-                                                                  : http::UnderscoreFields::Drop;
-    return out;
-}
 
 }  // namespace
 
@@ -613,29 +602,19 @@ void DownstreamSession::answerError(int status, std::string_view detail, bool cl
         // Deferred: `cache_status` may point into the transaction and stays valid here.
         dropTransaction();
     }
-    std::string body =
-        std::to_string(status) + " " + std::string(http::reasonPhrase(status)) + "\n";
-    http::FieldEdits edits;
-    edits.add("Content-Type", "text/plain");
-    edits.add("Cache-Status", cache_status);
-    http::OutgoingResponse head;
-    head.status = status;
-    head.edits = &edits;
-    head.body = http::ResponseBody::Length;
-    head.content_length = body.size();
-    head.state_length = true;
+    const http::ErrorAnswer answer(status, cache_status);
     if (close || worker_.draining()) {
         close_after_response_ = true;
     }
     response_chunked_ = false;
     std::string out;
     http::Http1Framing framing =
-        http::appendHttp1ResponseHead(out, head, request_minor_, close_after_response_);
+        http::appendHttp1ResponseHead(out, answer.head(), request_minor_, close_after_response_);
     close_after_response_ = framing.close;
-    out += body;
+    out += answer.body();
     evbuffer_add(output(), out.data(), out.size());
     if (pending_log_) {
-        pending_.bytes = body.size();  // logAccess() came first; this is the body it sent
+        pending_.bytes = answer.body().size();  // logAccess() came first; this is the body it sent
     }
     responseDone();
 }

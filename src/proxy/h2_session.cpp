@@ -10,6 +10,8 @@
 #include "strata/http/message.h"
 #include "strata/proxy/transaction.h"
 
+#include "client_limits.h"
+
 namespace strata::proxy {
 namespace {
 
@@ -264,11 +266,8 @@ void H2Stream::onHeadersEnd(bool end_stream) {
     const auto started = event::loopTime();
     const auto& limits = config(worker_).limits;
     // The same rule for '_' in field names as HTTP/1's parser applies (issue #10 item 9).
-    const http::UnderscoreFields underscores =
-        limits.underscores_in_headers == "allow"    ? http::UnderscoreFields::Allow
-        : limits.underscores_in_headers == "reject" ? http::UnderscoreFields::Reject
-                                                    : http::UnderscoreFields::Drop;
-    const http::UnderscoreResult underscore = http::applyUnderscorePolicy(head.fields, underscores);
+    const http::UnderscoreResult underscore =
+        http::applyUnderscorePolicy(head.fields, underscoreMode(limits));
     if (underscore.refused != nullptr) {
         if (worker_.metrics != nullptr) {
             worker_.metrics->underscoreFields(metrics::UnderscoreAction::Rejected);
@@ -488,24 +487,15 @@ void H2Stream::answer(int status, std::string_view detail, std::string_view cach
     LOG_DEBUG("[c%llu] h2 stream %d answered %d: %.*s",
               static_cast<unsigned long long>(connection_id_), id_, status,
               static_cast<int>(detail.size()), detail.data());
-    std::string body =
-        std::to_string(status) + " " + std::string(http::reasonPhrase(status)) + "\n";
-    http::FieldEdits edits;
-    edits.add("Content-Type", "text/plain");
-    edits.add("Cache-Status", cache_status);
-    http::OutgoingResponse head;
-    head.status = status;
-    head.edits = &edits;
-    head.body = http::ResponseBody::Length;
-    head.content_length = body.size();
-    head.state_length = true;
-    submitHead(head, true);  // before the transaction goes: `cache_status` may point into it
+    const http::ErrorAnswer error(status, cache_status);
+    submitHead(error.head(),
+               true);  // before the transaction goes: `cache_status` may point into it
     dropTransaction();
     state_ = state_ == State::Closed ? State::Closed : State::Answered;
-    evbuffer_add(buffer_, body.data(), body.size());
+    evbuffer_add(buffer_, error.body().data(), error.body().size());
     body_done_ = true;
     if (access_pending_) {
-        access_.bytes = body.size();
+        access_.bytes = error.body().size();
     }
     resumeData();
     flush();
@@ -558,20 +548,16 @@ void H2Stream::logAccess(std::string_view method, std::string_view target, std::
                          int, int status, std::uint64_t bytes, std::string_view referer,
                          std::string_view user_agent, std::string_view upstream, double upstream_s,
                          std::chrono::steady_clock::time_point started) {
-    // Written when the stream closes, once its last frame went to the connection.
-    const auto route_slot = access_.route_slot;
-    const auto cache_result = access_.cache_result;
+    // Written when the stream closes, once its last frame went to the connection. The route
+    // slot, cache result and version were set on access_ already; recordAccess() keeps them.
     const bool logged = worker_.access_log.enabled();
     DownstreamSession::recordAccess(access_, logged, method, target, host, 0, status, bytes,
                                     referer, user_agent, upstream, upstream_s, started);
-    access_.version_major = 2;
     access_.sent_settled = true;  // per-route sent bytes count HTTP/1 connections only
     access_.request_id = request_id_;
     if (logged) {
         access_.route.assign(route_name_);
     }
-    access_.route_slot = route_slot;
-    access_.cache_result = cache_result;
     access_pending_ = true;
 }
 

@@ -1294,3 +1294,13 @@ TEST_CASE("HTTP/1 response head: framing and Connection follow the client's vers
         CHECK(out == "HTTP/1.1 203 Stored\r\nA: b\r\nVia: 1.1 strata\r\nConnection: close\r\n\r\n");
     }
 }
+
+TEST_CASE("ErrorAnswer: a short text/plain body with its length and Cache-Status") {
+    const ErrorAnswer answer(404, "strata; fwd=bypass");
+    CHECK(answer.body() == "404 Not Found\n");
+    std::string out;
+    appendHttp1ResponseHead(out, answer.head(), 1, true);
+    CHECK(out ==
+          "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nCache-Status: strata; "
+          "fwd=bypass\r\nContent-Length: 14\r\nConnection: close\r\n\r\n");
+}

@@ -37,6 +37,23 @@ struct OutgoingResponse {
     bool head_only = false;
 };
 
+// The short text/plain answer strata writes itself for an error status ("404 Not Found\n"),
+// the same for every protocol. Its head points into it: not copyable.
+class ErrorAnswer {
+public:
+    ErrorAnswer(int status, std::string_view cache_status);
+    ErrorAnswer(const ErrorAnswer&) = delete;
+    ErrorAnswer& operator=(const ErrorAnswer&) = delete;
+
+    const OutgoingResponse& head() const { return head_; }
+    const std::string& body() const { return body_; }
+
+private:
+    std::string body_;
+    FieldEdits edits_;
+    OutgoingResponse head_;
+};
+
 // What the HTTP/1 connection must do after appendHttp1ResponseHead().
 struct Http1Framing {
     bool chunked = false;  // body bytes go out chunk-encoded, ended by kLastChunk
