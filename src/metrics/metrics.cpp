@@ -209,6 +209,11 @@ std::string_view name(UnderscoreAction v) {
     return k[idx(v)];
 }
 
+std::string_view name(Protocol v) {
+    static constexpr std::array<std::string_view, count<Protocol>()> k{"http/1.1", "h2"};
+    return k[idx(v)];
+}
+
 std::string_view name(H2Event v) {
     static constexpr std::array<std::string_view, count<H2Event>()> k{
         "connection",     "stream_opened",  "client_reset",
@@ -230,10 +235,12 @@ void ShardHistogram::observe(double seconds) {
 }
 
 void WorkerMetrics::request(std::uint16_t route_slot, std::uint16_t listener_slot,
-                            MethodClass method, int status, CacheResult cache, double seconds) {
+                            MethodClass method, int status, CacheResult cache, double seconds,
+                            Protocol protocol) {
     RouteBlock& r = routes_[std::min<std::size_t>(route_slot, kMaxRoutes - 1)];
     const std::size_t listener = std::min<std::size_t>(listener_slot, kMaxProxyListeners - 1);
-    r.requests[listener * kRequestSeries + idx(method) * count<StatusClass>() +
+    r.requests[listener * kRequestSeries +
+               (idx(protocol) * count<MethodClass>() + idx(method)) * count<StatusClass>() +
                idx(statusClass(status))]
         .add();
     r.duration[idx(cache)].observe(seconds);
@@ -310,6 +317,7 @@ struct Registry::ProcessCounters {
     std::map<std::pair<std::string, int>, std::uint64_t> admin_requests;  // guarded by mutex_
     std::atomic<std::uint64_t> admin_unauthorized{0};
     std::atomic<std::int64_t> upstream_connections{0};
+    std::atomic<std::int64_t> h2_connections{0};
     std::array<std::array<std::atomic<std::uint64_t>, 2>, kMaxServers> health_checks{};
 };
 
@@ -407,6 +415,18 @@ void Registry::upstreamConnectionClosed() {
     process_->upstream_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void Registry::h2ConnectionOpened() {
+    process_->h2_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::h2ConnectionClosed() {
+    process_->h2_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::int64_t Registry::h2Connections() const {
+    return process_->h2_connections.load(std::memory_order_relaxed);
+}
+
 void Registry::healthCheck(std::uint16_t server_slot, bool ok) {
     process_->health_checks[std::min<std::size_t>(server_slot, kMaxServers - 1)][ok ? 1 : 0]
         .fetch_add(1, std::memory_order_relaxed);
@@ -431,9 +451,10 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         out.push_back(std::move(build));
 
         // Requests, by route.
-        auto requests = family("strata_proxy_requests_total",
-                               "client exchanges by route, listener, method class and status class",
-                               MetricType::Counter);
+        auto requests =
+            family("strata_proxy_requests_total",
+                   "client exchanges by route, listener, protocol, method class and status class",
+                   MetricType::Counter);
         auto duration = family("strata_proxy_request_duration_seconds",
                                "time from request head to response end, by route and cache result",
                                MetricType::Histogram);
@@ -478,12 +499,15 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                 }
                 const std::size_t l = i / WorkerMetrics::kRequestSeries;
                 const std::size_t series = i % WorkerMetrics::kRequestSeries;
-                auto m = static_cast<MethodClass>(series / count<StatusClass>());
+                const std::size_t per_protocol = count<MethodClass>() * count<StatusClass>();
+                auto p = static_cast<Protocol>(series / per_protocol);
+                auto m = static_cast<MethodClass>(series % per_protocol / count<StatusClass>());
                 auto s = static_cast<StatusClass>(series % count<StatusClass>());
                 addValue(requests,
                          Labels{{"route", route_names_[r]},
                                 {"listener",
                                  l < listeners ? proxy_listener_names_[l] : std::string(kOther)},
+                                {"protocol", std::string(name(p))},
                                 {"method", std::string(name(m))},
                                 {"status_class", std::string(name(s))}},
                          static_cast<double>(n[i]));

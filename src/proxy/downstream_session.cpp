@@ -729,8 +729,10 @@ void DownstreamSession::writeAccess(const PendingAccess& access) {
     const auto now = event::loopTime();
     const double duration_s = std::chrono::duration<double>(now - access.started).count();
     if (worker_.metrics != nullptr) {
-        worker_.metrics->request(access.route_slot, listener_.metric_slot, access.method_class,
-                                 access.status, access.cache_result, duration_s);
+        worker_.metrics->request(
+            access.route_slot, listener_.metric_slot, access.method_class, access.status,
+            access.cache_result, duration_s,
+            access.version_major == 2 ? metrics::Protocol::H2 : metrics::Protocol::Http1);
         worker_.metrics->sentBytes(access.route_slot, access.sent_bytes);
     }
     if (!worker_.access_log.enabled()) {

@@ -183,11 +183,16 @@ struct H2Session::Callbacks {
                       nghttp2_http2_strerror(frame->goaway.error_code));
             return 0;
         }
-        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0 ||
-            (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS)) {
+        if (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) {
             return 0;
         }
         H2Stream* st = h.closed_ ? nullptr : stream(session, frame->hd.stream_id);
+        if (st != nullptr && frame->hd.type == NGHTTP2_HEADERS) {
+            st->framed_bytes_ += 9 + frame->hd.length;  // DATA is counted in sendData()
+        }
+        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+            return 0;
+        }
         if (st != nullptr && !st->request_complete_ && !st->reset_sent_) {
             // The answer is complete but the request body is not (an early error answer):
             // RFC 9113 8.1 lets the server end the stream without reading the rest.
@@ -361,6 +366,7 @@ void H2Stream::onClosed(std::uint32_t error_code) {
     dropTransaction();  // the client reset the stream or the connection ended
     if (access_pending_ && session_ != nullptr) {
         access_pending_ = false;
+        access_.sent_bytes = framed_bytes_;
         session_->owner_.writeAccess(access_);
     }
 }
@@ -525,6 +531,7 @@ long H2Stream::readData(std::size_t length, std::uint32_t* flags) {
 
 void H2Stream::sendData(const std::uint8_t* frame_head, std::size_t length, std::size_t padding) {
     evbuffer* out = session_->owner_.connection_.output();
+    framed_bytes_ += 9 + length + padding;
     evbuffer_add(out, frame_head, 9);
     if (padding > 0) {
         const auto pad_length = static_cast<std::uint8_t>(padding - 1);
@@ -553,7 +560,7 @@ void H2Stream::logAccess(std::string_view method, std::string_view target, std::
     const bool logged = worker_.access_log.enabled();
     DownstreamSession::recordAccess(access_, logged, method, target, host, 0, status, bytes,
                                     referer, user_agent, upstream, upstream_s, started);
-    access_.sent_settled = true;  // per-route sent bytes count HTTP/1 connections only
+    access_.sent_settled = true;  // sent_bytes: the stream's frames, once it closes
     access_.request_id = request_id_;
     if (logged) {
         access_.route.assign(route_name_);
@@ -568,9 +575,12 @@ H2Session::H2Session(DownstreamSession& owner)
       timer_(
           owner.worker_.loop, [this] { onTimer(); }, [this] { owner_.abortConnection(); }),
       idle_deadline_(kNever),
-      send_deadline_(kNever) {}
+      send_deadline_(kNever) {
+    metrics::global().h2ConnectionOpened();
+}
 
 H2Session::~H2Session() {
+    metrics::global().h2ConnectionClosed();
     closeAll();
     if (session_ != nullptr) {
         nghttp2_session_del(session_);
@@ -640,7 +650,7 @@ void H2Session::onReadable() {
             }
             if (rv < 0) {
                 in_recv_ = false;
-                fatal(nghttp2_strerror(static_cast<int>(rv)));
+                fatal(static_cast<int>(rv));
                 return;
             }
             evbuffer_drain(in, static_cast<std::size_t>(rv));
@@ -686,7 +696,7 @@ void H2Session::send() {
             const int rv = nghttp2_session_send(session_);
             if (rv != 0) {
                 in_send_ = false;
-                fatal(nghttp2_strerror(rv));
+                fatal(rv);
                 return;
             }
             // Streams whose buffer drained below the low watermark read their upstream again;
@@ -741,12 +751,34 @@ void H2Session::maybeFinish() {
     }
 }
 
-void H2Session::fatal(const char* what) {
+namespace {
+
+// The GOAWAY code for a connection error nghttp2 reported (RFC 9113 7): a flood is the client
+// being abusive rather than broken, so it is told to calm down, as the RFC's code intends.
+std::uint32_t goawayCode(int nghttp2_error) {
+    switch (nghttp2_error) {
+        case NGHTTP2_ERR_FLOODED:
+        case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+        case NGHTTP2_ERR_TOO_MANY_SETTINGS:
+            return NGHTTP2_ENHANCE_YOUR_CALM;
+        case NGHTTP2_ERR_HEADER_COMP:
+            return NGHTTP2_COMPRESSION_ERROR;
+        case NGHTTP2_ERR_FLOW_CONTROL:
+            return NGHTTP2_FLOW_CONTROL_ERROR;
+        default:
+            return NGHTTP2_PROTOCOL_ERROR;
+    }
+}
+
+}  // namespace
+
+void H2Session::fatal(int nghttp2_error) {
     LOG_DEBUG("[w%u][c%llu] h2 connection error: %s", worker().id,
-              static_cast<unsigned long long>(owner_.id_), what);
-    // nghttp2 queued a GOAWAY for most errors; it leaves before the connection closes.
+              static_cast<unsigned long long>(owner_.id_), nghttp2_strerror(nghttp2_error));
+    // nghttp2 queued a GOAWAY for most errors (then this one is ignored); it leaves before the
+    // connection closes.
     if (!finishing_) {
-        nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
+        nghttp2_session_terminate_session(session_, goawayCode(nghttp2_error));
         in_send_ = true;
         nghttp2_session_send(session_);
         in_send_ = false;

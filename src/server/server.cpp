@@ -392,11 +392,15 @@ private:
     void registerGauges() {
         auto& registry = metrics::global();
         registry.addGauge(
-            "strata_proxy_client_connections", "open client connections",
-            [this](std::vector<metrics::GaugeSample>& out) {
-                out.push_back(
-                    {{},
-                     static_cast<double>(process_connections_.load(std::memory_order_relaxed))});
+            "strata_proxy_client_connections",
+            "open client connections by protocol (http/1.1 until a connection chooses h2)",
+            [this, &registry](std::vector<metrics::GaugeSample>& out) {
+                const auto total =
+                    static_cast<std::int64_t>(process_connections_.load(std::memory_order_relaxed));
+                // Read after the total: a connection that closes in between is not counted twice.
+                const std::int64_t h2 = std::min(total, registry.h2Connections());
+                out.push_back({{{"protocol", "http/1.1"}}, static_cast<double>(total - h2)});
+                out.push_back({{{"protocol", "h2"}}, static_cast<double>(h2)});
             });
         auto per_server = [this](auto value) {
             return [this, value](std::vector<metrics::GaugeSample>& out) {

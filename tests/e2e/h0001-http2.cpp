@@ -3,8 +3,10 @@
 // request fields (a frame-level client, tests/e2e/h2_client.py, since curl refuses to send
 // them), rapid reset and drain. Real clients: curl and nghttp (nghttp2-client), python3-h2.
 #include <array>
+#include <csignal>
 #include <cstdio>
 #include <string>
+#include <unistd.h>
 
 #include "admin_client.h"
 #include "tls_support.h"
@@ -50,9 +52,13 @@ std::string h2cConfig(const Origin& origin, const std::string& protocols = "[h2,
            "cache: {l2: {servers: []}}\n";
 }
 
+std::string h2ClientCommand(std::uint16_t port, const std::string& which) {
+    return "/usr/bin/python3 " + std::string(STRATA_SOURCE_DIR) + "/tests/e2e/h2_client.py " +
+           std::to_string(port) + " " + which;
+}
+
 std::string h2Client(std::uint16_t port, const std::string& which) {
-    std::string script = std::string(STRATA_SOURCE_DIR) + "/tests/e2e/h2_client.py";
-    std::string out = run("/usr/bin/python3 " + script + " " + std::to_string(port) + " " + which);
+    std::string out = run(h2ClientCommand(port, which));
     return out.substr(0, out.find('\n'));
 }
 
@@ -182,6 +188,75 @@ TEST_SUITE("e2e/http2") {
         CHECK(metric(admin, "strata_http2_events_total", {"event=\"connection\""}) == 4);
         CHECK(metric(admin, "strata_http2_events_total", {"event=\"stream_opened\""}) == 4);
         CHECK(metric(admin, "strata_http2_events_total", {"event=\"protocol_error\""}) == 4);
+    }
+
+    TEST_CASE("a header block over limits.max_header_bytes gets 431 on its stream only") {
+        Origin origin;
+        Strata strata(h2cConfig(origin) + "limits: {max_header_bytes: 8192}\n" +
+                      "admin: {bind: \"127.0.0.1:0\"}\n");
+        CHECK(h2Client(strata.port(), "header-size") == "response 431");
+        CHECK(origin.requestCount(0, "/h2bad") == 0);
+        CHECK(metric(strata.port("admin"), "strata_proxy_requests_total",
+                     {"protocol=\"h2\"", "status_class=\"4xx\""}) == 1);
+    }
+
+    TEST_CASE("a CONTINUATION flood ends the connection with GOAWAY; the origin sees nothing") {
+        Origin origin;
+        Strata strata(h2cConfig(origin) + "admin: {bind: \"127.0.0.1:0\"}\n");
+        const std::string outcome = h2Client(strata.port(), "continuation-flood");
+        CAPTURE(outcome);
+        CHECK(outcome == "goaway 11");  // ENHANCE_YOUR_CALM
+        CHECK(origin.requestCount(0, "/h2bad") == 0);
+        CHECK(metric(strata.port("admin"), "strata_http2_goaway_sent_total",
+                     {"code=\"enhance_your_calm\""}) == 1);
+        // strata keeps serving other clients.
+        CHECK(
+            run("curl -s --http2-prior-knowledge -o /dev/null -w '%{http_version} %{http_code}' " +
+                url(strata.port(), "/bytes/10")) == "2 200");
+    }
+
+    TEST_CASE("reload: an open HTTP/2 connection's next stream uses the new config") {
+        Origin origin(2);
+        auto config = [&](int server) {
+            return "listeners:\n"
+                   "  - name: http\n"
+                   "    bind: \"127.0.0.1:0\"\n"
+                   "    protocols: [h2, http/1.1]\n"
+                   "upstreams:\n"
+                   "  app:\n"
+                   "    servers: [\"" +
+                   origin.addr(server) +
+                   "\"]\n"
+                   "routes:\n"
+                   "  - name: site\n"
+                   "    match: {path_prefix: /}\n"
+                   "    upstream: app\n"
+                   "cache: {l2: {servers: []}}\n"
+                   "admin: {bind: \"127.0.0.1:0\"}\n";
+        };
+        Strata strata(config(0));
+        const auto admin = strata.port("admin");
+        FILE* p =
+            ::popen((h2ClientCommand(strata.port(), "reload") + " " + strata.tmp()).c_str(), "r");
+        REQUIRE(p != nullptr);
+        REQUIRE(eventually([&] { return ::access((strata.tmp() + "/ready").c_str(), F_OK) == 0; }));
+        CHECK(metric(admin, "strata_proxy_client_connections", {"protocol=\"h2\""}) == 1);
+        writeFile(strata.configPath(), config(1));
+        strata.process().signal(SIGHUP);
+        REQUIRE(eventually([&] {
+            return metric(admin, "strata_server_config_reloads_total", {"result=\"success\""}) == 2;
+        }));
+        writeFile(strata.tmp() + "/go", "");
+        std::array<char, 64> buf{};
+        const std::size_t n = std::fread(buf.data(), 1, buf.size(), p);
+        ::pclose(p);
+        CHECK(std::string(buf.data(), n) == "response 200 200\n");
+        CHECK(origin.requestCount(0, "/h2reload/a") == 1);
+        CHECK(origin.requestCount(1, "/h2reload/b") == 1);
+        CHECK(origin.requestCount(0, "/h2reload/b") == 0);
+        CHECK(metric(admin, "strata_proxy_requests_total", {"protocol=\"h2\""}) == 2);
+        // Per-route sent bytes count the streams' frames: two HEADERS + DATA, 9-byte heads each.
+        CHECK(metric(admin, "strata_proxy_sent_bytes_total", {"route=\"site\""}) > 2 * 9);
     }
 
     TEST_CASE("rapid reset tears the connection down with GOAWAY") {

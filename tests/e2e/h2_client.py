@@ -1,11 +1,18 @@
 #!/usr/bin/python3
 """Frame-level HTTP/2 client for h0001: sends what a real client library refuses to send.
 
-usage: h2_client.py PORT CASE   prints one line: the first stream outcome seen
+usage: h2_client.py PORT CASE [DIR]   prints one line: the first stream outcome seen
   ("reset CODE", "response STATUS", "goaway CODE", "closed").
+  CASE reload: GET /h2reload/a, create DIR/ready, wait for DIR/go, GET /h2reload/b on the same
+  connection; prints "response STATUS STATUS".
 """
+import os
 import socket
+import struct
 import sys
+import time
+
+import hpack
 
 import h2.config
 import h2.connection
@@ -30,6 +37,49 @@ elif case == "content-length":
             ("content-length", "3")]
     conn.send_headers(1, post)
     conn.send_data(1, b"hello", end_stream=True)
+elif case == "header-size":
+    # One field larger than limits.max_header_bytes; the library splits it into CONTINUATIONs.
+    conn.send_headers(1, base + [("x-big", "a" * 20000)], end_stream=True)
+elif case == "continuation-flood":
+    # A header block that never ends: HEADERS without END_HEADERS, then CONTINUATION frames
+    # (type 9) past http2.max_continuations. Written by hand: h2 never sends this.
+    sock.sendall(conn.data_to_send())
+    encoder = hpack.Encoder()
+    block = encoder.encode(base)
+    frames = struct.pack(">I", len(block))[1:] + bytes([1, 0x1]) + struct.pack(">I", 1) + block
+    piece = encoder.encode([("x-flood", "b" * 64)])
+    for _ in range(200):
+        frames += struct.pack(">I", len(piece))[1:] + bytes([9, 0]) + struct.pack(">I", 1) + piece
+    sock.sendall(frames)
+elif case == "reload":
+    directory = sys.argv[3]
+
+    def get(stream_id, path):
+        headers = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]
+        conn.send_headers(stream_id, headers, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status = None
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return "closed"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[":status"]
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
+                    sock.sendall(conn.data_to_send())
+                    return status
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    return "goaway %d" % event.error_code
+            sock.sendall(conn.data_to_send())
+
+    first = get(1, "/h2reload/a")
+    open(os.path.join(directory, "ready"), "w").close()
+    deadline = time.monotonic() + 10
+    while not os.path.exists(os.path.join(directory, "go")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # waits on the test's signal file, not on strata
+    print("response %s %s" % (first, get(3, "/h2reload/b")))
+    sys.exit(0)
 elif case == "rapid-reset":
     for i in range(400):
         sid = 1 + 2 * i

@@ -127,6 +127,16 @@ TEST_SUITE("metrics/registry") {
                                     {{"route", "api"}, {"listener", "front"}}) == 1);
         CHECK(registry.valueForTest("strata_proxy_requests_total",
                                     {{"route", "api"}, {"listener", "internal"}}) == 2);
+        registry.worker(1).request(api, internal, MethodClass::Get, 200, CacheResult::Hit, 0,
+                                   Protocol::H2);
+        CHECK(registry.valueForTest("strata_proxy_requests_total",
+                                    {{"route", "api"}, {"protocol", "http/1.1"}}) == 1);
+        CHECK(registry.valueForTest(
+                  "strata_proxy_requests_total",
+                  {{"route", "api"}, {"listener", "internal"}, {"protocol", "h2"}}) == 1);
+        CHECK(registry.valueForTest(
+                  "strata_proxy_requests_total",
+                  {{"route", "api"}, {"listener", "internal"}, {"protocol", "http/1.1"}}) == 2);
 
         registry.worker(0).receivedBytes(api, 100);
         registry.worker(1).receivedBytes(api, 20);

@@ -48,6 +48,8 @@ enum class TlsVersion : std::uint8_t { Tls12, Tls13, Other, Count };
 enum class ReloadResult : std::uint8_t { Success, Failure, Count };
 // What limits.underscores_in_headers did to a request field named with '_'.
 enum class UnderscoreAction : std::uint8_t { Dropped, Rejected, Count };
+// The client protocol of an exchange or connection (the `protocol` label: "http/1.1", "h2").
+enum class Protocol : std::uint8_t { Http1, H2, Count };
 // HTTP/2: connections that chose it, streams opened, reset by the client, and what strata reset.
 enum class H2Event : std::uint8_t {
     Connection,
@@ -81,6 +83,7 @@ std::string_view name(TlsResult v);
 std::string_view name(TlsVersion v);
 std::string_view name(ReloadResult v);
 std::string_view name(UnderscoreAction v);
+std::string_view name(Protocol v);
 std::string_view name(H2Event v);
 std::string_view name(H2Goaway v);
 
@@ -131,7 +134,8 @@ class alignas(64) WorkerMetrics {
 public:
     // One client exchange ended (any status, answered locally or proxied).
     void request(std::uint16_t route_slot, std::uint16_t listener_slot, MethodClass method,
-                 int status, CacheResult cache, double seconds);
+                 int status, CacheResult cache, double seconds,
+                 Protocol protocol = Protocol::Http1);
     // Request bytes read from the client (head and body as framed on the wire) and response
     // bytes queued to it, by the route of the exchange they belong to.
     void receivedBytes(std::uint16_t route_slot, std::uint64_t bytes);
@@ -155,9 +159,11 @@ public:
 
 private:
     friend class Registry;
-    static constexpr std::size_t kRequestSeries = count<MethodClass>() * count<StatusClass>();
+    static constexpr std::size_t kRequestSeries =
+        count<Protocol>() * count<MethodClass>() * count<StatusClass>();
     struct alignas(64) RouteBlock {
-        // By listener slot, then method and status class: 8 x 36 counters (2.3 KiB) a route.
+        // By listener slot, then protocol, method and status class: 8 x 84 counters (5.3 KiB)
+        // a route.
         std::array<ShardCounter, kMaxProxyListeners * kRequestSeries> requests;
         std::array<ShardHistogram, count<CacheResult>()> duration;
         std::array<ShardCounter, count<Tier>() * count<LookupResult>()> lookups;
@@ -225,6 +231,11 @@ public:
     void adminUnauthorized();
     void upstreamConnectionOpened();
     void upstreamConnectionClosed();
+    // A client connection chose HTTP/2 (ALPN or the h2c preface), and one of those closed; the
+    // client connection gauge splits its total by protocol with this.
+    void h2ConnectionOpened();
+    void h2ConnectionClosed();
+    std::int64_t h2Connections() const;
     void healthCheck(std::uint16_t server_slot, bool ok);
 
     // Gauges read at scrape time from their owner. Registered once at startup.

@@ -61,7 +61,8 @@ private:
     WorkerContext& worker() { return owner_.worker_; }
     // Hands nghttp2's pending frames to the connection and flushes it; closes when done.
     void send();
-    void fatal(const char* what);  // a connection error: GOAWAY if possible, then close
+    // A connection error (an nghttp2 error code): GOAWAY if possible, then close.
+    void fatal(int nghttp2_error);
     void maybeFinish();
     void scheduleTimer();
     void onTimer();
@@ -164,6 +165,7 @@ private:
     std::string_view route_name_;  // into the snapshot the transaction holds; empty: no route
     DownstreamSession::PendingAccess access_;
     bool access_pending_ = false;
+    std::uint64_t framed_bytes_ = 0;  // HEADERS and DATA frames of this stream, as sent
 };
 
 }  // namespace strata::proxy
