@@ -38,8 +38,13 @@ constexpr std::size_t parkLimit(std::size_t size_class) {
                                    kMaxParkedBlocks);
 }
 
+// Below libevent's smallest buffer chain (1 KiB) only its structures are allocated: an
+// evbuffer, an event, an evmap entry, once per connection. Rounding those up to a power of two
+// would cost an idle connection a few hundred bytes for nothing; malloc's own classes fit them.
+constexpr std::size_t kSmallestChain = 1024;
+
 std::size_t classFor(std::size_t size) {
-    if (size > classBytes(kClasses - 1)) {
+    if (size > classBytes(kClasses - 1) || size < kSmallestChain - sizeof(Header)) {
         return kUncached;
     }
     const int shift =

@@ -1,5 +1,8 @@
 #include "strata/proxy/downstream_session.h"
 
+#include <memory>
+#include <vector>
+
 #include <event2/buffer.h>
 
 #include "strata/common/log.h"
@@ -27,6 +30,26 @@ constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
 
 // RFC 9113 3.4: what an HTTP/2 client sends first, which no HTTP/1 request line can be.
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// Access records between exchanges, per worker thread: they keep their strings' capacity, so
+// a busy worker stops allocating for them, while an idle connection holds none.
+constexpr std::size_t kParkedAccessRecords = 256;
+thread_local std::vector<std::unique_ptr<DownstreamSession::PendingAccess>> parked_access;
+
+std::unique_ptr<DownstreamSession::PendingAccess> takePendingAccess() {
+    if (parked_access.empty()) {
+        return std::make_unique<DownstreamSession::PendingAccess>();
+    }
+    std::unique_ptr<DownstreamSession::PendingAccess> access = std::move(parked_access.back());
+    parked_access.pop_back();
+    return access;
+}
+
+void returnPendingAccess(std::unique_ptr<DownstreamSession::PendingAccess> access) {
+    if (parked_access.size() < kParkedAccessRecords) {
+        parked_access.push_back(std::move(access));
+    }
+}
 
 }  // namespace
 
@@ -613,8 +636,8 @@ void DownstreamSession::answerError(int status, std::string_view detail, bool cl
     close_after_response_ = framing.close;
     out += answer.body();
     evbuffer_add(output(), out.data(), out.size());
-    if (pending_log_) {
-        pending_.bytes = answer.body().size();  // logAccess() came first; this is the body it sent
+    if (pending_) {
+        pending_->bytes = answer.body().size();  // logAccess() came first; this is the body it sent
     }
     responseDone();
 }
@@ -630,16 +653,16 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     // client's time is counted. The strings are copied: the transaction is gone by then, and
     // the members keep their capacity, so the copies stop allocating after the first requests.
     finishAccessLog();  // a pipelined exchange's answer queued behind the previous one
-    pending_log_ = true;
+    pending_ = takePendingAccess();
     const bool logged = worker_.access_log.enabled();
-    recordAccess(pending_, logged, method, target, host, version_minor, status, bytes, referer,
+    recordAccess(*pending_, logged, method, target, host, version_minor, status, bytes, referer,
                  user_agent, upstream, upstream_s, started);
-    pending_.sent_settled = false;
-    pending_.route_slot = route_slot_;
-    pending_.cache_result = cache_result_;
-    pending_.request_id = request_id_;
+    pending_->sent_settled = false;
+    pending_->route_slot = route_slot_;
+    pending_->cache_result = cache_result_;
+    pending_->request_id = request_id_;
     if (logged) {
-        pending_.route.assign(route_name_);
+        pending_->route.assign(route_name_);
     }
 }
 
@@ -684,14 +707,14 @@ void DownstreamSession::logRejected(int status) {
 }
 
 void DownstreamSession::settleSentBytes() {
-    if (!pending_log_ || pending_.sent_settled) {
+    if (!pending_ || pending_->sent_settled) {
         return;
     }
     // A closed connection dropped what the socket had not taken.
     const std::uint64_t queued =
         connection_.bytesSent() + (closed_ ? 0 : connection_.outputLength());
-    pending_.sent_bytes = queued > queued_mark_ ? queued - queued_mark_ : 0;
-    pending_.sent_settled = true;
+    pending_->sent_bytes = queued > queued_mark_ ? queued - queued_mark_ : 0;
+    pending_->sent_settled = true;
     queued_mark_ = queued;
 }
 
@@ -703,7 +726,7 @@ void DownstreamSession::recordReceivedBytes() {
 }
 
 void DownstreamSession::finishAccessLogIfFlushed() {
-    if (!pending_log_) {
+    if (!pending_) {
         return;
     }
     if (connection_.outputLength() == 0) {
@@ -714,15 +737,16 @@ void DownstreamSession::finishAccessLogIfFlushed() {
 }
 
 void DownstreamSession::finishAccessLog() {
-    if (!pending_log_) {
+    if (!pending_) {
         return;
     }
     settleSentBytes();
-    pending_log_ = false;
+    std::unique_ptr<PendingAccess> access = std::move(pending_);
     if (!closing_) {
         connection_.setOutputLowWater(kOutputLowWater);
     }
-    writeAccess(pending_);
+    writeAccess(*access);
+    returnPendingAccess(std::move(access));
 }
 
 void DownstreamSession::writeAccess(const PendingAccess& access) {

@@ -256,11 +256,11 @@ TEST_SUITE("event/buffer_memory") {
     }
 
     TEST_CASE("realloc keeps the contents, in place while the class has room") {
-        auto* p = static_cast<unsigned char*>(event::bufferAlloc(100));  // 128-byte class
+        auto* p = static_cast<unsigned char*>(event::bufferAlloc(1100));  // 2 KiB class
         for (int i = 0; i < 100; ++i) {
             p[i] = static_cast<unsigned char>(i);
         }
-        CHECK(event::bufferRealloc(p, 128) == p);
+        CHECK(event::bufferRealloc(p, 2048) == p);
         auto* grown = static_cast<unsigned char*>(event::bufferRealloc(p, 5000));
         REQUIRE(grown != nullptr);
         bool same = true;
@@ -280,10 +280,18 @@ TEST_SUITE("event/buffer_memory") {
         event::bufferFree(event::bufferRealloc(nullptr, 0));
     }
 
+    TEST_CASE("libevent's structures (below a chain's 1 KiB) bypass the lists") {
+        const std::size_t parked = event::cachedBufferBlocks();
+        void* small = event::bufferAlloc(136);  // an evbuffer
+        std::memset(small, 0xcd, 136);
+        event::bufferFree(small);
+        CHECK(event::cachedBufferBlocks() == parked);
+    }
+
     TEST_CASE("parking is capped: a burst of frees does not pin memory") {
         std::vector<void*> blocks;
         for (int i = 0; i < 1000; ++i) {
-            blocks.push_back(event::bufferAlloc(64));
+            blocks.push_back(event::bufferAlloc(1024));
         }
         const std::size_t before = event::cachedBufferBlocks();
         for (void* b : blocks) {

@@ -100,7 +100,9 @@ public:
     struct Impl;
 
 private:
-    std::unique_ptr<Impl> impl_;
+    RequestCallbacks& callbacks_;
+    ParserLimits limits_;
+    std::unique_ptr<Impl> impl_;  // only while a message is in progress (or failed)
 };
 
 class ResponseParser {

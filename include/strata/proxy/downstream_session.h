@@ -201,8 +201,9 @@ private:
     metrics::CacheResult cache_result_ = metrics::CacheResult::Bypass;
     std::string_view tls_version_;  // static strings only
     std::string_view tls_cipher_;   // OpenSSL's static cipher names
-    PendingAccess pending_;
-    bool pending_log_ = false;
+    // Only while an exchange's line and metrics wait to be written: an idle connection holds
+    // none (see takePendingAccess()).
+    std::unique_ptr<PendingAccess> pending_;
 };
 
 }  // namespace strata::proxy
