@@ -134,6 +134,50 @@ def runBatch(host, port, count, request, timeout):
     return kept, failed
 
 
+def openH2(host, port, path, tls, timeout):
+    """One HTTP/2 connection (TLS with ALPN h2, or prior-knowledge h2c) that completed one GET.
+
+    Sequential and blocking: the h2 library is sans-I/O, and the memory scenario only needs the
+    connections to exist, not to be opened fast."""
+    import ssl
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        sock = ctx.wrap_socket(sock, server_hostname="localhost")
+        if sock.selected_alpn_protocol() != "h2":
+            raise ConnectionError("the proxy did not choose h2 by ALPN")
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "https" if tls else "http"),
+                          (":authority", f"{host}:{port}"), (":path", path),
+                          ("user-agent", "strata-bench-idle")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status = None
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed before the response was complete")
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers).get(b":status")
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                sock.sendall(conn.data_to_send())
+                if status != b"200":
+                    raise ConnectionError(f"status {status}")
+                return sock, conn
+        sock.sendall(conn.data_to_send())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
@@ -143,6 +187,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--path", default="/")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per batch")
+    ap.add_argument("--h2", action="store_true", help="HTTP/2 connections (python3-h2)")
+    ap.add_argument("--tls", action="store_true", help="with --h2: TLS with ALPN h2, else h2c")
     args = ap.parse_args()
 
     raiseNofile(args.count + 64)
@@ -152,6 +198,15 @@ def main():
 
     held = []
     failed = 0
+    h2_sessions = []  # keep the h2 state objects alive beside their sockets
+    while args.h2 and len(held) + failed < args.count:
+        try:
+            sock, conn = openH2(args.host, args.port, args.path, args.tls, args.timeout)
+            held.append(sock)
+            h2_sessions.append(conn)
+        except (OSError, ConnectionError) as e:
+            print(f"idle_conns: connection failed: {e}", file=sys.stderr)
+            failed += 1
     while len(held) + failed < args.count:
         n = min(args.batch, args.count - len(held) - failed)
         kept, bad = runBatch(args.host, args.port, n, request, args.timeout)
