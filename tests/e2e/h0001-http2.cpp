@@ -259,6 +259,18 @@ TEST_SUITE("e2e/http2") {
         CHECK(metric(admin, "strata_proxy_sent_bytes_total", {"route=\"site\""}) > 2 * 9);
     }
 
+    TEST_CASE("a stream whose client does not read stalls alone; the connection goes on") {
+        Origin origin;
+        Strata strata(h2cConfig(origin));
+        const std::string out = h2Client(strata.port(), "slow-reader");
+        CAPTURE(out);
+        // The slow stream got no more than its 64 KiB window (the client never reopened it).
+        unsigned long slow_bytes = 0;
+        REQUIRE(std::sscanf(out.c_str(), "fast 200 slow-bytes %lu", &slow_bytes) == 1);
+        CHECK(slow_bytes <= 65535);
+        CHECK(origin.requestCount(0, "/bytes/1024") == 1);
+    }
+
     TEST_CASE("rapid reset tears the connection down with GOAWAY") {
         Origin origin;
         Strata strata(h2cConfig(origin) + "http2: {reset_burst: 20, reset_rate: 1}\n" +

@@ -80,6 +80,38 @@ elif case == "reload":
         time.sleep(0.01)  # waits on the test's signal file, not on strata
     print("response %s %s" % (first, get(3, "/h2reload/b")))
     sys.exit(0)
+elif case == "slow-reader":
+    # Stream 1 downloads 16 MiB but its stream window is never reopened (the connection's is):
+    # stream 3, asked once stream 1's first DATA arrived, must still complete.
+    # Prints "fast STATUS slow-bytes N".
+    get = lambda path: [(":method", "GET"), (":scheme", "http"), (":authority", "t"),
+                        (":path", path)]
+    conn.send_headers(1, get("/bytes/16777216?slow"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    slow_bytes, asked, fast_status = 0, False, None
+    while fast_status is None:
+        data = sock.recv(65536)
+        if not data:
+            print("closed")
+            sys.exit(0)
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.DataReceived):
+                if event.stream_id == 1:
+                    slow_bytes += len(event.data)
+                    conn.increment_flow_control_window(event.flow_controlled_length)
+                    if not asked:
+                        asked = True
+                        conn.send_headers(3, get("/bytes/1024?fast"), end_stream=True)
+                else:
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.ResponseReceived) and event.stream_id == 3:
+                fast_status = dict(event.headers)[":status"]
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                print("goaway %d" % event.error_code)
+                sys.exit(0)
+        sock.sendall(conn.data_to_send())
+    print("fast %s slow-bytes %d" % (fast_status, slow_bytes))
+    sys.exit(0)
 elif case == "rapid-reset":
     for i in range(400):
         sid = 1 + 2 * i
