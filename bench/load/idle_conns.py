@@ -23,6 +23,7 @@ import resource
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import time
 
@@ -139,8 +140,6 @@ def openH2(host, port, path, tls, timeout):
 
     Sequential and blocking: the h2 library is sans-I/O, and the memory scenario only needs the
     connections to exist, not to be opened fast."""
-    import ssl
-
     import h2.config
     import h2.connection
     import h2.events
@@ -224,8 +223,8 @@ def main():
                 s.setblocking(False)
                 if s.recv(1) == b"":
                     closed += 1
-            except BlockingIOError:
-                pass
+            except (BlockingIOError, ssl.SSLWantReadError):
+                pass  # nothing to read: still open (a TLS socket says so with WantRead)
             except OSError:
                 closed += 1
             s.close()
