@@ -20,7 +20,11 @@ struct alignas(16) Header {
 };
 static_assert(sizeof(Header) == 16);
 
-constexpr int kMinShift = 6;   // smallest class: 64 bytes
+// Smallest class: 1 KiB, libevent's smallest buffer chain. Below it only libevent's structures
+// are allocated (an evbuffer, an event, an evmap entry, once per connection); rounding those
+// up to a power of two would cost an idle connection a few hundred bytes for nothing, so they
+// go to malloc at their own size.
+constexpr int kMinShift = 10;
 constexpr int kMaxShift = 17;  // largest: 128 KiB (a 32 KiB read reservation rounds to 64 KiB)
 constexpr std::size_t kClasses = kMaxShift - kMinShift + 1;
 constexpr std::size_t kUncached = kClasses;
@@ -38,17 +42,11 @@ constexpr std::size_t parkLimit(std::size_t size_class) {
                                    kMaxParkedBlocks);
 }
 
-// Below libevent's smallest buffer chain (1 KiB) only its structures are allocated: an
-// evbuffer, an event, an evmap entry, once per connection. Rounding those up to a power of two
-// would cost an idle connection a few hundred bytes for nothing; malloc's own classes fit them.
-constexpr std::size_t kSmallestChain = 1024;
-
 std::size_t classFor(std::size_t size) {
-    if (size > classBytes(kClasses - 1) || size < kSmallestChain - sizeof(Header)) {
+    if (size > classBytes(kClasses - 1) || size < classBytes(0)) {
         return kUncached;
     }
-    const int shift =
-        std::max(kMinShift, static_cast<int>(std::bit_width(std::max<std::size_t>(size, 1) - 1)));
+    const int shift = static_cast<int>(std::bit_width(size - 1));
     return static_cast<std::size_t>(shift - kMinShift);
 }
 

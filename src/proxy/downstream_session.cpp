@@ -651,7 +651,7 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     // The one place every exchange ends, proxied or answered locally. The line and the metrics
     // are written once the last byte is handed to the kernel (finishAccessLog), so a slow
     // client's time is counted. The strings are copied: the transaction is gone by then, and
-    // the members keep their capacity, so the copies stop allocating after the first requests.
+    // parked records keep their capacity, so the copies stop allocating after the first requests.
     finishAccessLog();  // a pipelined exchange's answer queued behind the previous one
     pending_ = takePendingAccess();
     const bool logged = worker_.access_log.enabled();

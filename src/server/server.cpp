@@ -399,8 +399,10 @@ private:
                     static_cast<std::int64_t>(process_connections_.load(std::memory_order_relaxed));
                 // Read after the total: a connection that closes in between is not counted twice.
                 const std::int64_t h2 = std::min(total, registry.h2Connections());
-                out.push_back({{{"protocol", "http/1.1"}}, static_cast<double>(total - h2)});
-                out.push_back({{{"protocol", "h2"}}, static_cast<double>(h2)});
+                out.push_back({{{"protocol", std::string(metrics::name(metrics::Protocol::Http1))}},
+                               static_cast<double>(total - h2)});
+                out.push_back({{{"protocol", std::string(metrics::name(metrics::Protocol::H2))}},
+                               static_cast<double>(h2)});
             });
         auto per_server = [this](auto value) {
             return [this, value](std::vector<metrics::GaugeSample>& out) {

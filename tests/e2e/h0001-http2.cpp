@@ -33,7 +33,9 @@ std::string url(std::uint16_t port, const std::string& path, const std::string& 
     return scheme + "://127.0.0.1:" + std::to_string(port) + path;
 }
 
-std::string h2cConfig(const Origin& origin, const std::string& protocols = "[h2, http/1.1]") {
+// One plain listener with `protocols`, upstream "app" over `servers_yaml`, route "site".
+std::string h2cConfig(const std::string& servers_yaml,
+                      const std::string& protocols = "[h2, http/1.1]") {
     return "listeners:\n"
            "  - name: http\n"
            "    bind: \"127.0.0.1:0\"\n"
@@ -43,13 +45,18 @@ std::string h2cConfig(const Origin& origin, const std::string& protocols = "[h2,
            "upstreams:\n"
            "  app:\n"
            "    servers: " +
-           origin.serversYaml() +
+           servers_yaml +
            "\n"
            "routes:\n"
-           "  - match: {path_prefix: /}\n"
+           "  - name: site\n"
+           "    match: {path_prefix: /}\n"
            "    upstream: app\n"
            "    cache: {enabled: true}\n"
            "cache: {l2: {servers: []}}\n";
+}
+
+std::string h2cConfig(const Origin& origin, const std::string& protocols = "[h2, http/1.1]") {
+    return h2cConfig(origin.serversYaml(), protocols);
 }
 
 std::string h2ClientCommand(std::uint16_t port, const std::string& which) {
@@ -218,20 +225,7 @@ TEST_SUITE("e2e/http2") {
     TEST_CASE("reload: an open HTTP/2 connection's next stream uses the new config") {
         Origin origin(2);
         auto config = [&](int server) {
-            return "listeners:\n"
-                   "  - name: http\n"
-                   "    bind: \"127.0.0.1:0\"\n"
-                   "    protocols: [h2, http/1.1]\n"
-                   "upstreams:\n"
-                   "  app:\n"
-                   "    servers: [\"" +
-                   origin.addr(server) +
-                   "\"]\n"
-                   "routes:\n"
-                   "  - name: site\n"
-                   "    match: {path_prefix: /}\n"
-                   "    upstream: app\n"
-                   "cache: {l2: {servers: []}}\n"
+            return h2cConfig("[\"" + origin.addr(server) + "\"]") +
                    "admin: {bind: \"127.0.0.1:0\"}\n";
         };
         Strata strata(config(0));

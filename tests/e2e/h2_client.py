@@ -25,7 +25,13 @@ config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
                                    normalize_outbound_headers=False)
 conn = h2.connection.H2Connection(config=config)
 conn.initiate_connection()
-base = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/h2bad")]
+
+
+def request(path):
+    return [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]
+
+
+base = request("/h2bad")
 if case == "transfer-encoding":
     conn.send_headers(1, base + [("transfer-encoding", "chunked")], end_stream=True)
 elif case == "connection":
@@ -55,8 +61,7 @@ elif case == "reload":
     directory = sys.argv[3]
 
     def get(stream_id, path):
-        headers = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]
-        conn.send_headers(stream_id, headers, end_stream=True)
+        conn.send_headers(stream_id, request(path), end_stream=True)
         sock.sendall(conn.data_to_send())
         status = None
         while True:
@@ -84,9 +89,7 @@ elif case == "slow-reader":
     # Stream 1 downloads 16 MiB but its stream window is never reopened (the connection's is):
     # stream 3, asked once stream 1's first DATA arrived, must still complete.
     # Prints "fast STATUS slow-bytes N".
-    get = lambda path: [(":method", "GET"), (":scheme", "http"), (":authority", "t"),
-                        (":path", path)]
-    conn.send_headers(1, get("/bytes/16777216?slow"), end_stream=True)
+    conn.send_headers(1, request("/bytes/16777216?slow"), end_stream=True)
     sock.sendall(conn.data_to_send())
     slow_bytes, asked, fast_status = 0, False, None
     while fast_status is None:
@@ -101,7 +104,7 @@ elif case == "slow-reader":
                     conn.increment_flow_control_window(event.flow_controlled_length)
                     if not asked:
                         asked = True
-                        conn.send_headers(3, get("/bytes/1024?fast"), end_stream=True)
+                        conn.send_headers(3, request("/bytes/1024?fast"), end_stream=True)
                 else:
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.ResponseReceived) and event.stream_id == 3:
