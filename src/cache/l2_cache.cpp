@@ -302,6 +302,7 @@ L2Options L2Options::fromConfig(const config::L2Cache& config) {
     o.threads = config.threads;
     o.purge_poll = config.purge_poll;
     o.max_ttl = duration_cast<std::chrono::seconds>(config.max_ttl);
+    o.keep = duration_cast<std::chrono::seconds>(config.keep);
     o.metrics = &metrics::global();
     return o;
 }
@@ -855,7 +856,11 @@ struct L2Cache::Impl {
         memcached_st* m = memcFor(t);
         // Never alive past request_time + max_ttl: purge records are kept that long (plus the
         // skew margin), so an object fetched slowly across a purge cannot outlive its record.
-        auto ttl = storageTtl(entry->freshness(), now);
+        // A stale object with a validator is still worth a conditional request (a 304 instead
+        // of the body), so it stays `keep` longer, as it would in L1 until evicted.
+        const bool has_validator =
+            !entry->meta().etag.empty() || entry->meta().last_modified.has_value();
+        auto ttl = storageTtl(entry->freshness(), now) + (has_validator ? o.keep : Seconds(0));
         const auto limit =
             std::chrono::duration_cast<Seconds>(o.max_ttl - (now - entry->meta().request_time));
         ttl = std::min(ttl, limit);

@@ -1043,6 +1043,8 @@ const std::vector<Field<L2Cache>>& fieldsOf<L2Cache>() {
                                "how often the shared purge log is read"),
         durationField<L2Cache>("max_ttl", &L2Cache::max_ttl, kSecond, 30 * kDay,
                                "cap on memcached expiration; purge log retention"),
+        durationField<L2Cache>("keep", &L2Cache::keep, 0, 30 * kDay,
+                               "objects with a validator stay this long past their stale windows"),
     };
     return fields;
 }

@@ -328,11 +328,12 @@ void Transaction::lookup() {
         if (m != nullptr) {
             m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Miss);
         }
-        // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
-        status_ = 504;
-        logAccess();
-        enter(State::Finished);
-        client_.sendError(504, "only-if-cached", cacheStatus());
+        // Nothing is fetched, so there is nothing to coalesce; L2 may still have it.
+        if (runtime.l2 != nullptr && runtime.l2->enabled()) {
+            lookupL2();
+            return;
+        }
+        answerOnlyIfCachedMiss();
         return;
     }
     std::weak_ptr<bool> alive = aliveToken();
@@ -408,28 +409,67 @@ void Transaction::lookupL2() {
 void Transaction::onL2Result(cache::L2LookupResult result) {
     metrics::WorkerMetrics* m = client_.worker().metrics;
     if (result.status == cache::L2Status::Hit && result.entry) {
+        // An L2 entry is served, refreshed and revalidated exactly as an L1 one would be: an
+        // instance with a cold L1 must not cost the origin more than one with a warm L1.
         cache::LookupDecision decision =
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
-        if (decision.servable()) {
-            if (m != nullptr) {
-                m->cacheLookup(routeSlot(), metrics::Tier::L2, metrics::LookupResult::Hit);
-            }
-            // An L2 hit is promoted to L1 and shared with the waiters.
-            client_.worker().cache->l1->insert(result.entry);
-            finishCoalescing(result.entry, false);
-            setOutcome(metrics::CacheResult::Hit, withTtl("strata; hit; detail=l2", decision.ttl));
-            deliver(result.entry);
-            return;
+        if (m != nullptr) {
+            m->cacheLookup(
+                routeSlot(), metrics::Tier::L2,
+                decision.servable() ? metrics::LookupResult::Hit : metrics::LookupResult::Stale);
         }
-    }
-    if (m != nullptr) {
+        // Promoted to L1 (when it fits), stale or not, so the next request finds it there.
+        client_.worker().cache->l1->insert(result.entry);
+        switch (decision.usability) {
+            case cache::Usability::Fresh:
+            case cache::Usability::StaleAcceptable:
+                finishCoalescing(result.entry, false);  // the waiters get it too
+                setOutcome(metrics::CacheResult::Hit,
+                           withTtl("strata; hit; detail=l2", decision.ttl));
+                deliver(result.entry);
+                return;
+            case cache::Usability::StaleWhileRevalidate:
+                setOutcome(metrics::CacheResult::Stale,
+                           withTtl("strata; hit; detail=l2", decision.ttl));
+                stale_ = result.entry;
+                // The waiters may serve it stale too; leadership passes to the refresh.
+                finishCoalescing(result.entry, false);
+                startBackgroundRefresh();
+                deliver(result.entry);
+                return;
+            case cache::Usability::Revalidate:
+                // This transaction stays the coalescing leader: its 304 (or full answer)
+                // releases the waiters, and keep() updates L1 and L2.
+                stale_ = result.entry;
+                serve_stale_on_error_ = decision.serve_stale_on_error;
+                revalidating_ = true;
+                setOutcome(metrics::CacheResult::Stale, decision.ttl.count() > 0
+                                                            ? "strata; fwd=request; detail=l2"
+                                                            : "strata; fwd=stale; detail=l2");
+                forward();
+                return;
+            case cache::Usability::OnlyIfCachedMiss:
+                break;
+        }
+    } else if (m != nullptr) {
         m->cacheLookup(routeSlot(), metrics::Tier::L2,
-                       result.status == cache::L2Status::Hit    ? metrics::LookupResult::Stale
-                       : result.status == cache::L2Status::Miss ? metrics::LookupResult::Miss
-                                                                : metrics::LookupResult::Error);
+                       result.status == cache::L2Status::Miss ? metrics::LookupResult::Miss
+                                                              : metrics::LookupResult::Error);
+    }
+    if (request_cc_.only_if_cached) {
+        answerOnlyIfCachedMiss();
+        return;
     }
     // Down, slow, corrupt or absent: a miss, never an error for the client.
     forward();
+}
+
+// RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
+void Transaction::answerOnlyIfCachedMiss() {
+    status_ = 504;
+    logAccess();
+    enter(State::Finished);
+    client_.sendError(504, "only-if-cached", cacheStatus());
 }
 
 void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {

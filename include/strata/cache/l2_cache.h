@@ -88,6 +88,7 @@ struct L2Options {
     std::string key_namespace = "strata";
     std::chrono::milliseconds purge_poll{1000};
     std::chrono::seconds max_ttl{86400};
+    std::chrono::seconds keep{3600};
     unsigned threads = 2;
     std::size_t max_queue = 1024;
     unsigned breaker_failures = 3;

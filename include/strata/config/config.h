@@ -97,6 +97,8 @@ struct L2Cache {
     std::uint32_t threads = 2;             // blocking libmemcached threads per process
     Duration purge_poll{1000};             // other instances' purges are read this often
     Duration max_ttl{86400 * 1000};        // memcached expiration cap; purge log retention
+    // Objects with a validator stay this long past their stale windows, for a 304 (Varnish keep).
+    Duration keep{3600 * 1000};
 };
 
 struct Cache {

@@ -89,6 +89,7 @@ private:
 
     void lookup();
     void lookupL2();
+    void answerOnlyIfCachedMiss();
     void onL2Result(cache::L2LookupResult result);
     void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
     void deliverCollapsed(const cache::EntryPtr& entry, const cache::LookupDecision& decision);
