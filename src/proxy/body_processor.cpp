@@ -167,7 +167,11 @@ DeliveryPlan planDelivery(const cache::CacheEntry& entry, std::string_view metho
     if (entry.status() != 200) {
         return plan;  // ranges apply to a complete 200 representation only
     }
-    plan.fields.emplace_back("Accept-Ranges", "bytes");
+    // The origin's own Accept-Ranges stays as stored (a whole answer's head is not re-serialized,
+    // so it could not be dropped); otherwise the cache says what it can do.
+    if (!entry.fields().has("Accept-Ranges")) {
+        plan.fields.emplace_back("Accept-Ranges", "bytes");
+    }
     // GET is the only method with range semantics (RFC 9110 14.2): HEAD gets the full head.
     if (method != "GET" || range.empty()) {
         return plan;

@@ -188,9 +188,11 @@ TEST_CASE("range parser and normaliser (RFC 9110 14.1.2 examples)") {
 TEST_CASE("multipart/byteranges framing") {
     auto parts = strata::proxy::multipartParts({{0, 1}, {5, 6}}, 10, "text/plain", "B");
     REQUIRE(parts.size() == 5);
-    CHECK(parts[0].literal == "--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n");
+    CHECK(parts[0].literal ==
+          "--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n");
     CHECK(parts[1].offset == 0);
     CHECK(parts[1].length == 2);
-    CHECK(parts[2].literal == "\r\n--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-6/10\r\n\r\n");
+    CHECK(parts[2].literal ==
+          "\r\n--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-6/10\r\n\r\n");
     CHECK(parts[4].literal == "\r\n--B--\r\n");
 }
