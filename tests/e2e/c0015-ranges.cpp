@@ -5,7 +5,6 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 #include <string>
 
 #include "cache_support.h"
@@ -246,8 +245,7 @@ TEST_SUITE("e2e/cache") {
             run("curl -s -C - -o " + file + " -w '%{http_code}' 'http://127.0.0.1:" +
                 std::to_string(s.strata.port()) + s.url + "'");
         CHECK(code == "206");
-        std::ifstream in(file, std::ios::binary);
-        const std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::string got = readFile(file);
         CHECK(got.size() == kLength);
         CHECK(got == s.full);
     }
