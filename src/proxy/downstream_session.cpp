@@ -5,6 +5,7 @@
 
 #include <event2/buffer.h>
 
+#include "strata/common/assert.h"
 #include "strata/common/log.h"
 #include "strata/http/message.h"
 #include "strata/http/response_out.h"
@@ -584,6 +585,22 @@ void DownstreamSession::sendBody(const cache::BodyPtr& body) {
     }
     // Zero copy: the evbuffer holds a reference to the stored body until it is sent.
     evbuffer_add_reference(output(), body->data(), body->size(), &cache::releaseBody,
+                           cache::retainBody(body));
+}
+
+void DownstreamSession::sendBody(const cache::BodyPtr& body, std::uint64_t offset,
+                                 std::uint64_t length) {
+    STRATA_ASSERT(offset <= body->size() && length <= body->size() - offset);  // the planner's
+    if (length == 0) {
+        return;  // evbuffer_add_reference would never call the cleanup, leaking the reference
+    }
+    const std::string_view slice(body->data() + offset, static_cast<std::size_t>(length));
+    if (response_chunked_) {
+        sendBody(slice);
+        return;
+    }
+    // Each slice holds its own reference: a multipart answer has several into one block.
+    evbuffer_add_reference(output(), slice.data(), slice.size(), &cache::releaseBody,
                            cache::retainBody(body));
 }
 

@@ -1,6 +1,7 @@
 #include "strata/proxy/transaction.h"
 
 #include <charconv>
+#include <random>
 
 #include "strata/cache/freshness.h"
 #include "strata/cache/key.h"
@@ -11,6 +12,7 @@
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
 #include "strata/http/message.h"
+#include "strata/proxy/body_processor.h"
 
 namespace strata::proxy {
 namespace {
@@ -49,6 +51,21 @@ cache::EntryPtr buildStoredEntry(const RouteCachePolicy& route, const http::Requ
     in.request_time = request_time;
     in.response_time = response_time;
     return cache::buildEntry(in);
+}
+
+// A multipart/byteranges boundary (RFC 9110 14.6). It must not occur in the stored body; 24
+// random hex digits make that as unlikely as a collision, and no origin can aim for it.
+std::string multipartBoundary() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "strata-";
+    for (int word = 0; word < 2; ++word) {
+        std::uint64_t bits = rng();
+        for (int i = 0; i < 12; ++i, bits >>= 4) {
+            out.push_back(kHex[bits & 0xf]);
+        }
+    }
+    return out;
 }
 
 // RFC 9211 "ttl": remaining freshness in seconds, negative once stale.
@@ -559,23 +576,45 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
     http::OutgoingResponse out;
     out.edits = &edits;
     http::Fields not_modified;
+    DeliveryPlan plan;  // outlives sendHead(): the edits are views into its fields
+    std::string boundary;
     if (cache::evaluateConditionals(*entry, request_, now) ==
         cache::ConditionalResult::NotModified) {
-        // RFC 9111 4.3.2: the cache answers the client's own validators.
+        // RFC 9111 4.3.2: the cache answers the client's own validators. They come before
+        // Range (RFC 9110 13.2.2), so a 304 never carries a range.
         status_ = 304;
         not_modified = cache::notModifiedFields(*entry);
         out.status = 304;
         out.fields = &not_modified;
     } else {
-        status_ = entry->status();
+        const std::string* range = request_.fields.get("Range");
+        const std::string* if_range = range ? request_.fields.get("If-Range") : nullptr;
+        if (range && request_.method == "GET" && entry->status() == 200) {
+            boundary = multipartBoundary();
+        }
+        plan = planDelivery(*entry, request_.method, range ? std::string_view(*range) : "",
+                            if_range ? std::string_view(*if_range) : "", now, boundary);
+        status_ = plan.status;
         out.status = status_;
-        out.reason = entry->reason();
         out.fields = &entry->fields();
-        out.serialized_http1 = entry->serializedHead();
+        if (plan.whole_body) {
+            out.reason = entry->reason();
+            out.serialized_http1 = entry->serializedHead();
+        } else {
+            // The stored status line is not this answer's: the codec serializes the fields,
+            // so drops apply. A stored Content-Range (odd on a 200) would contradict ours.
+            edits.drop("Content-Range");
+            if (plan.replace_content_type) {
+                edits.drop("Content-Type");
+            }
+        }
+        for (const auto& [name, value] : plan.fields) {
+            edits.add(name, value);
+        }
         // A stored 204 has no body and no Content-Length (RFC 9110 8.6).
         if (status_ != 204) {
             out.body = http::ResponseBody::Length;
-            out.content_length = entry->bodySize();
+            out.content_length = plan.content_length;
             out.state_length = true;
             out.head_only = request_.isHead();
         }
@@ -584,9 +623,19 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
     edits.add("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
     client_.sendHead(out);
-    if (out.body == http::ResponseBody::Length && !out.head_only && entry->bodySize() > 0) {
-        client_.sendBody(entry->body());
-        body_bytes_sent_ = entry->bodySize();
+    if (out.body == http::ResponseBody::Length && !out.head_only && out.content_length > 0) {
+        if (plan.whole_body) {
+            client_.sendBody(entry->body());
+        } else {
+            for (const BodyPart& part : plan.parts) {
+                if (part.length > 0) {
+                    client_.sendBody(entry->body(), part.offset, part.length);
+                } else {
+                    client_.sendBody(part.literal);
+                }
+            }
+        }
+        body_bytes_sent_ = out.content_length;
     }
     logAccess();
     enter(State::Finished);

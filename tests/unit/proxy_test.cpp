@@ -153,3 +153,46 @@ TEST_SUITE("proxy/router") {
         CHECK(proxy::hostWithoutPort("example.com") == "example.com");
     }
 }
+
+#include "strata/proxy/body_processor.h"
+
+TEST_CASE("range parser and normaliser (RFC 9110 14.1.2 examples)") {
+    using strata::proxy::parseRange;
+    using K = strata::proxy::RangeSet::Kind;
+    auto r = parseRange("bytes=0-499", 10000);
+    REQUIRE(r.kind == K::Ranges);
+    CHECK(r.ranges == std::vector<strata::proxy::ByteRange>{{0, 499}});
+    r = parseRange("bytes=-500", 10000);
+    CHECK(r.ranges == std::vector<strata::proxy::ByteRange>{{9500, 9999}});
+    r = parseRange("bytes=9500-", 10000);
+    CHECK(r.ranges == std::vector<strata::proxy::ByteRange>{{9500, 9999}});
+    r = parseRange("bytes=0-0, -1", 10000);
+    CHECK(r.ranges == std::vector<strata::proxy::ByteRange>{{0, 0}, {9999, 9999}});
+    r = parseRange("bytes=500-600,601-999", 10000);  // adjacent: merged
+    CHECK(r.ranges == std::vector<strata::proxy::ByteRange>{{500, 999}});
+    r = parseRange("bytes=500-700,601-999", 10000);  // overlapping: merged
+    CHECK(r.ranges == std::vector<strata::proxy::ByteRange>{{500, 999}});
+    CHECK(parseRange("bytes=20000-", 10000).kind == K::Unsatisfiable);
+    CHECK(parseRange("bytes=-0", 10000).kind == K::Unsatisfiable);
+    CHECK(parseRange("bytes=5-1", 10000).kind == K::Ignore);
+    CHECK(parseRange("items=0-1", 10000).kind == K::Ignore);
+    CHECK(parseRange("bytes=x-1", 10000).kind == K::Ignore);
+    CHECK(parseRange("bytes=", 10000).kind == K::Ignore);
+    std::string many = "bytes=";
+    for (int i = 0; i < 20; ++i) {
+        many += std::to_string(i * 10) + "-" + std::to_string(i * 10 + 1) + ",";
+    }
+    CHECK(parseRange(many, 10000).kind == K::Ignore);  // over the cap: the full 200
+}
+
+TEST_CASE("multipart/byteranges framing") {
+    auto parts = strata::proxy::multipartParts({{0, 1}, {5, 6}}, 10, "text/plain", "B");
+    REQUIRE(parts.size() == 5);
+    CHECK(parts[0].literal ==
+          "--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n");
+    CHECK(parts[1].offset == 0);
+    CHECK(parts[1].length == 2);
+    CHECK(parts[2].literal ==
+          "\r\n--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-6/10\r\n\r\n");
+    CHECK(parts[4].literal == "\r\n--B--\r\n");
+}

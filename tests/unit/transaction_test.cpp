@@ -137,6 +137,11 @@ public:
         body.append(*stored);
         ++zero_copy_bodies;
     }
+    void sendBody(const cache::BodyPtr& stored, std::uint64_t offset,
+                  std::uint64_t length) override {
+        body.append(std::string_view(*stored).substr(offset, length));
+        ++zero_copy_bodies;
+    }
     void flush() override {}
     void endResponse() override { ++ends; }
     void sendError(int error_status, std::string_view, std::string_view cache) override {

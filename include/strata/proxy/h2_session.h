@@ -105,6 +105,7 @@ public:
     void sendHead(const http::OutgoingResponse& head) override;
     void sendBody(std::string_view data) override;
     void sendBody(const cache::BodyPtr& body) override;
+    void sendBody(const cache::BodyPtr& body, std::uint64_t offset, std::uint64_t length) override;
     void flush() override;
     void endResponse() override;
     void sendError(int status, std::string_view detail, std::string_view cache_status) override;

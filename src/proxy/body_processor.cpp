@@ -1,0 +1,213 @@
+#include "strata/proxy/body_processor.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "strata/cache/cache_control.h"
+
+namespace strata::proxy {
+namespace {
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+// Digits only, no sign, bounded so the value cannot overflow.
+std::optional<std::uint64_t> parseNumber(std::string_view s) {
+    if (s.empty() || s.size() > 18) {
+        return std::nullopt;
+    }
+    std::uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') {
+            return std::nullopt;
+        }
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return v;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+}  // namespace
+
+RangeSet parseRange(std::string_view value, std::uint64_t length) {
+    RangeSet out;
+    value = trim(value);
+    const auto eq = value.find('=');
+    if (eq == std::string_view::npos || !iequals(trim(value.substr(0, eq)), "bytes")) {
+        return out;  // other range units are ignored (RFC 9110 14.1)
+    }
+    std::string_view rest = value.substr(eq + 1);
+    std::vector<ByteRange> ranges;
+    bool any_spec = false;
+    while (true) {
+        const auto comma = rest.find(',');
+        std::string_view spec = trim(rest.substr(0, comma));
+        if (!spec.empty()) {  // empty list elements are allowed (RFC 9110 5.6.1)
+            any_spec = true;
+            const auto dash = spec.find('-');
+            if (dash == std::string_view::npos) {
+                return out;
+            }
+            std::string_view a = spec.substr(0, dash);
+            std::string_view b = spec.substr(dash + 1);
+            if (a.empty()) {
+                auto suffix = parseNumber(b);
+                if (!suffix) {
+                    return out;
+                }
+                // A zero-length suffix or an empty representation selects nothing.
+                if (*suffix > 0 && length > 0) {
+                    ranges.push_back({length - std::min(*suffix, length), length - 1});
+                }
+            } else {
+                auto first = parseNumber(a);
+                std::optional<std::uint64_t> last;
+                if (!first) {
+                    return out;
+                }
+                if (!b.empty()) {
+                    last = parseNumber(b);
+                    if (!last || *last < *first) {
+                        return out;  // invalid: the whole field is ignored (RFC 9110 14.1.1)
+                    }
+                }
+                if (*first < length) {
+                    ranges.push_back({*first, last ? std::min(*last, length - 1) : length - 1});
+                }
+            }
+        }
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        rest.remove_prefix(comma + 1);
+    }
+    if (!any_spec) {
+        return out;
+    }
+    if (ranges.empty()) {
+        out.kind = RangeSet::Kind::Unsatisfiable;
+        return out;
+    }
+    std::sort(ranges.begin(), ranges.end(),
+              [](const ByteRange& x, const ByteRange& y) { return x.first < y.first; });
+    std::vector<ByteRange> merged;
+    for (const ByteRange& r : ranges) {
+        if (!merged.empty() && r.first <= merged.back().last + 1) {
+            merged.back().last = std::max(merged.back().last, r.last);
+        } else {
+            merged.push_back(r);
+        }
+    }
+    if (merged.size() > kMaxRanges) {
+        return out;
+    }
+    out.kind = RangeSet::Kind::Ranges;
+    out.ranges = std::move(merged);
+    return out;
+}
+
+std::string contentRange(const ByteRange& range, std::uint64_t length) {
+    return "bytes " + std::to_string(range.first) + "-" + std::to_string(range.last) + "/" +
+           std::to_string(length);
+}
+
+bool ifRangeMatches(std::string_view if_range, const cache::EntryMeta& meta, WallTime now) {
+    if_range = trim(if_range);
+    if (if_range.starts_with("W/")) {
+        return false;  // a weak validator never allows a range (RFC 9110 13.1.5)
+    }
+    if (if_range.starts_with('"')) {
+        std::string_view stored = trim(meta.etag);
+        return !stored.starts_with("W/") && stored == if_range;
+    }
+    auto date = cache::parseHttpDate(if_range, now);
+    return date && meta.last_modified && *date == *meta.last_modified;
+}
+
+std::vector<BodyPart> multipartParts(const std::vector<ByteRange>& ranges, std::uint64_t length,
+                                     std::string_view content_type, std::string_view boundary) {
+    std::vector<BodyPart> parts;
+    bool first = true;
+    for (const ByteRange& r : ranges) {
+        std::string head = first ? "--" : "\r\n--";
+        first = false;
+        head.append(boundary);
+        head.append("\r\n");
+        if (!content_type.empty()) {
+            head.append("Content-Type: ").append(content_type).append("\r\n");
+        }
+        head.append("Content-Range: ").append(contentRange(r, length)).append("\r\n\r\n");
+        parts.push_back({std::move(head), 0, 0});
+        parts.push_back({{}, r.first, r.last - r.first + 1});
+    }
+    parts.push_back({"\r\n--" + std::string(boundary) + "--\r\n", 0, 0});
+    return parts;
+}
+
+DeliveryPlan planDelivery(const cache::CacheEntry& entry, std::string_view method,
+                          std::string_view range, std::string_view if_range, WallTime now,
+                          std::string_view boundary) {
+    DeliveryPlan plan;
+    plan.status = entry.status();
+    const std::uint64_t length = entry.bodySize();
+    plan.content_length = length;
+    if (entry.status() != 200) {
+        return plan;  // ranges apply to a complete 200 representation only
+    }
+    // The origin's own Accept-Ranges stays as stored (a whole answer's head is not re-serialized,
+    // so it could not be dropped); otherwise the cache says what it can do.
+    if (!entry.fields().has("Accept-Ranges")) {
+        plan.fields.emplace_back("Accept-Ranges", "bytes");
+    }
+    // GET is the only method with range semantics (RFC 9110 14.2): HEAD gets the full head.
+    if (method != "GET" || range.empty()) {
+        return plan;
+    }
+    if (!if_range.empty() && !ifRangeMatches(if_range, entry.meta(), now)) {
+        return plan;
+    }
+    RangeSet set = parseRange(range, length);
+    if (set.kind == RangeSet::Kind::Ignore) {
+        return plan;
+    }
+    plan.whole_body = false;
+    if (set.kind == RangeSet::Kind::Unsatisfiable) {
+        plan.status = 416;
+        plan.content_length = 0;
+        plan.fields.emplace_back("Content-Range", "bytes */" + std::to_string(length));
+        return plan;
+    }
+    plan.status = 206;
+    if (set.ranges.size() == 1) {
+        const ByteRange& r = set.ranges.front();
+        plan.fields.emplace_back("Content-Range", contentRange(r, length));
+        plan.parts.push_back({{}, r.first, r.last - r.first + 1});
+        plan.content_length = r.last - r.first + 1;
+        return plan;
+    }
+    const std::string* type = entry.fields().get("Content-Type");
+    plan.parts = multipartParts(set.ranges, length, type ? std::string_view(*type) : "", boundary);
+    plan.replace_content_type = true;
+    plan.fields.emplace_back("Content-Type",
+                             "multipart/byteranges; boundary=" + std::string(boundary));
+    plan.content_length = 0;
+    for (const BodyPart& p : plan.parts) {
+        plan.content_length += p.length > 0 ? p.length : p.literal.size();
+    }
+    return plan;
+}
+
+}  // namespace strata::proxy
