@@ -181,6 +181,25 @@ void Connection::close() {
     callbacks_ = nullptr;
 }
 
+void Connection::shutdownWrite() {
+    shutdown_pending_ = true;
+    shutdownIfDrained();
+}
+
+void Connection::shutdownIfDrained() {
+    if (!shutdown_pending_ || write_shut_ || fd_ < 0 || failed_ || connecting_ || handshaking_ ||
+        evbuffer_get_length(output_) > 0) {
+        return;
+    }
+    write_shut_ = true;
+    if (ssl_ != nullptr) {
+        ERR_clear_error();
+        SSL_shutdown(ssl_);
+        ERR_clear_error();
+    }
+    ::shutdown(fd_, SHUT_WR);
+}
+
 void Connection::fail(int err) {
     failed_ = true;
     error_ = err;
@@ -567,6 +586,7 @@ void Connection::writeTls() {
         }
         return;
     }
+    shutdownIfDrained();
     notifyIfDrained();
 }
 
@@ -622,6 +642,7 @@ void Connection::handleWrite() {
         }
         return;
     }
+    shutdownIfDrained();
     notifyIfDrained();
 }
 

@@ -110,6 +110,11 @@ public:
     std::string peerSubject() const;
     bool sessionReused() const;
 
+    // Half-close: no more output once what is queued has been sent (TLS: close_notify, then a
+    // TCP FIN); reading goes on. For tunnels, which pass each side's end on to the other.
+    void shutdownWrite();
+    bool writeShutdown() const { return write_shut_; }
+
     // Drops pending output and closes the socket now; no more callbacks.
     void close();
     bool closed() const { return fd_ < 0; }
@@ -134,6 +139,7 @@ private:
     void handshake();
     void releaseHandshakeSlot();
     void fail(int err);
+    void shutdownIfDrained();
 
     event::Loop& loop_;
     int fd_;
@@ -149,6 +155,8 @@ private:
     bool write_blocked_ = false;  // last write hit EAGAIN: wait for the write edge
     bool above_low_water_ = false;
     bool peer_closed_ = false;
+    bool shutdown_pending_ = false;
+    bool write_shut_ = false;
     bool failed_ = false;
     bool connecting_ = false;
     bool handshaking_ = false;
