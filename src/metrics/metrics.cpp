@@ -781,10 +781,10 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         auto open_f = family("strata_tunnels_open", "tunnels in progress", MetricType::Gauge);
         addValue(open_f, Labels{}, opened >= closed ? static_cast<double>(opened - closed) : 0);
         out.push_back(std::move(open_f));
-        auto tunnel_bytes_f =
-            family("strata_tunnel_bytes_total",
-                   "bytes relayed through ended tunnels, by direction (upstream: client to upstream)",
-                   MetricType::Counter);
+        auto tunnel_bytes_f = family(
+            "strata_tunnel_bytes_total",
+            "bytes relayed through ended tunnels, by direction (upstream: client to upstream)",
+            MetricType::Counter);
         addValue(tunnel_bytes_f, label("direction", "upstream"), static_cast<double>(up));
         addValue(tunnel_bytes_f, label("direction", "downstream"), static_cast<double>(down));
         out.push_back(std::move(tunnel_bytes_f));

@@ -574,22 +574,24 @@ void DownstreamSession::startTunnel(std::string head, upstream::UpstreamConnecti
     read_deadline_ = kNever;
     send_deadline_ = kNever;
     timer_.cancel();  // the tunnel's idle timeout replaces the session's deadlines
-    pending_.tunnel = true;
+    if (pending_) {
+        // logAccess() just ran for the 101; its line waits for the tunnel's end (close()).
+        pending_->tunnel = true;
+    }
     if (worker_.metrics != nullptr) {
         worker_.metrics->tunnel(route_slot_, metrics::TunnelResult::Opened);
     }
     evbuffer_add(output(), head.data(), head.size());
     // Bytes the client sent behind its request head are still in the input: only now, after
     // the 101, does the tunnel pass them on.
-    tunnel_ = std::make_unique<Tunnel>(worker_.loop, connection_, std::move(upstream),
-                                       idle_timeout, [this](Tunnel::End how) {
-                                           if (how == Tunnel::End::IdleTimeout) {
-                                               LOG_DEBUG("[w%u][c%llu] tunnel idle timeout",
-                                                         worker_.id,
-                                                         static_cast<unsigned long long>(id_));
-                                           }
-                                           close();
-                                       });
+    tunnel_ = std::make_unique<Tunnel>(
+        worker_.loop, connection_, std::move(upstream), idle_timeout, [this](Tunnel::End how) {
+            if (how == Tunnel::End::IdleTimeout) {
+                LOG_DEBUG("[w%u][c%llu] tunnel idle timeout", worker_.id,
+                          static_cast<unsigned long long>(id_));
+            }
+            close();
+        });
     connection_.flush();
     if (connection_.failed()) {
         close();
@@ -603,11 +605,13 @@ void DownstreamSession::finishTunnel() {
         return;
     }
     tunnel_finished_ = true;
-    pending_.tunnel_up = tunnel_->bytesUp();
-    pending_.tunnel_down = tunnel_->bytesDown();
-    pending_.bytes = tunnel_->bytesDown();
+    if (pending_) {
+        pending_->tunnel_up = tunnel_->bytesUp();
+        pending_->tunnel_down = tunnel_->bytesDown();
+        pending_->bytes = tunnel_->bytesDown();
+    }
     if (worker_.metrics != nullptr) {
-        worker_.metrics->tunnelClosed(pending_.tunnel_up, pending_.tunnel_down);
+        worker_.metrics->tunnelClosed(tunnel_->bytesUp(), tunnel_->bytesDown());
     }
     tunnel_->close();
 }
@@ -728,6 +732,10 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     recordAccess(*pending_, logged, method, target, host, version_minor, status, bytes, referer,
                  user_agent, upstream, upstream_s, started);
     pending_->sent_settled = false;
+    // A parked record may have ended a tunnel.
+    pending_->tunnel = false;
+    pending_->tunnel_up = 0;
+    pending_->tunnel_down = 0;
     pending_->route_slot = route_slot_;
     pending_->cache_result = cache_result_;
     pending_->request_id = request_id_;

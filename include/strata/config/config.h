@@ -123,8 +123,8 @@ struct HealthCheck {
 
 struct UpstreamTimeouts {
     Duration connect{1000};
-    Duration response{30000};  // until the response head, and between reads of its body
-    Duration idle{60000};      // a pooled keep-alive connection unused this long is closed
+    Duration response{30000};       // until the response head, and between reads of its body
+    Duration idle{60000};           // a pooled keep-alive connection unused this long is closed
     Duration tunnel_idle{3600000};  // an Upgrade tunnel with no byte either way this long ends
 };
 

@@ -89,8 +89,7 @@ public:
     // Time from the first attempt to the response head, or -1.
     double upstreamSeconds() const { return upstream_seconds_; }
     bool headReceived() const {
-        return state_ == State::StreamingBody || state_ == State::Done ||
-               state_ == State::Upgraded;
+        return state_ == State::StreamingBody || state_ == State::Done || state_ == State::Upgraded;
     }
     // After onExchangeUpgraded(): the connection, with any bytes the server sent behind the
     // 101 still in its input. The exchange is finished.
