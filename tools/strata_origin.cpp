@@ -467,7 +467,7 @@ void Connection::onRequestHead(RequestHead&& head) {
         kind_ = Kind::Drop;
     } else if (path == "/close") {
         kind_ = Kind::Close;
-    } else if (path == "/ws") {
+    } else if (path.ends_with("/ws")) {  // a route prefix in front still reaches it
         kind_ = Kind::Ws;
     } else {
         kind_ = Kind::Simple;
@@ -1020,7 +1020,7 @@ int main(int argc, char** argv) {
                 "[--name NAME] [--threads N]\n"
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
                 "           /close /drop /hang /slowbody/MS /seq... /__stats /__reset\n"
-                "           /ws[?hello=TEXT] (WebSocket echo)\n"
+                "           .../ws[?hello=TEXT] (WebSocket echo)\n"
                 "           /__fail?status=CODE|hang; ?cc=... ?h=N:V (h=ETag:.. / "
                 "Last-Modified:..\n"
                 "           answer matching conditionals with 304)\n");

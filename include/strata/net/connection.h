@@ -162,6 +162,7 @@ private:
     bool handshaking_ = false;
     bool read_wants_write_ = false;  // SSL_read needs the write edge (TLS post-handshake data)
     bool socket_drained_ = false;    // OpenSSL's last socket read came back short
+    bool peer_shut_ = false;         // EV_CLOSED seen: read on to the EOF, never stop short
     bool socket_eof_ = false;        // a socket read returned 0 (end of stream)
     bool write_wants_read_ = false;  // SSL_write needs the read edge
     int error_ = 0;
