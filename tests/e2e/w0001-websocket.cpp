@@ -343,6 +343,37 @@ TEST_SUITE("e2e/websocket") {
         CHECK(metricIn(text, "strata_tunnel_bytes_total", {"direction=\"downstream\""}) == 17);
     }
 
+    TEST_CASE("the access log writes one line when the tunnel ends, with bytes each way") {
+        Origin origin;
+        std::string yaml = config(origin.serversYaml());
+        yaml.replace(yaml.find("logging: {access_log: off}"), 26,
+                     "logging: {access_log: \"${tmp}/access.log\"}");
+        Strata strata(yaml);
+        {
+            RawClient c(strata.port());
+            upgrade(c, "/ws?log=1");
+            echoes(c, 0x1, "0123456789");
+            REQUIRE(c.send(clientFrame(0x8, "")));
+            CHECK(readFrame(c).opcode == 0x8);
+            CHECK(c.isClosed(5000ms));
+        }
+        std::string line;
+        REQUIRE(eventually([&] {
+            const std::string log = readFile(strata.tmp() + "/access.log");
+            const auto at = log.find("/ws?log=1");
+            if (at == std::string::npos) {
+                return false;
+            }
+            line = log.substr(log.rfind('\n', at) + 1);
+            line = line.substr(0, line.find('\n'));
+            return true;
+        }));
+        CAPTURE(line);
+        CHECK(line.find("\"GET /ws?log=1 HTTP/1.1\" 101 ") != std::string::npos);
+        // 2+4+10 and 2+4 up; 2+10 and 2 down (the 101 head is not counted).
+        CHECK(line.find(" tunnel_up=22 tunnel_down=14") != std::string::npos);
+    }
+
     TEST_CASE("a reload while a tunnel is open leaves it working") {
         Origin origin;
         Strata strata(config(origin.serversYaml()));
