@@ -13,6 +13,7 @@
 //   idle --head--> in_request --complete--> [responding: delay / stream / slowbody] --> done
 //                      |  (echo streams its answer while the body arrives)               |
 //                      +--/drop--> close                      keep-alive? next : close <--+
+//                      +--/ws (valid handshake)--> 101 --> WebSocket echo until a close frame
 #include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
@@ -40,6 +41,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "strata/common/strings.h"
 #include "strata/http/message.h"
@@ -125,7 +128,21 @@ enum class Kind {
     Hang,      // /hang
     Drop,      // /drop
     Close,     // /close
+    Ws,        // /ws: WebSocket handshake, then echo (RFC 6455)
 };
+
+// RFC 6455 1.3: the server proves it read the handshake by hashing the key with this GUID.
+constexpr std::string_view kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+std::string webSocketAccept(std::string_view key) {
+    std::string text(strata::trimOws(key));
+    text += kWebSocketGuid;
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+    unsigned char b64[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+    const int n = EVP_EncodeBlock(b64, digest, SHA_DIGEST_LENGTH);
+    return std::string(reinterpret_cast<const char*>(b64), static_cast<std::size_t>(n));
+}
 
 class Connection final : public strata::http::RequestCallbacks {
 public:
@@ -156,6 +173,10 @@ private:
     void closeNow();
     void armTimer(std::uint64_t ms);
     static void onTimer(evutil_socket_t, short, void* arg);
+    void startWebSocket();
+    // Echoes client frames as they arrive, unmasked, with the same opcode (a ping gets its
+    // pong); payloads stream through, so frames of any size pass in bounded memory.
+    void pumpWebSocket();
     evbuffer* output() { return bufferevent_get_output(bev_); }
 
     Worker& worker_;
@@ -181,6 +202,11 @@ private:
     bool not_modified_ = false;  // the request's validators match the h= ETag / Last-Modified
     bool in_feed_ = false;       // inside parser_.feed(): never reset or delete the parser
     bool need_next_ = false;     // the parser completed a message: nextMessage() before feeding
+    bool websocket_ = false;     // after the 101: the input is frames, never HTTP again
+    std::uint64_t ws_remaining_ = 0;  // payload bytes of the current frame still to echo
+    std::uint64_t ws_offset_ = 0;     // payload bytes of the current frame echoed, for the mask
+    unsigned char ws_mask_[4] = {};
+    bool ws_closing_ = false;  // the current frame is a close: the connection ends after it
 };
 
 struct Worker {
@@ -247,6 +273,10 @@ void Connection::closeNow() {
 }
 
 void Connection::onEvent(short what) {
+    if (websocket_ && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0) {
+        closeNow();  // no close frame: the peer went away (or strata ended the tunnel)
+        return;
+    }
     if ((what & BEV_EVENT_ERROR) == 0 && (what & BEV_EVENT_EOF) != 0 && in_exchange_ &&
         request_done_) {
         // Half-closed after a complete request (nc, some HTTP/1.0 clients): still answer it,
@@ -268,6 +298,10 @@ void Connection::onRead() {
 bool Connection::feedInput() {
     evbuffer* in = bufferevent_get_input(bev_);
     for (;;) {
+        if (websocket_) {
+            pumpWebSocket();
+            return true;
+        }
         if (in_exchange_ && request_done_) {
             return true;  // a pipelined request waits until this exchange finishes
         }
@@ -319,6 +353,11 @@ bool Connection::feedInput() {
 }
 
 void Connection::onWrite() {
+    if (websocket_ && !close_after_) {
+        bufferevent_enable(bev_, EV_READ);  // the client drained: echo more
+        pumpWebSocket();
+        return;
+    }
     if (kind_ == Kind::Bytes && in_exchange_ && !response_done_) {
         pumpBytes();
     }
@@ -428,6 +467,8 @@ void Connection::onRequestHead(RequestHead&& head) {
         kind_ = Kind::Drop;
     } else if (path == "/close") {
         kind_ = Kind::Close;
+    } else if (path.ends_with("/ws")) {  // a route prefix in front still reaches it
+        kind_ = Kind::Ws;
     } else {
         kind_ = Kind::Simple;
     }
@@ -595,6 +636,9 @@ void Connection::onRequestComplete() {
             keep_alive_ = false;
             respond(200, "closing\n");
             return;
+        case Kind::Ws:
+            startWebSocket();
+            return;
         case Kind::Simple:
             break;
     }
@@ -662,6 +706,141 @@ void Connection::onRequestComplete() {
         return;
     }
     respond(200, "strata-origin " + server_.id + ": " + head_.method + " " + path + "\n");
+}
+
+void Connection::startWebSocket() {
+    const std::string* upgrade = head_.fields.get("Upgrade");
+    const std::string* key = head_.fields.get("Sec-WebSocket-Key");
+    const std::string* version = head_.fields.get("Sec-WebSocket-Version");
+    kind_ = Kind::Simple;
+    if (head_.method != "GET" || upgrade == nullptr ||
+        !strata::equalsIgnoreCase(strata::trimOws(*upgrade), "websocket") ||
+        !head_.fields.hasToken("Connection", "upgrade") || key == nullptr) {
+        // An origin that gets here without a handshake shows strata forwarded a broken one.
+        respond(400, "not a WebSocket handshake\n");
+        return;
+    }
+    if (version == nullptr || strata::trimOws(*version) != "13") {
+        std::string out;  // RFC 6455 4.4: name the version this server speaks
+        appendHead(out, 426, "Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n");
+        bufferevent_write(bev_, out.data(), out.size());
+        finishResponse();
+        return;
+    }
+    std::string out =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Accept: ";
+    out += webSocketAccept(*key);
+    out += "\r\nX-Origin: ";
+    out += server_.id;
+    out += "\r\n\r\n";
+    // ?hello=TEXT: a text frame right behind the 101, in the same write, so a proxy must pass
+    // on bytes that arrive with the upgrade answer.
+    if (auto pos = head_.query.find("hello="); pos != std::string::npos) {
+        std::string text = urlDecode(std::string_view(head_.query).substr(pos + 6));
+        text = text.substr(0, std::min<std::size_t>(text.find('&'), 125));
+        out += static_cast<char>(0x81);
+        out += static_cast<char>(text.size());
+        out += text;
+    }
+    bufferevent_write(bev_, out.data(), out.size());
+    websocket_ = true;
+    in_exchange_ = true;
+    response_done_ = true;  // never finishes as an HTTP exchange: the connection ends as it is
+    // The parser returns to feedInput(), which pumps frames already behind the request head.
+}
+
+void Connection::pumpWebSocket() {
+    evbuffer* in = bufferevent_get_input(bev_);
+    evbuffer* out = output();
+    while (!close_after_) {
+        if (evbuffer_get_length(out) >= kHighWater) {
+            bufferevent_disable(bev_, EV_READ);  // onWrite() resumes once the client drained
+            return;
+        }
+        if (ws_remaining_ > 0) {
+            unsigned char buf[16 * 1024];
+            const std::size_t want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(ws_remaining_, sizeof buf));
+            const int n = evbuffer_remove(in, buf, want);
+            if (n <= 0) {
+                return;
+            }
+            for (int i = 0; i < n; ++i) {
+                buf[i] ^= ws_mask_[(ws_offset_ + static_cast<std::uint64_t>(i)) % 4];
+            }
+            evbuffer_add(out, buf, static_cast<std::size_t>(n));
+            ws_remaining_ -= static_cast<std::uint64_t>(n);
+            ws_offset_ += static_cast<std::uint64_t>(n);
+        }
+        if (ws_remaining_ == 0 && ws_closing_) {
+            close_after_ = true;  // our close frame is queued: done once it is flushed
+            bufferevent_disable(bev_, EV_READ);
+            bufferevent_trigger(bev_, EV_WRITE,
+                                BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+            return;
+        }
+        if (ws_remaining_ > 0) {
+            continue;  // more of this payload may be buffered
+        }
+        // A frame head: 2 bytes, then a 16- or 64-bit length, then the client's mask key.
+        unsigned char h[14];
+        const ev_ssize_t have = evbuffer_copyout(in, h, sizeof h);
+        if (have < 2) {
+            return;
+        }
+        const unsigned opcode = h[0] & 0x0f;
+        const bool masked = (h[1] & 0x80) != 0;
+        std::uint64_t len = h[1] & 0x7f;
+        std::size_t head_len = 2;
+        if (len == 126) {
+            head_len = 4;
+        } else if (len == 127) {
+            head_len = 10;
+        }
+        if (have < static_cast<ev_ssize_t>(head_len + 4)) {
+            return;
+        }
+        if (!masked) {
+            // RFC 6455 5.1: a client frame must be masked; answer with close 1002.
+            static constexpr unsigned char kProtocolError[] = {0x88, 0x02, 0x03, 0xea};
+            evbuffer_add(out, kProtocolError, sizeof kProtocolError);
+            ws_closing_ = true;
+            continue;
+        }
+        if (head_len == 4) {
+            len = (std::uint64_t{h[2]} << 8) | h[3];
+        } else if (head_len == 10) {
+            len = 0;
+            for (int i = 2; i < 10; ++i) {
+                len = (len << 8) | h[i];
+            }
+        }
+        std::memcpy(ws_mask_, h + head_len, 4);
+        evbuffer_drain(in, head_len + 4);
+        unsigned char reply[10];
+        // Same FIN bit and opcode, a ping becomes its pong; server frames are never masked.
+        reply[0] = static_cast<unsigned char>((h[0] & 0x80) | (opcode == 0x9 ? 0xa : opcode));
+        std::size_t reply_len = 2;
+        if (len < 126) {
+            reply[1] = static_cast<unsigned char>(len);
+        } else if (len <= 0xffff) {
+            reply[1] = 126;
+            reply[2] = static_cast<unsigned char>(len >> 8);
+            reply[3] = static_cast<unsigned char>(len);
+            reply_len = 4;
+        } else {
+            reply[1] = 127;
+            for (int i = 0; i < 8; ++i) {
+                reply[2 + i] = static_cast<unsigned char>(len >> (8 * (7 - i)));
+            }
+            reply_len = 10;
+        }
+        evbuffer_add(out, reply, reply_len);
+        ws_remaining_ = len;
+        ws_offset_ = 0;
+        ws_closing_ = opcode == 0x8;
+    }
 }
 
 void Connection::armTimer(std::uint64_t ms) {
@@ -841,6 +1020,7 @@ int main(int argc, char** argv) {
                 "[--name NAME] [--threads N]\n"
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
                 "           /close /drop /hang /slowbody/MS /seq... /__stats /__reset\n"
+                "           .../ws[?hello=TEXT] (WebSocket echo)\n"
                 "           /__fail?status=CODE|hang; ?cc=... ?h=N:V (h=ETag:.. / "
                 "Last-Modified:..\n"
                 "           answer matching conditionals with 304)\n");

@@ -704,6 +704,31 @@ void readMethods(Loader& loader, const Node& value, const Mark& key_mark, const 
     }
 }
 
+void readUpgradeProtocols(Loader& loader, const Node& value, const Mark& key_mark,
+                          const std::string& path, Route& out) {
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            std::string token;
+            if (!loader.readScalar(node, key_mark, item_path, "an Upgrade token", token)) {
+                return;
+            }
+            token = toLower(token);
+            if (token.empty() || token.find_first_of(" \t,/;\"") != std::string::npos) {
+                loader.error(node.Mark(), item_path, "not an Upgrade protocol token");
+                return;
+            }
+            if (token == "h2c") {
+                loader.error(node.Mark(), item_path, "h2c is never tunnelled");
+                return;
+            }
+            if (token == "websocket") {
+                loader.error(node.Mark(), item_path, "websocket is set by the websocket key");
+                return;
+            }
+            out.upgrade_protocols.push_back(std::move(token));
+        });
+}
+
 // A query parameter name as it appears in the raw query (compared byte for byte, so not
 // percent-decoded).
 bool checkQueryParam(std::string& value, std::string& error) {
@@ -1133,6 +1158,8 @@ const std::vector<Field<UpstreamTimeouts>>& fieldsOf<UpstreamTimeouts>() {
                                         "until the response head, and between body reads"),
         durationField<UpstreamTimeouts>("idle", &UpstreamTimeouts::idle, 1, kDay,
                                         "a pooled keep-alive connection unused this long closes"),
+        durationField<UpstreamTimeouts>("tunnel_idle", &UpstreamTimeouts::tunnel_idle, 1, 7 * kDay,
+                                        "an Upgrade (WebSocket) tunnel idle this long ends"),
     };
     return fields;
 }
@@ -1149,6 +1176,10 @@ const std::vector<Field<Route>>& fieldsOf<Route>() {
                            nullptr, /*required=*/true),
         customField<Route>("cache", readRouteCache, "mapping", "", "cache policy; absent = bypass",
                            describeSection<RouteCache>),
+        flagField<Route>("websocket", &Route::websocket,
+                         "tunnel WebSocket upgrades; false answers them 403"),
+        customField<Route>("upgrade_protocols", readUpgradeProtocols, "list of tokens", "[]",
+                           "other Upgrade tokens to tunnel (h2c never)"),
     };
     return fields;
 }

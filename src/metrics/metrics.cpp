@@ -214,6 +214,12 @@ std::string_view name(Protocol v) {
     return k[idx(v)];
 }
 
+std::string_view name(TunnelResult v) {
+    static constexpr std::array<std::string_view, count<TunnelResult>()> k{
+        "opened", "refused", "invalid", "declined", "failed"};
+    return k[idx(v)];
+}
+
 std::string_view name(H2Event v) {
     static constexpr std::array<std::string_view, count<H2Event>()> k{
         "connection",     "stream_opened",  "client_reset",
@@ -290,6 +296,16 @@ void WorkerMetrics::tlsHandshake(TlsResult result, TlsVersion version) {
 
 void WorkerMetrics::tlsHandshakeRefused(std::uint16_t listener_slot) {
     tls_refused_[std::min<std::size_t>(listener_slot, kMaxListeners - 1)].add();
+}
+
+void WorkerMetrics::tunnel(std::uint16_t route_slot, TunnelResult result) {
+    routes_[route_slot < kMaxRoutes ? route_slot : kMaxRoutes - 1].tunnels[idx(result)].add();
+}
+
+void WorkerMetrics::tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client) {
+    tunnels_closed_.add();
+    tunnel_bytes_up_.add(to_upstream);
+    tunnel_bytes_down_.add(to_client);
 }
 
 void WorkerMetrics::underscoreFields(UnderscoreAction action, std::uint64_t fields) {
@@ -726,6 +742,52 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                      static_cast<double>(n));
         }
         out.push_back(std::move(underscore_f));
+
+        // Upgrade tunnels (WebSocket).
+        auto tunnels_f = family("strata_tunnels_total",
+                                "Upgrade requests by route and result (opened: 101 and tunnelled)",
+                                MetricType::Counter);
+        std::uint64_t opened = 0;
+        for (std::size_t r = 0; r < routes; ++r) {
+            std::array<std::uint64_t, count<TunnelResult>()> n{};
+            for (const auto& w : workers_) {
+                if (w) {
+                    for (std::size_t i = 0; i < n.size(); ++i) {
+                        n[i] += w->routes_[r].tunnels[i].get();
+                    }
+                }
+            }
+            opened += n[idx(TunnelResult::Opened)];
+            for (std::size_t i = 0; i < n.size(); ++i) {
+                if (n[i] != 0) {
+                    addValue(tunnels_f,
+                             Labels{{"route", route_names_[r]},
+                                    {"result", std::string(name(static_cast<TunnelResult>(i)))}},
+                             static_cast<double>(n[i]));
+                }
+            }
+        }
+        out.push_back(std::move(tunnels_f));
+        std::uint64_t closed = 0;
+        std::uint64_t up = 0;
+        std::uint64_t down = 0;
+        for (const auto& w : workers_) {
+            if (w) {
+                closed += w->tunnels_closed_.get();
+                up += w->tunnel_bytes_up_.get();
+                down += w->tunnel_bytes_down_.get();
+            }
+        }
+        auto open_f = family("strata_tunnels_open", "tunnels in progress", MetricType::Gauge);
+        addValue(open_f, Labels{}, opened >= closed ? static_cast<double>(opened - closed) : 0);
+        out.push_back(std::move(open_f));
+        auto tunnel_bytes_f = family(
+            "strata_tunnel_bytes_total",
+            "bytes relayed through ended tunnels, by direction (upstream: client to upstream)",
+            MetricType::Counter);
+        addValue(tunnel_bytes_f, label("direction", "upstream"), static_cast<double>(up));
+        addValue(tunnel_bytes_f, label("direction", "downstream"), static_cast<double>(down));
+        out.push_back(std::move(tunnel_bytes_f));
 
         // HTTP/2.
         auto h2_f = family("strata_http2_events_total",

@@ -72,7 +72,9 @@ Connection::Connection(event::Loop& loop, int fd, SSL* ssl, std::atomic<std::uin
         }
     }
     // Registered once for the connection's life: edge-triggered, so no epoll_ctl later.
-    event_ = event_new(loop_.base(), fd_, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
+    // EV_CLOSED (EPOLLRDHUP) tells a FIN that came with the last bytes apart from those bytes
+    // alone: with one edge for both, the short-read shortcut below would never see that EOF.
+    event_ = event_new(loop_.base(), fd_, EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET,
                        &Connection::onEvent, this);
     event_add(event_, nullptr);
 }
@@ -181,6 +183,25 @@ void Connection::close() {
     callbacks_ = nullptr;
 }
 
+void Connection::shutdownWrite() {
+    shutdown_pending_ = true;
+    shutdownIfDrained();
+}
+
+void Connection::shutdownIfDrained() {
+    if (!shutdown_pending_ || write_shut_ || fd_ < 0 || failed_ || connecting_ || handshaking_ ||
+        evbuffer_get_length(output_) > 0) {
+        return;
+    }
+    write_shut_ = true;
+    if (ssl_ != nullptr) {
+        ERR_clear_error();
+        SSL_shutdown(ssl_);
+        ERR_clear_error();
+    }
+    ::shutdown(fd_, SHUT_WR);
+}
+
 void Connection::fail(int err) {
     failed_ = true;
     error_ = err;
@@ -254,6 +275,10 @@ void Connection::dispatch(short what) {
             what |= EV_READ;
         }
         handleWrite();
+    }
+    if ((what & EV_CLOSED) != 0) {
+        peer_shut_ = true;
+        what |= EV_READ;
     }
     if ((what & EV_READ) != 0 && !closed()) {
         if (write_wants_read_) {
@@ -399,7 +424,7 @@ bool Connection::readSomeTls() {
             vec[0].iov_len = got;
             evbuffer_commit_space(input_, vec, 1);
             progressed = true;
-            if (socket_drained_ && SSL_has_pending(ssl_) == 0) {
+            if (socket_drained_ && SSL_has_pending(ssl_) == 0 && !peer_shut_) {
                 // Nothing buffered in OpenSSL and the socket was emptied: the next arrival
                 // brings a new edge, so skip the read that would only say EAGAIN.
                 read_pending_ = false;
@@ -459,7 +484,7 @@ bool Connection::readSome() {
             vec[0].iov_len = static_cast<std::size_t>(n);
             evbuffer_commit_space(input_, vec, 1);
             progressed = true;
-            if (static_cast<std::size_t>(n) < kReadChunk) {
+            if (static_cast<std::size_t>(n) < kReadChunk && !peer_shut_) {
                 // A short read almost always means the socket is empty; with edge triggering
                 // the next arrival brings a new edge, so skip the EAGAIN round trip.
                 read_pending_ = false;
@@ -567,6 +592,7 @@ void Connection::writeTls() {
         }
         return;
     }
+    shutdownIfDrained();
     notifyIfDrained();
 }
 
@@ -622,6 +648,7 @@ void Connection::handleWrite() {
         }
         return;
     }
+    shutdownIfDrained();
     notifyIfDrained();
 }
 

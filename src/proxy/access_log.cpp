@@ -176,6 +176,12 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendJsonOrNull(buffer_, r.listener);
         buffer_ += ",\"request_id\":";
         appendJsonOrNull(buffer_, r.request_id);
+        if (r.tunnel) {
+            std::snprintf(num, sizeof num, ",\"tunnel_up\":%llu,\"tunnel_down\":%llu",
+                          static_cast<unsigned long long>(r.tunnel_bytes_up),
+                          static_cast<unsigned long long>(r.tunnel_bytes_down));
+            buffer_ += num;
+        }
         buffer_ += "}\n";
     } else {
         // Combined log format plus upstream and timings, key=value at the end.
@@ -229,6 +235,12 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         appendToken(buffer_, r.listener);
         buffer_ += " request_id=";
         appendToken(buffer_, r.request_id);
+        if (r.tunnel) {
+            std::snprintf(num, sizeof num, " tunnel_up=%llu tunnel_down=%llu",
+                          static_cast<unsigned long long>(r.tunnel_bytes_up),
+                          static_cast<unsigned long long>(r.tunnel_bytes_down));
+            buffer_ += num;
+        }
         buffer_ += '\n';
     }
     if (buffer_.size() >= kFlushThreshold) {

@@ -11,6 +11,7 @@
 #include "strata/http/response_out.h"
 #include "strata/proxy/h2_session.h"
 #include "strata/proxy/transaction.h"
+#include "strata/proxy/upgrade.h"
 
 #include "chunked.h"
 #include "client_limits.h"
@@ -305,6 +306,10 @@ void DownstreamSession::onReadable() {
             h2_->onReadable();
             return;
         }
+        if (tunnel_) {
+            tunnel_->onClientReadable();
+            return;
+        }
         processInput();
     } catch (...) {
         log::countInternalError();
@@ -468,8 +473,27 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
                                                             : ReadDeadline::Body);
     route_slot_ = snapshot->route_metric_slots[static_cast<std::size_t>(route)];
     route_name_ = snapshot->route_names[static_cast<std::size_t>(route)];
+    UpgradeDecision upgrade =
+        classifyUpgrade(head, snapshot->config->routes[static_cast<std::size_t>(route)]);
+    if (upgrade.verdict == UpgradeDecision::Verdict::Refused ||
+        upgrade.verdict == UpgradeDecision::Verdict::Invalid) {
+        const bool refused = upgrade.verdict == UpgradeDecision::Verdict::Refused;
+        if (worker_.metrics != nullptr) {
+            worker_.metrics->tunnel(route_slot_, refused ? metrics::TunnelResult::Refused
+                                                         : metrics::TunnelResult::Invalid);
+        }
+        const int status = refused ? 403 : 400;
+        logAccess(head.method, head.target, head.host, head.version_minor, status, 0, {}, {}, {},
+                  -1, started_);
+        // A broken handshake may be an attempt to smuggle: the connection ends with the answer.
+        answerError(status, upgrade.detail, !refused);
+        return;
+    }
     transaction_ =
         std::make_unique<Transaction>(*this, std::move(snapshot), route, std::move(head));
+    if (upgrade.verdict == UpgradeDecision::Verdict::Tunnel) {
+        transaction_->setUpgrade(std::move(upgrade.protocol));
+    }
     transaction_->start();
 }
 
@@ -541,6 +565,56 @@ void DownstreamSession::responseDone() {
     flushOutput();
     finishAccessLogIfFlushed();
     processInput();  // moves to the next exchange; a pipelined request may be buffered
+}
+
+void DownstreamSession::startTunnel(std::string head, upstream::UpstreamConnectionPtr upstream,
+                                    std::chrono::milliseconds idle_timeout) {
+    dropTransaction();
+    request_in_progress_ = false;
+    read_mode_ = ReadDeadline::None;
+    read_deadline_ = kNever;
+    send_deadline_ = kNever;
+    timer_.cancel();  // the tunnel's idle timeout replaces the session's deadlines
+    if (pending_) {
+        // logAccess() just ran for the 101; its line waits for the tunnel's end (close()).
+        pending_->tunnel = true;
+    }
+    if (worker_.metrics != nullptr) {
+        worker_.metrics->tunnel(route_slot_, metrics::TunnelResult::Opened);
+    }
+    evbuffer_add(output(), head.data(), head.size());
+    // Bytes the client sent behind its request head are still in the input: only now, after
+    // the 101, does the tunnel pass them on.
+    tunnel_ = std::make_unique<Tunnel>(
+        worker_.loop, connection_, std::move(upstream), idle_timeout, [this](Tunnel::End how) {
+            if (how == Tunnel::End::IdleTimeout) {
+                LOG_DEBUG("[w%u][c%llu] tunnel idle timeout", worker_.id,
+                          static_cast<unsigned long long>(id_));
+            }
+            close();
+        });
+    connection_.flush();
+    if (connection_.failed()) {
+        close();
+        return;
+    }
+    tunnel_->start();
+}
+
+void DownstreamSession::finishTunnel() {
+    if (!tunnel_ || tunnel_finished_) {
+        return;
+    }
+    tunnel_finished_ = true;
+    if (pending_) {
+        pending_->tunnel_up = tunnel_->bytesUp();
+        pending_->tunnel_down = tunnel_->bytesDown();
+        pending_->bytes = tunnel_->bytesDown();
+    }
+    if (worker_.metrics != nullptr) {
+        worker_.metrics->tunnelClosed(tunnel_->bytesUp(), tunnel_->bytesDown());
+    }
+    tunnel_->close();
 }
 
 void DownstreamSession::sendContinue() {
@@ -675,6 +749,10 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     recordAccess(*pending_, logged, method, target, host, version_minor, status, bytes, referer,
                  user_agent, upstream, upstream_s, started);
     pending_->sent_settled = false;
+    // A parked record may have ended a tunnel.
+    pending_->tunnel = false;
+    pending_->tunnel_up = 0;
+    pending_->tunnel_down = 0;
     pending_->route_slot = route_slot_;
     pending_->cache_result = cache_result_;
     pending_->request_id = request_id_;
@@ -799,6 +877,9 @@ void DownstreamSession::writeAccess(const PendingAccess& access) {
     record.route = access.route;
     record.listener = listener_.name;
     record.request_id = view(access.request_id);
+    record.tunnel = access.tunnel;
+    record.tunnel_bytes_up = access.tunnel_up;
+    record.tunnel_bytes_down = access.tunnel_down;
     worker_.access_log.append(record);
 }
 
@@ -808,6 +889,10 @@ void DownstreamSession::onWritable() {
     }
     if (h2_) {
         h2_->onWritable();
+        return;
+    }
+    if (tunnel_) {
+        tunnel_->onClientWritable();
         return;
     }
     if (connection_.outputLength() == 0) {
@@ -842,6 +927,9 @@ void DownstreamSession::closeIfIdle() {
         h2_->drain();
         return;
     }
+    if (tunnel_) {
+        return;  // runs until it ends, or limits.drain_timeout closes every connection
+    }
     if (!request_in_progress_ && !parser_.inMessage()) {
         close();
     }
@@ -856,6 +944,7 @@ void DownstreamSession::close() {
     if (h2_) {
         h2_->closeAll();  // each stream logs its exchange and drops its transaction
     }
+    finishTunnel();
     finishAccessLog();  // the client left or is closed on: the exchange ends now
     recordReceivedBytes();
     if (transaction_) {

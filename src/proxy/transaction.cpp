@@ -259,6 +259,10 @@ void Transaction::start() {
     }
     request_complete_ = request_.framing == http::BodyFraming::None;
     const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
+    if (!upgrade_.empty()) {
+        forward();  // a tunnel is never cached or coalesced
+        return;
+    }
     if (client_.worker().cache == nullptr || !route.cache.enabled) {
         forward();
         return;
@@ -665,6 +669,7 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     out.method = refresh ? std::string("GET") : request_.method;
     out.has_body = !refresh && request_.framing != http::BodyFraming::None;
     out.chunked = out.has_body && request_.framing == http::BodyFraming::Chunked;
+    out.upgrade = !refresh && !upgrade_.empty();
     // The client's fields stay intact (the cache may still answer its conditionals): the
     // forwarded head is the original fields with edits applied while serializing.
     const http::Fields* source = &request_.fields;
@@ -726,6 +731,12 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
                                                             : kViaValue);
     if (out.chunked) {
         edits.add("Transfer-Encoding", "chunked");
+    }
+    if (out.upgrade) {
+        // Both are hop-by-hop and dropped with the client's copies: strata names the one token
+        // it tunnels, never what else the client offered (h2c above all).
+        edits.add("Connection", "upgrade");
+        edits.add("Upgrade", upgrade_);
     }
     // Absolute-form targets become origin-form: upstreams are origin servers (RFC 9112 3.2.1).
     std::string_view target = request_.target;
@@ -799,6 +810,34 @@ void Transaction::onExchangeFlush() {
     client_.flush();
 }
 
+void Transaction::onExchangeUpgraded(http::ResponseHead& head) {
+    status_ = 101;
+    upstream_label_ = std::string(exchange_->serverLabel());
+    upstream_seconds_ = exchange_->upstreamSeconds();
+    const std::string* upgrade = head.fields.get("Upgrade");
+    if (upgrade == nullptr || !equalsIgnoreCase(*upgrade, upgrade_) ||
+        !head.fields.hasToken("Connection", "upgrade")) {
+        // Switching to something the client did not ask for (RFC 9110 7.8): no tunnel.
+        exchange_->abort();
+        onExchangeFailure(502, false, "upstream switched to another protocol");
+        return;
+    }
+    upstream::UpstreamConnectionPtr connection = exchange_->takeUpgraded();
+    dropExchange();
+    http::FieldEdits edits;
+    edits.add("Connection", "upgrade");
+    edits.add("Upgrade", upgrade_);
+    edits.appendToList("Via", kViaValue);
+    std::string out;
+    http::appendStatusLine(out, 101, head.reason.empty() ? "Switching Protocols" : head.reason, 1);
+    http::appendForwardedFields(out, head.fields, edits);
+    out += "\r\n";
+    logAccess();
+    enter(State::Finished);
+    client_.startTunnel(std::move(out), std::move(connection),
+                        group_->config().timeouts.tunnel_idle);  // touch nothing after this
+}
+
 void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
     auto* runtime = client_.worker().cache;
     if (runtime == nullptr) {
@@ -822,6 +861,9 @@ void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
 
 void Transaction::onExchangeHead(http::ResponseHead& head) {
     status_ = head.status;
+    if (!upgrade_.empty() && client_.worker().metrics != nullptr) {
+        client_.worker().metrics->tunnel(routeSlot(), metrics::TunnelResult::Declined);
+    }
     upstream_label_ = std::string(exchange_->serverLabel());
     upstream_seconds_ = exchange_->upstreamSeconds();
 
@@ -1010,6 +1052,9 @@ void Transaction::onExchangeComplete() {
 
 void Transaction::onExchangeFailure(int status, bool after_head, const char* what) {
     dropExchange();
+    if (!upgrade_.empty() && !after_head && client_.worker().metrics != nullptr) {
+        client_.worker().metrics->tunnel(routeSlot(), metrics::TunnelResult::Failed);
+    }
     finishCoalescing(nullptr, false);
     if (after_head || state_ == State::Streaming) {
         // Part of the response is out: the client can only learn of the failure by a close.

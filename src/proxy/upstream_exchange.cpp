@@ -106,7 +106,7 @@ void UpstreamExchange::connectNext() {
     if (upstream_started_ == std::chrono::steady_clock::time_point{}) {
         upstream_started_ = now;
     }
-    if (!fresh_only) {
+    if (!fresh_only && !request_.upgrade) {
         connection_ = worker_.pool.takeIdle(*server, group_.tls() != nullptr);
     }
     if (connection_) {
@@ -300,6 +300,11 @@ void UpstreamExchange::processInput() {
             return;
         }
         evbuffer_drain(in, result.consumed);
+        if (state_ == State::Upgraded) {
+            // What follows the 101 is the new protocol's: left in the input for the tunnel.
+            callbacks_.onExchangeUpgraded(upgraded_head_);
+            return;
+        }
         delivered = delivered || state_ != State::AwaitingHead;
         if (state_ == State::Done) {
             finish();  // after the drain, so a pooled connection keeps no stale bytes
@@ -346,6 +351,18 @@ void UpstreamExchange::processInput() {
 }
 
 void UpstreamExchange::onResponseHead(http::ResponseHead&& head) {
+    if (head.status == 101 && request_.upgrade && state_ == State::AwaitingHead) {
+        upstream_seconds_ =
+            std::chrono::duration<double>(event::loopTime() - upstream_started_).count();
+        state_ = State::Upgraded;
+        connection_->server().recordSuccess();
+        if (worker_.metrics != nullptr) {
+            worker_.metrics->upstreamResponse(connection_->server().metricsSlot(), head.status,
+                                              upstream_seconds_);
+        }
+        upgraded_head_ = std::move(head);
+        return;
+    }
     if (head.status < 200) {
         // Interim responses (100 Continue, 103) are not relayed: strata answers the client's
         // Expect itself.
@@ -354,7 +371,8 @@ void UpstreamExchange::onResponseHead(http::ResponseHead&& head) {
     upstream_seconds_ =
         std::chrono::duration<double>(event::loopTime() - upstream_started_).count();
     state_ = State::StreamingBody;
-    keep_alive_ = head.keep_alive;
+    // A connection that carried an Upgrade request is never reused, whatever the answer.
+    keep_alive_ = head.keep_alive && !request_.upgrade;
     connection_->server().recordSuccess();
     if (worker_.metrics != nullptr) {
         worker_.metrics->upstreamResponse(connection_->server().metricsSlot(), head.status,
@@ -472,6 +490,21 @@ void UpstreamExchange::fail(Failure failure) {
     state_ = State::Failed;
     int status = (failure == Failure::Timeout || failure == Failure::ConnectTimeout) ? 504 : 502;
     callbacks_.onExchangeFailure(status, after_head, what);
+}
+
+upstream::UpstreamConnectionPtr UpstreamExchange::takeUpgraded() {
+    if (!connection_ || state_ != State::Upgraded) {
+        return nullptr;
+    }
+    if (connection_->exchange_timer) {
+        connection_->exchange_timer->cancel();
+    }
+    parser_ = nullptr;
+    connection_->server().in_flight.fetch_sub(1, std::memory_order_relaxed);
+    connection_->connection().setCallbacks(nullptr);
+    state_ = State::Done;
+    aborted_ = true;  // nothing more from this exchange
+    return std::move(connection_);
 }
 
 void UpstreamExchange::abort() {

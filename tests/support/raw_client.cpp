@@ -220,7 +220,8 @@ Response RawClient::readResponse(const ReadOptions& options) {
         if (!buffer_.empty()) {
             started = true;
             llhttp_errno_t err = llhttp_execute(&parser, buffer_.data(), buffer_.size());
-            if (err == HPE_PAUSED) {
+            // A 101 pauses as an upgrade: what follows is the new protocol's, left buffered.
+            if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
                 std::size_t used =
                     static_cast<std::size_t>(llhttp_get_error_pos(&parser) - buffer_.data());
                 buffer_.erase(0, used);
@@ -252,6 +253,18 @@ Response RawClient::readResponse(const ReadOptions& options) {
             return resp;
         }
     }
+}
+
+bool RawClient::readExact(std::size_t n, std::string& out, std::chrono::milliseconds timeout) {
+    auto deadline = SteadyClock::now() + timeout;
+    while (buffer_.size() < n) {
+        if (fill(deadline) <= 0) {
+            return false;
+        }
+    }
+    out.assign(buffer_, 0, n);
+    buffer_.erase(0, n);
+    return true;
 }
 
 bool RawClient::isClosed(std::chrono::milliseconds timeout) {

@@ -54,6 +54,9 @@ public:
     // Waits up to `timeout` for the peer to close (EOF or reset). Data arriving meanwhile is
     // buffered. True when closed.
     bool isClosed(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+    // Takes exactly `n` bytes (buffered ones first) into `out`; false on timeout or close.
+    bool readExact(std::size_t n, std::string& out,
+                   std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
     // Reads whatever arrives within `timeout` (until close or timeout), for raw assertions.
     std::string readAvailable(std::chrono::milliseconds timeout);
     void shutdownWrite();

@@ -125,8 +125,9 @@ struct HealthCheck {
 
 struct UpstreamTimeouts {
     Duration connect{1000};
-    Duration response{30000};  // until the response head, and between reads of its body
-    Duration idle{60000};      // a pooled keep-alive connection unused this long is closed
+    Duration response{30000};       // until the response head, and between reads of its body
+    Duration idle{60000};           // a pooled keep-alive connection unused this long is closed
+    Duration tunnel_idle{3600000};  // an Upgrade tunnel with no byte either way this long ends
 };
 
 // TLS towards an upstream's servers.
@@ -204,6 +205,9 @@ struct Route {
     RouteMatch match;
     std::string upstream;
     RouteCache cache;
+    bool websocket = true;  // tunnel WebSocket upgrades; false: refuse them with 403
+    // Other Upgrade tokens tunnelled as websocket is (lowercase); h2c never is.
+    std::vector<std::string> upgrade_protocols;
 };
 
 struct Limits {

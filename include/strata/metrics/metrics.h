@@ -50,6 +50,9 @@ enum class ReloadResult : std::uint8_t { Success, Failure, Count };
 enum class UnderscoreAction : std::uint8_t { Dropped, Rejected, Count };
 // The client protocol of an exchange or connection (the `protocol` label: "http/1.1", "h2").
 enum class Protocol : std::uint8_t { Http1, H2, Count };
+// How an Upgrade (WebSocket) request ended: tunnelled after a 101, refused by the route, an
+// invalid handshake, an upstream answer other than 101, or no upstream answer at all.
+enum class TunnelResult : std::uint8_t { Opened, Refused, Invalid, Declined, Failed, Count };
 // HTTP/2: connections that chose it, streams opened, reset by the client, and what strata reset.
 enum class H2Event : std::uint8_t {
     Connection,
@@ -84,6 +87,7 @@ std::string_view name(TlsVersion v);
 std::string_view name(ReloadResult v);
 std::string_view name(UnderscoreAction v);
 std::string_view name(Protocol v);
+std::string_view name(TunnelResult v);
 std::string_view name(H2Event v);
 std::string_view name(H2Goaway v);
 
@@ -155,6 +159,9 @@ public:
     // Request fields named with '_' dropped, or the one that got its request refused.
     void underscoreFields(UnderscoreAction action, std::uint64_t fields = 1);
     void http2(H2Event event);
+    // An Upgrade request's outcome; Opened also counts the tunnel as open until tunnelClosed().
+    void tunnel(std::uint16_t route_slot, TunnelResult result);
+    void tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client);
     void http2Goaway(H2Goaway code);
 
 private:
@@ -169,6 +176,7 @@ private:
         std::array<ShardCounter, count<Tier>() * count<LookupResult>()> lookups;
         ShardCounter received_bytes;
         ShardCounter sent_bytes;
+        std::array<ShardCounter, count<TunnelResult>()> tunnels;
     };
     struct alignas(64) ServerBlock {
         std::array<ShardCounter, count<StatusClass>()> responses;
@@ -184,6 +192,9 @@ private:
     std::array<ShardCounter, kMaxListeners> tls_refused_;
     std::array<ShardCounter, count<UnderscoreAction>()> underscore_fields_;
     std::array<ShardCounter, count<H2Event>()> http2_;
+    ShardCounter tunnels_closed_;  // open = opened (all routes) - closed
+    ShardCounter tunnel_bytes_up_;
+    ShardCounter tunnel_bytes_down_;
     std::array<ShardCounter, count<H2Goaway>()> http2_goaway_;
 };
 

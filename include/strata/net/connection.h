@@ -110,6 +110,11 @@ public:
     std::string peerSubject() const;
     bool sessionReused() const;
 
+    // Half-close: no more output once what is queued has been sent (TLS: close_notify, then a
+    // TCP FIN); reading goes on. For tunnels, which pass each side's end on to the other.
+    void shutdownWrite();
+    bool writeShutdown() const { return write_shut_; }
+
     // Drops pending output and closes the socket now; no more callbacks.
     void close();
     bool closed() const { return fd_ < 0; }
@@ -134,6 +139,7 @@ private:
     void handshake();
     void releaseHandshakeSlot();
     void fail(int err);
+    void shutdownIfDrained();
 
     event::Loop& loop_;
     int fd_;
@@ -149,11 +155,14 @@ private:
     bool write_blocked_ = false;  // last write hit EAGAIN: wait for the write edge
     bool above_low_water_ = false;
     bool peer_closed_ = false;
+    bool shutdown_pending_ = false;
+    bool write_shut_ = false;
     bool failed_ = false;
     bool connecting_ = false;
     bool handshaking_ = false;
     bool read_wants_write_ = false;  // SSL_read needs the write edge (TLS post-handshake data)
     bool socket_drained_ = false;    // OpenSSL's last socket read came back short
+    bool peer_shut_ = false;         // EV_CLOSED seen: read on to the EOF, never stop short
     bool socket_eof_ = false;        // a socket read returned 0 (end of stream)
     bool write_wants_read_ = false;  // SSL_write needs the read edge
     int error_ = 0;

@@ -53,6 +53,9 @@ struct AccessRecord {
     std::string_view route;        // routes[].name, or its index; "" when no route matched
     std::string_view listener;     // listeners[].name of the listener that accepted it
     std::string_view request_id;   // 16 hex digits, also sent upstream as X-Request-Id
+    bool tunnel = false;           // an Upgrade tunnel that ended: the two counts below apply
+    std::uint64_t tunnel_bytes_up = 0;    // client to upstream, after the 101
+    std::uint64_t tunnel_bytes_down = 0;  // upstream to client, after the 101
 };
 
 // Per-worker buffer in front of the sink.

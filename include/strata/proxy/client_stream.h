@@ -8,6 +8,7 @@
 //                      └─ onClientWritable (output drained)        or abortResponse (after it)
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 #include "strata/http/response_out.h"
 #include "strata/metrics/metrics.h"
 #include "strata/proxy/worker_context.h"
+#include "strata/upstream/pool.h"
 
 namespace strata::proxy {
 
@@ -76,6 +78,14 @@ public:
     // The exchange's id (RequestIdGenerator): in its access-log line, and sent upstream as
     // X-Request-Id.
     virtual std::string_view requestId() const = 0;
+
+    // The upstream answered an Upgrade request with 101: `head` (the 101 as the client gets
+    // it) is sent, then the connection carries bytes both ways until the tunnel ends. Only an
+    // HTTP/1.1 connection can; the transaction is finished with the stream after the call.
+    virtual void startTunnel(std::string /*head*/, upstream::UpstreamConnectionPtr /*upstream*/,
+                             std::chrono::milliseconds /*idle_timeout*/) {
+        abortResponse();
+    }
 };
 
 }  // namespace strata::proxy

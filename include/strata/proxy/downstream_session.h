@@ -20,6 +20,7 @@
 #include "strata/net/socket.h"
 #include "strata/net/tls_context.h"
 #include "strata/proxy/client_stream.h"
+#include "strata/proxy/tunnel.h"
 #include "strata/proxy/worker_context.h"
 
 struct evbuffer;
@@ -76,6 +77,8 @@ public:
                    std::string_view user_agent, std::string_view upstream, double upstream_s,
                    std::chrono::steady_clock::time_point started) override;
     std::string_view requestId() const override { return view(request_id_); }
+    void startTunnel(std::string head, upstream::UpstreamConnectionPtr upstream,
+                     std::chrono::milliseconds idle_timeout) override;
 
     // A finished exchange whose answer is still being written (see logAccess()); an HTTP/2
     // stream keeps one too and writes it through writeAccess().
@@ -99,6 +102,9 @@ public:
         std::string host;
         std::string route;
         RequestIdGenerator::Id request_id{};
+        bool tunnel = false;  // the exchange became a tunnel; its line is written when it ends
+        std::uint64_t tunnel_up = 0;
+        std::uint64_t tunnel_down = 0;
     };
     // Fills `out` from a logAccess() call (the strings only when the access log is on).
     static void recordAccess(PendingAccess& out, bool logged, std::string_view method,
@@ -162,6 +168,8 @@ private:
     // A plain listener with h2: true once the first bytes decided (HTTP/2 started or not).
     bool checkPreface();
     void close();
+    // The tunnel's end: its counts go to the access-log line and the metrics (once).
+    void finishTunnel();
 
     WorkerContext& worker_;
     net::TlsServerContextPtr tls_;  // before connection_: it makes the connection's SSL
@@ -205,6 +213,9 @@ private:
     // Only while an exchange's line and metrics wait to be written: an idle connection holds
     // none (see takePendingAccess()).
     std::unique_ptr<PendingAccess> pending_;
+    // Set after a 101: the connection is a byte tunnel from then on, until it closes.
+    std::unique_ptr<Tunnel> tunnel_;
+    bool tunnel_finished_ = false;
 };
 
 }  // namespace strata::proxy

@@ -39,6 +39,8 @@ public:
     Transaction(const Transaction&) = delete;
     Transaction& operator=(const Transaction&) = delete;
 
+    // Before start(): the request is an Upgrade to `protocol` (classifyUpgrade() said so).
+    void setUpgrade(std::string protocol) { upgrade_ = std::move(protocol); }
     void start();
 
     // From the session, as the request body arrives.
@@ -86,6 +88,7 @@ private:
     bool exchangeSinkFull() override;
     void onExchangeBodyWritable() override;
     void onExchangeFlush() override;
+    void onExchangeUpgraded(http::ResponseHead& head) override;
 
     void lookup();
     void lookupL2();
@@ -158,6 +161,7 @@ private:
     std::string upstream_label_ = "-";
     double upstream_seconds_ = -1;
     std::chrono::steady_clock::time_point started_;
+    std::string upgrade_;  // the Upgrade token forwarded, or empty
 };
 
 }  // namespace strata::proxy

@@ -47,6 +47,9 @@ public:
     virtual void onExchangeBodyWritable() = 0;
     // Bytes of the response the exchange delivered since the last call should be sent on.
     virtual void onExchangeFlush() = 0;
+    // An upgrade request was answered 101: the owner takes the connection (takeUpgraded())
+    // and the exchange delivers nothing more. Only for Request::upgrade.
+    virtual void onExchangeUpgraded(http::ResponseHead& /*head*/) {}
 };
 
 class UpstreamExchange final : public event::DeferredDeletable,
@@ -61,6 +64,9 @@ public:
         // consistent_hash upstreams: the request's key (upstreams.<name>.hash.key); empty for
         // other algorithms and for requests without one.
         std::string hash_key;
+        // An Upgrade request: sent on a fresh connection, which is never pooled afterwards; a
+        // 101 hands the connection over (onExchangeUpgraded) instead of being skipped.
+        bool upgrade = false;
     };
 
     UpstreamExchange(WorkerContext& worker, const upstream::UpstreamGroup& group, Request request,
@@ -82,10 +88,15 @@ public:
     std::string_view serverLabel() const;
     // Time from the first attempt to the response head, or -1.
     double upstreamSeconds() const { return upstream_seconds_; }
-    bool headReceived() const { return state_ == State::StreamingBody || state_ == State::Done; }
+    bool headReceived() const {
+        return state_ == State::StreamingBody || state_ == State::Done || state_ == State::Upgraded;
+    }
+    // After onExchangeUpgraded(): the connection, with any bytes the server sent behind the
+    // 101 still in its input. The exchange is finished.
+    upstream::UpstreamConnectionPtr takeUpgraded();
 
 private:
-    enum class State { Connecting, AwaitingHead, StreamingBody, Done, Failed };
+    enum class State { Connecting, AwaitingHead, StreamingBody, Done, Failed, Upgraded };
     enum class Failure { Connect, ConnectTimeout, Broken, Timeout, BadResponse };
 
     // net::ConnectionCallbacks
@@ -131,6 +142,7 @@ private:
     bool aborted_ = false;
     const std::string* server_label_ = nullptr;  // owned by the group's ServerState
     double upstream_seconds_ = -1;
+    http::ResponseHead upgraded_head_;  // the 101, until the owner takes the connection
 };
 
 using UpstreamExchangePtr = std::unique_ptr<UpstreamExchange>;
