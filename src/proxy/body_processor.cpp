@@ -1,52 +1,16 @@
 #include "strata/proxy/body_processor.h"
 
 #include <algorithm>
-#include <cctype>
 
 #include "strata/cache/cache_control.h"
+#include "strata/common/strings.h"
 
 namespace strata::proxy {
-namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
-// Digits only, no sign, bounded so the value cannot overflow.
-std::optional<std::uint64_t> parseNumber(std::string_view s) {
-    if (s.empty() || s.size() > 18) {
-        return std::nullopt;
-    }
-    std::uint64_t v = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') {
-            return std::nullopt;
-        }
-        v = v * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return v;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
-}  // namespace
-
 RangeSet parseRange(std::string_view value, std::uint64_t length) {
     RangeSet out;
-    value = trim(value);
+    value = trimOws(value);
     const auto eq = value.find('=');
-    if (eq == std::string_view::npos || !iequals(trim(value.substr(0, eq)), "bytes")) {
+    if (eq == std::string_view::npos || !equalsIgnoreCase(trimOws(value.substr(0, eq)), "bytes")) {
         return out;  // other range units are ignored (RFC 9110 14.1)
     }
     std::string_view rest = value.substr(eq + 1);
@@ -54,7 +18,7 @@ RangeSet parseRange(std::string_view value, std::uint64_t length) {
     bool any_spec = false;
     while (true) {
         const auto comma = rest.find(',');
-        std::string_view spec = trim(rest.substr(0, comma));
+        std::string_view spec = trimOws(rest.substr(0, comma));
         if (!spec.empty()) {  // empty list elements are allowed (RFC 9110 5.6.1)
             any_spec = true;
             const auto dash = spec.find('-');
@@ -64,7 +28,7 @@ RangeSet parseRange(std::string_view value, std::uint64_t length) {
             std::string_view a = spec.substr(0, dash);
             std::string_view b = spec.substr(dash + 1);
             if (a.empty()) {
-                auto suffix = parseNumber(b);
+                auto suffix = parseDecimal(b);
                 if (!suffix) {
                     return out;
                 }
@@ -73,13 +37,13 @@ RangeSet parseRange(std::string_view value, std::uint64_t length) {
                     ranges.push_back({length - std::min(*suffix, length), length - 1});
                 }
             } else {
-                auto first = parseNumber(a);
+                auto first = parseDecimal(a);
                 std::optional<std::uint64_t> last;
                 if (!first) {
                     return out;
                 }
                 if (!b.empty()) {
-                    last = parseNumber(b);
+                    last = parseDecimal(b);
                     if (!last || *last < *first) {
                         return out;  // invalid: the whole field is ignored (RFC 9110 14.1.1)
                     }
@@ -125,12 +89,12 @@ std::string contentRange(const ByteRange& range, std::uint64_t length) {
 }
 
 bool ifRangeMatches(std::string_view if_range, const cache::EntryMeta& meta, WallTime now) {
-    if_range = trim(if_range);
+    if_range = trimOws(if_range);
     if (if_range.starts_with("W/")) {
         return false;  // a weak validator never allows a range (RFC 9110 13.1.5)
     }
     if (if_range.starts_with('"')) {
-        std::string_view stored = trim(meta.etag);
+        std::string_view stored = trimOws(meta.etag);
         return !stored.starts_with("W/") && stored == if_range;
     }
     auto date = cache::parseHttpDate(if_range, now);
@@ -169,9 +133,7 @@ DeliveryPlan planDelivery(const cache::CacheEntry& entry, std::string_view metho
     }
     // The origin's own Accept-Ranges stays as stored (a whole answer's head is not re-serialized,
     // so it could not be dropped); otherwise the cache says what it can do.
-    if (!entry.fields().has("Accept-Ranges")) {
-        plan.fields.emplace_back("Accept-Ranges", "bytes");
-    }
+    plan.accept_ranges = !entry.fields().has("Accept-Ranges");
     // GET is the only method with range semantics (RFC 9110 14.2): HEAD gets the full head.
     if (method != "GET" || range.empty()) {
         return plan;

@@ -652,16 +652,6 @@ void DownstreamSession::sendBody(std::string_view data) {
     }
 }
 
-void DownstreamSession::sendBody(const cache::BodyPtr& body) {
-    if (response_chunked_) {
-        sendBody(std::string_view(*body));
-        return;
-    }
-    // Zero copy: the evbuffer holds a reference to the stored body until it is sent.
-    evbuffer_add_reference(output(), body->data(), body->size(), &cache::releaseBody,
-                           cache::retainBody(body));
-}
-
 void DownstreamSession::sendBody(const cache::BodyPtr& body, std::uint64_t offset,
                                  std::uint64_t length) {
     STRATA_ASSERT(offset <= body->size() && length <= body->size() - offset);  // the planner's
@@ -673,7 +663,8 @@ void DownstreamSession::sendBody(const cache::BodyPtr& body, std::uint64_t offse
         sendBody(slice);
         return;
     }
-    // Each slice holds its own reference: a multipart answer has several into one block.
+    // Zero copy: the evbuffer holds a reference to the stored body until it is sent; each
+    // slice its own, as a multipart answer has several into one block.
     evbuffer_add_reference(output(), slice.data(), slice.size(), &cache::releaseBody,
                            cache::retainBody(body));
 }

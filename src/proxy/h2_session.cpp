@@ -450,22 +450,13 @@ void H2Stream::sendBody(std::string_view data) {
     resumeData();
 }
 
-void H2Stream::sendBody(const cache::BodyPtr& body) {
-    if (body_done_ || body->empty()) {
-        return;
-    }
-    // The evbuffer holds a reference to the stored body until its last DATA frame is out.
-    evbuffer_add_reference(buffer_, body->data(), body->size(), &cache::releaseBody,
-                           cache::retainBody(body));
-    resumeData();
-}
-
 void H2Stream::sendBody(const cache::BodyPtr& body, std::uint64_t offset, std::uint64_t length) {
     STRATA_ASSERT(offset <= body->size() && length <= body->size() - offset);  // the planner's
     if (body_done_ || length == 0) {
         return;
     }
-    // As for the whole body, sendData() moves the slice's chain into DATA frames by reference.
+    // The evbuffer holds a reference to the stored body until its last DATA frame is out:
+    // sendData() moves the slice's chain into DATA frames by reference.
     evbuffer_add_reference(buffer_, body->data() + offset, static_cast<std::size_t>(length),
                            &cache::releaseBody, cache::retainBody(body));
     resumeData();

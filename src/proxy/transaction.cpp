@@ -300,46 +300,9 @@ void Transaction::lookup() {
     auto now = std::chrono::system_clock::now();
     cache::L1Lookup found = runtime.l1->lookup(primary_key_, request_.fields);
     metrics::WorkerMetrics* m = client_.worker().metrics;
-    if (found.entry) {
-        cache::LookupDecision decision = found.entry->decide(request_cc_, now);
-        switch (decision.usability) {
-            case cache::Usability::Fresh:
-            case cache::Usability::StaleAcceptable:
-                if (m != nullptr) {
-                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Hit);
-                }
-                setOutcome(metrics::CacheResult::Hit,
-                           withTtl("strata; hit; detail=l1", decision.ttl));
-                deliver(found.entry);
-                return;
-            case cache::Usability::StaleWhileRevalidate:
-                if (m != nullptr) {
-                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Stale);
-                }
-                // RFC 9211 has no "stale": a stale hit is a hit with a negative ttl.
-                setOutcome(metrics::CacheResult::Stale,
-                           withTtl("strata; hit; detail=l1", decision.ttl));
-                stale_ = found.entry;
-                startBackgroundRefresh();
-                deliver(found.entry);
-                return;
-            case cache::Usability::Revalidate:
-                if (m != nullptr) {
-                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Stale);
-                }
-                stale_ = found.entry;
-                serve_stale_on_error_ = decision.serve_stale_on_error;
-                revalidating_ = true;
-                // RFC 9211: a fresh entry revalidated because the client asked is fwd=request
-                // (ttl, unlike the stored lifetime, is <= 0 once soft-purged). It stays "stale"
-                // in the log if the stored entry answers (304, stale-if-error), else a miss.
-                setOutcome(metrics::CacheResult::Stale,
-                           decision.ttl.count() > 0 ? "strata; fwd=request" : "strata; fwd=stale");
-                forward();
-                return;
-            case cache::Usability::OnlyIfCachedMiss:
-                break;
-        }
+    if (found.entry &&
+        useStored(found.entry, found.entry->decide(request_cc_, now), metrics::Tier::L1)) {
+        return;
     }
     setOutcome(metrics::CacheResult::Miss, found.entry ? "strata; fwd=stale"
                                            : found.miss == cache::L1Miss::Vary
@@ -430,47 +393,15 @@ void Transaction::lookupL2() {
 void Transaction::onL2Result(cache::L2LookupResult result) {
     metrics::WorkerMetrics* m = client_.worker().metrics;
     if (result.status == cache::L2Status::Hit && result.entry) {
-        // An L2 entry is served, refreshed and revalidated exactly as an L1 one would be: an
-        // instance with a cold L1 must not cost the origin more than one with a warm L1.
-        cache::LookupDecision decision =
-            result.entry->decide(request_cc_, std::chrono::system_clock::now());
-        if (m != nullptr) {
-            m->cacheLookup(
-                routeSlot(), metrics::Tier::L2,
-                decision.servable() ? metrics::LookupResult::Hit : metrics::LookupResult::Stale);
-        }
         // Promoted to L1 (when it fits), stale or not, so the next request finds it there.
         client_.worker().cache->l1->insert(result.entry);
-        switch (decision.usability) {
-            case cache::Usability::Fresh:
-            case cache::Usability::StaleAcceptable:
-                finishCoalescing(result.entry, false);  // the waiters get it too
-                setOutcome(metrics::CacheResult::Hit,
-                           withTtl("strata; hit; detail=l2", decision.ttl));
-                deliver(result.entry);
-                return;
-            case cache::Usability::StaleWhileRevalidate:
-                setOutcome(metrics::CacheResult::Stale,
-                           withTtl("strata; hit; detail=l2", decision.ttl));
-                stale_ = result.entry;
-                // The waiters may serve it stale too; leadership passes to the refresh.
-                finishCoalescing(result.entry, false);
-                startBackgroundRefresh();
-                deliver(result.entry);
-                return;
-            case cache::Usability::Revalidate:
-                // This transaction stays the coalescing leader: its 304 (or full answer)
-                // releases the waiters, and keep() updates L1 and L2.
-                stale_ = result.entry;
-                serve_stale_on_error_ = decision.serve_stale_on_error;
-                revalidating_ = true;
-                setOutcome(metrics::CacheResult::Stale, decision.ttl.count() > 0
-                                                            ? "strata; fwd=request; detail=l2"
-                                                            : "strata; fwd=stale; detail=l2");
-                forward();
-                return;
-            case cache::Usability::OnlyIfCachedMiss:
-                break;
+        cache::LookupDecision decision =
+            result.entry->decide(request_cc_, std::chrono::system_clock::now());
+        if (useStored(result.entry, decision, metrics::Tier::L2)) {
+            return;
+        }
+        if (m != nullptr) {
+            m->cacheLookup(routeSlot(), metrics::Tier::L2, metrics::LookupResult::Stale);
         }
     } else if (m != nullptr) {
         m->cacheLookup(routeSlot(), metrics::Tier::L2,
@@ -483,6 +414,59 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
     }
     // Down, slow, corrupt or absent: a miss, never an error for the client.
     forward();
+}
+
+// A stored entry, from either tier, is served, refreshed or revalidated by one rule: an instance
+// with a cold L1 must not cost the origin more than one with a warm L1. False when the entry
+// cannot answer (only-if-cached and it is stale): the caller treats it as a miss.
+bool Transaction::useStored(const cache::EntryPtr& entry, const cache::LookupDecision& decision,
+                            metrics::Tier tier) {
+    metrics::WorkerMetrics* m = client_.worker().metrics;
+    auto count = [&](metrics::LookupResult result) {
+        if (m != nullptr) {
+            m->cacheLookup(routeSlot(), tier, result);
+        }
+    };
+    const bool l2 = tier == metrics::Tier::L2;
+    const std::string_view hit = l2 ? "strata; hit; detail=l2" : "strata; hit; detail=l1";
+    switch (decision.usability) {
+        case cache::Usability::Fresh:
+        case cache::Usability::StaleAcceptable:
+            count(metrics::LookupResult::Hit);
+            finishCoalescing(entry, false);  // an L2 leader's waiters get it too
+            setOutcome(metrics::CacheResult::Hit, withTtl(hit, decision.ttl));
+            deliver(entry);
+            return true;
+        case cache::Usability::StaleWhileRevalidate:
+            count(metrics::LookupResult::Stale);
+            // RFC 9211 has no "stale": a stale hit is a hit with a negative ttl.
+            setOutcome(metrics::CacheResult::Stale, withTtl(hit, decision.ttl));
+            stale_ = entry;
+            // The waiters may serve it stale too; leadership passes to the refresh.
+            finishCoalescing(entry, false);
+            startBackgroundRefresh();
+            deliver(entry);
+            return true;
+        case cache::Usability::Revalidate:
+            count(metrics::LookupResult::Stale);
+            // A coalescing leader stays one: its 304 (or full answer) releases the waiters, and
+            // keep() updates L1 and L2.
+            stale_ = entry;
+            serve_stale_on_error_ = decision.serve_stale_on_error;
+            revalidating_ = true;
+            // RFC 9211: a fresh entry revalidated because the client asked is fwd=request
+            // (ttl, unlike the stored lifetime, is <= 0 once soft-purged). It stays "stale"
+            // in the log if the stored entry answers (304, stale-if-error), else a miss.
+            setOutcome(metrics::CacheResult::Stale,
+                       std::string(decision.ttl.count() > 0 ? "strata; fwd=request"
+                                                            : "strata; fwd=stale") +
+                           (l2 ? "; detail=l2" : ""));
+            forward();
+            return true;
+        case cache::Usability::OnlyIfCachedMiss:
+            break;
+    }
+    return false;
 }
 
 // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbids forwarding.
@@ -611,6 +595,9 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
             if (plan.replace_content_type) {
                 edits.drop("Content-Type");
             }
+        }
+        if (plan.accept_ranges) {
+            edits.add("Accept-Ranges", "bytes");
         }
         for (const auto& [name, value] : plan.fields) {
             edits.add(name, value);
@@ -810,6 +797,13 @@ void Transaction::onExchangeFlush() {
     client_.flush();
 }
 
+// An Upgrade request that did not become a tunnel (the opened ones are counted by the session).
+void Transaction::countUpgradeOutcome(metrics::TunnelResult result) {
+    if (!upgrade_.empty() && client_.worker().metrics != nullptr) {
+        client_.worker().metrics->tunnel(routeSlot(), result);
+    }
+}
+
 void Transaction::onExchangeUpgraded(http::ResponseHead& head) {
     status_ = 101;
     upstream_label_ = std::string(exchange_->serverLabel());
@@ -861,9 +855,7 @@ void Transaction::invalidateAfterUnsafe(const http::ResponseHead& head) {
 
 void Transaction::onExchangeHead(http::ResponseHead& head) {
     status_ = head.status;
-    if (!upgrade_.empty() && client_.worker().metrics != nullptr) {
-        client_.worker().metrics->tunnel(routeSlot(), metrics::TunnelResult::Declined);
-    }
+    countUpgradeOutcome(metrics::TunnelResult::Declined);
     upstream_label_ = std::string(exchange_->serverLabel());
     upstream_seconds_ = exchange_->upstreamSeconds();
 
@@ -1052,8 +1044,8 @@ void Transaction::onExchangeComplete() {
 
 void Transaction::onExchangeFailure(int status, bool after_head, const char* what) {
     dropExchange();
-    if (!upgrade_.empty() && !after_head && client_.worker().metrics != nullptr) {
-        client_.worker().metrics->tunnel(routeSlot(), metrics::TunnelResult::Failed);
+    if (!after_head) {
+        countUpgradeOutcome(metrics::TunnelResult::Failed);
     }
     finishCoalescing(nullptr, false);
     if (after_head || state_ == State::Streaming) {

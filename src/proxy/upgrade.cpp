@@ -12,20 +12,10 @@ bool isBase64(char c) {
            c == '/';
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
 }  // namespace
 
 bool validWebSocketKey(std::string_view key) {
-    key = trim(key);
+    key = trimOws(key);
     if (key.size() != 24 || key.substr(22) != "==") {
         return false;
     }
@@ -45,13 +35,13 @@ UpgradeDecision classifyUpgrade(const http::RequestHead& head, const config::Rou
         return out;  // Upgrade is hop-by-hop: forwarding drops it, the request goes on as HTTP
     }
     // The first token the route tunnels, in the client's order of preference.
-    std::string_view rest = *upgrade;
     std::string chosen;
     bool websocket = false;
-    while (!rest.empty() && chosen.empty()) {
-        const std::size_t comma = rest.find(',');
-        std::string token = toLower(trim(rest.substr(0, comma)));
-        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    forEachListElement(*upgrade, [&](std::string_view element) {
+        if (!chosen.empty()) {
+            return;
+        }
+        std::string token = toLower(element);
         if (token == "websocket") {
             websocket = true;
             chosen = token;
@@ -59,7 +49,7 @@ UpgradeDecision classifyUpgrade(const http::RequestHead& head, const config::Rou
                              token) != route.upgrade_protocols.end()) {
             chosen = token;
         }
-    }
+    });
     if (chosen.empty()) {
         return out;
     }
@@ -85,7 +75,7 @@ UpgradeDecision classifyUpgrade(const http::RequestHead& head, const config::Rou
             return out;
         }
         const std::string* version = head.fields.get("Sec-WebSocket-Version");
-        if (version == nullptr || trim(*version) != "13") {
+        if (version == nullptr || trimOws(*version) != "13") {
             out.detail = "Sec-WebSocket-Version must be 13";
             return out;
         }

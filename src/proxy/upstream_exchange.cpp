@@ -351,33 +351,27 @@ void UpstreamExchange::processInput() {
 }
 
 void UpstreamExchange::onResponseHead(http::ResponseHead&& head) {
-    if (head.status == 101 && request_.upgrade && state_ == State::AwaitingHead) {
-        upstream_seconds_ =
-            std::chrono::duration<double>(event::loopTime() - upstream_started_).count();
-        state_ = State::Upgraded;
-        connection_->server().recordSuccess();
-        if (worker_.metrics != nullptr) {
-            worker_.metrics->upstreamResponse(connection_->server().metricsSlot(), head.status,
-                                              upstream_seconds_);
-        }
-        upgraded_head_ = std::move(head);
-        return;
-    }
-    if (head.status < 200) {
+    const bool upgraded = head.status == 101 && request_.upgrade && state_ == State::AwaitingHead;
+    if (head.status < 200 && !upgraded) {
         // Interim responses (100 Continue, 103) are not relayed: strata answers the client's
         // Expect itself.
         return;
     }
     upstream_seconds_ =
         std::chrono::duration<double>(event::loopTime() - upstream_started_).count();
-    state_ = State::StreamingBody;
-    // A connection that carried an Upgrade request is never reused, whatever the answer.
-    keep_alive_ = head.keep_alive && !request_.upgrade;
     connection_->server().recordSuccess();
     if (worker_.metrics != nullptr) {
         worker_.metrics->upstreamResponse(connection_->server().metricsSlot(), head.status,
                                           upstream_seconds_);
     }
+    if (upgraded) {
+        state_ = State::Upgraded;  // processInput() hands the connection over
+        upgraded_head_ = std::move(head);
+        return;
+    }
+    state_ = State::StreamingBody;
+    // A connection that carried an Upgrade request is never reused, whatever the answer.
+    keep_alive_ = head.keep_alive && !request_.upgrade;
     callbacks_.onExchangeHead(head);
 }
 

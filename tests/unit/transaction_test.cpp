@@ -133,10 +133,7 @@ public:
         serialized = out;
     }
     void sendBody(std::string_view data) override { body.append(data); }
-    void sendBody(const cache::BodyPtr& stored) override {
-        body.append(*stored);
-        ++zero_copy_bodies;
-    }
+    using ClientStream::sendBody;
     void sendBody(const cache::BodyPtr& stored, std::uint64_t offset,
                   std::uint64_t length) override {
         body.append(std::string_view(*stored).substr(offset, length));

@@ -67,6 +67,8 @@ struct DeliveryPlan {
     bool whole_body = true;  // no processor applied: the stored body, zero copy
     std::uint64_t content_length = 0;
     std::vector<std::pair<std::string, std::string>> fields;  // added to the stored ones
+    // Accept-Ranges: bytes is added (a flag, not a field: every hit has it, none allocates).
+    bool accept_ranges = false;
     bool replace_content_type = false;  // multipart: Content-Type is the plan's own
     std::vector<BodyPart> parts;
 };

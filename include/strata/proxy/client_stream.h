@@ -42,13 +42,13 @@ public:
     virtual void sendContinue() = 0;
     virtual void sendHead(const http::OutgoingResponse& head) = 0;
     virtual void sendBody(std::string_view data) = 0;
-    // A stored body, sent without a copy where the transport allows it.
-    virtual void sendBody(const cache::BodyPtr& body) = 0;
-    // `length` bytes of a stored body from `offset` (a byte range), also without a copy: the
-    // slice references the block, which stays alive until the transport is done with it.
-    // offset + length never exceeds the body's size.
+    // `length` bytes of a stored body from `offset` (a byte range), sent without a copy where
+    // the transport allows it: the slice references the block, which stays alive until the
+    // transport is done with it. offset + length never exceeds the body's size.
     virtual void sendBody(const cache::BodyPtr& body, std::uint64_t offset,
                           std::uint64_t length) = 0;
+    // A whole stored body.
+    void sendBody(const cache::BodyPtr& body) { sendBody(body, 0, body->size()); }
     // Hands what was queued to the transport now (sendBody() may batch).
     virtual void flush() = 0;
     virtual void endResponse() = 0;

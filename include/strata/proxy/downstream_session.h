@@ -62,7 +62,7 @@ public:
     void sendContinue() override;
     void sendHead(const http::OutgoingResponse& head) override;
     void sendBody(std::string_view data) override;
-    void sendBody(const cache::BodyPtr& body) override;
+    using ClientStream::sendBody;
     void sendBody(const cache::BodyPtr& body, std::uint64_t offset, std::uint64_t length) override;
     void flush() override { flushOutput(); }
     void endResponse() override;

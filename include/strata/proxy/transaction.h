@@ -92,7 +92,10 @@ private:
 
     void lookup();
     void lookupL2();
+    bool useStored(const cache::EntryPtr& entry, const cache::LookupDecision& decision,
+                   metrics::Tier tier);
     void answerOnlyIfCachedMiss();
+    void countUpgradeOutcome(metrics::TunnelResult result);
     void onL2Result(cache::L2LookupResult result);
     void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
     void deliverCollapsed(const cache::EntryPtr& entry, const cache::LookupDecision& decision);
