@@ -8,13 +8,6 @@
 
 using namespace strata::test;
 
-namespace {
-// max-age=1 expires once a whole second has passed (ages are whole seconds, RFC 9111 1.2.2).
-void waitPastOneSecondMaxAge() {
-    std::this_thread::sleep_for(1200ms);
-}
-}  // namespace
-
 TEST_SUITE("e2e/cache") {
     TEST_CASE("stale + ETag: revalidated with If-None-Match, 304 freshens the stored body") {
         Origin origin;

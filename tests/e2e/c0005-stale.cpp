@@ -9,10 +9,6 @@
 using namespace strata::test;
 
 namespace {
-// max-age=1 expires once a whole second has passed (ages are whole seconds).
-void waitPastOneSecondMaxAge() {
-    std::this_thread::sleep_for(1200ms);
-}
 
 void failOrigin(Origin& origin, int status) {
     REQUIRE(get(origin.port(), "/__fail?status=" + std::to_string(status)).status == 200);

@@ -18,13 +18,6 @@ using namespace strata::test;
 
 namespace {
 
-// Sanitizer builds run every process several times slower: scale scheduling slack, not bounds.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr int kSlow = 3;
-#else
-constexpr int kSlow = 1;
-#endif
-
 // Every request of these cases uses one Host, so that two strata instances (different ports)
 // compute the same cache keys, and purge URLs are http://l2.test/...
 const std::string kHost = "l2.test";
@@ -98,25 +91,6 @@ std::string l2Config(const Origin& origin, const std::vector<const Memcached*>& 
            "\n"
            "    threads: " +
            std::to_string(l2.threads) + "\n";
-}
-
-// memcached's own per-operation counters, as strata exposes them.
-double l2Ops(std::uint16_t admin, const std::string& op) {
-    return metric(admin, "strata_cache_l2_operation_duration_seconds_count", {"op=\"" + op + "\""});
-}
-double l2Errors(std::uint16_t admin, const std::string& op) {
-    return metric(admin, "strata_cache_l2_errors_total", {"op=\"" + op + "\""});
-}
-double l2Lookups(std::uint16_t admin, const std::string& result) {
-    return metric(admin, "strata_cache_lookups_total",
-                  {"tier=\"l2\"", "result=\"" + result + "\""});
-}
-
-// Waits until `n` memcached writes of this instance completed without error: an object written
-// by store() is then readable by every instance (L2 writes are asynchronous).
-bool waitForL2Sets(std::uint16_t admin, double n) {
-    return eventually([&] { return l2Ops(admin, "set") - l2Errors(admin, "set") >= n; },
-                      std::chrono::milliseconds(10000 * kSlow));
 }
 
 // memcached's text protocol on a plain socket: what an operator (or another program) sees and

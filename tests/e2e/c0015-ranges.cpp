@@ -15,19 +15,6 @@ namespace {
 
 constexpr std::size_t kLength = 10000;
 
-std::string run(const std::string& command) {
-    std::string out;
-    if (FILE* p = ::popen((command + " 2>/dev/null").c_str(), "r")) {
-        std::array<char, 4096> buf{};
-        std::size_t n = 0;
-        while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) {
-            out.append(buf.data(), n);
-        }
-        ::pclose(p);
-    }
-    return out;
-}
-
 struct Part {
     std::string content_type;
     std::string content_range;
@@ -242,8 +229,8 @@ TEST_SUITE("e2e/cache") {
             part << s.full.substr(0, 4321);
         }
         const std::string code =
-            run("curl -s -C - -o " + file + " -w '%{http_code}' 'http://127.0.0.1:" +
-                std::to_string(s.strata.port()) + s.url + "'");
+            runCommand("curl -s -C - -o " + file + " -w '%{http_code}' 'http://127.0.0.1:" +
+                       std::to_string(s.strata.port()) + s.url + "'");
         CHECK(code == "206");
         const std::string got = readFile(file);
         CHECK(got.size() == kLength);
@@ -261,10 +248,10 @@ TEST_SUITE("e2e/cache") {
         Strata strata(h2);
         const std::string url = "http://127.0.0.1:" + std::to_string(strata.port()) + "/bytes/" +
                                 std::to_string(kLength) + "?" + ccParam("max-age=60");
-        const std::string full = run("curl -s --http2-prior-knowledge '" + url + "'");
+        const std::string full = runCommand("curl -s --http2-prior-knowledge '" + url + "'");
         REQUIRE(full.size() == kLength);
         const std::string out =
-            run("curl -s --http2-prior-knowledge -D - -r 1234-5678 '" + url + "'");
+            runCommand("curl -s --http2-prior-knowledge -D - -r 1234-5678 '" + url + "'");
         const std::size_t end = out.find("\r\n\r\n");
         REQUIRE(end != std::string::npos);
         const std::string head = out.substr(0, end);

@@ -3,19 +3,11 @@
 // (stale-while-revalidate) or revalidated with its validators, as an L1 entry would be. A 304
 // updates the L2 copy; objects with a validator stay in L2 for cache.l2.keep past their stale
 // windows; only-if-cached is answered from L2.
-#include <thread>
-
 #include "cache_support.h"
 
 using namespace strata::test;
 
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr int kSlow = 3;
-#else
-constexpr int kSlow = 1;
-#endif
 
 // Caching on for the catch-all route, no L1, L2 over `memcached`.
 std::string l2OnlyConfig(const Origin& origin, const Memcached& memcached,
@@ -29,27 +21,6 @@ std::string l2OnlyConfig(const Origin& origin, const Memcached& memcached,
                            "\"]\n"
                            "    timeout: 500ms\n" +
                            l2_extra);
-}
-
-double l2Sets(std::uint16_t admin) {
-    return metric(admin, "strata_cache_l2_operation_duration_seconds_count", {"op=\"set\""}) -
-           metric(admin, "strata_cache_l2_errors_total", {"op=\"set\""});
-}
-
-// L2 writes are asynchronous: an object is readable by the next request once its set is done.
-bool waitForL2Sets(std::uint16_t admin, double n) {
-    return eventually([&] { return l2Sets(admin) >= n; }, std::chrono::milliseconds(10000 * kSlow));
-}
-
-double l2Lookups(std::uint16_t admin, const std::string& result) {
-    return metric(admin, "strata_cache_lookups_total",
-                  {"tier=\"l2\"", "result=\"" + result + "\""});
-}
-
-// max-age=1 expires once a whole second has passed (ages are whole seconds, RFC 9111 1.2.2).
-// Waiting for time to pass is what these cases test, not a synchronisation.
-void waitPastOneSecondMaxAge() {
-    std::this_thread::sleep_for(1200ms);
 }
 
 }  // namespace

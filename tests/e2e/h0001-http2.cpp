@@ -15,20 +15,6 @@ using namespace strata::test;
 
 namespace {
 
-// Runs a command and returns its stdout.
-std::string run(const std::string& command) {
-    std::string out;
-    if (FILE* p = ::popen((command + " 2>/dev/null").c_str(), "r")) {
-        std::array<char, 4096> buf{};
-        std::size_t n = 0;
-        while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) {
-            out.append(buf.data(), n);
-        }
-        ::pclose(p);
-    }
-    return out;
-}
-
 std::string url(std::uint16_t port, const std::string& path, const std::string& scheme = "http") {
     return scheme + "://127.0.0.1:" + std::to_string(port) + path;
 }
@@ -65,7 +51,7 @@ std::string h2ClientCommand(std::uint16_t port, const std::string& which) {
 }
 
 std::string h2Client(std::uint16_t port, const std::string& which) {
-    std::string out = run(h2ClientCommand(port, which));
+    std::string out = runCommand(h2ClientCommand(port, which));
     return out.substr(0, out.find('\n'));
 }
 
@@ -83,8 +69,8 @@ TEST_SUITE("e2e/http2") {
                                  " --resolve a.test:" + std::to_string(port) +
                                  ":127.0.0.1 -o /dev/null -w '%{http_version} %{http_code}' ";
         const std::string base = "https://a.test:" + std::to_string(port);
-        CHECK(run(curl + "--http2 " + base + "/bytes/100") == "2 200");
-        CHECK(run(curl + "--http1.1 " + base + "/bytes/100") == "1.1 200");
+        CHECK(runCommand(curl + "--http2 " + base + "/bytes/100") == "2 200");
+        CHECK(runCommand(curl + "--http1.1 " + base + "/bytes/100") == "1.1 200");
         TlsOptions o;
         o.sni = "a.test";
         o.ca = pki.ca();
@@ -104,9 +90,9 @@ TEST_SUITE("e2e/http2") {
         yaml.replace(yaml.find(bind), bind.size(), bind + "    protocols: [http/1.1]\n");
         Strata strata(yaml);
         const auto port = strata.port("https");
-        CHECK(run("curl -s --http2 --cacert " + pki.ca() + " --resolve a.test:" +
-                  std::to_string(port) + ":127.0.0.1 -o /dev/null -w '%{http_version}' " +
-                  "https://a.test:" + std::to_string(port) + "/") == "1.1");
+        CHECK(runCommand("curl -s --http2 --cacert " + pki.ca() + " --resolve a.test:" +
+                         std::to_string(port) + ":127.0.0.1 -o /dev/null -w '%{http_version}' " +
+                         "https://a.test:" + std::to_string(port) + "/") == "1.1");
     }
 
     TEST_CASE("h2c with prior knowledge; HTTP/1.1 still served on the same listener") {
@@ -114,15 +100,15 @@ TEST_SUITE("e2e/http2") {
         Strata strata(h2cConfig(origin));
         const auto port = strata.port();
         const std::string curl = "curl -s -o /dev/null -w '%{http_version} %{http_code}' ";
-        CHECK(run(curl + "--http2-prior-knowledge " + url(port, "/bytes/1000")) == "2 200");
-        CHECK(run(curl + url(port, "/bytes/1000")) == "1.1 200");
+        CHECK(runCommand(curl + "--http2-prior-knowledge " + url(port, "/bytes/1000")) == "2 200");
+        CHECK(runCommand(curl + url(port, "/bytes/1000")) == "1.1 200");
     }
 
     TEST_CASE("a plain listener without h2 does not speak HTTP/2") {
         Origin origin;
         Strata strata(h2cConfig(origin, "[http/1.1]"));
-        CHECK(run("curl -s -m 5 -o /dev/null -w '%{http_version}' --http2-prior-knowledge " +
-                  url(strata.port(), "/")) != "2");
+        CHECK(runCommand("curl -s -m 5 -o /dev/null -w '%{http_version}' --http2-prior-knowledge " +
+                         url(strata.port(), "/")) != "2");
     }
 
     TEST_CASE("50 streams on one connection, a miss then a hit, HEAD, an upload") {
@@ -130,7 +116,7 @@ TEST_SUITE("e2e/http2") {
         Strata strata(h2cConfig(origin));
         const auto port = strata.port();
         // nghttp -n -m 50: one connection, 50 concurrent streams.
-        const std::string stats = run("nghttp -n -s -m 50 " + url(port, "/bytes/100000"));
+        const std::string stats = runCommand("nghttp -n -s -m 50 " + url(port, "/bytes/100000"));
         std::size_t ok = 0;
         for (std::size_t at = stats.find(" 200 "); at != std::string::npos;
              at = stats.find(" 200 ", at + 1)) {
@@ -140,14 +126,15 @@ TEST_SUITE("e2e/http2") {
 
         const std::string headers = "curl -s --http2-prior-knowledge -D - -o /dev/null ";
         const std::string path = "/cached?cc=max-age%3D60";
-        std::string miss = run(headers + url(port, path));
+        std::string miss = runCommand(headers + url(port, path));
         CHECK(miss.find("HTTP/2 200") == 0);
         CHECK(miss.find("cache-status: strata; fwd=uri-miss; stored") != std::string::npos);
-        std::string hit = run(headers + url(port, path));
+        std::string hit = runCommand(headers + url(port, path));
         CHECK(hit.find("cache-status: strata; hit") != std::string::npos);
         CHECK(origin.requestCount(0, "/cached") == 1);
 
-        std::string head = run("curl -s --http2-prior-knowledge -I " + url(port, "/bytes/5000"));
+        std::string head =
+            runCommand("curl -s --http2-prior-knowledge -I " + url(port, "/bytes/5000"));
         CHECK(head.find("HTTP/2 200") == 0);
 
         TempDir dir;
@@ -158,8 +145,8 @@ TEST_SUITE("e2e/http2") {
         writeFile(dir.path().string() + "/up", body);
         Fnv1a64 hash;
         hash.update(body);
-        std::string echoed = run("curl -s --http2-prior-knowledge --data-binary @" +
-                                 dir.path().string() + "/up " + url(port, "/upload"));
+        std::string echoed = runCommand("curl -s --http2-prior-knowledge --data-binary @" +
+                                        dir.path().string() + "/up " + url(port, "/upload"));
         CHECK(echoed.find("\"bytes\":300000") != std::string::npos);
         CHECK(echoed.find(hash.hex()) != std::string::npos);
     }
@@ -173,9 +160,9 @@ TEST_SUITE("e2e/http2") {
         const std::string u = url(strata.port(), "/bytes/262144?cc=max-age%3D60");
         for (const char* round : {"miss", "hit"}) {
             CAPTURE(round);
-            CHECK(run("curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w "
-                      "'%{http_version} %{http_code} %{size_download}' '" +
-                      u + "'") == "2 200 262144");
+            CHECK(runCommand("curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w "
+                             "'%{http_version} %{http_code} %{size_download}' '" +
+                             u + "'") == "2 200 262144");
         }
         CHECK(origin.requestCount(0, "/bytes/262144") == 1);
     }
@@ -218,7 +205,8 @@ TEST_SUITE("e2e/http2") {
                      {"code=\"enhance_your_calm\""}) == 1);
         // strata keeps serving other clients.
         CHECK(
-            run("curl -s --http2-prior-knowledge -o /dev/null -w '%{http_version} %{http_code}' " +
+            runCommand(
+                "curl -s --http2-prior-knowledge -o /dev/null -w '%{http_version} %{http_code}' " +
                 url(strata.port(), "/bytes/10")) == "2 200");
     }
 

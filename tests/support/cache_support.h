@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "admin_client.h"
 #include "e2e.h"
@@ -115,6 +116,38 @@ inline std::string hParam(std::string_view name, std::string_view value) {
         }
     }
     return out;
+}
+
+// max-age=1 expires once a whole second has passed (ages are whole seconds, RFC 9111 1.2.2).
+// Waiting for time to pass is what the cases using it test, not a synchronisation.
+inline void waitPastOneSecondMaxAge() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+}
+
+// Sanitizer builds run every process several times slower: scale scheduling slack, not bounds.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kSlow = 3;
+#else
+constexpr int kSlow = 1;
+#endif
+
+// memcached's per-operation counters, as strata exposes them (cache.l2).
+inline double l2Ops(std::uint16_t admin, const std::string& op) {
+    return metric(admin, "strata_cache_l2_operation_duration_seconds_count", {"op=\"" + op + "\""});
+}
+inline double l2Errors(std::uint16_t admin, const std::string& op) {
+    return metric(admin, "strata_cache_l2_errors_total", {"op=\"" + op + "\""});
+}
+inline double l2Lookups(std::uint16_t admin, const std::string& result) {
+    return metric(admin, "strata_cache_lookups_total",
+                  {"tier=\"l2\"", "result=\"" + result + "\""});
+}
+
+// Waits until `n` memcached writes of this instance completed without error: an object written
+// by store() is then readable by every instance (L2 writes are asynchronous).
+inline bool waitForL2Sets(std::uint16_t admin, double n) {
+    return eventually([&] { return l2Ops(admin, "set") - l2Errors(admin, "set") >= n; },
+                      std::chrono::milliseconds(10000 * kSlow));
 }
 
 }  // namespace strata::test

@@ -68,6 +68,8 @@ private:
 };
 
 std::string readFile(const std::string& path);
+// Runs a shell command (stderr discarded) and returns its stdout; "" when it cannot start.
+std::string runCommand(const std::string& command);
 void writeFile(const std::string& path, const std::string& text);  // tmp + rename
 
 // Polls (short sleeps) for a file to exist, up to `timeout`. Readiness polling only: never use
