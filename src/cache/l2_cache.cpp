@@ -30,6 +30,8 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr std::uint8_t kPurgeLogVersion = 1;
+constexpr std::uint8_t kLeaseVersion = 1;
+constexpr std::string_view kLeaseMagic = "SLSE";
 constexpr std::size_t kMaxPurgeValue = 16 * 1024;
 constexpr int kCasAttempts = 16;
 
@@ -286,6 +288,52 @@ bool purgeCovers(const PurgeRecord& record, const EntryMeta& meta) {
     return false;
 }
 
+std::string_view leaseStateName(LeaseState state) {
+    switch (state) {
+        case LeaseState::Owner:
+            return "owner";
+        case LeaseState::Filling:
+            return "filling";
+        case LeaseState::Uncacheable:
+            return "uncacheable";
+        case LeaseState::Unavailable:
+            return "unavailable";
+    }
+    return "unavailable";
+}
+
+std::string encodeLease(LeaseState state, WallTime deadline) {
+    std::string out(kLeaseMagic);
+    out.push_back(static_cast<char>(kLeaseVersion));
+    out.push_back(static_cast<char>(state == LeaseState::Uncacheable ? 2 : 1));
+    putU64(out, static_cast<std::uint64_t>(toMillis(deadline)));
+    return out;
+}
+
+std::optional<L2Lease> decodeLease(std::string_view value) {
+    if (!value.starts_with(kLeaseMagic)) {
+        return std::nullopt;
+    }
+    Reader r(value.substr(kLeaseMagic.size()));
+    std::uint8_t version = 0;
+    std::uint8_t state = 0;
+    std::uint64_t deadline_ms = 0;
+    // A newer version may append fields: what this one knows comes first.
+    if (!r.u8(version) || version < 1 || !r.u8(state) || !r.u64(deadline_ms)) {
+        return std::nullopt;
+    }
+    L2Lease lease;
+    if (state == 1) {
+        lease.state = LeaseState::Filling;
+    } else if (state == 2) {
+        lease.state = LeaseState::Uncacheable;
+    } else {
+        return std::nullopt;
+    }
+    lease.deadline = WallTime(std::chrono::milliseconds(static_cast<std::int64_t>(deadline_ms)));
+    return lease;
+}
+
 L2Options L2Options::fromConfig(const config::L2Cache& config) {
     L2Options o;
     for (const auto& ep : config.servers) {
@@ -515,7 +563,7 @@ struct Counters {
     std::atomic<std::uint64_t> hits{0}, misses{0}, errors{0}, timeouts{0}, corrupt{0},
         breaker_opens{0}, breaker_rejects{0}, queue_full_drops{0}, stores{0}, store_skipped{0},
         store_errors{0}, removes{0}, purges_sent{0}, purges_applied{0}, purge_poll_errors{0},
-        latency_us{0}, latency_count{0};
+        lease_errors{0}, pending_hits{0}, latency_us{0}, latency_count{0};
 };
 
 void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
@@ -562,6 +610,10 @@ struct L2Cache::Impl {
     std::mutex poller_mutex;
     std::condition_variable poller_wake;
     bool stopping = false;  // guarded by poller_mutex
+
+    // Entries queued for writing, by primary key, until their set completed (read your writes).
+    std::mutex pending_mutex;
+    std::unordered_map<std::string, std::vector<EntryPtr>> pending;  // guarded
 
     WallTime wallNow() const {
         return o.clock != nullptr ? o.clock->wall() : std::chrono::system_clock::now();
@@ -893,6 +945,96 @@ struct L2Cache::Impl {
         bump(c.stores);
     }
 
+    void forgetPending(const EntryPtr& entry) {
+        std::lock_guard lock(pending_mutex);
+        auto it = pending.find(entry->meta().primary_key);
+        if (it == pending.end()) {
+            return;
+        }
+        std::erase(it->second, entry);
+        if (it->second.empty()) {
+            pending.erase(it);
+        }
+    }
+    // The entry being written for this request's variant, if any.
+    EntryPtr pendingFor(const std::string& primary, const http::Fields& fields) {
+        std::lock_guard lock(pending_mutex);
+        auto it = pending.find(primary);
+        if (it == pending.end()) {
+            return nullptr;
+        }
+        for (auto e = it->second.rbegin(); e != it->second.rend(); ++e) {
+            if (secondaryKey((*e)->meta().vary, fields) == (*e)->meta().secondary_key) {
+                return *e;
+            }
+        }
+        return nullptr;
+    }
+
+    std::string leaseKey(const std::string& primary) const {
+        return memcachedKey(o.key_namespace, primary, "") + ".lease";
+    }
+
+    L2Lease leaseOn(unsigned t, const std::string& primary, milliseconds ttl) {
+        memcached_st* m = memcFor(t);
+        const std::string key = leaseKey(primary);
+        const unsigned server = serverFor(key);
+        const WallTime deadline = wallNow() + ttl;
+        const std::string value = encodeLease(LeaseState::Filling, deadline);
+        // memcached expires in whole seconds: round up, so the record never dies before its
+        // deadline; waiters go by the deadline inside it.
+        const auto expiration = static_cast<time_t>((ttl.count() + 999) / 1000 + 1);
+        // Two tries: a lease deleted between our add and our get is free again.
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            auto start = Clock_::now();
+            memcached_return_t rc =
+                memcached_add(m, key.data(), key.size(), value.data(), value.size(), expiration, 0);
+            recordOp(metrics::L2Op::Lease, start, rc, server);
+            if (rc == MEMCACHED_SUCCESS) {
+                return L2Lease{LeaseState::Owner, deadline};
+            }
+            if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
+                bump(c.lease_errors);
+                return L2Lease{};
+            }
+            Fetched f = get(m, key, metrics::L2Op::Lease);
+            if (f.rc == MEMCACHED_NOTFOUND) {
+                continue;
+            }
+            if (f.rc != MEMCACHED_SUCCESS) {
+                bump(c.lease_errors);
+                return L2Lease{};
+            }
+            if (auto lease = decodeLease(f.view())) {
+                return *lease;
+            }
+            bump(c.lease_errors);  // foreign value at our key: never wait on it
+            return L2Lease{};
+        }
+        return L2Lease{};
+    }
+
+    void releaseLeaseOn(unsigned t, const std::string& primary, bool uncacheable,
+                        milliseconds hit_for_pass) {
+        memcached_st* m = memcFor(t);
+        const std::string key = leaseKey(primary);
+        const auto start = Clock_::now();
+        memcached_return_t rc;
+        if (uncacheable) {
+            const std::string value = encodeLease(LeaseState::Uncacheable, wallNow());
+            const auto expiration = static_cast<time_t>(std::max<long long>(
+                1, std::chrono::duration_cast<std::chrono::seconds>(hit_for_pass).count()));
+            rc =
+                memcached_set(m, key.data(), key.size(), value.data(), value.size(), expiration, 0);
+        } else {
+            rc = memcached_delete(m, key.data(), key.size(), 0);
+        }
+        recordOp(metrics::L2Op::Lease, start, rc, serverFor(key));
+        if (isError(rc)) {
+            bump(c.lease_errors);  // it expires on its own
+        }
+    }
+
     // Deletes the URL's key; returns whether the deleted value was a VaryIndex (when asked).
     bool deleteUrl(unsigned t, const std::string& primary, bool check_vary) {
         memcached_st* m = memcFor(t);
@@ -1202,6 +1344,15 @@ void L2Cache::lookup(std::string primary_key, const http::Fields& request_fields
         post(std::move(done), Impl::miss(L2Reason::Disabled));
         return;
     }
+    if (EntryPtr writing = im.pendingFor(primary_key, request_fields)) {
+        L2LookupResult r = im.hit(std::move(writing));
+        if (r.status == L2Status::Hit) {
+            bump(im.c.pending_hits);
+            bump(im.c.hits);
+            post(std::move(done), std::move(r));
+            return;
+        }
+    }
     auto job = std::make_shared<LookupJob>();
     job->main_key = memcachedKey(im.o.key_namespace, primary_key, "");
     const auto now = Clock_::now();
@@ -1239,7 +1390,7 @@ void L2Cache::lookup(std::string primary_key, const http::Fields& request_fields
     }
 }
 
-void L2Cache::store(EntryPtr entry, WallTime now) {
+void L2Cache::store(EntryPtr entry, WallTime now, bool release_lease) {
     Impl& im = *impl_;
     if (!enabled() || !entry) {
         return;
@@ -1249,12 +1400,69 @@ void L2Cache::store(EntryPtr entry, WallTime now) {
     const std::string main = memcachedKey(im.o.key_namespace, primary, entry->meta().secondary_key);
     if (im.breakers[im.serverFor(main)]->rejects(Clock_::now())) {
         bump(im.c.store_errors);
+        if (release_lease) {
+            releaseLease(primary, false, {});
+        }
+        return;
+    }
+    {
+        std::lock_guard lock(im.pending_mutex);
+        im.pending[primary].push_back(entry);
+    }
+    Impl* raw = impl_.get();
+    if (!im.pool->submit([raw, entry, now, release_lease](unsigned t) {
+            raw->storeOn(t, entry, now);
+            raw->forgetPending(entry);
+            if (release_lease) {
+                raw->releaseLeaseOn(t, entry->meta().primary_key, false, {});
+            }
+        })) {
+        bump(im.c.queue_full_drops);
+        im.forgetPending(entry);
+    }
+}
+
+void L2Cache::acquireLease(std::string primary_key, std::chrono::milliseconds ttl,
+                           event::Loop& loop, L2LeaseCallback done) {
+    Impl& im = *impl_;
+    auto unavailable = [&loop](L2LeaseCallback cb) {
+        loop.post([cb = std::move(cb)] { cb(L2Lease{}); });
+    };
+    if (!enabled()) {
+        unavailable(std::move(done));
+        return;
+    }
+    const std::string key = im.leaseKey(primary_key);
+    if (!im.breakers[im.serverFor(key)]->allow(Clock_::now())) {
+        bump(im.c.breaker_rejects);
+        unavailable(std::move(done));
+        return;
+    }
+    auto result = std::make_shared<L2Lease>();
+    Impl* raw = impl_.get();
+    const bool queued = im.pool->submit(
+        loop,
+        [raw, result, primary = std::move(primary_key), ttl](unsigned t) {
+            *result = raw->leaseOn(t, primary, ttl);
+        },
+        [result, done] { done(*result); });
+    if (!queued) {
+        bump(im.c.queue_full_drops);
+        unavailable(std::move(done));
+    }
+}
+
+void L2Cache::releaseLease(std::string primary_key, bool uncacheable,
+                           std::chrono::milliseconds hit_for_pass) {
+    if (!enabled()) {
         return;
     }
     Impl* raw = impl_.get();
-    if (!im.pool->submit(
-            [raw, entry = std::move(entry), now](unsigned t) { raw->storeOn(t, entry, now); })) {
-        bump(im.c.queue_full_drops);
+    if (!impl_->pool->submit(
+            [raw, primary = std::move(primary_key), uncacheable, hit_for_pass](unsigned t) {
+                raw->releaseLeaseOn(t, primary, uncacheable, hit_for_pass);
+            })) {
+        bump(impl_->c.queue_full_drops);  // the lease expires on its own
     }
 }
 
@@ -1343,6 +1551,8 @@ L2Stats L2Cache::stats() const {
     s.purges_sent = get(c.purges_sent);
     s.purges_applied = get(c.purges_applied);
     s.purge_poll_errors = get(c.purge_poll_errors);
+    s.lease_errors = get(c.lease_errors);
+    s.pending_hits = get(c.pending_hits);
     s.lookup_latency_us_sum = get(c.latency_us);
     s.lookup_latency_count = get(c.latency_count);
     s.servers = static_cast<unsigned>(impl_->breakers.size());

@@ -188,7 +188,12 @@ std::string_view name(LookupResult v) {
 }
 std::string_view name(L2Op v) {
     static constexpr std::array<std::string_view, count<L2Op>()> k{
-        "get", "set", "delete", "purge_log_get", "purge_log_set"};
+        "get", "set", "delete", "purge_log_get", "purge_log_set", "lease"};
+    return k[idx(v)];
+}
+std::string_view name(LeaseEvent v) {
+    static constexpr std::array<std::string_view, count<LeaseEvent>()> k{
+        "taken", "waited", "avoided", "expired", "pass"};
     return k[idx(v)];
 }
 std::string_view name(TlsResult v) {
@@ -328,6 +333,7 @@ struct Registry::ProcessCounters {
     std::array<AtomicHistogram, count<L2Op>()> l2_latency;
     std::array<std::atomic<std::uint64_t>, count<L2Op>()> l2_errors{};
     std::map<std::string, bool> l2_breakers;  // guarded by Registry::mutex_
+    std::array<std::atomic<std::uint64_t>, count<LeaseEvent>()> fill_leases{};
     std::atomic<std::uint64_t> l1_bytes{0};
     std::atomic<std::uint64_t> l1_objects{0};
     std::map<std::pair<std::string, int>, std::uint64_t> admin_requests;  // guarded by mutex_
@@ -402,6 +408,10 @@ void Registry::l2Operation(L2Op op, double seconds, bool ok) {
 void Registry::setL2BreakerOpen(const std::string& server, bool open) {
     std::lock_guard lock(mutex_);
     process_->l2_breakers[server] = open;
+}
+
+void Registry::fillLease(LeaseEvent event) {
+    process_->fill_leases[idx(event)].fetch_add(1, std::memory_order_relaxed);
 }
 
 void Registry::setL1Usage(std::uint64_t bytes, std::uint64_t objects) {
@@ -695,6 +705,15 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             addValue(breaker, label("server", server), open ? 1 : 0);
         }
         out.push_back(std::move(breaker));
+        auto leases = family("strata_cache_fill_leases_total",
+                             "cross-instance fill leases: taken, waited on, fetches avoided, "
+                             "waits that expired, uncacheable passes",
+                             MetricType::Counter);
+        for (std::size_t e = 0; e < count<LeaseEvent>(); ++e) {
+            addValue(leases, label("event", name(static_cast<LeaseEvent>(e))),
+                     static_cast<double>(process_->fill_leases[e].load(std::memory_order_relaxed)));
+        }
+        out.push_back(std::move(leases));
 
         auto tls_f =
             family("strata_tls_handshakes_total",

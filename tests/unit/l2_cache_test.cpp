@@ -35,11 +35,15 @@
 
 using namespace strata;
 using namespace std::chrono_literals;
+using cache::decodeLease;
+using cache::encodeLease;
 using cache::L2Cache;
+using cache::L2Lease;
 using cache::L2LookupResult;
 using cache::L2Options;
 using cache::L2Reason;
 using cache::L2Status;
+using cache::LeaseState;
 using Steady = std::chrono::steady_clock;
 
 namespace {
@@ -220,6 +224,20 @@ struct Timed {
     std::chrono::microseconds elapsed{0};  // lookup() call to callback, on the loop
     bool inline_call = false;
 };
+
+L2Lease leaseSync(L2Cache& l2, event::Loop& loop, const std::string& primary,
+                  std::chrono::milliseconds ttl = 2000ms) {
+    L2Lease out;
+    bool done = false;
+    loop.post([&] {
+        l2.acquireLease(primary, ttl, loop, [&](L2Lease lease) {
+            out = lease;
+            done = true;
+        });
+    });
+    REQUIRE(runUntil(loop, [&] { return done; }));
+    return out;
+}
 
 Timed lookupSync(L2Cache& l2, event::Loop& loop, const std::string& primary,
                  const http::Fields& fields = {}) {
@@ -492,6 +510,104 @@ TEST_SUITE("cache/l2") {
         CHECK(b.stats().hits == 40);
     }
 
+    TEST_CASE("fill lease: one owner across instances, released by the store, uncacheable") {
+        MemcachedProcess m1;
+        MemcachedProcess m2;
+        event::Loop loop;
+        L2Cache a(optionsFor({m1.address(), m2.address()}));
+        L2Cache b(optionsFor({m1.address(), m2.address()}));
+        const std::string url = "http://a.test/lease";
+        const auto before = std::chrono::system_clock::now();
+        L2Lease first = leaseSync(a, loop, url, 3000ms);
+        CHECK(first.state == LeaseState::Owner);
+        // The other instance (and this one again) finds it held, with the owner's deadline.
+        L2Lease second = leaseSync(b, loop, url);
+        CHECK(second.state == LeaseState::Filling);
+        CHECK(second.deadline >= before + 2900ms);
+        CHECK(second.deadline <= std::chrono::system_clock::now() + 3100ms);
+        CHECK(leaseSync(a, loop, url).state == LeaseState::Filling);
+        // The owner's store releases it only after the object is written: whoever finds the
+        // lease gone finds the object.
+        a.store(makeEntry(url, "leased body"), kNow, /*release_lease=*/true);
+        REQUIRE(waitFor([&] { return a.stats().stores == 1; }));
+        REQUIRE(waitFor([&] { return leaseSync(b, loop, url).state == LeaseState::Owner; }));
+        auto hit = lookupSync(b, loop, url);
+        REQUIRE(hit.result.status == L2Status::Hit);
+        CHECK(*hit.result.entry->body() == "leased body");
+        // b owns it now; an uncacheable answer leaves a marker that stops the others waiting.
+        b.releaseLease(url, /*uncacheable=*/true, 2000ms);
+        REQUIRE(waitFor([&] { return leaseSync(a, loop, url).state == LeaseState::Uncacheable; }));
+        // A plain release frees it at once.
+        const std::string other = "http://a.test/lease-2";
+        CHECK(leaseSync(a, loop, other).state == LeaseState::Owner);
+        a.releaseLease(other, false, 0ms);
+        REQUIRE(waitFor([&] { return leaseSync(b, loop, other).state == LeaseState::Owner; }));
+    }
+
+    TEST_CASE("fill lease: an owner that died leaves a lease that expires; no server, no lease") {
+        MemcachedProcess m;
+        event::Loop loop;
+        const std::string url = "http://a.test/orphan";
+        {
+            L2Cache owner(optionsFor({m.address()}));
+            CHECK(leaseSync(owner, loop, url, 500ms).state == LeaseState::Owner);
+        }  // gone without releasing
+        L2Cache other(optionsFor({m.address()}));
+        L2Lease held = leaseSync(other, loop, url);
+        CHECK(held.state == LeaseState::Filling);
+        CHECK(held.deadline <= std::chrono::system_clock::now() + 500ms);
+        // memcached expires it within its whole-second rounding of the ttl.
+        CHECK(waitFor([&] { return leaseSync(other, loop, url).state == LeaseState::Owner; },
+                      3000ms));
+        auto dead = optionsFor({"127.0.0.1:1"});
+        dead.timeout = 50ms;
+        L2Cache unreachable(dead);
+        CHECK(leaseSync(unreachable, loop, url).state == LeaseState::Unavailable);
+        CHECK(unreachable.stats().lease_errors >= 1);
+    }
+
+    TEST_CASE("lease codec: round trip, unknown states and damaged values are no lease") {
+        const WallTime deadline = WallTime(std::chrono::milliseconds(1'760'000'000'123));
+        auto filling = decodeLease(encodeLease(LeaseState::Filling, deadline));
+        REQUIRE(filling.has_value());
+        CHECK(filling->state == LeaseState::Filling);
+        CHECK(filling->deadline == deadline);
+        auto pass = decodeLease(encodeLease(LeaseState::Uncacheable, deadline));
+        REQUIRE(pass.has_value());
+        CHECK(pass->state == LeaseState::Uncacheable);
+        std::string value = encodeLease(LeaseState::Filling, deadline);
+        CHECK(decodeLease(value + "future fields").has_value());  // newer versions append
+        for (std::size_t n = 0; n < value.size(); ++n) {
+            CHECK_FALSE(decodeLease(value.substr(0, n)).has_value());
+        }
+        std::string bad_state = value;
+        bad_state[5] = 7;
+        CHECK_FALSE(decodeLease(bad_state).has_value());
+        CHECK_FALSE(decodeLease("SLSX" + value.substr(4)).has_value());
+    }
+
+    TEST_CASE("read your writes: a lookup right after store() sees the entry being written") {
+        SilentServer silent;  // the set never completes: only the pending copy can answer
+        auto o = optionsFor({silent.address()});
+        o.timeout = 300ms;
+        o.breaker_failures = 100;
+        L2Cache l2(o);
+        event::Loop loop;
+        l2.store(makeEntry("http://a.test/pending", "not yet written"), kNow);
+        auto r = lookupSync(l2, loop, "http://a.test/pending");
+        REQUIRE(r.result.status == L2Status::Hit);
+        CHECK(*r.result.entry->body() == "not yet written");
+        CHECK(l2.stats().pending_hits == 1);
+        // Another variant of the URL is not answered by it.
+        auto variant =
+            makeEntry("http://a.test/pv", "gzip", {}, acceptEncoding(), withEncoding("gzip"));
+        l2.store(variant, kNow);
+        CHECK(lookupSync(l2, loop, "http://a.test/pv", withEncoding("gzip")).result.status ==
+              L2Status::Hit);
+        CHECK(lookupSync(l2, loop, "http://a.test/pv", withEncoding("br")).result.status !=
+              L2Status::Hit);
+    }
+
     TEST_CASE("ketama: adding a third server remaps about a third of the keys") {
         // Addresses that are never contacted: only key placement is computed.
         L2Cache two(optionsFor({"127.0.0.1:1", "127.0.0.1:2"}));
@@ -636,7 +752,8 @@ TEST_SUITE("cache/l2") {
             for (int i = 0; i < 10 && l2.stats().queue_full_drops == drops; ++i) {
                 l2.store(makeEntry("http://a.test/refill" + std::to_string(i), "v"), kNow);
             }
-            auto r = lookupSync(l2, loop, "http://a.test/q0");
+            // Not one of the stores: those still queued answer from memory (read your writes).
+            auto r = lookupSync(l2, loop, "http://a.test/never-stored");
             CHECK(r.result.status == L2Status::Error);
             if (r.result.reason == L2Reason::QueueFull) {
                 refused = true;

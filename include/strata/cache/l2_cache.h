@@ -47,6 +47,23 @@
 // to the purge log (which also reaches the other instances' L1); an invalidation (unsafe
 // method, RFC 9111 4.4) appends one only when the deleted value was a VaryIndex, so POST-heavy
 // traffic on plain URLs does not grow the log.
+//
+// Fill leases (cross-instance coalescing). Per-process coalescing leaves one origin fetch per
+// instance for a cold URL; the lease makes it one per cluster. An instance's coalescing leader
+// that misses in L2 adds "<main key>.lease" (memcached `add`: atomic, one winner) holding the
+// owner's fetch deadline. The winner fetches; the others poll L2 for the object until it
+// appears, the lease disappears (the owner gave up: one of them takes the lease over), the
+// deadline passes, or their own wait cap does; then they fetch alone. The owner releases the
+// lease after its store's `set` completed (store(..., release_lease)), so a waiter that sees no
+// lease finds the object; an uncacheable answer replaces the lease with an `uncacheable` record
+// for the hit-for-pass period, a cluster-wide hit-for-pass. memcached's expiration (whole
+// seconds, rounded up) removes the lease of an owner that died; the deadline inside it is what
+// waiters go by. Any memcached problem makes acquireLease() answer Unavailable: the caller
+// fetches, as without leases.
+//
+// Read your writes. store() is asynchronous; until its `set` completed, lookup() in this
+// process answers from the entry being written, so a request right after a refresh does not
+// read the older record and refresh again.
 #pragma once
 
 #include <atomic>
@@ -54,6 +71,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -125,6 +143,23 @@ struct L2LookupResult {
 };
 using L2LookupCallback = std::function<void(L2LookupResult)>;
 
+enum class LeaseState : std::uint8_t {
+    Owner,        // this caller took the lease: fetch, then release it
+    Filling,      // another instance holds it until `deadline`
+    Uncacheable,  // the last fetch was not storable: fetch alone, no waiting
+    Unavailable,  // memcached down, slow, full, or leases off: fetch as without leases
+};
+std::string_view leaseStateName(LeaseState state);
+struct L2Lease {
+    LeaseState state = LeaseState::Unavailable;
+    WallTime deadline;  // Filling: when the owner's fetch times out
+};
+using L2LeaseCallback = std::function<void(L2Lease)>;
+// The lease value: "SLSE" | u8 version | u8 state (1 filling, 2 uncacheable) | i64 deadline ms.
+// Untrusted input: a value that does not decode is treated as no lease.
+std::string encodeLease(LeaseState state, WallTime deadline);
+std::optional<L2Lease> decodeLease(std::string_view value);
+
 enum class PurgeKind : std::uint8_t { Url = 1, Prefix = 2, Tag = 3, All = 4 };
 std::string_view purgeKindName(PurgeKind kind);
 
@@ -163,6 +198,8 @@ struct L2Stats {
     std::uint64_t purges_sent = 0;     // records appended to the log by this instance
     std::uint64_t purges_applied = 0;  // records of other instances applied from the log
     std::uint64_t purge_poll_errors = 0;
+    std::uint64_t lease_errors = 0;           // lease operations that failed (the caller fetched)
+    std::uint64_t pending_hits = 0;           // lookups answered from an entry still being written
     std::uint64_t lookup_latency_us_sum = 0;  // lookups that reached memcached
     std::uint64_t lookup_latency_count = 0;
     unsigned servers = 0;
@@ -191,8 +228,17 @@ public:
     void lookup(std::string primary_key, const http::Fields& request_fields, event::Loop& loop,
                 L2LookupCallback done);
     // Writes the entry (chunks, record, VaryIndex) with expiration storageTtl(now) capped at
-    // max_ttl. Fire and forget; dropped when the queue is full.
-    void store(EntryPtr entry, WallTime now);
+    // max_ttl. Fire and forget; dropped when the queue is full. With `release_lease`, the
+    // URL's fill lease is deleted once the write is done (or failed).
+    void store(EntryPtr entry, WallTime now, bool release_lease = false);
+    // Tries to take the URL's fill lease for `ttl` (the owner's fetch timeout). `done` is posted
+    // to `loop` exactly once.
+    void acquireLease(std::string primary_key, std::chrono::milliseconds ttl, event::Loop& loop,
+                      L2LeaseCallback done);
+    // The owner is done without a stored object: deletes the lease, or with `uncacheable`
+    // replaces it by an uncacheable record living `hit_for_pass`. Fire and forget.
+    void releaseLease(std::string primary_key, bool uncacheable,
+                      std::chrono::milliseconds hit_for_pass);
     // Exact-URL purge (admin): deletes the URL's key and appends a url record to the purge log.
     // `done` (optional) is posted to `loop` with false when the log append failed.
     void removeUrl(std::string primary_key, bool soft, event::Loop* loop = nullptr,

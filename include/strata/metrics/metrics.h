@@ -41,8 +41,14 @@ enum class Tier : std::uint8_t { L1, L2, Count };
 enum class LookupResult : std::uint8_t { Hit, Miss, Stale, Error, HitForPass, Count };
 // Get/Set/Delete act on cached objects; the purge log (one shared memcached key, read every
 // cache.l2.purge_poll and CAS-appended by purges) has values of its own, so idle polling never
-// looks like cache traffic.
-enum class L2Op : std::uint8_t { Get, Set, Delete, PurgeLogGet, PurgeLogSet, Count };
+// looks like cache traffic. Lease: fill-lease adds, reads and releases (cross-instance
+// coalescing).
+enum class L2Op : std::uint8_t { Get, Set, Delete, PurgeLogGet, PurgeLogSet, Lease, Count };
+// Cross-instance fill leases (cache.l2.lease_wait): taken by this instance's fetch, waited on
+// (another instance was fetching), avoided (a waiter got the object from L2: an origin fetch
+// saved), expired (the wait ended at the owner's deadline or the wait cap: fetched alone), pass
+// (the owner found the answer uncacheable: fetched at once).
+enum class LeaseEvent : std::uint8_t { Taken, Waited, Avoided, Expired, Pass, Count };
 enum class TlsResult : std::uint8_t { Ok, Failed, Count };
 enum class TlsVersion : std::uint8_t { Tls12, Tls13, Other, Count };
 enum class ReloadResult : std::uint8_t { Success, Failure, Count };
@@ -82,6 +88,7 @@ std::string_view name(CacheResult v);
 std::string_view name(Tier v);
 std::string_view name(LookupResult v);
 std::string_view name(L2Op v);
+std::string_view name(LeaseEvent v);
 std::string_view name(TlsResult v);
 std::string_view name(TlsVersion v);
 std::string_view name(ReloadResult v);
@@ -227,6 +234,7 @@ public:
     void configReload(ReloadResult result, double unix_seconds);
     void l2Operation(L2Op op, double seconds, bool ok);
     void setL2BreakerOpen(const std::string& server, bool open);
+    void fillLease(LeaseEvent event);
     void setL1Usage(std::uint64_t bytes, std::uint64_t objects);
     // The L1's own counters, read at scrape time (the cache keeps them; nothing is copied on
     // the request path). Reset to null before the cache goes away.
