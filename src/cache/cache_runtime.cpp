@@ -4,10 +4,10 @@
 
 namespace strata::cache {
 
-void CacheRuntime::keep(const EntryPtr& entry, WallTime now) {
+void CacheRuntime::keep(const EntryPtr& entry, WallTime now, bool release_lease) {
     l1->insert(entry);
     if (l2 != nullptr) {
-        l2->store(entry, now);
+        l2->store(entry, now, release_lease);
     }
 }
 

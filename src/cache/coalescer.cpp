@@ -15,7 +15,7 @@ Coalescer::Shard& Coalescer::shardFor(const std::string& key) {
 }
 
 Coalescer::Role Coalescer::join(const std::string& key, event::Loop& loop, Wake wake,
-                                std::chrono::steady_clock::time_point now) {
+                                std::chrono::steady_clock::time_point now, EntryPtr* stale) {
     Shard& shard = shardFor(key);
     std::lock_guard lock(shard.mutex);
     auto pass = shard.pass_until.find(key);
@@ -29,7 +29,11 @@ Coalescer::Role Coalescer::join(const std::string& key, event::Loop& loop, Wake 
     if (inserted) {
         return Role::Leader;
     }
-    it->second.push_back(Waiting{&loop, std::move(wake)});
+    if (stale != nullptr && it->second.stale) {
+        *stale = it->second.stale;
+        return Role::Stale;
+    }
+    it->second.waiters.push_back(Waiting{&loop, std::move(wake)});
     coalesced_waits_.fetch_add(1, std::memory_order_relaxed);
     return Role::Waiter;
 }
@@ -43,7 +47,7 @@ void Coalescer::finish(const std::string& key, const Outcome& outcome,
         std::lock_guard lock(shard.mutex);
         auto it = shard.flights.find(key);
         if (it != shard.flights.end()) {
-            waiters = std::move(it->second);
+            waiters = std::move(it->second.waiters);
             shard.flights.erase(it);
         }
         if (outcome.uncacheable && hit_for_pass.count() > 0) {
@@ -58,6 +62,14 @@ void Coalescer::finish(const std::string& key, const Outcome& outcome,
     // Outside the lock: posting may allocate, and waiters may live on any worker.
     for (auto& waiter : waiters) {
         waiter.loop->post([wake = std::move(waiter.wake), outcome] { wake(outcome); });
+    }
+}
+
+void Coalescer::offerStale(const std::string& key, EntryPtr entry) {
+    Shard& shard = shardFor(key);
+    std::lock_guard lock(shard.mutex);
+    if (auto it = shard.flights.find(key); it != shard.flights.end()) {
+        it->second.stale = std::move(entry);
     }
 }
 

@@ -1070,6 +1070,8 @@ const std::vector<Field<L2Cache>>& fieldsOf<L2Cache>() {
                                "cap on memcached expiration; purge log retention"),
         durationField<L2Cache>("keep", &L2Cache::keep, 0, 30 * kDay,
                                "objects with a validator stay this long past their stale windows"),
+        durationField<L2Cache>("lease_wait", &L2Cache::lease_wait, 0, kMinute,
+                               "longest wait for another instance's fetch of a URL; 0 = off"),
     };
     return fields;
 }

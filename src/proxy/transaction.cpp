@@ -21,6 +21,16 @@ namespace {
 constexpr std::size_t kClientOutputHighWater = 256 * 1024;
 // A response found uncacheable lets later requests for its key skip coalescing this long.
 constexpr std::chrono::milliseconds kHitForPass{10000};
+// Polls of L2 while another instance fills: soon at first (an origin answering in tens of
+// milliseconds), then less often. One poll per instance and URL (local waiters coalesce).
+constexpr std::chrono::milliseconds kFirstFillPoll{5};
+constexpr std::chrono::milliseconds kMaxFillPoll{50};
+
+// The deadline a fill lease carries: how long the owner's fetch may take before it times out.
+std::chrono::milliseconds fillLeaseTtl(const upstream::UpstreamGroup& group) {
+    const auto& timeouts = group.config().timeouts;
+    return timeouts.connect + timeouts.response;
+}
 constexpr std::string_view kViaValue = "1.1 strata";
 // buildUpstreamRequest() drops at most these besides the override fields: Expect, the two
 // conditionals, Range, If-Range, Content-Length, X-Forwarded-Proto, X-Forwarded-Host, the
@@ -154,10 +164,65 @@ public:
         }
     }
 
-    void start() { exchange_->start(); }
+    // With L2 fill leases on, N instances holding the same stale object refresh it once: the
+    // lease owner refreshes, the others leave it to it. An owner first looks in L2, where the
+    // previous owner's refresh may already be.
+    void start() {
+        cache::CacheRuntime* runtime = worker_.cache;
+        if (runtime == nullptr || runtime->l2 == nullptr || !runtime->l2->enabled() ||
+            snapshot_->config->cache.l2.lease_wait.count() == 0) {
+            exchange_->start();
+            return;
+        }
+        std::weak_ptr<bool> alive = alive_;
+        runtime->l2->acquireLease(
+            key_, fillLeaseTtl(*snapshot_->route_upstreams[static_cast<std::size_t>(route_index_)]),
+            worker_.loop, [this, alive](cache::L2Lease lease) {
+                if (alive.lock()) {
+                    onLease(lease);
+                }
+            });
+    }
 
 private:
     const RouteCachePolicy& route() const { return routeCache(*snapshot_, route_index_); }
+
+    void onLease(const cache::L2Lease& lease) {
+        switch (lease.state) {
+            case cache::LeaseState::Owner:
+                break;
+            case cache::LeaseState::Unavailable:
+                exchange_->start();
+                return;
+            case cache::LeaseState::Filling:
+            case cache::LeaseState::Uncacheable:
+                done();  // another instance refreshes; its answer reaches L2
+                return;
+        }
+        lease_owner_ = true;
+        metrics::global().fillLease(metrics::LeaseEvent::Taken);
+        std::weak_ptr<bool> alive = alive_;
+        worker_.cache->l2->lookup(key_, request_.fields, worker_.loop,
+                                  [this, alive](cache::L2LookupResult found) {
+                                      if (alive.lock()) {
+                                          onL2Current(std::move(found));
+                                      }
+                                  });
+    }
+
+    void onL2Current(cache::L2LookupResult found) {
+        auto now = std::chrono::system_clock::now();
+        if (found.status == cache::L2Status::Hit && found.entry &&
+            found.entry->meta().request_time > stale_->meta().request_time &&
+            found.entry->decide(cache::CacheControl{}, now).usability == cache::Usability::Fresh) {
+            metrics::global().fillLease(metrics::LeaseEvent::Avoided);
+            worker_.cache->l1->insert(found.entry);
+            current_ = found.entry;
+            done();
+            return;
+        }
+        exchange_->start();
+    }
 
     void onExchangeHead(http::ResponseHead& head) override {
         auto now = std::chrono::system_clock::now();
@@ -204,11 +269,15 @@ private:
     void done() {
         auto* runtime = worker_.cache;
         if (result_ && runtime != nullptr) {
-            runtime->keep(result_, std::chrono::system_clock::now());
+            runtime->keep(result_, std::chrono::system_clock::now(), lease_owner_);
+        } else if (lease_owner_ && runtime != nullptr && runtime->l2 != nullptr) {
+            runtime->l2->releaseLease(key_, false, kHitForPass);
         }
+        lease_owner_ = false;
         if (runtime != nullptr) {
-            runtime->coalescer.finish(key_, cache::Coalescer::Outcome{result_, false},
-                                      event::loopTime(), kHitForPass);
+            runtime->coalescer.finish(
+                key_, cache::Coalescer::Outcome{result_ ? result_ : current_, false},
+                event::loopTime(), kHitForPass);
         }
         if (exchange_) {
             worker_.loop.deferredDelete(event::deferrable(std::move(exchange_)));
@@ -224,6 +293,10 @@ private:
     std::string key_;
     UpstreamExchangePtr exchange_;
     cache::EntryPtr result_;
+    cache::EntryPtr current_;  // a newer entry another instance's refresh put in L2
+    bool lease_owner_ = false;
+    // Lease and L2 answers are posted: they must not reach a refresh that is gone.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     bool storing_ = false;
     http::ResponseHead head_;
     std::string body_;
@@ -243,6 +316,7 @@ Transaction::Transaction(ClientStream& client, SnapshotPtr snapshot, int route_i
       started_(event::loopTime()) {}
 
 Transaction::~Transaction() {
+    releaseFillLease(false);  // another instance takes over at once
     if (coalescing_leader_) {
         finishCoalescing(nullptr, false);  // waiters fetch on their own
     }
@@ -321,15 +395,34 @@ void Transaction::lookup() {
         return;
     }
     std::weak_ptr<bool> alive = aliveToken();
-    auto role = runtime.coalescer.join(
-        primary_key_, client_.worker().loop,
-        [this, alive](const cache::Coalescer::Outcome& outcome) {
-            auto guard = alive.lock();
-            if (guard && *guard) {
-                onCoalescedWake(outcome);
+    auto wake = [this, alive](const cache::Coalescer::Outcome& outcome) {
+        auto guard = alive.lock();
+        if (guard && *guard) {
+            onCoalescedWake(outcome);
+        }
+    };
+    cache::EntryPtr refreshing;
+    auto role = runtime.coalescer.join(primary_key_, client_.worker().loop, wake, event::loopTime(),
+                                       &refreshing);
+    if (role == cache::Coalescer::Role::Stale) {
+        // A stale-while-revalidate refresh runs for this URL; its stale copy (from either
+        // tier) answers now, as the first request was answered, instead of after the refresh.
+        if (cache::secondaryKey(refreshing->meta().vary, request_.fields) ==
+            refreshing->meta().secondary_key) {
+            cache::LookupDecision decision = refreshing->decide(request_cc_, now);
+            if (decision.usability == cache::Usability::StaleWhileRevalidate) {
+                if (m != nullptr) {
+                    m->cacheLookup(routeSlot(), metrics::Tier::L1, metrics::LookupResult::Stale);
+                }
+                setOutcome(metrics::CacheResult::Stale,
+                           withTtl("strata; hit; detail=refreshing", decision.ttl));
+                deliver(refreshing);
+                return;
             }
-        },
-        event::loopTime());
+        }
+        role = runtime.coalescer.join(primary_key_, client_.worker().loop, std::move(wake),
+                                      event::loopTime());
+    }
     if (m != nullptr) {
         // Not stored either way; but a key remembered as uncacheable will not be, so it is
         // counted apart from the misses that may fill the cache.
@@ -368,6 +461,8 @@ void Transaction::lookup() {
             setOutcome(metrics::CacheResult::Pass, cache_status_ + "; detail=hit-for-pass");
             forward();
             return;
+        case cache::Coalescer::Role::Stale:
+            break;  // not asked for by the second join()
     }
 }
 
@@ -379,7 +474,9 @@ std::weak_ptr<bool> Transaction::aliveToken() {
 }
 
 void Transaction::lookupL2() {
-    enter(State::AwaitingL2);
+    if (state_ != State::AwaitingL2) {
+        enter(State::AwaitingL2);
+    }
     std::weak_ptr<bool> alive = aliveToken();
     client_.worker().cache->l2->lookup(primary_key_, request_.fields, client_.worker().loop,
                                        [this, alive](cache::L2LookupResult result) {
@@ -413,7 +510,102 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
         return;
     }
     // Down, slow, corrupt or absent: a miss, never an error for the client.
+    if (fillLeasesOn() && result.status == cache::L2Status::Miss) {
+        takeFillLease();  // another instance may be fetching it already
+        return;
+    }
     forward();
+}
+
+bool Transaction::fillLeasesOn() const {
+    const cache::CacheRuntime* runtime = client_.worker().cache;
+    return runtime != nullptr && runtime->l2 != nullptr && runtime->l2->enabled() &&
+           snapshot_->config->cache.l2.lease_wait.count() > 0 && !request_cc_.only_if_cached;
+}
+
+void Transaction::takeFillLease() {
+    if (lease_owner_) {
+        forward();  // ours already: the L2 look after taking it found nothing newer
+        return;
+    }
+    if (state_ != State::AwaitingL2) {
+        enter(State::AwaitingL2);
+    }
+    std::weak_ptr<bool> alive = aliveToken();
+    client_.worker().cache->l2->acquireLease(
+        primary_key_, fillLeaseTtl(*group_), client_.worker().loop,
+        [this, alive](cache::L2Lease lease) {
+            auto guard = alive.lock();
+            if (guard && *guard && state_ == State::AwaitingL2) {
+                onFillLease(lease);
+            }
+        });
+}
+
+void Transaction::onFillLease(const cache::L2Lease& lease) {
+    metrics::Registry& registry = metrics::global();
+    switch (lease.state) {
+        case cache::LeaseState::Owner:
+            lease_owner_ = true;
+            registry.fillLease(metrics::LeaseEvent::Taken);
+            // Our L2 miss may predate a previous owner's store, which released the lease just
+            // before we took it (its set lands before its release): look once more, so that
+            // a slow instance never fetches what another one just stored.
+            lookupL2();
+            return;
+        case cache::LeaseState::Unavailable:
+            forward();
+            return;
+        case cache::LeaseState::Uncacheable:
+            // A cluster-wide hit-for-pass: remembered locally too, and this instance's waiters
+            // fetch alone at once.
+            registry.fillLease(metrics::LeaseEvent::Pass);
+            finishCoalescing(nullptr, /*uncacheable=*/true);
+            setOutcome(metrics::CacheResult::Pass, cache_status_ + "; detail=hit-for-pass");
+            forward();
+            return;
+        case cache::LeaseState::Filling:
+            break;
+    }
+    const auto now = event::loopTime();
+    if (!lease_waited_) {
+        lease_waited_ = true;
+        registry.fillLease(metrics::LeaseEvent::Waited);
+        lease_wait_until_ = started_ + snapshot_->config->cache.l2.lease_wait;
+        lease_poll_delay_ = kFirstFillPoll;
+    }
+    const auto to_deadline = std::chrono::duration_cast<std::chrono::milliseconds>(
+        lease.deadline - std::chrono::system_clock::now());
+    const auto to_cap =
+        std::chrono::duration_cast<std::chrono::milliseconds>(lease_wait_until_ - now);
+    if (to_deadline.count() <= 0 || to_cap.count() <= 0) {
+        // The owner is late (or gone with its record not yet expired), or this request waited
+        // as long as it may: fetch alone.
+        registry.fillLease(metrics::LeaseEvent::Expired);
+        forward();
+        return;
+    }
+    const auto delay = std::min({lease_poll_delay_, to_deadline, to_cap});
+    lease_poll_delay_ = std::min(lease_poll_delay_ * 3 / 2, kMaxFillPoll);
+    if (!fill_poll_) {
+        fill_poll_ = std::make_unique<event::Timer>(client_.worker().loop, [this] {
+            if (state_ == State::AwaitingFill) {
+                lookupL2();  // a hit answers; a miss asks for the lease again
+            }
+        });
+    }
+    enter(State::AwaitingFill);
+    fill_poll_->arm(std::max(delay, std::chrono::milliseconds(1)));
+}
+
+void Transaction::releaseFillLease(bool uncacheable) {
+    if (!lease_owner_) {
+        return;
+    }
+    lease_owner_ = false;
+    if (auto* runtime = client_.worker().cache; runtime != nullptr && runtime->l2 != nullptr) {
+        runtime->l2->releaseLease(primary_key_, uncacheable, kHitForPass);
+    }
 }
 
 // A stored entry, from either tier, is served, refreshed or revalidated by one rule: an instance
@@ -429,6 +621,10 @@ bool Transaction::useStored(const cache::EntryPtr& entry, const cache::LookupDec
     };
     const bool l2 = tier == metrics::Tier::L2;
     const std::string_view hit = l2 ? "strata; hit; detail=l2" : "strata; hit; detail=l1";
+    if (lease_waited_ && decision.usability != cache::Usability::Revalidate &&
+        decision.usability != cache::Usability::OnlyIfCachedMiss) {
+        metrics::global().fillLease(metrics::LeaseEvent::Avoided);  // another instance fetched
+    }
     switch (decision.usability) {
         case cache::Usability::Fresh:
         case cache::Usability::StaleAcceptable:
@@ -461,6 +657,12 @@ bool Transaction::useStored(const cache::EntryPtr& entry, const cache::LookupDec
                        std::string(decision.ttl.count() > 0 ? "strata; fwd=request"
                                                             : "strata; fwd=stale") +
                            (l2 ? "; detail=l2" : ""));
+            // A stale object is revalidated once across instances; a client's own no-cache on
+            // a fresh one is its request alone.
+            if (decision.ttl.count() <= 0 && fillLeasesOn()) {
+                takeFillLease();
+                return true;
+            }
             forward();
             return true;
         case cache::Usability::OnlyIfCachedMiss:
@@ -523,6 +725,7 @@ void Transaction::startBackgroundRefresh() {
                                  event::loopTime(), kHitForPass);
         return;
     }
+    runtime.coalescer.offerStale(primary_key_, stale_);
     // The refresh is built by the builder every upstream request goes through, so it can never
     // forward what a client-driven request would not.
     UpstreamExchange::Request upstream = buildUpstreamRequest(UpstreamPurpose::BackgroundRefresh);
@@ -542,6 +745,7 @@ void Transaction::startBackgroundRefresh() {
 }
 
 void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheable) {
+    releaseFillLease(uncacheable);
     if (!coalescing_leader_) {
         return;
     }
@@ -868,7 +1072,8 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             // (bodiless) 304 exchange completes.
             cache::EntryPtr merged =
                 cache::mergeNotModified(*stale_, head, policy, request_time_, now);
-            client_.worker().cache->keep(merged, now);
+            client_.worker().cache->keep(merged, now, lease_owner_);
+            lease_owner_ = false;  // released once L2 has the freshened copy
             stale_ = merged;
             cache_status_ += "; fwd-status=304";
             enter(State::Validated);
@@ -1007,7 +1212,8 @@ void Transaction::storeResponse() {
         buildStoredEntry(routeCache(*snapshot_, route_index_), request_, stored_head_, primary_key_,
                          held_body_, request_time_, response_time_);
     if (entry) {
-        client_.worker().cache->keep(entry, std::chrono::system_clock::now());
+        client_.worker().cache->keep(entry, std::chrono::system_clock::now(), lease_owner_);
+        lease_owner_ = false;  // released once L2 has the object, so waiters find it
         stored_key_ = entry->meta().secondary_key;
     }
     finishCoalescing(entry, /*uncacheable=*/!entry);
@@ -1076,6 +1282,9 @@ bool Transaction::allowed(State from, State to) {
             return to == State::AwaitingL2 || to == State::AwaitingLeader ||
                    to == State::Forwarding || to == State::Finished;
         case State::AwaitingL2:
+            return to == State::AwaitingFill || to == State::Forwarding || to == State::Finished;
+        case State::AwaitingFill:
+            return to == State::AwaitingL2 || to == State::Forwarding || to == State::Finished;
         case State::AwaitingLeader:
             return to == State::Forwarding || to == State::Finished;
         case State::Forwarding:

@@ -1,78 +1,8 @@
 // Coalescing: a burst of misses for one cold URL costs the origin one request, whatever worker
 // each client lands on; an uncacheable hot URL must not queue its clients behind a lock.
-#include <algorithm>
-#include <atomic>
-#include <memory>
-#include <thread>
-
 #include "cache_support.h"
 
 using namespace strata::test;
-
-namespace {
-
-struct Outcome {
-    int status = 0;
-    std::string body;
-    std::string cache_status;
-    std::string error;
-    double ms = 0;
-};
-
-// `n` clients connect first, then all send `target` at once; returns each answer and its latency
-// from the common start. doctest assertions stay on the calling thread.
-std::vector<Outcome> burst(std::uint16_t port, const std::string& target, int n,
-                           double* total_ms = nullptr) {
-    std::vector<std::unique_ptr<RawClient>> clients;
-    for (int i = 0; i < n; ++i) {
-        clients.push_back(std::make_unique<RawClient>(port));
-    }
-    std::vector<Outcome> out(static_cast<std::size_t>(n));
-    std::atomic<int> ready{0};
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
-    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: t\r\n\r\n";
-    Clock::time_point start;
-    for (int i = 0; i < n; ++i) {
-        threads.emplace_back([&, i] {
-            ++ready;
-            while (!go.load()) {
-                std::this_thread::yield();
-            }
-            auto t0 = Clock::now();
-            Outcome& o = out[static_cast<std::size_t>(i)];
-            if (!clients[static_cast<std::size_t>(i)]->send(req)) {
-                o.error = "send failed";
-                return;
-            }
-            auto r = clients[static_cast<std::size_t>(i)]->readResponse();
-            o.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-            o.status = r.status;
-            o.body = r.body;
-            o.cache_status = r.header("Cache-Status");
-            o.error = r.error;
-        });
-    }
-    while (ready.load() < n) {
-        std::this_thread::yield();
-    }
-    start = Clock::now();
-    go = true;
-    for (auto& t : threads) {
-        t.join();
-    }
-    if (total_ms != nullptr) {
-        *total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    }
-    return out;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
-
-}  // namespace
 
 TEST_SUITE("e2e/cache") {
     TEST_CASE("200 clients on a cold URL whose origin takes 50 ms: exactly 1 origin request") {

@@ -60,8 +60,8 @@ TEST_SUITE("e2e/cache") {
         CHECK(cacheStatusTtl(stale) <= 0);
         CHECK(eventually([&] { return origin.requestCount(0, "/seq-swr") == 2; }, 5000ms));
         CHECK(l2Lookups(admin, "stale") >= 1);
-        // Requests during the refresh wait for it, and one arriving after the refresh but before
-        // its L2 write landed would refresh again (L2 writes are asynchronous): wait for the write.
+        // Requests during the refresh are served the stale copy; wait for its end (its L2 write;
+        // a lookup before the write lands is answered from the entry being written).
         REQUIRE(waitForL2Sets(admin, 2));
 
         // The refresh wrote the new answer to L2: fresh, no third origin request.
@@ -71,6 +71,29 @@ TEST_SUITE("e2e/cache") {
         CHECK(cacheStatusHas(fresh, "hit"));
         CHECK(cacheStatusTtl(fresh) > 0);
         CHECK(origin.requestCount(0, "/seq-swr") == 2);
+    }
+
+    TEST_CASE("L2 only: requests during a stale-while-revalidate refresh get the stale copy") {
+        Origin origin;
+        Memcached memcached;
+        Strata strata(l2OnlyConfig(origin, memcached));
+        const std::uint16_t admin = strata.port("admin");
+        const std::string url = "/delay/800?" + ccParam("max-age=1, stale-while-revalidate=60");
+        REQUIRE(get(strata.port(), url).status == 200);
+        REQUIRE(waitForL2Sets(admin, 1));
+        waitPastOneSecondMaxAge();
+        REQUIRE(get(strata.port(), url).status == 200);  // stale; starts the 800 ms refresh
+        // With no L1 copy, the refresh's coalescing flight carries the stale entry: a request
+        // now is answered with it at once, not after the refresh.
+        const auto start = Clock::now();
+        auto during = get(strata.port(), url);
+        const auto ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+        STRATA_CACHE_STATUS(during);
+        CHECK(during.status == 200);
+        CHECK(cacheStatusHas(during, "hit"));
+        CHECK(cacheStatusTtl(during) <= 0);
+        CHECK(ms < 400 * kSlow);
+        CHECK(origin.requestCount(0, "/delay/800") == 2);
     }
 
     TEST_CASE("L2 only: a stale object with an ETag is revalidated, the 304 updates L2") {

@@ -2,10 +2,14 @@
 // route, Cache-Status checks, and the origin's request counts.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "admin_client.h"
 #include "e2e.h"
@@ -148,6 +152,75 @@ inline double l2Lookups(std::uint16_t admin, const std::string& result) {
 inline bool waitForL2Sets(std::uint16_t admin, double n) {
     return eventually([&] { return l2Ops(admin, "set") - l2Errors(admin, "set") >= n; },
                       std::chrono::milliseconds(10000 * kSlow));
+}
+
+// One client's answer in a burst, and its latency from the common start.
+struct BurstOutcome {
+    int status = 0;
+    std::string body;
+    std::string cache_status;
+    std::string error;
+    double ms = 0;
+};
+
+// `per_port` clients on each of `ports` connect first, then all send `target` at once (Host: t,
+// one cache key). doctest assertions stay on the calling thread.
+inline std::vector<BurstOutcome> burst(const std::vector<std::uint16_t>& ports,
+                                       const std::string& target, int per_port,
+                                       double* total_ms = nullptr) {
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (std::uint16_t port : ports) {
+        for (int i = 0; i < per_port; ++i) {
+            clients.push_back(std::make_unique<RawClient>(port));
+        }
+    }
+    const std::size_t n = clients.size();
+    std::vector<BurstOutcome> out(n);
+    std::atomic<std::size_t> ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: t\r\n\r\n";
+    for (std::size_t i = 0; i < n; ++i) {
+        threads.emplace_back([&, i] {
+            ++ready;
+            while (!go.load()) {
+                std::this_thread::yield();
+            }
+            auto t0 = Clock::now();
+            BurstOutcome& o = out[i];
+            if (!clients[i]->send(req)) {
+                o.error = "send failed";
+                return;
+            }
+            auto r = clients[i]->readResponse();
+            o.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            o.status = r.status;
+            o.body = r.body;
+            o.cache_status = r.header("Cache-Status");
+            o.error = r.error;
+        });
+    }
+    while (ready.load() < n) {
+        std::this_thread::yield();
+    }
+    const auto start = Clock::now();
+    go = true;
+    for (auto& t : threads) {
+        t.join();
+    }
+    if (total_ms != nullptr) {
+        *total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    }
+    return out;
+}
+inline std::vector<BurstOutcome> burst(std::uint16_t port, const std::string& target, int n,
+                                       double* total_ms = nullptr) {
+    return burst(std::vector<std::uint16_t>{port}, target, n, total_ms);
+}
+
+inline double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
 }
 
 }  // namespace strata::test

@@ -1,6 +1,7 @@
 #include "servers.h"
 
 #include <arpa/inet.h>
+#include <csignal>
 #include <cstring>
 #include <netinet/in.h>
 #include <poll.h>
@@ -69,6 +70,12 @@ Origin::~Origin() {
 
 Strata::~Strata() {
     stopAndReport("strata", proc_);
+}
+
+void Strata::kill() {
+    proc_.signal(SIGKILL);
+    proc_.wait(10000ms);
+    proc_ = Process();  // never started, as far as the destructor is concerned
 }
 
 Origin::Origin(int listeners, const std::vector<std::string>& extra_args) {

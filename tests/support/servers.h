@@ -66,6 +66,9 @@ public:
     std::string tmp() const { return dir_.path().string(); }
     // SIGTERM, wait (graceful drain) up to `grace`, then SIGKILL. Returns the exit code.
     int stop(std::chrono::milliseconds grace = 40000ms) { return proc_.stop(grace); }
+    // SIGKILL, as a crash or an OOM kill would: the test expects it, so the destructor does
+    // not report it. Returns once the process is reaped.
+    void kill();
 
     // `strata --check -c FILE` on the YAML; never serves.
     static CheckResult check(const std::string& yaml, const Vars& vars = {});

@@ -9,12 +9,14 @@
 #include <doctest/doctest.h>
 
 #include "strata/cache/cache_control.h"
+#include "strata/cache/coalescer.h"
 #include "strata/cache/entry.h"
 #include "strata/cache/freshness.h"
 #include "strata/cache/key.h"
 #include "strata/cache/l1_cache.h"
 #include "strata/cache/l2_record.h"
 #include "strata/cache/validation.h"
+#include "strata/event/loop.h"
 
 namespace doctest {
 template <>
@@ -1389,5 +1391,80 @@ TEST_SUITE("cache/l2") {
         SUBCASE("a chunk is not an object") {
             CHECK_FALSE(decodeRecord(plan[0].value, plan[0].key, "big", "").ok());
         }
+    }
+}
+
+TEST_SUITE("cache/coalescer") {
+    using cache::Coalescer;
+    using Role = Coalescer::Role;
+
+    cache::EntryPtr stubEntry(const std::string& primary) {
+        cache::EntryMeta meta;
+        meta.primary_key = primary;
+        return std::make_shared<const cache::CacheEntry>(
+            200, "OK", http::Fields{}, std::make_shared<const std::string>("x"), std::move(meta));
+    }
+
+    TEST_CASE("one leader per key, waiters woken on their loop with the outcome") {
+        Coalescer c;
+        event::Loop loop;
+        const auto now = std::chrono::steady_clock::now();
+        int woken = 0;
+        cache::EntryPtr got;
+        auto wake = [&](const Coalescer::Outcome& o) {
+            ++woken;
+            got = o.entry;
+        };
+        CHECK(c.join("k", loop, wake, now) == Role::Leader);
+        CHECK(c.join("k", loop, wake, now) == Role::Waiter);
+        CHECK(c.join("k", loop, wake, now) == Role::Waiter);
+        CHECK(c.join("other", loop, wake, now) == Role::Leader);
+        CHECK(c.inFlight() == 2);
+        auto entry = stubEntry("k");
+        c.finish("k", Coalescer::Outcome{entry, false}, now, std::chrono::milliseconds(1000));
+        CHECK(woken == 0);  // posted, never inline
+        loop.post([&] { loop.stop(); });
+        loop.run();
+        CHECK(woken == 2);
+        CHECK(got == entry);
+        CHECK(c.coalescedWaits() == 2);
+        CHECK(c.join("k", loop, wake, now) == Role::Leader);  // the flight is over
+    }
+
+    TEST_CASE("an uncacheable outcome marks the key hit-for-pass for the period") {
+        Coalescer c;
+        event::Loop loop;
+        const auto now = std::chrono::steady_clock::now();
+        auto none = [](const Coalescer::Outcome&) {};
+        REQUIRE(c.join("k", loop, none, now) == Role::Leader);
+        c.finish("k", Coalescer::Outcome{nullptr, true}, now, std::chrono::milliseconds(1000));
+        CHECK(c.join("k", loop, none, now + std::chrono::milliseconds(500)) == Role::Pass);
+        CHECK(c.join("k", loop, none, now + std::chrono::milliseconds(1500)) == Role::Leader);
+    }
+
+    TEST_CASE("a refresh that offered its stale entry answers newcomers with it, no wait") {
+        Coalescer c;
+        event::Loop loop;
+        const auto now = std::chrono::steady_clock::now();
+        int woken = 0;
+        auto wake = [&](const Coalescer::Outcome&) { ++woken; };
+        REQUIRE(c.join("k", loop, wake, now) == Role::Leader);
+        cache::EntryPtr offered;
+        // Before the offer: an ordinary waiter.
+        CHECK(c.join("k", loop, wake, now, &offered) == Role::Waiter);
+        auto stale = stubEntry("k");
+        c.offerStale("k", stale);
+        CHECK(c.join("k", loop, wake, now, &offered) == Role::Stale);
+        CHECK(offered == stale);
+        // Without asking for it (the stale copy did not suit the request): a waiter.
+        CHECK(c.join("k", loop, wake, now) == Role::Waiter);
+        c.finish("k", Coalescer::Outcome{nullptr, false}, now, std::chrono::milliseconds(0));
+        loop.post([&] { loop.stop(); });
+        loop.run();
+        CHECK(woken == 2);         // the Stale answer registered nothing
+        c.offerStale("k", stale);  // no flight: nothing to offer to
+        cache::EntryPtr none;
+        CHECK(c.join("k", loop, wake, now, &none) == Role::Leader);
+        CHECK(none == nullptr);
     }
 }

@@ -15,8 +15,9 @@ struct CacheRuntime {
     explicit CacheRuntime(const L1Options& l1_options)
         : l1(std::make_unique<L1Cache>(l1_options)) {}
 
-    // Stores an entry in L1 and, asynchronously (never waiting), in L2.
-    void keep(const EntryPtr& entry, WallTime now);
+    // Stores an entry in L1 and, asynchronously (never waiting), in L2; with `release_lease`
+    // the URL's fill lease is released once the L2 write is done.
+    void keep(const EntryPtr& entry, WallTime now, bool release_lease = false);
     // Whether keep() would store a response with a body of `body_bytes` in some tier, so that
     // Cache-Status says "stored" only when something is; a refusal is counted as an L1
     // rejection. L2 stores asynchronously and counts as storing; L1 is asked with room for the

@@ -34,10 +34,17 @@ public:
         Leader,  // fetch, then call finish()
         Waiter,  // `wake` runs on `loop` when the leader finishes
         Pass,    // hit-for-pass: fetch alone, do not call finish()
+        Stale,   // a refresh is running and offered its stale entry: serve that, no wait
     };
 
+    // With `stale` non-null, a flight that offered a stale entry answers Role::Stale with it and
+    // registers nothing (the caller joins again with null if it cannot serve it).
     Role join(const std::string& key, event::Loop& loop, Wake wake,
-              std::chrono::steady_clock::time_point now);
+              std::chrono::steady_clock::time_point now, EntryPtr* stale = nullptr);
+    // The leader is a stale-while-revalidate refresh: requests arriving while it runs may be
+    // answered with `entry` at once instead of waiting for it (the stale copy need not be in
+    // L1: it may have come from L2).
+    void offerStale(const std::string& key, EntryPtr entry);
     // The leader is done (stored, uncacheable, or failed with a null entry). With `uncacheable`
     // the key is marked hit-for-pass for `hit_for_pass`.
     void finish(const std::string& key, const Outcome& outcome,
@@ -51,9 +58,13 @@ private:
         event::Loop* loop;
         Wake wake;
     };
+    struct Flight {
+        std::vector<Waiting> waiters;
+        EntryPtr stale;  // offerStale()
+    };
     struct Shard {
         mutable std::mutex mutex;
-        std::unordered_map<std::string, std::vector<Waiting>> flights;  // key -> waiters
+        std::unordered_map<std::string, Flight> flights;
         std::unordered_map<std::string, std::chrono::steady_clock::time_point> pass_until;
     };
     static constexpr std::size_t kShards = 16;

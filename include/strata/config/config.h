@@ -99,6 +99,8 @@ struct L2Cache {
     Duration max_ttl{86400 * 1000};        // memcached expiration cap; purge log retention
     // Objects with a validator stay this long past their stale windows, for a 304 (Varnish keep).
     Duration keep{3600 * 1000};
+    // Longest a miss waits for another instance's fetch of the same URL (fill lease); 0: off.
+    Duration lease_wait{5000};
 };
 
 struct Cache {

@@ -6,9 +6,13 @@
 //          └─ GET/HEAD ─▶ L1 lookup ─┬─ fresh ───────────────────────────────▶ Deliver (hit)
 //                                    ├─ stale-while-revalidate ─▶ Deliver + background refresh
 //                                    ├─ must revalidate ─▶ Forward (conditional) ─304─▶ Deliver
-//                                    └─ miss ─▶ coalesce ─┬─ leader ─▶ Forward (store) ─▶ wake
+//                                    └─ miss ─▶ coalesce ─┬─ leader ─▶ L2 ─▶ fill lease ─┐
 //                                                         ├─ waiter ─▶ wait ─▶ Deliver/Forward
+//                                                         ├─ refresh running ─▶ Deliver stale
 //                                                         └─ hit-for-pass ─▶ Forward
+//   fill lease (cache.l2.lease_wait): taken ─▶ Forward (store) ─▶ release ─▶ wake
+//                                     held by another instance ─▶ poll L2 ─▶ Deliver, or
+//                                       Forward once it is released, expired or waited too long
 //   Forward failing before the head: stale-if-error entry, else 502/504; after it: abort.
 #pragma once
 
@@ -59,7 +63,8 @@ public:
 
     // Where the exchange is. Every change goes through enter(), which holds the transitions:
     //
-    //   Created ─┬─▶ AwaitingL2 ─────┐
+    //   Created ─┬─▶ AwaitingL2 ◀─▶ AwaitingFill
+    //            │     └─────────────┐     │
     //            ├─▶ AwaitingLeader ─┼─▶ Forwarding ─┬─▶ Validated ──────────┐
     //            │                   │               ├─▶ HoldingHead ─┬──────┼─▶ Finished
     //            │                   │               └─▶ Streaming ◀──┘      │
@@ -67,7 +72,8 @@ public:
     //   any state but Finished ─▶ Aborted (client gone, or the answer broke after its head)
     enum class State {
         Created,         // start() not yet called, or deciding synchronously
-        AwaitingL2,      // the coalescing leader asked the shared cache
+        AwaitingL2,      // the coalescing leader asked the shared cache (lookup or fill lease)
+        AwaitingFill,    // another instance holds the fill lease: polling L2 for its object
         AwaitingLeader,  // a coalesced waiter: another request fetches for it
         Forwarding,      // the upstream exchange runs; its head has not arrived
         Validated,       // a 304 freshened the stale entry: it answers once the exchange ends
@@ -95,6 +101,11 @@ private:
     bool useStored(const cache::EntryPtr& entry, const cache::LookupDecision& decision,
                    metrics::Tier tier);
     void answerOnlyIfCachedMiss();
+    // Cross-instance coalescing through the L2 fill lease (l2_cache.h).
+    bool fillLeasesOn() const;
+    void takeFillLease();
+    void onFillLease(const cache::L2Lease& lease);
+    void releaseFillLease(bool uncacheable);
     void countUpgradeOutcome(metrics::TunnelResult result);
     void onL2Result(cache::L2LookupResult result);
     void onCoalescedWake(const cache::Coalescer::Outcome& outcome);
@@ -141,6 +152,11 @@ private:
     cache::EntryPtr stale_;  // entry being revalidated / kept for stale-if-error
     bool serve_stale_on_error_ = false;
     bool coalescing_leader_ = false;
+    bool lease_owner_ = false;   // this exchange holds the URL's L2 fill lease
+    bool lease_waited_ = false;  // it waited for another instance's fetch
+    std::chrono::steady_clock::time_point lease_wait_until_;
+    std::chrono::milliseconds lease_poll_delay_{0};
+    std::unique_ptr<event::Timer> fill_poll_;
     bool storing_ = false;
     bool revalidating_ = false;
     http::ResponseHead stored_head_;   // copy of the head being stored
