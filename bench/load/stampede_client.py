@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Stampede client for bench/load/run: N clients ask for one (cold) URL at the same instant.
 
-    stampede_client.py PORT PATH [CLIENTS]
+    stampede_client.py PORT[,PORT...] PATH [CLIENTS] [HOST]
+
+With several ports (bench/load/cluster: one per proxy instance), CLIENTS clients go to each, in
+one burst, all with the same Host (HOST, default "bench.test") so every instance uses one cache
+key; with one port the Host is 127.0.0.1:PORT.
 
 All N connections are opened first; then one tight loop sends `GET PATH` (with
 `Connection: close`) on every one of them, and a single epoll loop reads the answers. A client's
@@ -34,15 +38,20 @@ class _Recorded:
 
 
 def main():
-    port, path = int(sys.argv[1]), sys.argv[2]
-    n = int(sys.argv[3]) if len(sys.argv) > 3 else 200
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    ports, path = [int(p) for p in sys.argv[1].split(",")], sys.argv[2]
+    per_port = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+    host = sys.argv[4] if len(sys.argv) > 4 else (
+        f"127.0.0.1:{ports[0]}" if len(ports) == 1 else "bench.test")
+    n = per_port * len(ports)
+    req = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
            "User-Agent: strata-bench-stampede\r\nConnection: close\r\n\r\n").encode()
     socks = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.setblocking(False)
-        socks.append(s)
+    # Interleaved over the ports, so no instance gets its burst first.
+    for _ in range(per_port):
+        for port in ports:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.setblocking(False)
+            socks.append(s)
     sel = selectors.DefaultSelector()
     sent, done, data, errors = [0.0] * n, [None] * n, [bytearray() for _ in range(n)], []
     for i, s in enumerate(socks):
