@@ -152,14 +152,19 @@ TEST_SUITE("e2e/cluster") {
         Memcached m1;
         Memcached m2;
         Cluster cluster(origin, {&m1, &m2}, 3, "    timeout: 100ms\n");
-        m2.process().signal(SIGKILL);
-        m2.process().wait(5000ms);
-        // Several URLs, so some keys live on the dead server and some on the live one.
+        // Several URLs, so some keys live on the dead server and some on the live one; the
+        // first surge is running when the server dies.
         for (int u = 0; u < 4; ++u) {
             CAPTURE(u);
             const std::string url =
                 "/delay/" + std::to_string(50 + u) + "?" + ccParam("max-age=60");
-            auto out = burst(cluster.ports(), url, 15);
+            std::vector<BurstOutcome> out;
+            std::thread surge([&] { out = burst(cluster.ports(), url, 15); });
+            if (u == 0) {
+                m2.process().signal(SIGKILL);
+                m2.process().wait(5000ms);
+            }
+            surge.join();
             checkAllOk(out, "delayed " + std::to_string(50 + u) + "ms\n");
             const auto fetches = origin.requestCount(0, "/delay/" + std::to_string(50 + u));
             CHECK(fetches >= 1);
@@ -190,6 +195,35 @@ TEST_SUITE("e2e/cluster") {
         }
         CHECK(passes >= 1);
         CHECK(cluster.leasesAll("expired") == 0);
+    }
+
+    TEST_CASE("a stale object with an ETag is revalidated once across instances") {
+        Origin origin;
+        Memcached m1;
+        Memcached m2;
+        Cluster cluster(origin, {&m1, &m2}, 3);
+        const std::string url =
+            "/seq-reval?" + ccParam("max-age=1") + "&" + hParam("ETag", "\"r1\"");
+        REQUIRE(getT(cluster.instances[0]->port(), url).body == "seq 1 /seq-reval\n");
+        REQUIRE(waitForL2Sets(cluster.instances[0]->port("admin"), 1));
+        for (std::size_t i = 1; i < 3; ++i) {
+            REQUIRE(getT(cluster.instances[i]->port(), url).body == "seq 1 /seq-reval\n");
+        }
+        waitPastOneSecondMaxAge();
+        // Stale in every L1: one instance revalidates (a 304), the others wait for the
+        // freshened copy in L2 instead of revalidating too.
+        auto out = burst(cluster.ports(), url, 10);
+        checkAllOk(out, "seq 1 /seq-reval\n");
+        CHECK(origin.requestCount(0, "/seq-reval") == 2);
+        // A waiter that read the stale record just before the 304 landed takes the released
+        // lease, looks in L2 once more and finds the fresh copy: taken, but no origin request.
+        CHECK(cluster.leasesAll("taken") >= 1);
+        CHECK(cluster.leasesAll("avoided") >= 1);
+        int revalidated = 0;
+        for (const auto& o : out) {
+            revalidated += o.cache_status.find("fwd-status=304") != std::string::npos ? 1 : 0;
+        }
+        CHECK(revalidated >= 1);
     }
 
     TEST_CASE("a stale object is refreshed once across instances") {
