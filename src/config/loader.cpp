@@ -415,6 +415,22 @@ void Loader::crossCheck(const Config& config) {
     for (const auto& [name, upstream] : config.upstreams) {
         names.push_back(name);
     }
+    std::vector<std::string_view> listener_names;
+    for (const auto& listener : config.listeners) {
+        listener_names.push_back(listener.name);
+    }
+    for (const auto& ref : listener_refs) {
+        if (std::find(listener_names.begin(), listener_names.end(), ref.name) !=
+            listener_names.end()) {
+            continue;
+        }
+        std::string message = "unknown listener \"" + ref.name + "\"";
+        auto hint = suggest(ref.name, listener_names);
+        if (!hint.empty()) {
+            message += "; did you mean \"" + hint + "\"?";
+        }
+        error(ref.mark, ref.path, std::move(message));
+    }
     for (const auto& ref : upstream_refs) {
         if (config.upstreams.count(ref.name) != 0) {
             continue;

@@ -129,6 +129,7 @@ public:
     };
     std::vector<BindRef> binds;
     std::vector<UpstreamRef> upstream_refs;
+    std::vector<UpstreamRef> listener_refs;  // routes[].match.listeners
     // Written routes[].cache.max_object_bytes, checked against cache.l1.max_bytes.
     struct ObjectLimitRef {
         std::uint64_t bytes;

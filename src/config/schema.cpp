@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <re2/re2.h>
 #include <unistd.h>
 
 #include "strata/common/strings.h"
@@ -217,6 +218,33 @@ bool checkPathPrefix(std::string& value, std::string& error) {
     }
     if (value.find('?') != std::string::npos) {
         error = "path_prefix \"" + value + "\" must not contain a query ('?')";
+        return false;
+    }
+    return true;
+}
+
+bool checkExactPath(std::string& value, std::string& error) {
+    if (!checkRequestPath(value, error)) {
+        return false;
+    }
+    if (value.find('?') != std::string::npos) {
+        error = "path \"" + value + "\" must not contain a query ('?'); match it with `query`";
+        return false;
+    }
+    return true;
+}
+
+// RE2 (linear time: no route can be a ReDoS), compiled here so a bad one is a --check error.
+bool checkRegex(std::string& value, std::string& error) {
+    if (value.empty()) {
+        error = "empty regular expression; omit the key to match anything";
+        return false;
+    }
+    RE2::Options options;
+    options.set_log_errors(false);
+    RE2 re(value, options);
+    if (!re.ok()) {
+        error = "invalid regular expression \"" + value + "\": " + re.error();
         return false;
     }
     return true;
@@ -672,6 +700,85 @@ void readUpstreams(Loader& loader, const Node& value, const Mark& /*key_mark*/,
     }
 }
 
+// `host: NAME` or `host: [NAME, ...]`; "*" anywhere means any host.
+template <class T>
+void readHosts(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+               T& out) {
+    bool any = false;
+    auto one = [&](const Node& node, const std::string& item_path) {
+        std::string host;
+        if (!loader.readScalar(node, key_mark, item_path, "a host pattern", host)) {
+            return;
+        }
+        std::string problem;
+        if (!checkHostPattern(host, problem)) {
+            loader.error(node.Mark(), item_path, problem);
+            return;
+        }
+        if (host.empty()) {
+            any = true;
+        } else if (std::find(out.hosts.begin(), out.hosts.end(), host) == out.hosts.end()) {
+            out.hosts.push_back(std::move(host));
+        }
+    };
+    if (value.IsSequence()) {
+        if (value.size() == 0) {
+            loader.error(Loader::valueMark(value, key_mark), path,
+                         "empty host list; omit the key to match any host");
+        }
+        loader.readList(value, key_mark, path,
+                        [&](const Node& node, const std::string& item_path, std::size_t) {
+                            one(node, item_path);
+                        });
+    } else {
+        one(value, path);
+    }
+    if (any) {
+        out.hosts.clear();
+    }
+}
+
+// Query: routes[].match.query, else .headers (T is RouteMatch or RouteConditions; a member
+// pointer of the base cannot be a template argument for the derived type).
+template <class T, bool Query>
+void readFieldConditions(Loader& loader, const Node& value, const Mark& key_mark,
+                         const std::string& path, T& out) {
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            FieldCondition condition;
+            KeyMarks marks = loader.readMap(node, key_mark, item_path, condition);
+            const Mark at = Loader::valueMark(node, key_mark);
+            if (!condition.value.empty() && !condition.regex.empty()) {
+                loader.error(marks.valueMark("regex", at), item_path,
+                             "give value or regex, not both");
+            }
+            if (!condition.present && (!condition.value.empty() || !condition.regex.empty())) {
+                loader.error(marks.valueMark("present", at), item_path,
+                             "present: false takes no value or regex");
+            }
+            (Query ? out.query : out.headers).push_back(std::move(condition));
+        });
+}
+
+template <class T>
+void readRouteListeners(Loader& loader, const Node& value, const Mark& key_mark,
+                        const std::string& path, T& out) {
+    loader.readList(value, key_mark, path,
+                    [&](const Node& node, const std::string& item_path, std::size_t) {
+                        std::string name;
+                        if (loader.readScalar(node, key_mark, item_path, "a listener name", name)) {
+                            loader.listener_refs.push_back({name, node.Mark(), item_path});
+                            out.listeners.push_back(std::move(name));
+                        }
+                    });
+}
+
+void readNegated(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 RouteMatch& out) {
+    out.has_negated = true;
+    loader.readMap(value, key_mark, path, out.negated);
+}
+
 void readRouteUpstream(Loader& loader, const Node& value, const Mark& key_mark,
                        const std::string& path, Route& out) {
     if (loader.readScalar(value, key_mark, path, "an upstream name", out.upstream)) {
@@ -679,8 +786,9 @@ void readRouteUpstream(Loader& loader, const Node& value, const Mark& key_mark,
     }
 }
 
+template <class T>
 void readMethods(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
-                 RouteMatch& out) {
+                 T& out) {
     loader.readList(
         value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
             std::string method;
@@ -1186,16 +1294,62 @@ const std::vector<Field<Route>>& fieldsOf<Route>() {
     return fields;
 }
 
+// The conditions of routes[].match and of its `not` block, one table for both.
+template <class T>
+std::vector<Field<T>> conditionFields() {
+    return {
+        customField<T>("host", readHosts<T>, "host pattern or list", "any",
+                       "exact host or \"*.suffix\" (case-insensitive), or a list of them"),
+        textField<T>("path_prefix", &T::path_prefix, "starts with \"/\"; absent = any path",
+                     checkPathPrefix),
+        textField<T>("path", &T::path, "this exact path (no query); absent = any", checkExactPath),
+        textField<T>("path_regex", &T::path_regex,
+                     "RE2 matched against the whole path (no query); absent = any", checkRegex),
+        customField<T>("methods", readMethods<T>, "list of methods", "[]",
+                       "upper-cased; empty = any method"),
+        customField<T>("headers", readFieldConditions<T, false>,
+                       "list of {name, value | regex | present}", "[]",
+                       "request fields that must be present, equal, match or be absent",
+                       describeList<FieldCondition>),
+        customField<T>("query", readFieldConditions<T, true>,
+                       "list of {name, value | regex | present}", "[]",
+                       "query parameters that must be present, equal, match or be absent",
+                       describeList<FieldCondition>),
+        customField<T>("listeners", readRouteListeners<T>, "list of listener names", "[]",
+                       "only requests received on these listeners; empty = any"),
+    };
+}
+
+template <>
+const std::vector<Field<RouteConditions>>& fieldsOf<RouteConditions>() {
+    static const std::vector<Field<RouteConditions>> fields = conditionFields<RouteConditions>();
+    return fields;
+}
+
 template <>
 const std::vector<Field<RouteMatch>>& fieldsOf<RouteMatch>() {
-    static const std::vector<Field<RouteMatch>> fields{
-        textField<RouteMatch>("host", &RouteMatch::host,
-                              "exact host or \"*.suffix\" (case-insensitive); absent = any",
-                              checkHostPattern),
-        textField<RouteMatch>("path_prefix", &RouteMatch::path_prefix,
-                              "starts with \"/\"; absent = any path", checkPathPrefix),
-        customField<RouteMatch>("methods", readMethods, "list of methods", "[]",
-                                "upper-cased; empty = any method"),
+    static const std::vector<Field<RouteMatch>> fields = [] {
+        auto out = conditionFields<RouteMatch>();
+        out.push_back(customField<RouteMatch>(
+            "not", readNegated, "mapping", "",
+            "the route does not match a request meeting all of these conditions",
+            describeSection<RouteConditions>));
+        return out;
+    }();
+    return fields;
+}
+
+template <>
+const std::vector<Field<FieldCondition>>& fieldsOf<FieldCondition>() {
+    static const std::vector<Field<FieldCondition>> fields{
+        textField<FieldCondition>("name", &FieldCondition::name,
+                                  "header (case-insensitive) or query parameter name", nullptr, {},
+                                  /*required=*/true),
+        textField<FieldCondition>("value", &FieldCondition::value, "the exact value"),
+        textField<FieldCondition>("regex", &FieldCondition::regex,
+                                  "RE2 matched against the whole value", checkRegex),
+        flagField<FieldCondition>("present", &FieldCondition::present,
+                                  "false: the field must be absent"),
     };
     return fields;
 }

@@ -96,6 +96,10 @@ const std::vector<Field<Route>>& fieldsOf<Route>();
 template <>
 const std::vector<Field<RouteMatch>>& fieldsOf<RouteMatch>();
 template <>
+const std::vector<Field<RouteConditions>>& fieldsOf<RouteConditions>();
+template <>
+const std::vector<Field<FieldCondition>>& fieldsOf<FieldCondition>();
+template <>
 const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>();
 template <>
 const std::vector<Field<RouteCacheKey>>& fieldsOf<RouteCacheKey>();

@@ -459,7 +459,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
         return;
     }
     SnapshotPtr snapshot = worker_.snapshot;
-    int route = snapshot->router.match(head.host, head.path, head.method);
+    int route = snapshot->router.match(routeRequest(head, listener_.name));
     if (route < 0) {
         setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                                 : ReadDeadline::Body);

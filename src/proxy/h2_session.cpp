@@ -292,7 +292,7 @@ void H2Stream::onHeadersEnd(bool end_stream) {
         return;
     }
     SnapshotPtr snapshot = worker_.snapshot;
-    int route = snapshot->router.match(head.host, head.path, head.method);
+    int route = snapshot->router.match(routeRequest(head, listener().name));
     if (route < 0) {
         logAccess(head.method, head.target, head.host, 0, 404, 0, {}, {}, {}, -1, started);
         answer(404, "no route", "strata; fwd=bypass");

@@ -333,7 +333,7 @@ TEST_SUITE("config/load") {
         CHECK(u.fail_backoff == 5s);
         REQUIRE(c->routes.size() == 1);
         const auto& r = c->routes[0];
-        CHECK(r.match.host.empty());
+        CHECK(r.match.hosts.empty());
         CHECK(r.match.path_prefix.empty());
         CHECK(r.match.methods.empty());
         CHECK(r.upstream == "app");
@@ -509,15 +509,15 @@ TEST_SUITE("config/load") {
         CHECK(other.health_check.expect_status_min == 204);
         CHECK(other.health_check.expect_status_max == 204);
         REQUIRE(c->routes.size() == 3);
-        CHECK(c->routes[0].match.host == "api.example.com");
+        CHECK(c->routes[0].match.hosts == std::vector<std::string>{"api.example.com"});
         CHECK(c->routes[0].match.path_prefix == "/v1/");
         CHECK(c->routes[0].match.methods == std::vector<std::string>{"GET", "HEAD"});
         CHECK(c->routes[0].cache.enabled);
         CHECK(c->routes[0].cache.default_ttl == 60s);
         CHECK(c->routes[0].cache.stale_while_revalidate == 30s);
         CHECK(c->routes[0].cache.stale_if_error == 24h);
-        CHECK(c->routes[1].match.host == "*.example.com");
-        CHECK(c->routes[2].match.host.empty());  // "*" is any host
+        CHECK(c->routes[1].match.hosts == std::vector<std::string>{"*.example.com"});
+        CHECK(c->routes[2].match.hosts.empty());  // "*" is any host
         CHECK(c->limits.client_header_timeout == 5s);
         CHECK(c->limits.client_idle_timeout == 30s);
         CHECK(c->limits.client_body_timeout == 20s);
@@ -858,6 +858,55 @@ TEST_SUITE("config/errors") {
         CHECK(onlyError(kListener + up + "routes: [{upstream: api, match: {methods: []}}]\n") ==
               "t.yaml:3:43: routes[0].match.methods: empty list would match nothing; omit the "
               "key to match any method");
+    }
+
+    TEST_CASE("routes: regex, header/query conditions, host lists, listeners, not") {
+        const std::string up = "upstreams: {api: {servers: [\"1.2.3.4:80\"]}}\n";
+        auto c = mustLoad(kListener + up +
+                          "routes:\n"
+                          "  - upstream: api\n"
+                          "    match:\n"
+                          "      host: [a.example.com, \"*.b.example.com\", A.EXAMPLE.COM]\n"
+                          "      path_regex: \"/v[0-9]+/.*\"\n"
+                          "      headers: [{name: X-Env, value: beta}, {name: Cookie, present: "
+                          "false}]\n"
+                          "      query: [{name: v, regex: \"[0-9]+\"}]\n"
+                          "      listeners: [http]\n"
+                          "      not: {path: /v1/admin}\n");
+        const auto& m = c->routes[0].match;
+        CHECK(m.hosts == std::vector<std::string>{"a.example.com", "*.b.example.com"});
+        CHECK(m.path_regex == "/v[0-9]+/.*");
+        REQUIRE(m.headers.size() == 2);
+        CHECK(m.headers[0].value == "beta");
+        CHECK_FALSE(m.headers[1].present);
+        REQUIRE(m.query.size() == 1);
+        CHECK(m.query[0].regex == "[0-9]+");
+        CHECK(m.listeners == std::vector<std::string>{"http"});
+        CHECK(m.has_negated);
+        CHECK(m.negated.path == "/v1/admin");
+
+        CHECK(onlyError(kListener + up +
+                        "routes: [{upstream: api, match: {path_regex: \"/a(b\"}}]\n") ==
+              "t.yaml:3:46: routes[0].match.path_regex: invalid regular expression \"/a(b\": "
+              "missing ): /a(b");
+        CHECK(
+            onlyError(kListener + up + "routes: [{upstream: api, match: {listeners: [htp]}}]\n") ==
+            "t.yaml:3:46: routes[0].match.listeners[0]: unknown listener \"htp\"; did you mean "
+            "\"http\"?");
+        CHECK(onlyError(kListener + up +
+                        "routes: [{upstream: api, match: {headers: [{name: A, value: b, regex: "
+                        "c}]}}]\n") ==
+              "t.yaml:3:71: routes[0].match.headers[0]: give value or regex, not both");
+        CHECK(onlyError(kListener + up +
+                        "routes: [{upstream: api, match: {query: [{value: b}]}}]\n") ==
+              "t.yaml:3:42: routes[0].match.query[0]: missing required key \"name\"");
+        CHECK(onlyError(kListener + up + "routes: [{upstream: api, match: {host: []}}]\n") ==
+              "t.yaml:3:40: routes[0].match.host: empty host list; omit the key to match any "
+              "host");
+        CHECK(onlyError(kListener + up +
+                        "routes: [{upstream: api, match: {not: {path_regex: \"[\"}}}]\n") ==
+              "t.yaml:3:52: routes[0].match.not.path_regex: invalid regular expression \"[\": "
+              "missing ]: [");
     }
 
     TEST_CASE("routes: cache key and size errors") {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -16,7 +17,9 @@ namespace {
 
 config::Route route(std::string host, std::string prefix, std::vector<std::string> methods = {}) {
     config::Route r;
-    r.match.host = std::move(host);
+    if (!host.empty()) {
+        r.match.hosts.push_back(std::move(host));
+    }
     r.match.path_prefix = std::move(prefix);
     r.match.methods = std::move(methods);
     r.upstream = "app";
@@ -144,6 +147,111 @@ TEST_SUITE("proxy/router") {
         CHECK(router.match("h", "/api", "GET") == 0);
         CHECK(router.match("h", "/api/x", "GET") == 0);
         CHECK(router.match("h", "/ap", "GET") == -1);
+    }
+
+    TEST_CASE("exact path, regex path, host lists, listeners") {
+        std::vector<config::Route> routes(5);
+        routes[0].match.path = "/robots.txt";
+        routes[1].match.path_regex = "/img/[0-9]+\\.(png|jpg)";
+        routes[2].match.hosts = {"a.example.com", "*.b.example.com"};
+        routes[3].match.listeners = {"internal"};
+        routes[4].match.path_prefix = "/";
+        proxy::Router router(routes);
+        auto at = [&](std::string_view host, std::string_view path,
+                      std::string_view listener = "public") {
+            proxy::RouteRequest r;
+            r.host = host;
+            r.path = path;
+            r.method = "GET";
+            r.listener = listener;
+            return router.match(r);
+        };
+        CHECK(at("x", "/robots.txt") == 0);
+        CHECK(at("x", "/robots.txt.bak") == 4);  // exact, not a prefix
+        CHECK(at("x", "/img/12.png") == 1);
+        CHECK(at("x", "/img/12.png/x") == 4);  // the regex covers the whole path
+        CHECK(at("x", "/img/a.png") == 4);
+        CHECK(at("a.example.com:8080", "/z") == 2);
+        CHECK(at("q.b.example.com", "/z") == 2);
+        CHECK(at("b.example.com", "/z") == 4);
+        CHECK(at("x", "/z", "internal") == 3);
+    }
+
+    TEST_CASE("header and query conditions: present, exact, regex, absent; and `not`") {
+        std::vector<config::Route> routes(6);
+        routes[0].match.headers = {{"X-Env", "beta", "", true}};
+        routes[1].match.headers = {{"User-Agent", "", ".*[Bb]ot.*", true}};
+        routes[2].match.query = {{"debug", "", "", true}};
+        routes[3].match.query = {{"v", "", "[0-9]+", true}};
+        routes[4].match.path_prefix = "/api/";
+        routes[4].match.has_negated = true;
+        routes[4].match.negated.path_prefix = "/api/admin";
+        routes[4].match.headers = {{"Authorization", "", "", false}};  // anonymous only
+        routes[5].match.path_prefix = "/";
+        proxy::Router router(routes);
+        auto at = [&](std::string_view path, std::string_view query,
+                      std::vector<std::pair<std::string, std::string>> fields) {
+            http::Fields f;
+            for (auto& [n, v] : fields) {
+                f.add(n, v);
+            }
+            proxy::RouteRequest r;
+            r.host = "h";
+            r.path = path;
+            r.query = query;
+            r.method = "GET";
+            r.fields = &f;
+            return router.match(r);
+        };
+        CHECK(at("/", "", {{"x-env", "beta"}}) == 0);  // names compare case-insensitively
+        CHECK(at("/", "", {{"X-Env", "beta2"}}) == 5);
+        CHECK(at("/", "", {{"User-Agent", "Googlebot/2.1"}}) == 1);
+        CHECK(at("/", "a=1&debug", {}) == 2);
+        CHECK(at("/", "debugx=1", {}) == 5);
+        CHECK(at("/", "v=42", {}) == 3);
+        CHECK(at("/", "v=4a", {}) == 5);
+        CHECK(at("/api/users", "", {}) == 4);
+        CHECK(at("/api/admin/users", "", {}) == 5);  // excluded by `not`
+        CHECK(at("/api/users", "", {{"Authorization", "Bearer x"}}) == 5);
+        // Without request fields (purge keying): a presence condition fails, absence holds.
+        CHECK(router.match("h", "/api/users", "GET") == 4);
+        CHECK(router.match("h", "/", "GET") == 5);
+    }
+
+    TEST_CASE("the host/path index finds what a scan in config order finds") {
+        std::vector<config::Route> routes;
+        const std::vector<std::string> hosts = {"", "a.test", "*.a.test", "b.test", "*.test"};
+        const std::vector<std::string> prefixes = {"", "/", "/api/", "/api", "/api/v1/", "/img/"};
+        for (const auto& h : hosts) {
+            for (const auto& p : prefixes) {
+                routes.push_back(route(h, p, {}));
+                routes.push_back(route(h, p, {"POST"}));
+            }
+        }
+        std::rotate(routes.begin(), routes.begin() + 7, routes.end());  // mix the order
+        proxy::Router router(routes);
+        auto scan = [&](std::string_view host, std::string_view path, std::string_view method) {
+            std::vector<config::Route> one(1);
+            for (std::size_t i = 0; i < routes.size(); ++i) {
+                one[0] = routes[i];
+                if (proxy::Router(one).match(host, path, method) == 0) {
+                    return static_cast<int>(i);
+                }
+            }
+            return -1;
+        };
+        for (std::string_view host :
+             {"a.test", "x.a.test", "y.x.a.test", "b.test", "c.test", "test", "other"}) {
+            for (std::string_view path :
+                 {"/", "/api", "/api/", "/api/v1/x", "/apix", "/img/1", "/imgs", ""}) {
+                for (std::string_view method : {"GET", "POST"}) {
+                    CAPTURE(host);
+                    CAPTURE(path);
+                    CAPTURE(method);
+                    CHECK(router.match(host, path, method) == scan(host, path, method));
+                }
+            }
+        }
     }
 
     TEST_CASE("hostWithoutPort handles IPv6 literals") {

@@ -162,10 +162,30 @@ struct Upstream {
     UpstreamHash hash;
 };
 
-struct RouteMatch {
-    std::string host;                  // "" any; "api.example.com"; "*.example.com"
+// A request header or query parameter a route requires (routes[].match.headers / .query).
+struct FieldCondition {
+    std::string name;     // header names compare case-insensitively, parameters exactly
+    std::string value;    // the exact value; "" (and no regex): presence alone
+    std::string regex;    // RE2, matched against the whole value
+    bool present = true;  // false: the route requires the field to be absent
+};
+
+// Everything a route match can ask of a request; every condition given must hold.
+struct RouteConditions {
+    std::vector<std::string> hosts;    // empty: any; "api.example.com" or "*.example.com"
     std::string path_prefix;           // "" any
+    std::string path;                  // exact path (no query); "" any
+    std::string path_regex;            // RE2 over the whole path (no query); "" any
     std::vector<std::string> methods;  // empty: any
+    std::vector<FieldCondition> headers;
+    std::vector<FieldCondition> query;
+    std::vector<std::string> listeners;  // listener names; empty: any
+};
+
+struct RouteMatch : RouteConditions {
+    // `not`: the route does not match a request that meets all of these.
+    RouteConditions negated;
+    bool has_negated = false;
 };
 
 // What names a stored object: the URL with its query as `query` says, plus the values of the
