@@ -126,4 +126,39 @@ void setNoDelay(int fd) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+SocketAddress localAddress(int fd) {
+    SocketAddress out;
+    socklen_t len = sizeof out.storage;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&out.storage), &len) != 0) {
+        return SocketAddress{};
+    }
+    out.length = len;
+    return out;
+}
+
+bool inCidrs(const std::vector<config::Cidr>& blocks, const SocketAddress& address) {
+    const std::uint8_t* bytes = nullptr;
+    bool v6 = false;
+    if (address.family() == AF_INET) {
+        bytes = reinterpret_cast<const std::uint8_t*>(
+            &reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr);
+    } else if (address.family() == AF_INET6) {
+        const auto* in6 = &reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr;
+        bytes = reinterpret_cast<const std::uint8_t*>(in6);
+        v6 = true;
+        if (IN6_IS_ADDR_V4MAPPED(in6)) {
+            bytes += 12;
+            v6 = false;
+        }
+    } else {
+        return false;
+    }
+    for (const auto& block : blocks) {
+        if (block.contains(v6, bytes)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 }  // namespace strata::net

@@ -88,4 +88,13 @@ net::TlsServerContextPtr Snapshot::tlsFor(const std::string& listener) const {
     return it == tls_listeners.end() ? nullptr : it->second;
 }
 
+const config::Listener* Snapshot::listenerConfig(std::string_view name) const {
+    for (const auto& listener : config->listeners) {
+        if (listener.name == name) {
+            return &listener;
+        }
+    }
+    return nullptr;
+}
+
 }  // namespace strata::proxy

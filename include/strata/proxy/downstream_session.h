@@ -38,8 +38,11 @@ class DownstreamSession final : public event::DeferredDeletable,
                                 private net::ConnectionCallbacks {
 public:
     // `tls`: the listener's TLS context when it terminates TLS (the handshake runs first).
+    // `peer` is the client (a PROXY header's source on such listeners); `local`, when not
+    // empty, the address it connected to as a PROXY header said (else the socket's, on demand).
     DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
-                      const ListenerInfo& listener, net::TlsServerContextPtr tls = nullptr);
+                      const ListenerInfo& listener, net::TlsServerContextPtr tls = nullptr,
+                      const net::SocketAddress& local = {});
     ~DownstreamSession() override;
 
     void start();
@@ -55,6 +58,8 @@ public:
     // ClientStream, for the Transaction it runs.
     WorkerContext& worker() override { return worker_; }
     const std::string& clientAddress() const override { return client_address_; }
+    const net::SocketAddress& peerAddress() const override { return peer_; }
+    const net::SocketAddress& localAddress() override;
     const ListenerInfo& listener() const override { return listener_; }
     std::uint64_t connectionId() const override { return id_; }
     const std::string& forwardSubjectHeader() const override;
@@ -175,6 +180,8 @@ private:
     net::TlsServerContextPtr tls_;  // before connection_: it makes the connection's SSL
     net::Connection connection_;
     std::string client_address_;
+    net::SocketAddress peer_;
+    net::SocketAddress local_;  // filled on first use when no PROXY header named it
     ListenerInfo listener_;
     std::uint64_t id_;
     http::RequestParser parser_;

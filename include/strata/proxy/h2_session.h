@@ -97,6 +97,8 @@ public:
     // ClientStream
     WorkerContext& worker() override { return worker_; }
     const std::string& clientAddress() const override;
+    const net::SocketAddress& peerAddress() const override;
+    const net::SocketAddress& localAddress() override;
     const ListenerInfo& listener() const override;
     std::uint64_t connectionId() const override { return connection_id_; }
     const std::string& forwardSubjectHeader() const override;

@@ -51,6 +51,8 @@ struct Snapshot {
     const cache::KeyPolicy& keyPolicyFor(std::string_view host, std::string_view path) const;
     // The listener's TLS context, or null for plain listeners.
     net::TlsServerContextPtr tlsFor(const std::string& listener) const;
+    // The listener's settings in this config, or null (removed by a reload: its sockets close).
+    const config::Listener* listenerConfig(std::string_view name) const;
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
