@@ -12,6 +12,7 @@
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
 #include "strata/http/message.h"
+#include "strata/net/proxy_protocol.h"
 #include "strata/proxy/body_processor.h"
 
 namespace strata::proxy {
@@ -759,6 +760,14 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     }
     http::appendForwardedFields(head, *source, edits);
     head += "\r\n";
+    if (const std::string& version = group_->config().proxy_protocol; version != "off") {
+        // The header describes the client connection this request came on: where from, and
+        // the address it was made to (both as known after an incoming PROXY header).
+        const net::SocketAddress& from = client_.peerAddress();
+        const net::SocketAddress& to = client_.localAddress();
+        out.proxy_header = version == "v1" ? net::proxy_protocol::encodeV1(from, to)
+                                           : net::proxy_protocol::encodeV2(from, to);
+    }
     return out;
 }
 
