@@ -759,7 +759,9 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     pending_->request_id = request_id_;
     if (logged) {
         pending_->route.assign(route_name_);
+        pending_->client.assign(real_client_);
     }
+    real_client_.clear();
 }
 
 void DownstreamSession::recordAccess(PendingAccess& out, bool logged, std::string_view method,
@@ -859,7 +861,8 @@ void DownstreamSession::writeAccess(const PendingAccess& access) {
         return;
     }
     AccessRecord record;
-    record.client = client_address_;
+    record.client =
+        access.client.empty() ? std::string_view(client_address_) : std::string_view(access.client);
     record.method = access.method;
     record.target = access.target;
     record.version_minor = access.version_minor;

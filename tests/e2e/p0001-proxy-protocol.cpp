@@ -338,4 +338,41 @@ TEST_SUITE("e2e/proxy-protocol") {
         CHECK(loggedClient(inner, "192.0.2.10"));
         CHECK(proxyResult(inner.port("admin"), "ok") == 1);
     }
+
+    TEST_CASE("trusted_proxies: behind trusted hops the client is the right-most untrusted entry") {
+        Origin origin(1, {"--expect-proxy"});
+        Strata strata(
+            "listeners:\n"
+            "  - {name: lb, bind: \"127.0.0.1:0\", proxy_protocol: true,\n"
+            "     trusted_sources: [127.0.0.1], trusted_proxies: [192.0.2.0/24, 10.0.0.0/8]}\n"
+            "admin: {bind: \"127.0.0.1:0\"}\n"
+            "upstreams: {app: {servers: " +
+            origin.serversYaml() +
+            ", proxy_protocol: v2}}\n"
+            "routes: [{match: {path_prefix: /}, upstream: app}]\n"
+            "logging: {access_log: \"${tmp}/access.log\"}\n");
+        const auto port = strata.port("lb");
+        // 192.0.2.10 (the PROXY header's client) is a trusted proxy, and so is 10.1.1.1.
+        Response trusted =
+            viaHeader(port, kV1,
+                      "GET /headers HTTP/1.1\r\nHost: pp.test\r\n"
+                      "X-Forwarded-For: 203.0.113.250, 198.51.100.77, 10.1.1.1\r\n\r\n");
+        STRATA_REQUIRE_RESPONSE(trusted);
+        CHECK(trusted.status == 200);
+        // Upstream the list grows by the peer as always; the PROXY header names the real client.
+        CHECK(EchoedHead(trusted.body).value("X-Forwarded-For") ==
+              "203.0.113.250, 198.51.100.77, 10.1.1.1, 192.0.2.10");
+        CHECK(trusted.header("X-Proxy-Protocol") == "v2 198.51.100.77:0 198.51.100.1:80");
+        CHECK(loggedClient(strata, "198.51.100.77"));
+
+        // 203.0.113.9 is no trusted proxy: what it claims is passed on, never believed.
+        Response untrusted = viaHeader(port, kV2Inet,
+                                       "GET /headers HTTP/1.1\r\nHost: pp.test\r\n"
+                                       "X-Forwarded-For: 198.51.100.78\r\n\r\n");
+        STRATA_REQUIRE_RESPONSE(untrusted);
+        CHECK(EchoedHead(untrusted.body).value("X-Forwarded-For") == "198.51.100.78, 203.0.113.9");
+        CHECK(untrusted.header("X-Proxy-Protocol") == "v2 203.0.113.9:4242 198.51.100.1:443");
+        CHECK(loggedClient(strata, "203.0.113.9"));
+        CHECK(readFile(strata.tmp() + "/access.log").find("198.51.100.78 ") == std::string::npos);
+    }
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <sys/socket.h>
 #include <vector>
 
@@ -35,6 +36,9 @@ std::uint16_t localPort(int fd);
 void setNoDelay(int fd);
 // The local address of a connected socket (what the client connected to); empty on failure.
 SocketAddress localAddress(int fd);
+// An IP address as X-Forwarded-For carries it: "192.0.2.1", "2001:db8::1", "[2001:db8::1]",
+// optionally with a port ("192.0.2.1:80", "[2001:db8::1]:80"), which is dropped (port 0).
+bool parseIpLiteral(std::string_view text, SocketAddress& out);
 // Whether `address` lies in one of `blocks`. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, from
 // a dual-stack socket) is matched as the IPv4 address it is.
 bool inCidrs(const std::vector<config::Cidr>& blocks, const SocketAddress& address);

@@ -39,6 +39,9 @@ public:
     // PROXY header sent upstream describes.
     virtual const net::SocketAddress& peerAddress() const { return noAddress(); }
     virtual const net::SocketAddress& localAddress() { return noAddress(); }
+    // The current exchange's client when trusted proxies named another than the peer
+    // (listeners[].trusted_proxies): its access-log line shows that address.
+    virtual void setRealClient(std::string_view /*address*/) {}
     virtual const ListenerInfo& listener() const = 0;
     // The client connection's id, for log lines and upstream affinity.
     virtual std::uint64_t connectionId() const = 0;

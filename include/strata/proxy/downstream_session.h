@@ -60,6 +60,7 @@ public:
     const std::string& clientAddress() const override { return client_address_; }
     const net::SocketAddress& peerAddress() const override { return peer_; }
     const net::SocketAddress& localAddress() override;
+    void setRealClient(std::string_view address) override { real_client_.assign(address); }
     const ListenerInfo& listener() const override { return listener_; }
     std::uint64_t connectionId() const override { return id_; }
     const std::string& forwardSubjectHeader() const override;
@@ -106,6 +107,7 @@ public:
         std::string upstream;
         std::string host;
         std::string route;
+        std::string client;  // the exchange's real client (trusted_proxies); "" = the peer
         RequestIdGenerator::Id request_id{};
         bool tunnel = false;  // the exchange became a tunnel; its line is written when it ends
         std::uint64_t tunnel_up = 0;
@@ -182,6 +184,7 @@ private:
     std::string client_address_;
     net::SocketAddress peer_;
     net::SocketAddress local_;  // filled on first use when no PROXY header named it
+    std::string real_client_;   // setRealClient() for the current exchange, until logAccess()
     ListenerInfo listener_;
     std::uint64_t id_;
     http::RequestParser parser_;
