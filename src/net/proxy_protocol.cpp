@@ -124,6 +124,10 @@ ParseResult parseV1(std::string_view bytes) {
         }
         return bytes.size() >= kMaxV1Bytes ? fail("v1 header longer than 107 bytes") : needMore();
     }
+    // A bare LF before the CR: wrong whatever follows, so said now (as a shorter read would).
+    if (bytes.substr(0, cr).find('\n') != std::string_view::npos) {
+        return fail("v1 header line not ended by CRLF");
+    }
     if (cr + 2 > kMaxV1Bytes) {
         return fail("v1 header longer than 107 bytes");
     }
@@ -134,9 +138,6 @@ ParseResult parseV1(std::string_view bytes) {
         return fail("v1 header line not ended by CRLF");
     }
     std::string_view line = bytes.substr(kV1Prefix.size(), cr - kV1Prefix.size());
-    if (line.find('\n') != std::string_view::npos) {
-        return fail("v1 header line not ended by CRLF");
-    }
     ParseResult r;
     r.status = Status::Done;
     r.consumed = cr + 2;
