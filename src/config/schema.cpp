@@ -482,7 +482,7 @@ void readProtocols(Loader& loader, const Node& value, const Mark& key_mark, cons
 }
 
 void readCidrs(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
-               std::vector<Cidr>& out) {
+               std::vector<Cidr>& out, bool allow_empty) {
     loader.readList(
         value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
             std::string text;
@@ -497,7 +497,8 @@ void readCidrs(Loader& loader, const Node& value, const Mark& key_mark, const st
             }
             out.push_back(std::move(cidr));
         });
-    if (out.empty() && (value.IsNull() || (value.IsSequence() && value.size() == 0))) {
+    if (!allow_empty && out.empty() &&
+        (value.IsNull() || (value.IsSequence() && value.size() == 0))) {
         loader.error(Loader::valueMark(value, key_mark), path,
                      "empty list; name at least one address block");
     }
@@ -505,12 +506,13 @@ void readCidrs(Loader& loader, const Node& value, const Mark& key_mark, const st
 
 void readTrustedSources(Loader& loader, const Node& value, const Mark& key_mark,
                         const std::string& path, Listener& out) {
-    readCidrs(loader, value, key_mark, path, out.trusted_sources);
+    // Empty would refuse every connection: surely not what was meant.
+    readCidrs(loader, value, key_mark, path, out.trusted_sources, /*allow_empty=*/false);
 }
 
 void readTrustedProxies(Loader& loader, const Node& value, const Mark& key_mark,
                         const std::string& path, Listener& out) {
-    readCidrs(loader, value, key_mark, path, out.trusted_proxies);
+    readCidrs(loader, value, key_mark, path, out.trusted_proxies, /*allow_empty=*/true);
 }
 
 SourcePos sourcePos(const Mark& mark, const std::string& path) {

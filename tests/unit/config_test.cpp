@@ -681,6 +681,10 @@ TEST_SUITE("config/errors") {
                         "trusted_sources: []}]\n") ==
               "t.yaml:1:84: listeners[0].trusted_sources: empty list; name at least one address "
               "block");
+        auto no_proxies = loadString(
+            "listeners: [{name: lb, bind: \"127.0.0.1:0\", trusted_proxies: []}]\n", "t.yaml");
+        REQUIRE(no_proxies.config != nullptr);  // the documented default, written out
+        CHECK(no_proxies.config->listeners[0].trusted_proxies.empty());
         CHECK(onlyError(kListener +
                         "upstreams: {a: {servers: [\"127.0.0.1:1\"], proxy_protocol: v3}}\n")
                   .find("upstreams.a.proxy_protocol") != std::string::npos);

@@ -118,7 +118,7 @@ std::vector<Invalid> invalidCases() {
         {"lower-case proxy", "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n"},
         {"v1 unknown protocol", "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n"},
         {"v1 bare LF", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"},
-        {"v1 LF inside the line, CRLF later (fuzzer)", "PROXY TCP4 1.2.3.4\n5.6.7.8 1 2\r"},
+        {"v1 LF inside the line, then a CR (fuzzer)", "PROXY TCP4 1.2.3.4\n5.6.7.8 1 2\r"},
         {"v1 CR without LF", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX"},
         {"v1 double space", "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n"},
         {"v1 trailing space", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n"},
