@@ -86,6 +86,21 @@ void requireRefused(RawClient& client) {
     CHECK(client.isClosed(std::chrono::milliseconds(3000)));
 }
 
+// GET /headers over HTTP/2 after `header` (tests/e2e/p0001_h2.py): the X-Forwarded-For the
+// origin received, or "error ...".
+std::string h2XffAfter(std::uint16_t port, const std::string& header, bool tls) {
+    static const char* kHex = "0123456789abcdef";
+    std::string hex;
+    for (unsigned char c : header) {
+        hex += kHex[c >> 4];
+        hex += kHex[c & 15];
+    }
+    const std::string out = runCommand("/usr/bin/python3 " + std::string(STRATA_SOURCE_DIR) +
+                                       "/tests/e2e/p0001_h2.py " + std::to_string(port) + " " +
+                                       hex + (tls ? " tls" : " plain"));
+    return out.substr(0, out.find('\n'));
+}
+
 }  // namespace
 
 TEST_SUITE("e2e/proxy-protocol") {
@@ -374,5 +389,33 @@ TEST_SUITE("e2e/proxy-protocol") {
         CHECK(untrusted.header("X-Proxy-Protocol") == "v2 203.0.113.9:4242 198.51.100.1:443");
         CHECK(loggedClient(strata, "203.0.113.9"));
         CHECK(readFile(strata.tmp() + "/access.log").find("198.51.100.78 ") == std::string::npos);
+    }
+
+    TEST_CASE("HTTP/2 behind the header: h2c prior knowledge and ALPN h2") {
+        TempDir dir;
+        Pki pki(dir.path().string());
+        pki.issue("a", "a.test", "DNS:a.test");
+        Origin origin;
+        Strata strata(
+            "listeners:\n"
+            "  - {name: h2c, bind: \"127.0.0.1:0\", proxy_protocol: true, protocols: [h2, "
+            "http/1.1],\n"
+            "     trusted_sources: [127.0.0.1]}\n"
+            "  - {name: h2, bind: \"127.0.0.1:0\", proxy_protocol: true,\n"
+            "     trusted_sources: [127.0.0.1], tls: {certificates: [" +
+            pki.certificate("a") +
+            "]}}\n"
+            "admin: {bind: \"127.0.0.1:0\"}\n"
+            "upstreams: {app: {servers: " +
+            origin.serversYaml() +
+            "}}\n"
+            "routes: [{match: {path_prefix: /}, upstream: app}]\n"
+            "logging: {access_log: off}\n");
+        CHECK(h2XffAfter(strata.port("h2c"), kV1, false) == "192.0.2.10");
+        CHECK(h2XffAfter(strata.port("h2c"), kV2Inet6, false) == "2001:db8::7");
+        CHECK(h2XffAfter(strata.port("h2"), kV2Inet, true) == "203.0.113.9");
+        CHECK(metric(strata.port("admin"), "strata_http2_events_total", {"event=\"connection\""}) ==
+              3);
+        CHECK(proxyResult(strata.port("admin"), "ok") == 3);
     }
 }
