@@ -113,8 +113,17 @@ void ConnectionPool::keepSession(UpstreamConnection& connection) {
 void ConnectionPool::release(UpstreamConnectionPtr connection, std::uint32_t max_idle,
                              std::chrono::milliseconds idle_timeout) {
     auto& list = idle_[&connection->server()];
-    if (list.size() >= max_idle || connection->connection().closed()) {
+    if (connection->connection().closed()) {
         return;  // closes as it goes out of scope
+    }
+    if (list.size() >= max_idle) {
+        if (connection->proxy_header.empty() || list.empty()) {
+            return;
+        }
+        // PROXY upstreams park one connection per client connection, and the oldest most
+        // likely belongs to a client that has gone: it makes room, not the one in hand.
+        delete list.front();
+        list.erase(list.begin());
     }
     keepSession(*connection);
     UpstreamConnection* raw = connection.release();
