@@ -418,4 +418,21 @@ TEST_SUITE("e2e/proxy-protocol") {
               3);
         CHECK(proxyResult(strata.port("admin"), "ok") == 3);
     }
+
+    TEST_CASE("--check: proxy_protocol without trusted_sources, bad blocks and versions") {
+        CheckResult r = Strata::check(
+            "listeners:\n"
+            "  - {name: lb, bind: \"127.0.0.1:0\", proxy_protocol: true}\n"
+            "  - {name: lb2, bind: \"127.0.0.1:0\", proxy_protocol: true, trusted_sources: "
+            "[10.0.0.0/40]}\n"
+            "upstreams: {app: {servers: [\"127.0.0.1:8000\"], proxy_protocol: v3}}\n"
+            "routes: [{match: {path_prefix: /}, upstream: app}]\n");
+        CAPTURE(r.output);
+        CHECK(r.exit_code == 78);
+        CHECK(r.output.find(":2:53: listeners[0].proxy_protocol: proxy_protocol needs "
+                            "trusted_sources") != std::string::npos);
+        CHECK(r.output.find("listeners[1].trusted_sources[0]: \"10.0.0.0/40\": prefix length "
+                            "must be 0..32") != std::string::npos);
+        CHECK(r.output.find("upstreams.app.proxy_protocol") != std::string::npos);
+    }
 }
