@@ -50,6 +50,9 @@ RouteCachePolicy routeCachePolicy(const config::RouteCache& c) {
 
 Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v)
     : config(std::move(c)), router(config->routes), version(v) {
+    for (const auto& listener : config->listeners) {
+        any_trusted_proxies = any_trusted_proxies || !listener.trusted_proxies.empty();
+    }
     for (const auto& [name, upstream_config] : config->upstreams) {
         upstreams.emplace(name,
                           std::make_shared<upstream::UpstreamGroup>(upstream_config, registry));

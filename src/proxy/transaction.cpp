@@ -264,7 +264,9 @@ void Transaction::start() {
         client_.sendContinue();
     }
     request_complete_ = request_.framing == http::BodyFraming::None;
-    if (const config::Listener* listener = snapshot_->listenerConfig(client_.listener().name);
+    if (const config::Listener* listener = snapshot_->any_trusted_proxies
+                                               ? snapshot_->listenerConfig(client_.listener().name)
+                                               : nullptr;
         listener != nullptr && !listener->trusted_proxies.empty()) {
         real_client_ =
             realClient(client_.peerAddress(), request_.fields, listener->trusted_proxies);
