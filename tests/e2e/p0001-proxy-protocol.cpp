@@ -4,6 +4,8 @@
 // answer and counted (strata_proxy_protocol_total); LOCAL keeps the peer's address. Sent on
 // upstreams with proxy_protocol to an origin that insists on it (strata-origin --expect-proxy),
 // per client connection, health checks as LOCAL, and before TLS to another strata that reads it.
+// HTTP/2 (h2c and ALPN h2) behind a header, trusted_proxies (the real client from
+// X-Forwarded-For), --check errors, and a reload turning proxy_protocol on.
 #include <string>
 #include <vector>
 
@@ -434,5 +436,43 @@ TEST_SUITE("e2e/proxy-protocol") {
         CHECK(r.output.find("listeners[1].trusted_sources[0]: \"10.0.0.0/40\": prefix length "
                             "must be 0..32") != std::string::npos);
         CHECK(r.output.find("upstreams.app.proxy_protocol") != std::string::npos);
+    }
+
+    TEST_CASE("a reload turns proxy_protocol on for the next connections of a listener") {
+        Origin origin;
+        auto config = [&](const std::string& listener_extra) {
+            return "listeners: [{name: http, bind: \"127.0.0.1:0\"" + listener_extra +
+                   "}]\n"
+                   "admin: {bind: \"127.0.0.1:0\"}\n"
+                   "upstreams: {app: {servers: " +
+                   origin.serversYaml() +
+                   "}}\n"
+                   "routes: [{match: {path_prefix: /}, upstream: app}]\n"
+                   "logging: {access_log: off}\n";
+        };
+        Strata strata(config(""));
+        const auto admin = strata.port("admin");
+        RawClient before(strata.port());  // opened before the reload: stays plain HTTP
+        REQUIRE(before.send(kGetHeaders));
+        STRATA_REQUIRE_RESPONSE(before.readResponse());
+        writeFile(strata.configPath(),
+                  config(", proxy_protocol: true, trusted_sources: [127.0.0.1]"));
+        strata.process().signal(SIGHUP);
+        REQUIRE(eventually([&] {
+            return get(admin, "/status").body.find("\"version\":2,") != std::string::npos;
+        }));
+        REQUIRE(eventually([&] {
+            RawClient probe(strata.port());
+            probe.send(kGetHeaders);
+            return probe.isClosed(std::chrono::milliseconds(2000)) &&
+                   proxyResult(admin, "malformed") >= 1;
+        }));
+        Response r = viaHeader(strata.port(), kV1);
+        STRATA_REQUIRE_RESPONSE(r);
+        CHECK(EchoedHead(r.body).value("X-Forwarded-For") == "192.0.2.10");
+        REQUIRE(before.send(kGetHeaders));
+        Response again = before.readResponse();
+        STRATA_REQUIRE_RESPONSE(again);
+        CHECK(EchoedHead(again.body).value("X-Forwarded-For") == "127.0.0.1");
     }
 }
