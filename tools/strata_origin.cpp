@@ -14,6 +14,11 @@
 //                      |  (echo streams its answer while the body arrives)               |
 //                      +--/drop--> close                      keep-alive? next : close <--+
 //                      +--/ws (valid handshake)--> 101 --> WebSocket echo until a close frame
+//
+// With --expect-proxy every connection must open with a PROXY protocol header (v1 or v2), as
+// strata sends to upstreams with proxy_protocol; a connection without a valid one is closed.
+// Each answer then says what the header carried: "X-Proxy-Protocol: v2 192.0.2.1:5555
+// 127.0.0.1:8080" (source, destination) or "v2 local".
 #include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
@@ -47,6 +52,7 @@
 #include "strata/common/strings.h"
 #include "strata/http/message.h"
 #include "strata/http/parser.h"
+#include "strata/net/proxy_protocol.h"
 
 namespace {
 
@@ -56,6 +62,7 @@ using strata::http::RequestHead;
 // Body pattern of /bytes/N: byte i is kAlphabet[i % 64]. tests/support/origin.h knows it too.
 constexpr std::string_view kAlphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+bool g_expect_proxy = false;                   // --expect-proxy
 constexpr std::size_t kBlockSize = 64 * 1024;  // a multiple of 64 keeps the pattern aligned
 char g_block[kBlockSize];
 
@@ -207,6 +214,8 @@ private:
     std::uint64_t ws_offset_ = 0;     // payload bytes of the current frame echoed, for the mask
     unsigned char ws_mask_[4] = {};
     bool ws_closing_ = false;  // the current frame is a close: the connection ends after it
+    bool awaiting_proxy_ = g_expect_proxy;  // --expect-proxy: the header has not been read yet
+    std::string proxy_info_;                // what it carried, for X-Proxy-Protocol
 };
 
 struct Worker {
@@ -297,6 +306,27 @@ void Connection::onRead() {
 
 bool Connection::feedInput() {
     evbuffer* in = bufferevent_get_input(bev_);
+    if (awaiting_proxy_) {
+        namespace pp = strata::net::proxy_protocol;
+        const std::size_t n = std::min(evbuffer_get_length(in), pp::kMaxHeaderBytes);
+        const auto* data =
+            reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(n)));
+        const auto result = pp::parse(std::string_view(data, n));
+        if (result.status == pp::Status::NeedMore) {
+            return true;
+        }
+        if (result.status == pp::Status::Error) {
+            std::fprintf(stderr, "strata-origin: bad PROXY header: %s\n", result.error);
+            closeNow();
+            return false;
+        }
+        proxy_info_ = "v" + std::to_string(result.header.version) + " ";
+        proxy_info_ += result.header.local ? std::string("local")
+                                           : result.header.source.toString() + " " +
+                                                 result.header.destination.toString();
+        evbuffer_drain(in, result.consumed);
+        awaiting_proxy_ = false;
+    }
     for (;;) {
         if (websocket_) {
             pumpWebSocket();
@@ -536,6 +566,9 @@ void Connection::appendHead(std::string& out, int status, std::string_view extra
     out += "\r\nX-Origin-Port: ";
     out += server_.port_text;
     out += "\r\n";
+    if (!proxy_info_.empty()) {
+        out += "X-Proxy-Protocol: " + proxy_info_ + "\r\n";
+    }
     if (seq_ > 0 && head_.path.starts_with("/seq")) {
         // Also on a 304: a cache must update its stored field from it (RFC 9111 4.3.4).
         out += "X-Seq: " + std::to_string(seq_) + "\r\n";
@@ -944,7 +977,7 @@ struct Args {
 [[noreturn]] void usage(const char* msg) {
     std::fprintf(stderr,
                  "strata-origin: %s\nusage: strata-origin --listen HOST:PORT [--listen ...] "
-                 "[--port-file FILE] [--name NAME] [--threads N]\n",
+                 "[--port-file FILE] [--name NAME] [--threads N] [--expect-proxy]\n",
                  msg);
     std::exit(64);
 }
@@ -1008,6 +1041,8 @@ int main(int argc, char** argv) {
             args.port_file = value();
         } else if (a == "--name") {
             args.name = value();
+        } else if (a == "--expect-proxy") {
+            g_expect_proxy = true;
         } else if (a == "--threads") {
             args.threads =
                 static_cast<unsigned>(std::max(1L, std::strtol(value().c_str(), nullptr, 10)));
@@ -1017,7 +1052,7 @@ int main(int argc, char** argv) {
         } else if (a == "-h" || a == "--help") {
             std::printf(
                 "usage: strata-origin --listen HOST:PORT [--listen ...] [--port-file FILE] "
-                "[--name NAME] [--threads N]\n"
+                "[--name NAME] [--threads N] [--expect-proxy]\n"
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
                 "           /close /drop /hang /slowbody/MS /seq... /__stats /__reset\n"
                 "           .../ws[?hello=TEXT] (WebSocket echo)\n"

@@ -407,6 +407,7 @@ constexpr std::array<std::string_view, 2> kAccessFormats{"combined", "json"};
 constexpr std::array<std::string_view, 3> kUnderscoreModes{"drop", "allow", "reject"};
 constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warn", "error"};
 constexpr std::array<std::string_view, 4> kQueryModes{"sorted", "as_is", "ignore", "allow_list"};
+constexpr std::array<std::string_view, 3> kProxyProtocolVersions{"off", "v1", "v2"};
 
 // ---- custom readers ---------------------------------------------------------------------------
 
@@ -456,6 +457,20 @@ void readListeners(Loader& loader, const Node& value, const Mark& key_mark, cons
                 listener.protocols = listener.tls ? std::vector<std::string>{"h2", "http/1.1"}
                                                   : std::vector<std::string>{"http/1.1"};
             }
+            if (listener.proxy_protocol && listener.trusted_sources.empty() &&
+                !marks.has("trusted_sources")) {
+                // Without a source list anyone could claim any address: a header from a
+                // client is a forged address, so the operator names the balancers.
+                loader.error(marks.valueMark("proxy_protocol", node.Mark()),
+                             Loader::child(item_path, "proxy_protocol"),
+                             "proxy_protocol needs trusted_sources (the load balancers' "
+                             "addresses; [0.0.0.0/0, \"::/0\"] trusts every peer)");
+            }
+            if (!listener.proxy_protocol && marks.has("trusted_sources")) {
+                loader.error(marks.valueMark("trusted_sources", node.Mark()),
+                             Loader::child(item_path, "trusted_sources"),
+                             "trusted_sources applies only with proxy_protocol: true");
+            }
             if (marks.has("bind") && !listener.bind.text.empty()) {
                 loader.binds.push_back({listener.bind, marks.valueMark("bind", node.Mark()),
                                         Loader::child(item_path, "bind")});
@@ -492,6 +507,40 @@ void readProtocols(Loader& loader, const Node& value, const Mark& key_mark, cons
         loader.error(Loader::valueMark(value, key_mark), path,
                      "empty list would refuse every client; omit the key for the default");
     }
+}
+
+void readCidrs(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+               std::vector<Cidr>& out, bool allow_empty) {
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            std::string text;
+            if (!loader.readScalar(node, key_mark, item_path, "an address/prefix", text)) {
+                return;
+            }
+            Cidr cidr;
+            std::string problem;
+            if (!Cidr::parse(text, cidr, problem)) {
+                loader.error(node.Mark(), item_path, problem);
+                return;
+            }
+            out.push_back(std::move(cidr));
+        });
+    if (!allow_empty && out.empty() &&
+        (value.IsNull() || (value.IsSequence() && value.size() == 0))) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "empty list; name at least one address block");
+    }
+}
+
+void readTrustedSources(Loader& loader, const Node& value, const Mark& key_mark,
+                        const std::string& path, Listener& out) {
+    // Empty would refuse every connection: surely not what was meant.
+    readCidrs(loader, value, key_mark, path, out.trusted_sources, /*allow_empty=*/false);
+}
+
+void readTrustedProxies(Loader& loader, const Node& value, const Mark& key_mark,
+                        const std::string& path, Listener& out) {
+    readCidrs(loader, value, key_mark, path, out.trusted_proxies, /*allow_empty=*/true);
 }
 
 SourcePos sourcePos(const Mark& mark, const std::string& path) {
@@ -1049,6 +1098,13 @@ const std::vector<Field<Listener>>& fieldsOf<Listener>() {
         customField<Listener>("protocols", readProtocols, "list of h2 | http/1.1",
                               "[h2, http/1.1] with tls, [http/1.1] without",
                               "preference order; h2 without tls = prior-knowledge h2c"),
+        flagField<Listener>("proxy_protocol", &Listener::proxy_protocol,
+                            "connections open with a PROXY protocol v1/v2 header (before TLS)"),
+        customField<Listener>("trusted_sources", readTrustedSources, "list of address/prefix", "[]",
+                              "peers allowed to send the PROXY header; required with it"),
+        customField<Listener>("trusted_proxies", readTrustedProxies, "list of address/prefix", "[]",
+                              "peers whose X-Forwarded-For names the client (right-most "
+                              "untrusted entry)"),
     };
     return fields;
 }
@@ -1210,6 +1266,9 @@ const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
         customField<Upstream>("hash", readSection<Upstream, UpstreamHash, &Upstream::hash>,
                               "mapping", "", "consistent_hash only: what the key is",
                               describeSection<UpstreamHash>),
+        textField<Upstream>("proxy_protocol", &Upstream::proxy_protocol,
+                            "PROXY protocol header on each connection to the servers", nullptr,
+                            kProxyProtocolVersions),
     };
     return fields;
 }

@@ -200,6 +200,11 @@ std::string_view name(TlsResult v) {
     static constexpr std::array<std::string_view, count<TlsResult>()> k{"ok", "failed"};
     return k[idx(v)];
 }
+std::string_view name(ProxyProtocolResult v) {
+    static constexpr std::array<std::string_view, count<ProxyProtocolResult>()> k{
+        "ok", "local", "malformed", "untrusted", "timeout"};
+    return k[idx(v)];
+}
 std::string_view name(TlsVersion v) {
     static constexpr std::array<std::string_view, count<TlsVersion>()> k{"1.2", "1.3", "other"};
     return k[idx(v)];
@@ -297,6 +302,10 @@ void WorkerMetrics::l1Eviction(std::uint64_t objects) {
 
 void WorkerMetrics::tlsHandshake(TlsResult result, TlsVersion version) {
     tls_[idx(result) * count<TlsVersion>() + idx(version)].add();
+}
+
+void WorkerMetrics::proxyProtocol(ProxyProtocolResult result) {
+    proxy_protocol_[idx(result)].add();
 }
 
 void WorkerMetrics::tlsHandshakeRefused(std::uint16_t listener_slot) {
@@ -744,6 +753,20 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             addValue(refused_f, label("listener", listener_names_[l]), static_cast<double>(n));
         }
         out.push_back(std::move(refused_f));
+        auto proxy_f = family("strata_proxy_protocol_total",
+                              "PROXY protocol headers on listeners with proxy_protocol, by result",
+                              MetricType::Counter);
+        for (std::size_t r = 0; r < count<ProxyProtocolResult>(); ++r) {
+            std::uint64_t n = 0;
+            for (const auto& w : workers_) {
+                if (w) {
+                    n += w->proxy_protocol_[r].get();
+                }
+            }
+            addValue(proxy_f, label("result", name(static_cast<ProxyProtocolResult>(r))),
+                     static_cast<double>(n));
+        }
+        out.push_back(std::move(proxy_f));
 
         // HTTP parsing.
         auto underscore_f = family("strata_http_underscore_fields_total",

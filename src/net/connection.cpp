@@ -252,7 +252,9 @@ void Connection::dispatch(short what) {
             fail(err);
         }
         if (handshaking_ && err == 0) {
-            handshake();  // onConnected() once the handshake is done
+            if (sendPreamble()) {
+                handshake();  // onConnected() once the handshake is done
+            }
             return;
         }
         if (callbacks_ != nullptr) {
@@ -263,7 +265,7 @@ void Connection::dispatch(short what) {
         }
     }
     if (handshaking_) {
-        if (!failed_) {
+        if (!failed_ && sendPreamble()) {
             handshake();
         }
         return;
@@ -292,6 +294,43 @@ void Connection::dispatch(short what) {
         read_pending_ = true;
         handleRead();
     }
+}
+
+void Connection::setPreamble(std::string bytes) {
+    if (ssl_ == nullptr) {
+        evbuffer_prepend(output_, bytes.data(), bytes.size());
+        return;
+    }
+    preamble_ = std::move(bytes);
+    preamble_sent_ = 0;
+}
+
+bool Connection::sendPreamble() {
+    while (preamble_sent_ < preamble_.size()) {
+        const ssize_t n = ::send(fd_, preamble_.data() + preamble_sent_,
+                                 preamble_.size() - preamble_sent_, MSG_NOSIGNAL);
+        if (n > 0) {
+            preamble_sent_ += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return false;  // the write edge brings us back here
+        }
+        fail(n < 0 ? errno : EPIPE);
+        tls_error_ = "connection failed while sending the PROXY header";
+        releaseHandshakeSlot();
+        if (callbacks_ != nullptr) {
+            callbacks_->onConnected(false);
+        }
+        return false;
+    }
+    if (!preamble_.empty()) {
+        std::string().swap(preamble_);
+    }
+    return true;
 }
 
 void Connection::handshake() {

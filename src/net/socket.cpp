@@ -126,4 +126,84 @@ void setNoDelay(int fd) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+SocketAddress localAddress(int fd) {
+    SocketAddress out;
+    socklen_t len = sizeof out.storage;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&out.storage), &len) != 0) {
+        return SocketAddress{};
+    }
+    out.length = len;
+    return out;
+}
+
+bool parseIpLiteral(std::string_view text, SocketAddress& out) {
+    std::string_view host = text;
+    if (!host.empty() && host.front() == '[') {
+        const std::size_t close = host.find(']');
+        if (close == std::string_view::npos) {
+            return false;
+        }
+        const std::string_view rest = host.substr(close + 1);
+        if (!rest.empty() && (rest.front() != ':' || rest.size() < 2 ||
+                              rest.find_first_not_of("0123456789", 1) != std::string_view::npos)) {
+            return false;
+        }
+        host = host.substr(1, close - 1);
+    } else if (const std::size_t colon = host.find(':');
+               colon != std::string_view::npos &&
+               host.find(':', colon + 1) == std::string_view::npos) {
+        // One colon: IPv4 with a port (an IPv6 address has at least two).
+        const std::string_view port = host.substr(colon + 1);
+        if (port.empty() || port.find_first_not_of("0123456789") != std::string_view::npos) {
+            return false;
+        }
+        host = host.substr(0, colon);
+    }
+    char buf[INET6_ADDRSTRLEN];
+    if (host.empty() || host.size() >= sizeof buf) {
+        return false;
+    }
+    std::memcpy(buf, host.data(), host.size());
+    buf[host.size()] = '\0';
+    out = SocketAddress{};
+    auto* in = reinterpret_cast<sockaddr_in*>(&out.storage);
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    if (inet_pton(AF_INET, buf, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        out.length = sizeof(sockaddr_in);
+        return true;
+    }
+    if (inet_pton(AF_INET6, buf, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        out.length = sizeof(sockaddr_in6);
+        return true;
+    }
+    return false;
+}
+
+bool inCidrs(const std::vector<config::Cidr>& blocks, const SocketAddress& address) {
+    const std::uint8_t* bytes = nullptr;
+    bool v6 = false;
+    if (address.family() == AF_INET) {
+        bytes = reinterpret_cast<const std::uint8_t*>(
+            &reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr);
+    } else if (address.family() == AF_INET6) {
+        const auto* in6 = &reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr;
+        bytes = reinterpret_cast<const std::uint8_t*>(in6);
+        v6 = true;
+        if (IN6_IS_ADDR_V4MAPPED(in6)) {
+            bytes += 12;
+            v6 = false;
+        }
+    } else {
+        return false;
+    }
+    for (const auto& block : blocks) {
+        if (block.contains(v6, bytes)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 }  // namespace strata::net

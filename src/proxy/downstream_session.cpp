@@ -102,12 +102,15 @@ void WorkerContext::closeAllSessions() {
 }
 
 DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
-                                     const ListenerInfo& listener, net::TlsServerContextPtr tls)
+                                     const ListenerInfo& listener, net::TlsServerContextPtr tls,
+                                     const net::SocketAddress& local)
     : worker_(worker),
       tls_(std::move(tls)),
       connection_(worker.loop, fd, tls_ ? tls_->newSsl(fd) : nullptr,
                   tls_ ? &tls_->handshakes() : nullptr),
       client_address_(peer.hostString()),
+      peer_(peer),
+      local_(local),
       listener_(listener),
       id_(worker.next_connection_id++),
       parser_(*this, parserLimits(worker.snapshot->config->limits)),
@@ -173,6 +176,13 @@ void DownstreamSession::start() {
     // A new connection must send a complete head within the header timeout, like a request
     // that has started: an accepted-but-silent connection is the cheapest slowloris.
     setReadDeadline(ReadDeadline::Header);
+}
+
+const net::SocketAddress& DownstreamSession::localAddress() {
+    if (local_.length == 0 && !connection_.closed()) {
+        local_ = net::localAddress(connection_.fd());  // a syscall only PROXY upstreams need
+    }
+    return local_;
 }
 
 const std::string& DownstreamSession::forwardSubjectHeader() const {
@@ -749,7 +759,9 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     pending_->request_id = request_id_;
     if (logged) {
         pending_->route.assign(route_name_);
+        pending_->client.assign(real_client_);
     }
+    real_client_.clear();
 }
 
 void DownstreamSession::recordAccess(PendingAccess& out, bool logged, std::string_view method,
@@ -849,7 +861,8 @@ void DownstreamSession::writeAccess(const PendingAccess& access) {
         return;
     }
     AccessRecord record;
-    record.client = client_address_;
+    record.client =
+        access.client.empty() ? std::string_view(client_address_) : std::string_view(access.client);
     record.method = access.method;
     record.target = access.target;
     record.version_minor = access.version_minor;

@@ -232,6 +232,14 @@ const std::string& H2Stream::clientAddress() const {
     return session_ != nullptr ? session_->owner_.client_address_ : kNone;
 }
 
+const net::SocketAddress& H2Stream::peerAddress() const {
+    return session_ != nullptr ? session_->owner_.peer_ : noAddress();
+}
+
+const net::SocketAddress& H2Stream::localAddress() {
+    return session_ != nullptr ? session_->owner_.localAddress() : noAddress();
+}
+
 const ListenerInfo& H2Stream::listener() const {
     static const ListenerInfo kNone;
     return session_ != nullptr ? session_->owner_.listener_ : kNone;

@@ -50,6 +50,9 @@ RouteCachePolicy routeCachePolicy(const config::RouteCache& c) {
 
 Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v)
     : config(std::move(c)), router(config->routes), version(v) {
+    for (const auto& listener : config->listeners) {
+        any_trusted_proxies = any_trusted_proxies || !listener.trusted_proxies.empty();
+    }
     for (const auto& [name, upstream_config] : config->upstreams) {
         upstreams.emplace(name,
                           std::make_shared<upstream::UpstreamGroup>(upstream_config, registry));
@@ -86,6 +89,15 @@ const cache::KeyPolicy& Snapshot::keyPolicyFor(std::string_view host, std::strin
 net::TlsServerContextPtr Snapshot::tlsFor(const std::string& listener) const {
     auto it = tls_listeners.find(listener);
     return it == tls_listeners.end() ? nullptr : it->second;
+}
+
+const config::Listener* Snapshot::listenerConfig(std::string_view name) const {
+    for (const auto& listener : config->listeners) {
+        if (listener.name == name) {
+            return &listener;
+        }
+    }
+    return nullptr;
 }
 
 }  // namespace strata::proxy

@@ -12,7 +12,9 @@
 #include "strata/common/log.h"
 #include "strata/common/strings.h"
 #include "strata/http/message.h"
+#include "strata/net/proxy_protocol.h"
 #include "strata/proxy/body_processor.h"
+#include "strata/proxy/real_client.h"
 
 namespace strata::proxy {
 namespace {
@@ -325,6 +327,10 @@ Transaction::~Transaction() {
     }
 }
 
+const std::string& Transaction::clientAddress() const {
+    return real_client_ ? real_client_text_ : client_.clientAddress();
+}
+
 void Transaction::start() {
     if (request_.expect_continue && request_.framing != http::BodyFraming::None) {
         // We read the body whatever the upstream would say, so the client need not wait
@@ -332,6 +338,17 @@ void Transaction::start() {
         client_.sendContinue();
     }
     request_complete_ = request_.framing == http::BodyFraming::None;
+    if (const config::Listener* listener = snapshot_->any_trusted_proxies
+                                               ? snapshot_->listenerConfig(client_.listener().name)
+                                               : nullptr;
+        listener != nullptr && !listener->trusted_proxies.empty()) {
+        real_client_ =
+            realClient(client_.peerAddress(), request_.fields, listener->trusted_proxies);
+        if (real_client_) {
+            real_client_text_ = real_client_->hostString();
+            client_.setRealClient(real_client_text_);
+        }
+    }
     const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
     if (!upgrade_.empty()) {
         forward();  // a tunnel is never cached or coalesced
@@ -735,7 +752,7 @@ void Transaction::startBackgroundRefresh() {
         return;
     }
     // The refresh asks the server the client's request would have gone to.
-    upstream.hash_key = upstreamHashKey(group_->hashKeySource(), request_, client_.clientAddress());
+    upstream.hash_key = upstreamHashKey(group_->hashKeySource(), request_, clientAddress());
     auto refresh =
         std::make_unique<BackgroundRefresh>(client_.worker(), snapshot_, route_index_, request_,
                                             stale_, primary_key_, std::move(upstream));
@@ -843,7 +860,7 @@ void Transaction::forward() {
         onExchangeFailure(500, false, "internal error: upstream request could not be built");
         return;
     }
-    upstream.hash_key = upstreamHashKey(group_->hashKeySource(), request_, client_.clientAddress());
+    upstream.hash_key = upstreamHashKey(group_->hashKeySource(), request_, clientAddress());
     exchange_ = std::make_unique<UpstreamExchange>(client_.worker(), *group_, std::move(upstream),
                                                    static_cast<UpstreamExchangeCallbacks&>(*this),
                                                    client_.connectionId());
@@ -895,6 +912,8 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
             edits.drop(field);
         }
     }
+    // The peer, not the real client: each hop appends the one it saw, so the next hop's own
+    // trusted_proxies walk (and the origin's) can check every link of the chain.
     edits.appendToList("X-Forwarded-For", client_.clientAddress());
     // Set by strata alone, from what the request was routed and keyed by: an origin building
     // links or redirects from a client-sent copy would reflect any host into a shared answer.
@@ -963,6 +982,14 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     }
     http::appendForwardedFields(head, *source, edits);
     head += "\r\n";
+    if (const std::string& version = group_->config().proxy_protocol; version != "off") {
+        // The header describes the client connection this request came on: where from, and
+        // the address it was made to (both as known after an incoming PROXY header).
+        const net::SocketAddress& from = real_client_ ? *real_client_ : client_.peerAddress();
+        const net::SocketAddress& to = client_.localAddress();
+        out.proxy_header = version == "v1" ? net::proxy_protocol::encodeV1(from, to)
+                                           : net::proxy_protocol::encodeV2(from, to);
+    }
     return out;
 }
 

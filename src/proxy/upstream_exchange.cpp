@@ -107,14 +107,15 @@ void UpstreamExchange::connectNext() {
         upstream_started_ = now;
     }
     if (!fresh_only && !request_.upgrade) {
-        connection_ = worker_.pool.takeIdle(*server, group_.tls() != nullptr);
+        connection_ =
+            worker_.pool.takeIdle(*server, group_.tls() != nullptr, request_.proxy_header);
     }
     if (connection_) {
         installCallbacks();
         sendRequest();
         return;
     }
-    connection_ = worker_.pool.connect(server, group_.tls());
+    connection_ = worker_.pool.connect(server, group_.tls(), request_.proxy_header);
     if (!connection_) {
         server->recordFailure(now, config.fail_backoff);
         if (worker_.metrics != nullptr) {

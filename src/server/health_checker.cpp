@@ -7,17 +7,19 @@
 #include "strata/http/parser.h"
 #include "strata/metrics/metrics.h"
 #include "strata/net/connection.h"
+#include "strata/net/proxy_protocol.h"
 
 namespace strata::server {
 
 class HealthChecker::Probe final : public net::ConnectionCallbacks, public http::ResponseCallbacks {
 public:
     Probe(event::Loop& loop, upstream::ServerStatePtr server, const config::HealthCheck& check,
-          net::TlsClientContextPtr tls)
+          net::TlsClientContextPtr tls, std::string proxy_protocol)
         : loop_(loop),
           server_(std::move(server)),
           check_(check),
           tls_(std::move(tls)),
+          proxy_protocol_(std::move(proxy_protocol)),
           interval_timer_(loop, [this] { begin(); }),
           timeout_timer_(loop, [this] { end(false, "timeout"); }) {
         request_ = check_.method + " " + check_.path + " HTTP/1.1\r\nHost: " + server_->label() +
@@ -29,10 +31,11 @@ public:
 
     // `tls` is compared by identity: a reload rebuilds the context whenever upstream TLS
     // settings change, and the probe must then meet the new ones.
-    bool sameCheck(const config::HealthCheck& c, const net::TlsClientContextPtr& tls) const {
-        return tls == tls_ && c.method == check_.method && c.path == check_.path &&
-               c.interval == check_.interval && c.timeout == check_.timeout &&
-               c.rise == check_.rise && c.fall == check_.fall &&
+    bool sameCheck(const config::HealthCheck& c, const net::TlsClientContextPtr& tls,
+                   const std::string& proxy_protocol) const {
+        return tls == tls_ && proxy_protocol == proxy_protocol_ && c.method == check_.method &&
+               c.path == check_.path && c.interval == check_.interval &&
+               c.timeout == check_.timeout && c.rise == check_.rise && c.fall == check_.fall &&
                c.expect_status_min == check_.expect_status_min &&
                c.expect_status_max == check_.expect_status_max;
     }
@@ -50,6 +53,14 @@ private:
         if (!connection_) {
             end(false, "connect failed");
             return;
+        }
+        if (proxy_protocol_ != "off") {
+            // A server expecting PROXY headers refuses a connection without one. The probe is
+            // strata's own connection, which the spec's LOCAL (v1: UNKNOWN) says.
+            const net::SocketAddress none;
+            connection_->setPreamble(proxy_protocol_ == "v1"
+                                         ? net::proxy_protocol::encodeV1(none, none)
+                                         : net::proxy_protocol::encodeV2(none, none));
         }
         connection_->setCallbacks(this);
         timeout_timer_.arm(check_.timeout);
@@ -162,6 +173,7 @@ private:
     upstream::ServerStatePtr server_;
     config::HealthCheck check_;
     net::TlsClientContextPtr tls_;  // null: plain TCP
+    std::string proxy_protocol_;    // upstreams.NAME.proxy_protocol: "off" | "v1" | "v2"
     std::string request_;
     std::string tls_error_;  // keeps the text end() logs alive
     event::Timer interval_timer_;
@@ -189,12 +201,15 @@ void HealthChecker::update(const proxy::Snapshot& snapshot) {
                 continue;
             }
             auto it = probes_.find(server.get());
-            if (it != probes_.end() && it->second->sameCheck(check, group->tlsContext())) {
+            const std::string& proxy_protocol = group->config().proxy_protocol;
+            if (it != probes_.end() &&
+                it->second->sameCheck(check, group->tlsContext(), proxy_protocol)) {
                 next.emplace(server.get(), std::move(it->second));
                 probes_.erase(it);
             } else {
                 next.emplace(server.get(),
-                             std::make_unique<Probe>(loop_, server, check, group->tlsContext()));
+                             std::make_unique<Probe>(loop_, server, check, group->tlsContext(),
+                                                     proxy_protocol));
             }
         }
     }

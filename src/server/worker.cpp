@@ -31,6 +31,7 @@ Worker::Worker(unsigned id, std::vector<BoundListener> listeners, proxy::Snapsho
 Worker::~Worker() {
     join();
     listeners_.clear();
+    header_readers_.clear();
     context_.closeAllSessions();
     context_.access_log.flush();
 }
@@ -96,6 +97,71 @@ void Worker::accept(const proxy::ListenerInfo& info, int fd, const net::SocketAd
         ::close(fd);
         return;
     }
+    if (const config::Listener* listener = context_.snapshot->listenerConfig(info.name);
+        listener != nullptr && listener->proxy_protocol) {
+        readProxyHeader(info, fd, peer, *listener);
+        return;
+    }
+    startSession(info, fd, peer, net::SocketAddress{});
+}
+
+void Worker::readProxyHeader(const proxy::ListenerInfo& info, int fd,
+                             const net::SocketAddress& peer, const config::Listener& listener) {
+    if (!net::inCidrs(listener.trusted_sources, peer)) {
+        // A header from anyone else is a claim nobody vouches for; without one the peer is
+        // not what this listener serves. Closed before a byte is read.
+        if (context_.metrics != nullptr) {
+            context_.metrics->proxyProtocol(metrics::ProxyProtocolResult::Untrusted);
+        }
+        ::close(fd);
+        return;
+    }
+    // The header comes before the request head, so it shares its deadline (a silent peer is
+    // the same slowloris either way).
+    const auto timeout = context_.snapshot->config->limits.client_header_timeout;
+    auto reader = std::make_unique<net::ProxyHeaderReader>(
+        loop_, fd, timeout,
+        [this, info, peer](net::ProxyHeaderReader& done, net::ProxyHeaderReader::Outcome outcome,
+                           int session_fd, const net::proxy_protocol::Header& header,
+                           const char* error) {
+            if (auto it = header_readers_.find(&done); it != header_readers_.end()) {
+                loop_.deferredDelete(std::move(it->second));  // we are inside its callback
+                header_readers_.erase(it);
+            }
+            using Outcome = net::ProxyHeaderReader::Outcome;
+            metrics::ProxyProtocolResult result = metrics::ProxyProtocolResult::Ok;
+            if (outcome == Outcome::Timeout) {
+                result = metrics::ProxyProtocolResult::Timeout;
+            } else if (outcome == Outcome::Malformed) {
+                result = metrics::ProxyProtocolResult::Malformed;
+            } else if (header.local) {
+                result = metrics::ProxyProtocolResult::Local;
+            }
+            if (context_.metrics != nullptr) {
+                context_.metrics->proxyProtocol(result);
+            }
+            if (outcome != Outcome::Ok) {
+                LOG_DEBUG("[w%u] PROXY header from %s refused: %s", id_, peer.toString().c_str(),
+                          error);
+                return;
+            }
+            if (header.local) {
+                startSession(info, session_fd, peer, net::SocketAddress{});
+            } else {
+                startSession(info, session_fd, header.source, header.destination);
+            }
+        });
+    net::ProxyHeaderReader* raw = reader.get();
+    header_readers_.emplace(raw, std::move(reader));
+    raw->start();
+}
+
+void Worker::startSession(const proxy::ListenerInfo& info, int fd, const net::SocketAddress& peer,
+                          const net::SocketAddress& local) {
+    if (context_.draining()) {
+        ::close(fd);
+        return;
+    }
     net::TlsServerContextPtr tls;
     if (info.tls) {
         tls = context_.snapshot->tlsFor(info.name);
@@ -108,7 +174,7 @@ void Worker::accept(const proxy::ListenerInfo& info, int fd, const net::SocketAd
             return;
         }
     }
-    auto* session = new proxy::DownstreamSession(context_, fd, peer, info, std::move(tls));
+    auto* session = new proxy::DownstreamSession(context_, fd, peer, info, std::move(tls), local);
     session->start();  // from here the session owns itself and dies through deferredDelete
 }
 
@@ -124,12 +190,14 @@ void Worker::drain() {
         for (auto& listener : listeners_) {
             listener->close();
         }
+        header_readers_.clear();  // no request yet: nothing to finish
         context_.beginDrain([this] { loop_.stop(); });
     });
 }
 
 void Worker::forceStop() {
     loop_.post([this] {
+        header_readers_.clear();
         context_.closeAllSessions();
         loop_.stop();
     });

@@ -5,10 +5,12 @@
 #include <atomic>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "strata/event/loop.h"
 #include "strata/net/listener.h"
+#include "strata/net/proxy_header_reader.h"
 #include "strata/proxy/worker_context.h"
 
 namespace strata::server {
@@ -42,6 +44,12 @@ public:
 
 private:
     void accept(const proxy::ListenerInfo& info, int fd, const net::SocketAddress& peer);
+    // Reads a PROXY protocol header first (listeners with proxy_protocol), then startSession().
+    void readProxyHeader(const proxy::ListenerInfo& info, int fd, const net::SocketAddress& peer,
+                         const config::Listener& listener);
+    // `local`: what the client connected to when a PROXY header said so, else empty.
+    void startSession(const proxy::ListenerInfo& info, int fd, const net::SocketAddress& peer,
+                      const net::SocketAddress& local);
     void listen(const BoundListener& bound);
     void applyMetricsSwitch();
 
@@ -51,6 +59,9 @@ private:
     std::vector<BoundListener> bound_;
     std::vector<std::unique_ptr<net::Listener>> listeners_;
     std::unique_ptr<event::Timer> flush_timer_;
+    // Connections still sending their PROXY header: not sessions yet, but closed on shutdown.
+    std::unordered_map<net::ProxyHeaderReader*, std::unique_ptr<net::ProxyHeaderReader>>
+        header_readers_;
     std::thread thread_;
     metrics::WorkerMetrics& metrics_shard_;
 };

@@ -43,11 +43,21 @@ ConnectionPool::~ConnectionPool() {
     }
 }
 
-UpstreamConnectionPtr ConnectionPool::takeIdle(const ServerState& server, bool tls) {
+UpstreamConnectionPtr ConnectionPool::takeIdle(const ServerState& server, bool tls,
+                                               std::string_view proxy_header) {
     auto it = idle_.find(&server);
-    while (it != idle_.end() && !it->second.empty()) {
-        UpstreamConnection* connection = it->second.back();
-        it->second.pop_back();
+    if (it == idle_.end()) {
+        return nullptr;
+    }
+    auto& list = it->second;
+    // Newest first. Connections of other clients (PROXY headers) are skipped and stay parked;
+    // without PROXY upstreams every header is "" and the first one fits.
+    for (std::size_t i = list.size(); i-- > 0;) {
+        UpstreamConnection* connection = list[i];
+        if (connection->proxy_header != proxy_header) {
+            continue;
+        }
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
         if ((connection->connection().ssl() != nullptr) != tls) {
             delete connection;
             continue;
@@ -60,7 +70,8 @@ UpstreamConnectionPtr ConnectionPool::takeIdle(const ServerState& server, bool t
 }
 
 UpstreamConnectionPtr ConnectionPool::connect(const ServerStatePtr& server,
-                                              const net::TlsClientContext* tls) {
+                                              const net::TlsClientContext* tls,
+                                              std::string proxy_header) {
     net::ConnectionPtr connection;
     if (tls == nullptr) {
         connection = net::Connection::connectTo(loop_, server->address());
@@ -72,7 +83,12 @@ UpstreamConnectionPtr ConnectionPool::connect(const ServerStatePtr& server,
     if (!connection) {
         return nullptr;
     }
-    return std::make_unique<UpstreamConnection>(std::move(connection), server);
+    if (!proxy_header.empty()) {
+        connection->setPreamble(proxy_header);
+    }
+    auto upstream = std::make_unique<UpstreamConnection>(std::move(connection), server);
+    upstream->proxy_header = std::move(proxy_header);
+    return upstream;
 }
 
 void ConnectionPool::keepSession(UpstreamConnection& connection) {
@@ -97,8 +113,17 @@ void ConnectionPool::keepSession(UpstreamConnection& connection) {
 void ConnectionPool::release(UpstreamConnectionPtr connection, std::uint32_t max_idle,
                              std::chrono::milliseconds idle_timeout) {
     auto& list = idle_[&connection->server()];
-    if (list.size() >= max_idle || connection->connection().closed()) {
+    if (connection->connection().closed()) {
         return;  // closes as it goes out of scope
+    }
+    if (list.size() >= max_idle) {
+        if (connection->proxy_header.empty() || list.empty()) {
+            return;
+        }
+        // PROXY upstreams park one connection per client connection, and the oldest most
+        // likely belongs to a client that has gone: it makes room, not the one in hand.
+        delete list.front();
+        list.erase(list.begin());
     }
     keepSession(*connection);
     UpstreamConnection* raw = connection.release();

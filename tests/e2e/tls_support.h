@@ -134,8 +134,9 @@ struct TlsOptions {
     bool tickets = true;
     std::string cert;  // client certificate
     std::string key;
-    std::string sigalgs;  // e.g. "ECDSA+SHA256" to ask for an ECDSA certificate
-    bool ocsp = false;    // ask for a stapled OCSP response (status_request)
+    std::string sigalgs;   // e.g. "ECDSA+SHA256" to ask for an ECDSA certificate
+    bool ocsp = false;     // ask for a stapled OCSP response (status_request)
+    std::string preamble;  // raw bytes before the ClientHello (a PROXY protocol header)
 };
 
 // The first bytes a TLS client sends: a real ClientHello for `sni`, made in memory.
@@ -198,6 +199,12 @@ public:
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
             error = "connect failed";
+            return;
+        }
+        if (!o.preamble.empty() &&
+            ::send(fd_, o.preamble.data(), o.preamble.size(), MSG_NOSIGNAL) !=
+                static_cast<ssize_t>(o.preamble.size())) {
+            error = "preamble not sent";
             return;
         }
         ssl_ = SSL_new(ctx_);

@@ -641,6 +641,60 @@ TEST_SUITE("config/errors") {
             "t.yaml:1:63: listeners[0].protocols[1]: duplicate protocol h2");
     }
 
+    TEST_CASE("listeners[].proxy_protocol needs trusted_sources; address blocks are checked") {
+        auto ok = loadString(
+            "listeners: [{name: lb, bind: \"127.0.0.1:0\", proxy_protocol: true,\n"
+            "  trusted_sources: [10.1.2.3/8, \"2001:db8::/32\", 192.0.2.7],\n"
+            "  trusted_proxies: [\"::1\"]}]\n",
+            "t.yaml");
+        REQUIRE(ok.config != nullptr);
+        const auto& l = ok.config->listeners[0];
+        CHECK(l.proxy_protocol);
+        REQUIRE(l.trusted_sources.size() == 3);
+        CHECK(l.trusted_sources[0].prefix == 8);
+        CHECK(l.trusted_sources[0].address[1] == 0);  // host bits cleared
+        const std::uint8_t inside[4] = {10, 200, 0, 1};
+        const std::uint8_t outside[4] = {11, 0, 0, 1};
+        CHECK(l.trusted_sources[0].contains(false, inside));
+        CHECK_FALSE(l.trusted_sources[0].contains(false, outside));
+        CHECK_FALSE(l.trusted_sources[0].contains(true, inside));
+        CHECK(l.trusted_sources[1].v6);
+        CHECK(l.trusted_sources[2].prefix == 32);
+        REQUIRE(l.trusted_proxies.size() == 1);
+        CHECK(l.trusted_proxies[0].prefix == 128);
+        CHECK(onlyError("listeners: [{name: lb, bind: \"127.0.0.1:0\", proxy_protocol: true}]\n") ==
+              "t.yaml:1:61: listeners[0].proxy_protocol: proxy_protocol needs trusted_sources (the "
+              "load balancers' addresses; [0.0.0.0/0, \"::/0\"] trusts every peer)");
+        CHECK(
+            onlyError("listeners: [{name: lb, bind: \"127.0.0.1:0\", trusted_sources: [::1]}]\n") ==
+            "t.yaml:1:62: listeners[0].trusted_sources: trusted_sources applies only with "
+            "proxy_protocol: true");
+        CHECK(onlyError("listeners: [{name: lb, bind: \"127.0.0.1:0\", proxy_protocol: true, "
+                        "trusted_sources: [10.0.0.0/33]}]\n") ==
+              "t.yaml:1:85: listeners[0].trusted_sources[0]: \"10.0.0.0/33\": prefix length must "
+              "be 0..32");
+        CHECK(onlyError("listeners: [{name: lb, bind: \"127.0.0.1:0\", proxy_protocol: true, "
+                        "trusted_sources: [lb.example.com]}]\n") ==
+              "t.yaml:1:85: listeners[0].trusted_sources[0]: \"lb.example.com\" is not a numeric "
+              "address or address/prefix block");
+        CHECK(onlyError("listeners: [{name: lb, bind: \"127.0.0.1:0\", proxy_protocol: true, "
+                        "trusted_sources: []}]\n") ==
+              "t.yaml:1:84: listeners[0].trusted_sources: empty list; name at least one address "
+              "block");
+        auto no_proxies = loadString(
+            "listeners: [{name: lb, bind: \"127.0.0.1:0\", trusted_proxies: []}]\n", "t.yaml");
+        REQUIRE(no_proxies.config != nullptr);  // the documented default, written out
+        CHECK(no_proxies.config->listeners[0].trusted_proxies.empty());
+        CHECK(onlyError(kListener +
+                        "upstreams: {a: {servers: [\"127.0.0.1:1\"], proxy_protocol: v3}}\n")
+                  .find("upstreams.a.proxy_protocol") != std::string::npos);
+        auto up = loadString(
+            kListener + "upstreams: {a: {servers: [\"127.0.0.1:1\"], proxy_protocol: v2}}\n",
+            "t.yaml");
+        REQUIRE(up.config != nullptr);
+        CHECK(up.config->upstreams.at("a").proxy_protocol == "v2");
+    }
+
     TEST_CASE("wrong types") {
         CHECK(onlyError(kListener + "cache: [1, 2]\n") ==
               "t.yaml:2:8: cache: expected a mapping, got a list");

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include "strata/proxy/access_log.h"
+#include "strata/proxy/real_client.h"
 #include "strata/proxy/request_id.h"
 #include "strata/proxy/router.h"
 
@@ -303,4 +304,52 @@ TEST_CASE("multipart/byteranges framing") {
     CHECK(parts[2].literal ==
           "\r\n--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-6/10\r\n\r\n");
     CHECK(parts[4].literal == "\r\n--B--\r\n");
+}
+
+TEST_SUITE("proxy/real_client") {
+    namespace sp = strata::proxy;
+    strata::net::SocketAddress ip(const std::string& text) {
+        strata::net::SocketAddress out;
+        REQUIRE(strata::net::parseIpLiteral(text, out));
+        return out;
+    }
+    std::vector<strata::config::Cidr> blocks(std::initializer_list<const char*> list) {
+        std::vector<strata::config::Cidr> out;
+        for (const char* text : list) {
+            strata::config::Cidr c;
+            std::string error;
+            REQUIRE(strata::config::Cidr::parse(text, c, error));
+            out.push_back(c);
+        }
+        return out;
+    }
+    // The real client for `xff` fields from `peer`, "" when the peer stays the client.
+    std::string resolve(const std::string& peer, std::vector<std::string> xff) {
+        strata::http::Fields fields;
+        fields.add("Host", "a");
+        for (const auto& v : xff) {
+            fields.add("X-Forwarded-For", v);
+        }
+        auto r = sp::realClient(ip(peer), fields, blocks({"10.0.0.0/8", "2001:db8::/32"}));
+        return r ? r->hostString() : "";
+    }
+
+    TEST_CASE("right-most untrusted X-Forwarded-For entry, from a trusted peer only") {
+        CHECK(resolve("10.0.0.1", {"198.51.100.7"}) == "198.51.100.7");
+        CHECK(resolve("10.0.0.1", {"203.0.113.1, 198.51.100.7, 10.1.1.1"}) == "198.51.100.7");
+        CHECK(resolve("10.0.0.1", {"203.0.113.1", "198.51.100.7,10.2.2.2", "10.1.1.1"}) ==
+              "198.51.100.7");
+        CHECK(resolve("10.0.0.1", {"10.3.3.3, 10.1.1.1"}) == "10.3.3.3");  // all trusted
+        CHECK(resolve("10.0.0.1", {"2001:db8::5, 2001:4860::1"}) == "2001:4860::1");
+        CHECK(resolve("10.0.0.1", {"[2001:4860::1]:443"}) == "2001:4860::1");
+        CHECK(resolve("10.0.0.1", {"198.51.100.7:5555"}) == "198.51.100.7");
+        CHECK(resolve("10.0.0.1", {"198.51.100.7,,"}) == "198.51.100.7");
+        CHECK(resolve("::ffff:10.0.0.1", {"198.51.100.7"}) == "198.51.100.7");  // mapped peer
+        // Not believed: an untrusted peer, no entry, or a garbled hop.
+        CHECK(resolve("192.0.2.1", {"198.51.100.7"}).empty());
+        CHECK(resolve("10.0.0.1", {}).empty());
+        CHECK(resolve("10.0.0.1", {"unknown, 10.1.1.1"}).empty());
+        CHECK(resolve("10.0.0.1", {"198.51.100.7, _hidden"}).empty());
+        CHECK(resolve("10.0.0.1", {"[2001:4860::1"}).empty());
+    }
 }

@@ -1,9 +1,13 @@
 #include <array>
 #include <map>
+#include <netinet/in.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
+#include "strata/net/socket.h"
 #include "strata/upstream/balancer.h"
+#include "strata/upstream/pool.h"
 
 using namespace strata;
 using namespace std::chrono_literals;
@@ -445,5 +449,52 @@ TEST_SUITE("upstream/balancer") {
               Kind::None);
         CHECK(upstream::hashKey("abc") == upstream::hashKey("abc"));
         CHECK(upstream::hashKey("abc") != upstream::hashKey("abd"));
+    }
+}
+
+TEST_SUITE("upstream/pool") {
+    // A pooled connection that opened with a PROXY header describes one client connection: only
+    // requests with the same header may reuse it.
+    TEST_CASE("connections are reused only with the PROXY header they opened with") {
+        event::Loop loop;
+        config::Endpoint endpoint;
+        endpoint.host = "127.0.0.1";
+        auto address = net::SocketAddress::fromEndpoint(endpoint);
+        REQUIRE(address.ok());
+        auto listen_fd = net::listenTcp(address.value(), false, 16);
+        REQUIRE(listen_fd.ok());
+        auto* in = reinterpret_cast<sockaddr_in*>(&address.value().storage);
+        in->sin_port = htons(net::localPort(listen_fd.value()));
+        auto server = std::make_shared<upstream::ServerState>("app", address.value(), "s");
+        upstream::ConnectionPool pool(loop);
+
+        auto a = pool.connect(server, nullptr, "PROXY TCP4 192.0.2.1 192.0.2.9 1 80\r\n");
+        auto plain = pool.connect(server, nullptr);
+        REQUIRE(a);
+        REQUIRE(plain);
+        upstream::UpstreamConnection* a_raw = a.get();
+        upstream::UpstreamConnection* plain_raw = plain.get();
+        pool.release(std::move(a), 4, 60s);
+        pool.release(std::move(plain), 4, 60s);
+        CHECK(pool.idleCount() == 2);
+
+        CHECK_FALSE(pool.takeIdle(*server, false, "PROXY TCP4 192.0.2.2 192.0.2.9 2 80\r\n"));
+        auto again = pool.takeIdle(*server, false, "PROXY TCP4 192.0.2.1 192.0.2.9 1 80\r\n");
+        CHECK(again.get() == a_raw);
+        auto none = pool.takeIdle(*server, false);
+        CHECK(none.get() == plain_raw);
+        CHECK(pool.idleCount() == 0);
+
+        // Over max_idle, a PROXY connection pushes out the oldest parked one.
+        pool.release(std::move(again), 1, 60s);
+        auto b = pool.connect(server, nullptr, "PROXY TCP4 192.0.2.3 192.0.2.9 3 80\r\n");
+        REQUIRE(b);
+        upstream::UpstreamConnection* b_raw = b.get();
+        pool.release(std::move(b), 1, 60s);
+        CHECK(pool.idleCount() == 1);
+        CHECK_FALSE(pool.takeIdle(*server, false, "PROXY TCP4 192.0.2.1 192.0.2.9 1 80\r\n"));
+        CHECK(pool.takeIdle(*server, false, "PROXY TCP4 192.0.2.3 192.0.2.9 3 80\r\n").get() ==
+              b_raw);
+        ::close(listen_fd.value());
     }
 }

@@ -60,10 +60,31 @@ struct ListenerTls {
     SourcePos pos;
 };
 
+// An address block, "10.0.0.0/8", "2001:db8::/32", or one address ("192.0.2.7" = /32).
+struct Cidr {
+    bool v6 = false;
+    std::array<std::uint8_t, 16> address{};  // network order, host bits zero; v4 in the first 4
+    std::uint8_t prefix = 0;
+    std::string text;  // as written
+
+    // `bytes`: 4 (v4) or 16 (v6) address bytes in network order. An IPv4 block never holds an
+    // IPv6 address: callers unmap IPv4-mapped addresses first (net::inCidrs does).
+    bool contains(bool address_v6, const std::uint8_t* bytes) const;
+    // Parses `text`; false (and `error`) when it is not a numeric block.
+    static bool parse(std::string_view text, Cidr& out, std::string& error);
+};
+
 struct Listener {
     std::string name;
     Endpoint bind;
     std::optional<ListenerTls> tls;
+    // Every connection starts with a PROXY protocol header (v1 or v2, read before TLS), whose
+    // client address stands in for the peer's. Only peers in trusted_sources may connect.
+    bool proxy_protocol = false;
+    std::vector<Cidr> trusted_sources;
+    // Peers whose X-Forwarded-For is believed: the client is the right-most address in it that
+    // is not itself in trusted_proxies (nginx real_ip_recursive). Empty: never believed.
+    std::vector<Cidr> trusted_proxies;
     // "h2" and/or "http/1.1", in preference order. Empty in the file means the default:
     // [h2, http/1.1] with TLS (ALPN), [http/1.1] without; "h2" on a plain listener is HTTP/2
     // with prior knowledge (h2c, told apart by the connection preface).
@@ -160,6 +181,9 @@ struct Upstream {
     // round_robin | least_connections | random_two | consistent_hash | first
     std::string balance = "round_robin";
     UpstreamHash hash;
+    // "off" | "v1" | "v2": a PROXY protocol header opens every connection to the servers (before
+    // TLS), carrying the client's address. Such connections are pooled per client address.
+    std::string proxy_protocol = "off";
 };
 
 // A request header or query parameter a route requires (routes[].match.headers / .query).

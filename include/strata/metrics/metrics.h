@@ -59,6 +59,10 @@ enum class Protocol : std::uint8_t { Http1, H2, Count };
 // How an Upgrade (WebSocket) request ended: tunnelled after a 101, refused by the route, an
 // invalid handshake, an upstream answer other than 101, or no upstream answer at all.
 enum class TunnelResult : std::uint8_t { Opened, Refused, Invalid, Declined, Failed, Count };
+// A PROXY protocol header on a listener with proxy_protocol: read and used (Ok), LOCAL or
+// UNKNOWN (the peer address stands), refused as malformed (bad, truncated or oversized), the
+// peer outside trusted_sources, or no complete header within the header timeout.
+enum class ProxyProtocolResult : std::uint8_t { Ok, Local, Malformed, Untrusted, Timeout, Count };
 // HTTP/2: connections that chose it, streams opened, reset by the client, and what strata reset.
 enum class H2Event : std::uint8_t {
     Connection,
@@ -95,6 +99,7 @@ std::string_view name(ReloadResult v);
 std::string_view name(UnderscoreAction v);
 std::string_view name(Protocol v);
 std::string_view name(TunnelResult v);
+std::string_view name(ProxyProtocolResult v);
 std::string_view name(H2Event v);
 std::string_view name(H2Goaway v);
 
@@ -170,6 +175,7 @@ public:
     void tunnel(std::uint16_t route_slot, TunnelResult result);
     void tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client);
     void http2Goaway(H2Goaway code);
+    void proxyProtocol(ProxyProtocolResult result);
 
 private:
     friend class Registry;
@@ -203,6 +209,7 @@ private:
     ShardCounter tunnel_bytes_up_;
     ShardCounter tunnel_bytes_down_;
     std::array<ShardCounter, count<H2Goaway>()> http2_goaway_;
+    std::array<ShardCounter, count<ProxyProtocolResult>()> proxy_protocol_;
 };
 
 // A gauge sample provided by a callback at scrape time (health state, connection counts).

@@ -69,6 +69,9 @@ public:
                                                  void* arg = nullptr);
 
     void setCallbacks(ConnectionCallbacks* callbacks) { callbacks_ = callbacks; }
+    // Bytes that go out first, on the raw socket, ahead of the TLS handshake when there is one
+    // (a PROXY protocol header). Before anything else is written; once per connection.
+    void setPreamble(std::string bytes);
     evbuffer* input() { return input_; }
     evbuffer* output() { return output_; }
     std::size_t outputLength() const;
@@ -137,6 +140,8 @@ private:
     static long bioCtrl(bio_st* bio, int command, long number, void* ptr);
     void writeTls();
     void handshake();
+    // Writes what is left of preamble_; false while it is not all out (or on failure).
+    bool sendPreamble();
     void releaseHandshakeSlot();
     void fail(int err);
     void shutdownIfDrained();
@@ -169,6 +174,8 @@ private:
     ssl_st* ssl_ = nullptr;
     std::atomic<std::uint32_t>* handshakes_ = nullptr;  // the TLS context's; set while counted
     std::string tls_error_;
+    std::string preamble_;  // TLS only: plain connections queue it in output_
+    std::size_t preamble_sent_ = 0;
 };
 
 using ConnectionPtr = std::unique_ptr<Connection>;

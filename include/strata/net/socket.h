@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <sys/socket.h>
+#include <vector>
 
 #include "strata/common/result.h"
 #include "strata/config/config.h"
@@ -32,5 +34,13 @@ Result<int> listenTcp(const SocketAddress& address, bool reuse_port, int backlog
 // The port a socket is bound to (after binding port 0).
 std::uint16_t localPort(int fd);
 void setNoDelay(int fd);
+// The local address of a connected socket (what the client connected to); empty on failure.
+SocketAddress localAddress(int fd);
+// An IP address as X-Forwarded-For carries it: "192.0.2.1", "2001:db8::1", "[2001:db8::1]",
+// optionally with a port ("192.0.2.1:80", "[2001:db8::1]:80"), which is dropped (port 0).
+bool parseIpLiteral(std::string_view text, SocketAddress& out);
+// Whether `address` lies in one of `blocks`. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, from
+// a dual-stack socket) is matched as the IPv4 address it is.
+bool inCidrs(const std::vector<config::Cidr>& blocks, const SocketAddress& address);
 
 }  // namespace strata::net

@@ -16,17 +16,32 @@
 #include "strata/cache/entry.h"
 #include "strata/http/response_out.h"
 #include "strata/metrics/metrics.h"
+#include "strata/net/socket.h"
 #include "strata/proxy/worker_context.h"
 #include "strata/upstream/pool.h"
 
 namespace strata::proxy {
 
 class ClientStream {
+protected:
+    static const net::SocketAddress& noAddress() {
+        static const net::SocketAddress kNone;
+        return kNone;
+    }
+
 public:
     virtual ~ClientStream() = default;
 
     virtual WorkerContext& worker() = 0;
     virtual const std::string& clientAddress() const = 0;
+    // The client's address and port as the connection knows them (a PROXY header's source when
+    // the listener reads one), and the address it connected to; empty when not known. What a
+    // PROXY header sent upstream describes.
+    virtual const net::SocketAddress& peerAddress() const { return noAddress(); }
+    virtual const net::SocketAddress& localAddress() { return noAddress(); }
+    // The current exchange's client when trusted proxies named another than the peer
+    // (listeners[].trusted_proxies): its access-log line shows that address.
+    virtual void setRealClient(std::string_view /*address*/) {}
     virtual const ListenerInfo& listener() const = 0;
     // The client connection's id, for log lines and upstream affinity.
     virtual std::uint64_t connectionId() const = 0;

@@ -38,8 +38,11 @@ class DownstreamSession final : public event::DeferredDeletable,
                                 private net::ConnectionCallbacks {
 public:
     // `tls`: the listener's TLS context when it terminates TLS (the handshake runs first).
+    // `peer` is the client (a PROXY header's source on such listeners); `local`, when not
+    // empty, the address it connected to as a PROXY header said (else the socket's, on demand).
     DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
-                      const ListenerInfo& listener, net::TlsServerContextPtr tls = nullptr);
+                      const ListenerInfo& listener, net::TlsServerContextPtr tls = nullptr,
+                      const net::SocketAddress& local = {});
     ~DownstreamSession() override;
 
     void start();
@@ -55,6 +58,9 @@ public:
     // ClientStream, for the Transaction it runs.
     WorkerContext& worker() override { return worker_; }
     const std::string& clientAddress() const override { return client_address_; }
+    const net::SocketAddress& peerAddress() const override { return peer_; }
+    const net::SocketAddress& localAddress() override;
+    void setRealClient(std::string_view address) override { real_client_.assign(address); }
     const ListenerInfo& listener() const override { return listener_; }
     std::uint64_t connectionId() const override { return id_; }
     const std::string& forwardSubjectHeader() const override;
@@ -101,6 +107,7 @@ public:
         std::string upstream;
         std::string host;
         std::string route;
+        std::string client;  // the exchange's real client (trusted_proxies); "" = the peer
         RequestIdGenerator::Id request_id{};
         bool tunnel = false;  // the exchange became a tunnel; its line is written when it ends
         std::uint64_t tunnel_up = 0;
@@ -175,6 +182,9 @@ private:
     net::TlsServerContextPtr tls_;  // before connection_: it makes the connection's SSL
     net::Connection connection_;
     std::string client_address_;
+    net::SocketAddress peer_;
+    net::SocketAddress local_;  // filled on first use when no PROXY header named it
+    std::string real_client_;   // setRealClient() for the current exchange, until logAccess()
     ListenerInfo listener_;
     std::uint64_t id_;
     http::RequestParser parser_;

@@ -97,6 +97,9 @@ public:
     // ClientStream
     WorkerContext& worker() override { return worker_; }
     const std::string& clientAddress() const override;
+    const net::SocketAddress& peerAddress() const override;
+    const net::SocketAddress& localAddress() override;
+    void setRealClient(std::string_view address) override { access_.client.assign(address); }
     const ListenerInfo& listener() const override;
     std::uint64_t connectionId() const override { return connection_id_; }
     const std::string& forwardSubjectHeader() const override;

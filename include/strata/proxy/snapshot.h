@@ -37,6 +37,9 @@ struct Snapshot {
     std::vector<std::uint16_t> route_metric_slots;                // parallel to config->routes
     std::vector<RouteCachePolicy> route_cache;                    // parallel to config->routes
     std::uint64_t version = 0;  // increments on every successful load
+    // Some listener has trusted_proxies: requests look for their real client (most configs
+    // have none, and then no request pays for the listener lookup).
+    bool any_trusted_proxies = false;
     // TLS contexts built (and checked) by the server for this config; by listener name.
     std::map<std::string, net::TlsServerContextPtr> tls_listeners;
     // Each route's name, or its index when it has none: its `route` metric label and access-log
@@ -51,6 +54,8 @@ struct Snapshot {
     const cache::KeyPolicy& keyPolicyFor(std::string_view host, std::string_view path) const;
     // The listener's TLS context, or null for plain listeners.
     net::TlsServerContextPtr tlsFor(const std::string& listener) const;
+    // The listener's settings in this config, or null (removed by a reload: its sockets close).
+    const config::Listener* listenerConfig(std::string_view name) const;
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "strata/cache/cache_control.h"
@@ -27,6 +28,7 @@
 #include "strata/cache/l2_cache.h"
 #include "strata/event/loop.h"
 #include "strata/http/parser.h"
+#include "strata/net/socket.h"
 #include "strata/proxy/client_stream.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/proxy/upstream_exchange.h"
@@ -86,6 +88,10 @@ public:
     static bool allowed(State from, State to);
 
 private:
+    // The client as strata tells it: the real client behind trusted proxies when there is one
+    // (listeners[].trusted_proxies), else the connection's peer.
+    const std::string& clientAddress() const;
+
     // UpstreamExchangeCallbacks
     void onExchangeHead(http::ResponseHead& head) override;
     void onExchangeBody(std::string_view data) override;
@@ -181,6 +187,9 @@ private:
     double upstream_seconds_ = -1;
     std::chrono::steady_clock::time_point started_;
     std::string upgrade_;  // the Upgrade token forwarded, or empty
+    // Set when trusted proxies name a client other than the peer (see clientAddress()).
+    std::optional<net::SocketAddress> real_client_;
+    std::string real_client_text_;
 };
 
 }  // namespace strata::proxy

@@ -67,6 +67,9 @@ public:
         // An Upgrade request: sent on a fresh connection, which is never pooled afterwards; a
         // 101 hands the connection over (onExchangeUpgraded) instead of being skipped.
         bool upgrade = false;
+        // Upstreams with proxy_protocol: the header that opens a new connection for this
+        // request, and that a pooled connection must have opened with to be reused.
+        std::string proxy_header;
     };
 
     UpstreamExchange(WorkerContext& worker, const upstream::UpstreamGroup& group, Request request,

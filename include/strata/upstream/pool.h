@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -44,6 +46,9 @@ public:
     // Likewise the exchange's deadline timer: a timer re-armed for each exchange on the same
     // connection costs no libevent heap operation (event::Timer keeps deadlines lazily).
     std::unique_ptr<event::Timer> exchange_timer;
+    // The PROXY protocol header this connection opened with ("" = none). It describes one
+    // client connection, so the pool hands the connection only to requests with the same one.
+    std::string proxy_header;
 
 private:
     friend class ConnectionPool;
@@ -73,13 +78,17 @@ public:
     // The most recently parked idle connection to `server`, or null. The caller installs its
     // own callbacks. `tls`: whether the caller wants a TLS connection; a parked connection of
     // the other kind (the upstream's tls setting changed on reload) is closed, never reused.
-    UpstreamConnectionPtr takeIdle(const ServerState& server, bool tls = false);
+    // `proxy_header`: only a connection opened with exactly this PROXY header (or none) fits.
+    UpstreamConnectionPtr takeIdle(const ServerState& server, bool tls = false,
+                                   std::string_view proxy_header = {});
 
     // Starts a non-blocking connect; the outcome arrives as onConnected() (with `tls`, after
     // the handshake, which offers the last session seen with this server for resumption).
     // Null when the socket could not even be created or the connect failed at once.
+    // `proxy_header`, when not empty, is written first, ahead of any TLS.
     UpstreamConnectionPtr connect(const ServerStatePtr& server,
-                                  const net::TlsClientContext* tls = nullptr);
+                                  const net::TlsClientContext* tls = nullptr,
+                                  std::string proxy_header = {});
 
     // Parks a connection whose last exchange ended cleanly (response complete, keep-alive).
     void release(UpstreamConnectionPtr connection, std::uint32_t max_idle,

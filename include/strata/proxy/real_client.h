@@ -1,0 +1,23 @@
+// The client address behind trusted proxies (listeners[].trusted_proxies), the way nginx's
+// real_ip module with real_ip_recursive on finds it: only a trusted peer's X-Forwarded-For is
+// believed, and in it only the hops that trusted proxies appended, read from the right.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "strata/config/config.h"
+#include "strata/http/message.h"
+#include "strata/net/socket.h"
+
+namespace strata::proxy {
+
+// The right-most X-Forwarded-For entry (all fields of that name, in order) that is not itself in
+// `trusted`; the left-most entry when every one is. Nothing (the peer stays the client) when the
+// peer is not trusted, the request has no entry, or an entry is not an IP address: a list with a
+// garbled hop says nothing reliable about the hops before it.
+std::optional<net::SocketAddress> realClient(const net::SocketAddress& peer,
+                                             const http::Fields& fields,
+                                             const std::vector<config::Cidr>& trusted);
+
+}  // namespace strata::proxy
