@@ -505,7 +505,9 @@ void Transaction::lookupL2() {
 }
 
 void Transaction::onL2Result(cache::L2LookupResult result) {
-    metrics::WorkerMetrics* m = client_.worker().metrics;
+    // A fill-lease owner's second look and a waiter's polls are the same request's lookup: its
+    // miss is counted once (an answer from L2 is counted when it is used).
+    metrics::WorkerMetrics* m = l2_miss_counted_ ? nullptr : client_.worker().metrics;
     if (result.status == cache::L2Status::Hit && result.entry) {
         // Promoted to L1 (when it fits), stale or not, so the next request finds it there.
         client_.worker().cache->l1->insert(result.entry);
@@ -526,6 +528,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
         answerOnlyIfCachedMiss();
         return;
     }
+    l2_miss_counted_ = true;
     // Down, slow, corrupt or absent: a miss, never an error for the client.
     if (fillLeasesOn() && result.status == cache::L2Status::Miss) {
         takeFillLease();  // another instance may be fetching it already

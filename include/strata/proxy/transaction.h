@@ -160,6 +160,7 @@ private:
     bool coalescing_leader_ = false;
     bool lease_owner_ = false;   // this exchange holds the URL's L2 fill lease
     bool lease_waited_ = false;  // it waited for another instance's fetch
+    bool l2_miss_counted_ = false;
     std::chrono::steady_clock::time_point lease_wait_until_;
     std::chrono::milliseconds lease_poll_delay_{0};
     std::unique_ptr<event::Timer> fill_poll_;
