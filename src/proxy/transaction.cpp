@@ -34,6 +34,10 @@ const RouteCachePolicy& routeCache(const Snapshot& snapshot, int route_index) {
     return snapshot.route_cache[static_cast<std::size_t>(route_index)];
 }
 
+const CompressionPolicy& routeCompression(const Snapshot& snapshot, int route_index) {
+    return snapshot.route_compression[static_cast<std::size_t>(route_index)];
+}
+
 // The entry for a response checkStorable() accepted, with the route's policy.
 cache::EntryPtr buildStoredEntry(const RouteCachePolicy& route, const http::RequestHead& request,
                                  const http::ResponseHead& response, const std::string& key,
@@ -190,9 +194,11 @@ private:
     }
     void onExchangeComplete() override {
         if (!result_ && storing_) {
-            result_ = buildStoredEntry(route(), request_, head_, key_,
-                                       std::make_shared<const cache::Body>(std::move(body_)),
-                                       request_time_, response_time_);
+            result_ = encodeForStore(
+                buildStoredEntry(route(), request_, head_, key_,
+                                 std::make_shared<const cache::Body>(std::move(body_)),
+                                 request_time_, response_time_),
+                routeCompression(*snapshot_, route_index_));
         }
         done();
     }
@@ -393,7 +399,9 @@ void Transaction::lookupL2() {
 void Transaction::onL2Result(cache::L2LookupResult result) {
     metrics::WorkerMetrics* m = client_.worker().metrics;
     if (result.status == cache::L2Status::Hit && result.entry) {
-        // Promoted to L1 (when it fits), stale or not, so the next request finds it there.
+        // Promoted to L1 (when it fits), stale or not, so the next request finds it there. L2
+        // keeps identity only: the codings are made again here, once per promotion.
+        result.entry = encodeForStore(result.entry, routeCompression(*snapshot_, route_index_));
         client_.worker().cache->l1->insert(result.entry);
         cache::LookupDecision decision =
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
@@ -572,6 +580,15 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
         // Range (RFC 9110 13.2.2), so a 304 never carries a range.
         status_ = 304;
         not_modified = cache::notModifiedFields(*entry);
+        if (const cache::EncodedBody* coded =
+                chooseStoredCoding(*entry, request_.method, request_.fields)) {
+            // RFC 9110 15.4.5: the ETag the 200 would have carried, the coding's own.
+            if (const std::string* etag = coded->fields.get("ETag")) {
+                not_modified.set("ETag", *etag);
+            } else {
+                not_modified.remove("ETag");
+            }
+        }
         out.status = 304;
         out.fields = &not_modified;
     } else {
@@ -581,13 +598,14 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
             boundary = multipartBoundary();
         }
         plan = planDelivery(*entry, request_.method, range ? std::string_view(*range) : "",
-                            if_range ? std::string_view(*if_range) : "", now, boundary);
+                            if_range ? std::string_view(*if_range) : "", request_.fields, now,
+                            boundary);
         status_ = plan.status;
         out.status = status_;
-        out.fields = &entry->fields();
+        out.fields = plan.coded ? &plan.coded->fields : &entry->fields();
         if (plan.whole_body) {
             out.reason = entry->reason();
-            out.serialized_http1 = entry->serializedHead();
+            out.serialized_http1 = plan.coded ? plan.coded->head : entry->serializedHead();
         } else {
             // The stored status line is not this answer's: the codec serializes the fields,
             // so drops apply. A stored Content-Range (odd on a 200) would contradict ours.
@@ -616,7 +634,7 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
     client_.sendHead(out);
     if (out.body == http::ResponseBody::Length && !out.head_only && out.content_length > 0) {
         if (plan.whole_body) {
-            client_.sendBody(entry->body());
+            client_.sendBody(plan.coded ? plan.coded->body : entry->body());
         } else {
             for (const BodyPart& part : plan.parts) {
                 if (part.length > 0) {
@@ -937,6 +955,15 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
     edits.appendToList("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
+    if (storing_ && !head.fields.hasToken("Vary", "accept-encoding") &&
+        compressible(routeCompression(*snapshot_, route_index_), head.status, head.fields,
+                     head.framing == http::BodyFraming::Length
+                         ? std::optional<std::uint64_t>(head.content_length)
+                         : std::nullopt)) {
+        // The miss streams identity while the stored copy gets its codings: it varies like
+        // the hits after it will, so a shared cache downstream keys it the same way.
+        edits.appendToList("Vary", "Accept-Encoding");
+    }
     // RFC 9110 6.6.1: an origin without a clock sends no Date; strata has one, so it adds it.
     // A stored copy gets its Date from the same instant (cache::buildEntry), so the miss and
     // the hits after it agree.
@@ -1003,9 +1030,11 @@ void Transaction::onExchangeBody(std::string_view data) {
 void Transaction::storeResponse() {
     storing_ = false;
     held_body_ = std::make_shared<const cache::Body>(std::move(body_));
-    cache::EntryPtr entry =
+    // Compressed here, once: every hit after it is served from the stored codings.
+    cache::EntryPtr entry = encodeForStore(
         buildStoredEntry(routeCache(*snapshot_, route_index_), request_, stored_head_, primary_key_,
-                         held_body_, request_time_, response_time_);
+                         held_body_, request_time_, response_time_),
+        routeCompression(*snapshot_, route_index_));
     if (entry) {
         client_.worker().cache->keep(entry, std::chrono::system_clock::now());
         stored_key_ = entry->meta().secondary_key;
