@@ -701,6 +701,26 @@ void Connection::onRequestComplete() {
         respond(200, "reset\n");
         return;
     }
+    if (auto at = path.find("/text/"); at != std::string::npos) {
+        // .../text/N: a compressible body of N bytes (HTML-like lines; c0017-compression.cpp
+        // builds the same), Content-Type text/html unless ?type= names another.
+        const std::size_t n = static_cast<std::size_t>(
+            std::min<std::uint64_t>(toNumber(std::string_view(path).substr(at + 6), 0), 64 << 20));
+        std::string body;
+        body.reserve(n + 64);
+        for (std::size_t i = 0; body.size() < n; ++i) {
+            body += "<p id=\"l" + std::to_string(i) + "\">strata compresses this line " +
+                    std::to_string(i * 7919 % 1000) + "</p>\n";
+        }
+        body.resize(n);
+        std::string type = "text/html";
+        if (auto pos = head_.query.find("type="); pos != std::string::npos) {
+            std::string_view rest = std::string_view(head_.query).substr(pos + 5);
+            type = urlDecode(rest.substr(0, rest.find('&')));
+        }
+        respond(200, body, type);
+        return;
+    }
     if (path == "/") {
         respond(200, "hello from " + server_.id + "\n");
         return;

@@ -1,0 +1,349 @@
+// Compression of cached answers (issue 13): the origin serves a compressible body once; strata
+// stores it with a br and a gzip coding beside identity and answers every Accept-Encoding from
+// that one object. What the client gets is decoded here with zlib and libbrotli (not strata's
+// code) and compared byte for byte with the origin's body. Vary, per-coding ETags, 304s with
+// either ETag, HEAD, Range (identity), and what is never compressed: no-transform, an origin
+// Content-Encoding, tiny bodies, unlisted types, routes without compression.
+#include <brotli/decode.h>
+#include <string>
+#include <zlib.h>
+
+#include "cache_support.h"
+
+using namespace strata::test;
+
+namespace {
+
+constexpr std::size_t kLength = 20000;
+
+// strata-origin's /text/N body (tools/strata_origin.cpp).
+std::string originText(std::size_t n) {
+    std::string body;
+    for (std::size_t i = 0; body.size() < n; ++i) {
+        body += "<p id=\"l" + std::to_string(i) + "\">strata compresses this line " +
+                std::to_string(i * 7919 % 1000) + "</p>\n";
+    }
+    body.resize(n);
+    return body;
+}
+
+// A whole gzip stream decoded; "<bad gzip>" when it is not one (or has trailing bytes).
+std::string gunzip(const std::string& data) {
+    z_stream z{};
+    REQUIRE(inflateInit2(&z, 15 + 16) == Z_OK);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    z.avail_in = static_cast<uInt>(data.size());
+    std::string out;
+    char buf[16384];
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        z.next_out = reinterpret_cast<Bytef*>(buf);
+        z.avail_out = sizeof(buf);
+        rc = inflate(&z, Z_NO_FLUSH);
+        out.append(buf, sizeof(buf) - z.avail_out);
+    }
+    const bool complete = rc == Z_STREAM_END && z.avail_in == 0;
+    inflateEnd(&z);
+    return complete ? out : "<bad gzip>";
+}
+
+// A whole brotli stream decoded; "<bad br>" when it is not one.
+std::string unbrotli(const std::string& data) {
+    BrotliDecoderState* s = BrotliDecoderCreateInstance(nullptr, nullptr, nullptr);
+    std::size_t avail_in = data.size();
+    const auto* next_in = reinterpret_cast<const std::uint8_t*>(data.data());
+    std::string out;
+    char buf[16384];
+    BrotliDecoderResult rc;
+    do {
+        std::size_t avail_out = sizeof(buf);
+        auto* next_out = reinterpret_cast<std::uint8_t*>(buf);
+        rc = BrotliDecoderDecompressStream(s, &avail_in, &next_in, &avail_out, &next_out, nullptr);
+        out.append(buf, sizeof(buf) - avail_out);
+    } while (rc == BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT);
+    BrotliDecoderDestroyInstance(s);
+    return rc == BROTLI_DECODER_RESULT_SUCCESS && avail_in == 0 ? out : "<bad br>";
+}
+
+// The body as the client decodes it by its Content-Encoding.
+std::string decoded(const Response& r) {
+    const std::string coding = r.header("Content-Encoding");
+    if (coding == "gzip") {
+        return gunzip(r.body);
+    }
+    if (coding == "br") {
+        return unbrotli(r.body);
+    }
+    return coding.empty() ? r.body : "<unexpected coding " + coding + ">";
+}
+
+// Whether any Vary line lists `name` (case-insensitive).
+bool varies(const Response& r, std::string_view name) {
+    for (const auto& [k, v] : r.headers) {
+        if (!strata::equalsIgnoreCase(k, "Vary")) {
+            continue;
+        }
+        bool found = false;
+        strata::forEachListElement(
+            v, [&](std::string_view e) { found = found || strata::equalsIgnoreCase(e, name); });
+        if (found) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Caching and compression ({} = the defaults) on the catch-all route; a second route (/plain/)
+// caches without compression.
+std::string compressionConfig(const Origin& origin, const std::string& compression = "{}",
+                              const std::string& extra = "") {
+    return "listeners:\n"
+           "  - {name: http, bind: \"127.0.0.1:0\"}\n"
+           "admin: {bind: \"127.0.0.1:0\"}\n"
+           "upstreams:\n"
+           "  app: {servers: " +
+           origin.serversYaml() +
+           "}\n"
+           "routes:\n"
+           "  - match: {path_prefix: /plain/}\n"
+           "    upstream: app\n"
+           "    cache: {enabled: true, default_ttl: 60s}\n"
+           "  - match: {path_prefix: /}\n"
+           "    upstream: app\n"
+           "    cache: {enabled: true, default_ttl: 60s}\n"
+           "    compression: " +
+           compression +
+           "\n"
+           "logging: {access_log: off}\n" +
+           extra;
+}
+
+std::string ae(const std::string& value) {
+    return "Accept-Encoding: " + value + "\r\n";
+}
+
+// A stored /text object with a strong ETag; the miss that stores it is identity.
+struct Stored {
+    Origin origin;
+    Strata strata;
+    std::string path = "/text/" + std::to_string(kLength);
+    std::string url = path + "?" + ccParam("max-age=60") + "&" + hParam("ETag", "\"v1\"");
+    std::string full = originText(kLength);
+
+    explicit Stored(const std::string& compression = "{}")
+        : strata(compressionConfig(origin, compression)) {
+        auto miss = get(strata.port(), url, ae("gzip, br"));
+        STRATA_CACHE_STATUS(miss);
+        REQUIRE(miss.status == 200);
+        REQUIRE(cacheStatusHas(miss, "stored"));
+        // The miss streams what the origin sent; it varies as the hits after it will.
+        CHECK_FALSE(miss.hasHeader("Content-Encoding"));
+        CHECK(varies(miss, "Accept-Encoding"));
+        CHECK(miss.body == full);
+    }
+};
+
+}  // namespace
+
+TEST_SUITE("e2e/cache") {
+    TEST_CASE("one stored object answers gzip, br, gzip;q=0 br and no Accept-Encoding") {
+        Stored s;
+        struct Case {
+            std::string accept;  // "" = no Accept-Encoding field
+            std::string coding;  // "" = identity
+            std::string etag;
+        };
+        const std::vector<Case> cases = {
+            {"gzip", "gzip", "\"v1-gzip\""},
+            {"br", "br", "\"v1-br\""},
+            {"gzip;q=0, br", "br", "\"v1-br\""},
+            {"br;q=0.5, gzip", "gzip", "\"v1-gzip\""},
+            {"gzip, deflate, br", "br", "\"v1-br\""},
+            {"", "", "\"v1\""},
+            {"identity", "", "\"v1\""},
+            {"br;q=0, gzip;q=0", "", "\"v1\""},
+        };
+        for (const auto& k : cases) {
+            CAPTURE(k.accept);
+            auto r = get(s.strata.port(), s.url, k.accept.empty() ? "" : ae(k.accept));
+            STRATA_CACHE_STATUS(r);
+            REQUIRE(r.status == 200);
+            CHECK(cacheStatusHas(r, "hit"));
+            CHECK(r.header("Content-Encoding") == k.coding);
+            CHECK(r.header("ETag") == k.etag);
+            CHECK(varies(r, "Accept-Encoding"));
+            CHECK(r.header("Content-Length") == std::to_string(r.body.size()));
+            CHECK(r.header("Content-Type") == "text/html");
+            if (!k.coding.empty()) {
+                CHECK(r.body.size() < kLength / 4);  // it really is compressed
+            }
+            CHECK(decoded(r) == s.full);
+        }
+        // Stored once, compressed once: every variant came from one origin fetch.
+        CHECK(s.origin.requestCount(0, s.path) == 1);
+    }
+
+    TEST_CASE("If-None-Match with the identity or an encoded ETag: 304 for every variant") {
+        Stored s;
+        struct Case {
+            std::string accept;
+            std::string if_none_match;
+            std::string etag;  // the 304's: the one the 200 would carry
+        };
+        const std::vector<Case> cases = {
+            {"br", "\"v1-br\"", "\"v1-br\""},
+            {"gzip", "\"v1-br\"", "\"v1-gzip\""},
+            {"br", "\"v1\"", "\"v1-br\""},
+            {"", "\"v1-gzip\"", "\"v1\""},
+            {"gzip", "\"other\", \"v1-gzip\"", "\"v1-gzip\""},
+        };
+        for (const auto& k : cases) {
+            CAPTURE(k.accept);
+            CAPTURE(k.if_none_match);
+            auto r = get(s.strata.port(), s.url,
+                         (k.accept.empty() ? "" : ae(k.accept)) +
+                             "If-None-Match: " + k.if_none_match + "\r\n");
+            STRATA_CACHE_STATUS(r);
+            CHECK(r.status == 304);
+            CHECK(r.header("ETag") == k.etag);
+            CHECK(varies(r, "Accept-Encoding"));
+            CHECK(r.body.empty());
+        }
+        // A tag of another version is no match, encoded or not.
+        auto other = get(s.strata.port(), s.url, ae("br") + "If-None-Match: \"v2-br\"\r\n");
+        CHECK(other.status == 200);
+        CHECK(decoded(other) == s.full);
+        CHECK(s.origin.requestCount(0, s.path) == 1);
+    }
+
+    TEST_CASE("HEAD gets the head GET would send; a Range request gets identity bytes") {
+        Stored s;
+        auto full = get(s.strata.port(), s.url, ae("br"));
+        REQUIRE(full.header("Content-Encoding") == "br");
+        auto head = request(s.strata.port(), "HEAD", s.url, ae("br"));
+        CHECK(head.status == 200);
+        CHECK(head.body.empty());
+        for (const char* name :
+             {"Content-Encoding", "Content-Length", "ETag", "Vary", "Content-Type"}) {
+            CAPTURE(name);
+            CHECK(head.header(name) == full.header(name));
+        }
+        // Ranges apply to the identity representation: its bytes, and no Content-Encoding.
+        auto range = get(s.strata.port(), s.url, ae("br, gzip") + "Range: bytes=1001-2000\r\n");
+        CHECK(range.status == 206);
+        CHECK_FALSE(range.hasHeader("Content-Encoding"));
+        CHECK(range.header("Content-Range") == "bytes 1001-2000/" + std::to_string(kLength));
+        CHECK(range.body == s.full.substr(1001, 1000));
+        CHECK(varies(range, "Accept-Encoding"));
+        // A client asking for no transformation gets identity too.
+        auto nt = get(s.strata.port(), s.url, ae("br") + "Cache-Control: no-transform\r\n");
+        CHECK(nt.status == 200);
+        CHECK_FALSE(nt.hasHeader("Content-Encoding"));
+        CHECK(nt.body == s.full);
+        CHECK(s.origin.requestCount(0, s.path) == 1);
+    }
+
+    TEST_CASE("never compressed: no-transform, origin Content-Encoding, tiny, unlisted, off") {
+        Origin origin;
+        Strata strata(compressionConfig(origin));
+        struct Case {
+            std::string what;
+            std::string url;
+            std::string encoding;  // what the origin's Content-Encoding was, kept as it is
+        };
+        const std::string text = "/text/" + std::to_string(kLength);
+        const std::vector<Case> cases = {
+            {"no-transform", text + "?" + ccParam("max-age=60, no-transform"), ""},
+            {"origin coding",
+             text + "?" + ccParam("max-age=60") + "&" + hParam("Content-Encoding", "gzip") + "&x=1",
+             "gzip"},
+            {"below min_bytes", "/text/1000?" + ccParam("max-age=60"), ""},
+            {"type not listed", text + "?" + ccParam("max-age=60") + "&type=image/png", ""},
+            {"route without compression", "/plain" + text + "?" + ccParam("max-age=60"), ""},
+        };
+        for (const auto& k : cases) {
+            CAPTURE(k.what);
+            for (int i = 0; i < 2; ++i) {  // the miss, then the hit from the stored object
+                CAPTURE(i);
+                auto r = get(strata.port(), k.url, ae("br, gzip"));
+                STRATA_CACHE_STATUS(r);
+                REQUIRE(r.status == 200);
+                CHECK(cacheStatusHas(r, i == 0 ? "stored" : "hit"));
+                CHECK(r.header("Content-Encoding") == k.encoding);
+                CHECK(r.headerCount("Content-Encoding") == (k.encoding.empty() ? 0u : 1u));
+                CHECK_FALSE(varies(r, "Accept-Encoding"));
+                const std::size_t n = k.url.starts_with("/text/1000?") ? 1000 : kLength;
+                CHECK(r.body == originText(n));  // byte for byte what the origin sent
+            }
+        }
+    }
+
+    TEST_CASE("an origin Vary is merged, an origin Vary: Accept-Encoding keys by class") {
+        Origin origin;
+        Strata strata(compressionConfig(origin));
+        const std::string url =
+            "/text/5000?" + ccParam("max-age=60") + "&" + hParam("Vary", "Accept-Language");
+        REQUIRE(get(strata.port(), url, ae("br")).status == 200);
+        auto hit = get(strata.port(), url, ae("br"));
+        CHECK(cacheStatusHas(hit, "hit"));
+        CHECK(hit.header("Vary") == "Accept-Language, Accept-Encoding");
+        CHECK(hit.headerCount("Vary") == 1);
+        CHECK(decoded(hit) == originText(5000));
+
+        // The origin varies by Accept-Encoding itself: spellings of one class share a variant,
+        // so the hundred ways clients write "gzip, br" cannot multiply the stored objects.
+        const std::string ae_url =
+            "/text/6000?" + ccParam("max-age=60") + "&" + hParam("Vary", "Accept-Encoding");
+        REQUIRE(get(strata.port(), ae_url, ae("gzip, br")).status == 200);
+        for (const char* spelling : {"br, gzip", "GZIP;q=0.8, br", "gzip,br"}) {
+            CAPTURE(spelling);
+            auto r = get(strata.port(), ae_url, ae(spelling));
+            CHECK(cacheStatusHas(r, "hit"));
+            CHECK(r.headerCount("Vary") == 1);
+            CHECK(decoded(r) == originText(6000));
+        }
+        CHECK(origin.requestCount(0, "/text/6000") == 1);
+        auto gzip_only = get(strata.port(), ae_url, ae("gzip"));  // another class
+        CHECK(cacheStatusHas(gzip_only, "fwd=vary-miss"));
+        CHECK(origin.requestCount(0, "/text/6000") == 2);
+    }
+
+    TEST_CASE("encodings: [gzip] and level 1: only gzip is offered") {
+        Stored s("{encodings: [gzip], level: 1}");
+        auto br = get(s.strata.port(), s.url, ae("br"));
+        CHECK_FALSE(br.hasHeader("Content-Encoding"));
+        CHECK(br.body == s.full);
+        auto gz = get(s.strata.port(), s.url, ae("br, gzip"));
+        CHECK(gz.header("Content-Encoding") == "gzip");
+        CHECK(decoded(gz) == s.full);
+    }
+
+    TEST_CASE("L2 keeps identity; an L2 hit is served in the coding the client accepts") {
+        Origin origin;
+        Memcached memcached;
+        Strata strata(compressionConfig(origin, "{}",
+                                        "cache:\n"
+                                        "  l1: {max_bytes: 0}\n"
+                                        "  l2:\n"
+                                        "    servers: [\"" +
+                                            memcached.addr() +
+                                            "\"]\n"
+                                            "    timeout: 500ms\n"));
+        const std::uint16_t admin = strata.port("admin");
+        const std::string url =
+            "/text/30000?" + ccParam("max-age=60") + "&" + hParam("ETag", "\"l2\"");
+        REQUIRE(get(strata.port(), url).status == 200);
+        REQUIRE(waitForL2Sets(admin, 1));
+        for (const char* accept : {"br", "gzip", "identity"}) {
+            CAPTURE(accept);
+            auto r = get(strata.port(), url, ae(accept));
+            STRATA_CACHE_STATUS(r);
+            CHECK(cacheStatusHas(r, "detail=l2"));
+            CHECK(r.header("Content-Encoding") ==
+                  (std::string(accept) == "identity" ? "" : accept));
+            CHECK(varies(r, "Accept-Encoding"));
+            CHECK(decoded(r) == originText(30000));
+        }
+        CHECK(origin.requestCount(0, "/text/30000") == 1);
+    }
+}
