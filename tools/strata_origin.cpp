@@ -125,6 +125,7 @@ enum class Kind {
     Upload,    // /upload hashes the body
     Delay,     // /delay/MS
     SlowBody,  // /slowbody/MS
+    Events,    // /events/MS: two server-sent events MS apart, chunked
     Hang,      // /hang
     Drop,      // /drop
     Close,     // /close
@@ -461,6 +462,8 @@ void Connection::onRequestHead(RequestHead&& head) {
         kind_ = Kind::Delay;
     } else if (path.starts_with("/slowbody/")) {
         kind_ = Kind::SlowBody;
+    } else if (path.starts_with("/events/")) {
+        kind_ = Kind::Events;
     } else if (path == "/hang") {
         kind_ = Kind::Hang;
     } else if (path == "/drop") {
@@ -611,6 +614,22 @@ void Connection::onRequestComplete() {
         case Kind::Bytes:
             startBytes();
             return;
+        case Kind::Events: {
+            // The first event now, the second and the end of the stream after MS: a proxy that
+            // holds bytes back (buffering, a compressor never flushed) delays the first one.
+            std::string out;
+            appendHead(out, 200,
+                       "Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n");
+            if (head_.isHead()) {
+                bufferevent_write(bev_, out.data(), out.size());
+                finishResponse();
+                return;
+            }
+            out += "d\r\ndata: first\n\n\r\n";
+            bufferevent_write(bev_, out.data(), out.size());
+            armTimer(toNumber(std::string_view(path).substr(8), 0));
+            return;
+        }
         case Kind::Delay:
         case Kind::SlowBody: {
             auto slash = path.rfind('/');
@@ -878,6 +897,10 @@ void Connection::onTimer(evutil_socket_t, short, void* arg) {
     } else if (self->kind_ == Kind::SlowBody) {
         bufferevent_write(self->bev_, "slow body\n", 10);
         self->finishResponse();
+    } else if (self->kind_ == Kind::Events) {
+        static constexpr std::string_view kRest = "e\r\ndata: second\n\n\r\n0\r\n\r\n";
+        bufferevent_write(self->bev_, kRest.data(), kRest.size());
+        self->finishResponse();
     }
 }
 
@@ -1039,7 +1062,7 @@ int main(int argc, char** argv) {
                 "usage: strata-origin --listen HOST:PORT [--listen ...] [--port-file FILE] "
                 "[--name NAME] [--threads N]\n"
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
-                "           /close /drop /hang /slowbody/MS /seq... /__stats /__reset\n"
+                "           /close /drop /hang /slowbody/MS /events/MS /seq... /__stats /__reset\n"
                 "           .../ws[?hello=TEXT] (WebSocket echo)\n"
                 "           /__fail?status=CODE|hang; ?cc=... ?h=N:V (h=ETag:.. / "
                 "Last-Modified:..\n"

@@ -950,6 +950,46 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     sendForwardedHead(head);
 }
 
+bool Transaction::startStreamEncoder(const http::ResponseHead& head) {
+    // Not for an answer being stored: its codings are made once, from the stored body, and
+    // the miss streams identity. HEAD has no body to code: it gets the origin's head.
+    if (storing_ || request_.method != "GET" || head.framing == http::BodyFraming::None ||
+        !upgrade_.empty()) {
+        return false;
+    }
+    const CompressionPolicy& policy = routeCompression(*snapshot_, route_index_);
+    std::optional<std::uint64_t> length;
+    if (head.framing == http::BodyFraming::Length) {
+        length = head.content_length;
+    }
+    if (!compressible(policy, head.status, head.fields, length) || request_.fields.has("Range")) {
+        return false;
+    }
+    if (request_.fields.has("Cache-Control") &&
+        cache::requestDirectives(request_.fields).no_transform) {
+        return false;
+    }
+    std::string joined;
+    bool present = false;
+    for (const auto& f : request_.fields) {
+        if (equalsIgnoreCase(f.name, "Accept-Encoding")) {
+            if (present) {
+                joined.push_back(',');
+            }
+            joined.append(f.value);
+            present = true;
+        }
+    }
+    const http::Coding coding =
+        http::chooseCoding(http::parseAcceptEncoding(joined, present), policy.codings);
+    if (coding == http::Coding::Identity) {
+        return false;
+    }
+    encoder_ = http::makeStreamEncoder(coding, policy.level);
+    stream_coding_ = coding;
+    return encoder_ != nullptr;
+}
+
 void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     http::FieldEdits edits;
     edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
@@ -972,6 +1012,27 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
         date = cache::formatHttpDate(storing_ ? response_time_ : std::chrono::system_clock::now());
         edits.add("Date", date);
     }
+    std::string weak_etag;
+    const bool stream_coded = startStreamEncoder(head);
+    if (stream_coded) {
+        // Compressed as it streams: the length is unknown until the end, and the bytes depend
+        // on how the upstream's reads fell, so a strong ETag would name bytes no other answer
+        // repeats (RFC 9110 8.8.3): it becomes weak. Ranges of it are not offered.
+        edits.drop("Content-Length");
+        edits.drop("Accept-Ranges");
+        edits.add("Content-Encoding", http::codingToken(stream_coding_));
+        if (!head.fields.hasToken("Vary", "accept-encoding")) {
+            edits.appendToList("Vary", "Accept-Encoding");
+        }
+        if (const std::string* etag = head.fields.get("ETag")) {
+            edits.drop("ETag");
+            std::string_view tag = trimOws(*etag);
+            if (!tag.empty()) {
+                weak_etag = tag.starts_with("W/") ? std::string(tag) : "W/" + std::string(tag);
+                edits.add("ETag", weak_etag);
+            }
+        }
+    }
     http::OutgoingResponse out;
     out.status = head.status;
     out.reason = head.reason;
@@ -989,6 +1050,10 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
         case http::BodyFraming::UntilClose:
             out.body = http::ResponseBody::Stream;
             break;
+    }
+    if (stream_coded) {
+        out.body = http::ResponseBody::Stream;
+        out.content_length = 0;
     }
     enter(State::Streaming);
     client_.sendHead(out);
@@ -1022,6 +1087,25 @@ void Transaction::onExchangeBody(std::string_view data) {
                 return;  // held back with the head
             }
         }
+    }
+    if (encoder_) {
+        // One flush per upstream read: what the origin sent is decodable by the client now (a
+        // server-sent event is never held back), and memory stays the coder's window.
+        coded_.clear();
+        if (!encoder_->write(data, coded_) || !encoder_->flush(coded_)) {
+            STRATA_BUG("stream compressor failed");
+            encoder_.reset();
+            if (exchange_) {
+                exchange_->abort();
+            }
+            onExchangeFailure(502, true, "compression failed");
+            return;
+        }
+        if (!coded_.empty()) {
+            client_.sendBody(coded_);
+            body_bytes_sent_ += coded_.size();
+        }
+        return;
     }
     client_.sendBody(data);
     body_bytes_sent_ += data.size();
@@ -1065,6 +1149,14 @@ void Transaction::onExchangeComplete() {
         }
     } else {
         finishCoalescing(nullptr, false);
+    }
+    if (encoder_) {
+        coded_.clear();
+        if (encoder_->finish(coded_) && !coded_.empty()) {
+            client_.sendBody(coded_);
+            body_bytes_sent_ += coded_.size();
+        }
+        encoder_.reset();
     }
     logAccess();
     enter(State::Finished);

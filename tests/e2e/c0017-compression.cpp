@@ -47,6 +47,25 @@ std::string gunzip(const std::string& data) {
     return complete ? out : "<bad gzip>";
 }
 
+// What a client decodes from the first bytes of a gzip stream that has not ended yet.
+std::string gunzipPrefix(const std::string& data) {
+    z_stream z{};
+    REQUIRE(inflateInit2(&z, 15 + 16) == Z_OK);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    z.avail_in = static_cast<uInt>(data.size());
+    std::string out;
+    char buf[16384];
+    int rc = Z_OK;
+    do {
+        z.next_out = reinterpret_cast<Bytef*>(buf);
+        z.avail_out = sizeof(buf);
+        rc = inflate(&z, Z_SYNC_FLUSH);
+        out.append(buf, sizeof(buf) - z.avail_out);
+    } while (rc == Z_OK && z.avail_in > 0);
+    inflateEnd(&z);
+    return out;
+}
+
 // A whole brotli stream decoded; "<bad br>" when it is not one.
 std::string unbrotli(const std::string& data) {
     BrotliDecoderState* s = BrotliDecoderCreateInstance(nullptr, nullptr, nullptr);
@@ -345,5 +364,70 @@ TEST_SUITE("e2e/cache") {
             CHECK(decoded(r) == originText(30000));
         }
         CHECK(origin.requestCount(0, "/text/30000") == 1);
+    }
+
+    TEST_CASE("uncacheable answers are compressed while streaming, with a weak ETag") {
+        Origin origin;
+        Strata strata(compressionConfig(origin));
+        const std::string url = "/text/" + std::to_string(kLength) + "?" + ccParam("no-store") +
+                                "&" + hParam("ETag", "\"s1\"");
+        for (const char* coding : {"gzip", "br"}) {
+            CAPTURE(coding);
+            auto r = get(strata.port(), url, ae(coding));
+            STRATA_CACHE_STATUS(r);
+            REQUIRE(r.status == 200);
+            CHECK_FALSE(cacheStatusHas(r, "stored"));
+            CHECK(r.header("Content-Encoding") == coding);
+            CHECK_FALSE(r.hasHeader("Content-Length"));  // length unknown until the end
+            CHECK(r.chunked);
+            // The bytes depend on how the origin's reads fell: not the strong "s1" any more.
+            CHECK(r.header("ETag") == "W/\"s1\"");
+            CHECK(varies(r, "Accept-Encoding"));
+            CHECK(r.body.size() < kLength / 3);
+            CHECK(decoded(r) == originText(kLength));
+        }
+        auto identity = get(strata.port(), url);
+        CHECK_FALSE(identity.hasHeader("Content-Encoding"));
+        CHECK(identity.header("Content-Length") == std::to_string(kLength));
+        CHECK(identity.header("ETag") == "\"s1\"");
+        CHECK(identity.body == originText(kLength));
+        // Never for HEAD (no body to code) or a no-transform request.
+        auto head = request(strata.port(), "HEAD", url, ae("gzip"));
+        CHECK_FALSE(head.hasHeader("Content-Encoding"));
+        auto nt = get(strata.port(), url, ae("gzip") + "Cache-Control: no-transform\r\n");
+        CHECK_FALSE(nt.hasHeader("Content-Encoding"));
+        CHECK(nt.body == originText(kLength));
+        CHECK(origin.requestCount(0, "/text/" + std::to_string(kLength)) == 5);
+    }
+
+    TEST_CASE("a compressed event stream is flushed per upstream chunk: no event held back") {
+        Origin origin;
+        Strata strata(compressionConfig(origin, "{types: [text/event-stream]}"));
+        RawClient client(strata.port());
+        const auto start = std::chrono::steady_clock::now();
+        REQUIRE(client.send("GET /events/1500?" + ccParam("no-store") +
+                            " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + ae("gzip") + "\r\n"));
+        std::string wire;
+        std::chrono::milliseconds first_event{-1};
+        ReadOptions options;
+        options.on_body = [&](std::string_view bytes) {
+            wire.append(bytes);
+            if (first_event.count() < 0 &&
+                gunzipPrefix(wire).find("data: first") != std::string::npos) {
+                first_event = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - start);
+            }
+        };
+        auto r = client.readResponse(options);
+        const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - start);
+        STRATA_REQUIRE_RESPONSE(r);
+        CHECK(r.header("Content-Encoding") == "gzip");
+        CHECK(r.header("Content-Type") == "text/event-stream");
+        // The first event was readable long before the origin sent the second (1.5 s later).
+        CHECK(first_event.count() >= 0);
+        CHECK(first_event < std::chrono::milliseconds(1000));
+        CHECK(total >= std::chrono::milliseconds(1400));
+        CHECK(gunzip(wire) == "data: first\n\ndata: second\n\n");
     }
 }

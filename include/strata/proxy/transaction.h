@@ -22,6 +22,7 @@
 #include "strata/cache/entry.h"
 #include "strata/cache/l2_cache.h"
 #include "strata/event/loop.h"
+#include "strata/http/content_coding.h"
 #include "strata/http/parser.h"
 #include "strata/proxy/client_stream.h"
 #include "strata/proxy/snapshot.h"
@@ -111,6 +112,9 @@ private:
     void storeResponse();
     // The upstream's head as the client gets it (Via, Cache-Status, Date added).
     void sendForwardedHead(const http::ResponseHead& head);
+    // Whether an answer not being stored is compressed as it streams (the route compresses
+    // it, the client accepts a coding); sets up encoder_ when so.
+    bool startStreamEncoder(const http::ResponseHead& head);
     void releaseDeferredResponse();
     void invalidateAfterUnsafe(const http::ResponseHead& head);
     // The one builder of every request strata sends upstream: client-driven forwards,
@@ -165,6 +169,10 @@ private:
     double upstream_seconds_ = -1;
     std::chrono::steady_clock::time_point started_;
     std::string upgrade_;  // the Upgrade token forwarded, or empty
+    // Streaming compression of an uncached answer (null: identity), and its output buffer.
+    http::StreamEncoderPtr encoder_;
+    http::Coding stream_coding_ = http::Coding::Identity;
+    std::string coded_;
 };
 
 }  // namespace strata::proxy
