@@ -400,9 +400,13 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
     metrics::WorkerMetrics* m = client_.worker().metrics;
     if (result.status == cache::L2Status::Hit && result.entry) {
         // Promoted to L1 (when it fits), stale or not, so the next request finds it there. L2
-        // keeps identity only: the codings are made again here, once per promotion.
-        result.entry = encodeForStore(result.entry, routeCompression(*snapshot_, route_index_));
-        client_.worker().cache->l1->insert(result.entry);
+        // keeps identity only: the codings are made again here, once per promotion; an entry
+        // L1 will not hold is served as identity rather than compressed on every L2 hit.
+        cache::L1Cache& l1 = *client_.worker().cache->l1;
+        if (l1.admits(result.entry->charge())) {
+            result.entry = encodeForStore(result.entry, routeCompression(*snapshot_, route_index_));
+        }
+        l1.insert(result.entry);
         cache::LookupDecision decision =
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
         if (useStored(result.entry, decision, metrics::Tier::L2)) {

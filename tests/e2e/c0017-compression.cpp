@@ -141,6 +141,17 @@ std::string ae(const std::string& value) {
     return "Accept-Encoding: " + value + "\r\n";
 }
 
+// A GET with one Host whatever the port, so two instances compute the same cache keys.
+Response fetchShared(std::uint16_t port, const std::string& target, const std::string& extra = "") {
+    RawClient c(port);
+    if (!c.send("GET " + target + " HTTP/1.1\r\nHost: shared.test\r\n" + extra + "\r\n")) {
+        Response r;
+        r.error = "send failed";
+        return r;
+    }
+    return c.readResponse();
+}
+
 // A stored /text object with a strong ETag; the miss that stores it is identity.
 struct Stored {
     Origin origin;
@@ -337,33 +348,52 @@ TEST_SUITE("e2e/cache") {
         CHECK(decoded(gz) == s.full);
     }
 
-    TEST_CASE("L2 keeps identity; an L2 hit is served in the coding the client accepts") {
+    TEST_CASE("L2 keeps identity; another instance re-encodes on promotion, once") {
         Origin origin;
         Memcached memcached;
-        Strata strata(compressionConfig(origin, "{}",
-                                        "cache:\n"
-                                        "  l1: {max_bytes: 0}\n"
-                                        "  l2:\n"
-                                        "    servers: [\"" +
-                                            memcached.addr() +
-                                            "\"]\n"
-                                            "    timeout: 500ms\n"));
-        const std::uint16_t admin = strata.port("admin");
+        const std::string l2 =
+            "cache:\n  l2:\n    servers: [\"" + memcached.addr() + "\"]\n    timeout: 500ms\n";
+        Strata a(compressionConfig(origin, "{}", l2));
+        Strata b(compressionConfig(origin, "{}", l2));
         const std::string url =
             "/text/30000?" + ccParam("max-age=60") + "&" + hParam("ETag", "\"l2\"");
-        REQUIRE(get(strata.port(), url).status == 200);
-        REQUIRE(waitForL2Sets(admin, 1));
-        for (const char* accept : {"br", "gzip", "identity"}) {
+        REQUIRE(fetchShared(a.port(), url).status == 200);
+        REQUIRE(waitForL2Sets(a.port("admin"), 1));
+        // b has never seen it: its first answer comes from L2, in the accepted coding.
+        auto first = fetchShared(b.port(), url, ae("br"));
+        STRATA_CACHE_STATUS(first);
+        CHECK(cacheStatusHas(first, "detail=l2"));
+        CHECK(first.header("Content-Encoding") == "br");
+        CHECK(first.header("ETag") == "\"l2-br\"");
+        CHECK(decoded(first) == originText(30000));
+        for (const char* accept : {"gzip", "identity", "br"}) {
             CAPTURE(accept);
-            auto r = get(strata.port(), url, ae(accept));
+            auto r = fetchShared(b.port(), url, ae(accept));
             STRATA_CACHE_STATUS(r);
-            CHECK(cacheStatusHas(r, "detail=l2"));
+            CHECK(cacheStatusHas(r, "detail=l1"));  // promoted with its codings
             CHECK(r.header("Content-Encoding") ==
                   (std::string(accept) == "identity" ? "" : accept));
             CHECK(varies(r, "Accept-Encoding"));
             CHECK(decoded(r) == originText(30000));
         }
         CHECK(origin.requestCount(0, "/text/30000") == 1);
+    }
+
+    TEST_CASE("with no L1, an L2 hit is identity (never compressed per request)") {
+        Origin origin;
+        Memcached memcached;
+        Strata strata(compressionConfig(origin, "{}",
+                                        "cache:\n  l1: {max_bytes: 0}\n  l2:\n    servers: [\"" +
+                                            memcached.addr() + "\"]\n    timeout: 500ms\n"));
+        const std::string url = "/text/30000?" + ccParam("max-age=60");
+        REQUIRE(get(strata.port(), url).status == 200);
+        REQUIRE(waitForL2Sets(strata.port("admin"), 1));
+        auto r = get(strata.port(), url, ae("br"));
+        STRATA_CACHE_STATUS(r);
+        CHECK(cacheStatusHas(r, "detail=l2"));
+        CHECK_FALSE(r.hasHeader("Content-Encoding"));
+        CHECK(varies(r, "Accept-Encoding"));  // stored with the object: the answer still varies
+        CHECK(r.body == originText(30000));
     }
 
     TEST_CASE("uncacheable answers are compressed while streaming, with a weak ETag") {
