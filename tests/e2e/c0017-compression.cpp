@@ -5,6 +5,8 @@
 // either ETag, HEAD, Range (identity), and what is never compressed: no-transform, an origin
 // Content-Encoding, tiny bodies, unlisted types, routes without compression.
 #include <brotli/decode.h>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <zlib.h>
 
@@ -117,7 +119,7 @@ bool varies(const Response& r, std::string_view name) {
 std::string compressionConfig(const Origin& origin, const std::string& compression = "{}",
                               const std::string& extra = "") {
     return "listeners:\n"
-           "  - {name: http, bind: \"127.0.0.1:0\"}\n"
+           "  - {name: http, bind: \"127.0.0.1:0\", protocols: [h2, http/1.1]}\n"
            "admin: {bind: \"127.0.0.1:0\"}\n"
            "upstreams:\n"
            "  app: {servers: " +
@@ -459,5 +461,30 @@ TEST_SUITE("e2e/cache") {
         CHECK(first_event < std::chrono::milliseconds(1000));
         CHECK(total >= std::chrono::milliseconds(1400));
         CHECK(gunzip(wire) == "data: first\n\ndata: second\n\n");
+    }
+
+    TEST_CASE("HTTP/2 (curl --compressed, h2c): the coded hit has the same head and decodes") {
+        Stored s;
+        const std::string base = "http://127.0.0.1:" + std::to_string(s.strata.port());
+        const std::string out = s.strata.tmp() + "/body";
+        for (const char* coding : {"br", "gzip"}) {
+            CAPTURE(coding);
+            const std::string head =
+                runCommand("curl -s --http2-prior-knowledge -D - -o " + out + ".raw -H " +
+                           "'Accept-Encoding: " + coding + "' '" + base + s.url + "'");
+            CHECK(head.find("HTTP/2 200") == 0);
+            CHECK(head.find(std::string("content-encoding: ") + coding + "\r\n") !=
+                  std::string::npos);
+            CHECK(head.find(std::string("etag: \"v1-") + coding + "\"\r\n") != std::string::npos);
+            CHECK(head.find("vary: Accept-Encoding\r\n") != std::string::npos);
+            // curl decodes what it asked for; the result is the origin's body.
+            runCommand("curl -s --http2-prior-knowledge --compressed -H 'Accept-Encoding: " +
+                       std::string(coding) + "' -o " + out + " '" + base + s.url + "'");
+            std::ifstream f(out, std::ios::binary);
+            std::stringstream body;
+            body << f.rdbuf();
+            CHECK(body.str() == s.full);
+        }
+        CHECK(s.origin.requestCount(0, s.path) == 1);
     }
 }
