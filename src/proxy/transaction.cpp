@@ -38,6 +38,24 @@ const CompressionPolicy& routeCompression(const Snapshot& snapshot, int route_in
     return snapshot.route_compression[static_cast<std::size_t>(route_index)];
 }
 
+metrics::CompressionCoding codingLabel(http::Coding coding) {
+    return coding == http::Coding::Br ? metrics::CompressionCoding::Br
+                                      : metrics::CompressionCoding::Gzip;
+}
+
+// encodeForStore(), counted: the store-time processor every path to L1 goes through.
+cache::EntryPtr compressForStore(const cache::EntryPtr& entry, const CompressionPolicy& policy,
+                                 metrics::WorkerMetrics* m) {
+    cache::EntryPtr out = encodeForStore(entry, policy);
+    if (m != nullptr && out != entry) {
+        for (const cache::EncodedBody& e : out->encoded()) {
+            m->compression(metrics::CompressionStage::Store, codingLabel(e.coding), 1,
+                           out->bodySize(), e.body ? e.body->size() : 0);
+        }
+    }
+    return out;
+}
+
 // The entry for a response checkStorable() accepted, with the route's policy.
 cache::EntryPtr buildStoredEntry(const RouteCachePolicy& route, const http::RequestHead& request,
                                  const http::ResponseHead& response, const std::string& key,
@@ -194,11 +212,11 @@ private:
     }
     void onExchangeComplete() override {
         if (!result_ && storing_) {
-            result_ = encodeForStore(
+            result_ = compressForStore(
                 buildStoredEntry(route(), request_, head_, key_,
                                  std::make_shared<const cache::Body>(std::move(body_)),
                                  request_time_, response_time_),
-                routeCompression(*snapshot_, route_index_));
+                routeCompression(*snapshot_, route_index_), worker_.metrics);
         }
         done();
     }
@@ -404,7 +422,8 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
         // L1 will not hold is served as identity rather than compressed on every L2 hit.
         cache::L1Cache& l1 = *client_.worker().cache->l1;
         if (l1.admits(result.entry->charge())) {
-            result.entry = encodeForStore(result.entry, routeCompression(*snapshot_, route_index_));
+            result.entry =
+                compressForStore(result.entry, routeCompression(*snapshot_, route_index_), m);
         }
         l1.insert(result.entry);
         cache::LookupDecision decision =
@@ -991,7 +1010,18 @@ bool Transaction::startStreamEncoder(const http::ResponseHead& head) {
     }
     encoder_ = http::makeStreamEncoder(coding, policy.level);
     stream_coding_ = coding;
+    if (encoder_ && client_.worker().metrics != nullptr) {
+        client_.worker().metrics->compression(metrics::CompressionStage::Stream,
+                                              codingLabel(coding), 1, 0, 0);
+    }
     return encoder_ != nullptr;
+}
+
+void Transaction::countStreamed(std::uint64_t in, std::uint64_t out) {
+    if (client_.worker().metrics != nullptr) {
+        client_.worker().metrics->compression(metrics::CompressionStage::Stream,
+                                              codingLabel(stream_coding_), 0, in, out);
+    }
 }
 
 void Transaction::sendForwardedHead(const http::ResponseHead& head) {
@@ -1105,6 +1135,7 @@ void Transaction::onExchangeBody(std::string_view data) {
             onExchangeFailure(502, true, "compression failed");
             return;
         }
+        countStreamed(data.size(), coded_.size());
         if (!coded_.empty()) {
             client_.sendBody(coded_);
             body_bytes_sent_ += coded_.size();
@@ -1119,10 +1150,10 @@ void Transaction::storeResponse() {
     storing_ = false;
     held_body_ = std::make_shared<const cache::Body>(std::move(body_));
     // Compressed here, once: every hit after it is served from the stored codings.
-    cache::EntryPtr entry = encodeForStore(
+    cache::EntryPtr entry = compressForStore(
         buildStoredEntry(routeCache(*snapshot_, route_index_), request_, stored_head_, primary_key_,
                          held_body_, request_time_, response_time_),
-        routeCompression(*snapshot_, route_index_));
+        routeCompression(*snapshot_, route_index_), client_.worker().metrics);
     if (entry) {
         client_.worker().cache->keep(entry, std::chrono::system_clock::now());
         stored_key_ = entry->meta().secondary_key;
@@ -1157,6 +1188,7 @@ void Transaction::onExchangeComplete() {
     if (encoder_) {
         coded_.clear();
         if (encoder_->finish(coded_) && !coded_.empty()) {
+            countStreamed(0, coded_.size());
             client_.sendBody(coded_);
             body_bytes_sent_ += coded_.size();
         }

@@ -213,6 +213,16 @@ TEST_SUITE("e2e/cache") {
         }
         // Stored once, compressed once: every variant came from one origin fetch.
         CHECK(s.origin.requestCount(0, s.path) == 1);
+        const std::uint16_t admin = s.strata.port("admin");
+        for (const char* coding : {"br", "gzip"}) {
+            CAPTURE(coding);
+            const std::string c = std::string("coding=\"") + coding + "\"";
+            CHECK(metric(admin, "strata_compression_bodies_total", {"stage=\"store\"", c}) == 1);
+            CHECK(metric(admin, "strata_compression_bytes_total",
+                         {"stage=\"store\"", c, "direction=\"in\""}) == kLength);
+            CHECK(metric(admin, "strata_compression_bytes_total",
+                         {"stage=\"store\"", c, "direction=\"out\""}) < kLength / 4);
+        }
     }
 
     TEST_CASE("If-None-Match with the identity or an encoded ETag: 304 for every variant") {
@@ -430,6 +440,13 @@ TEST_SUITE("e2e/cache") {
         CHECK_FALSE(nt.hasHeader("Content-Encoding"));
         CHECK(nt.body == originText(kLength));
         CHECK(origin.requestCount(0, "/text/" + std::to_string(kLength)) == 5);
+        const std::uint16_t admin = strata.port("admin");
+        CHECK(metric(admin, "strata_compression_bodies_total",
+                     {"stage=\"stream\"", "coding=\"gzip\""}) == 1);
+        CHECK(metric(admin, "strata_compression_bytes_total",
+                     {"stage=\"stream\"", "coding=\"br\"", "direction=\"in\""}) == kLength);
+        CHECK(metric(admin, "strata_compression_bodies_total",
+                     {"stage=\"store\"", "coding=\"gzip\""}) == 0);
     }
 
     TEST_CASE("a compressed event stream is flushed per upstream chunk: no event held back") {

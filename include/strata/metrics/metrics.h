@@ -74,6 +74,11 @@ enum class H2Goaway : std::uint8_t {
     Count
 };
 
+// Compression (routes[].compression): once when an object is stored (or promoted from L2), or
+// while an uncached answer streams; by the coding produced.
+enum class CompressionStage : std::uint8_t { Store, Stream, Count };
+enum class CompressionCoding : std::uint8_t { Gzip, Br, Count };
+
 MethodClass methodClass(std::string_view method);
 StatusClass statusClass(int status);  // <100 or >599: Error
 std::string_view name(MethodClass v);
@@ -90,6 +95,8 @@ std::string_view name(Protocol v);
 std::string_view name(TunnelResult v);
 std::string_view name(H2Event v);
 std::string_view name(H2Goaway v);
+std::string_view name(CompressionStage v);
+std::string_view name(CompressionCoding v);
 
 template <class E>
 constexpr std::size_t count() {
@@ -163,6 +170,10 @@ public:
     void tunnel(std::uint16_t route_slot, TunnelResult result);
     void tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client);
     void http2Goaway(H2Goaway code);
+    // `bodies` bodies compressed (a stream counts once, at its start) and the bytes that went
+    // in and came out, so ratios can be computed per stage and coding.
+    void compression(CompressionStage stage, CompressionCoding coding, std::uint64_t bodies,
+                     std::uint64_t in_bytes, std::uint64_t out_bytes);
 
 private:
     friend class Registry;
@@ -196,6 +207,11 @@ private:
     ShardCounter tunnel_bytes_up_;
     ShardCounter tunnel_bytes_down_;
     std::array<ShardCounter, count<H2Goaway>()> http2_goaway_;
+    static constexpr std::size_t kCompressionSeries =
+        count<CompressionStage>() * count<CompressionCoding>();
+    std::array<ShardCounter, kCompressionSeries> compression_bodies_;
+    std::array<ShardCounter, kCompressionSeries> compression_in_;
+    std::array<ShardCounter, kCompressionSeries> compression_out_;
 };
 
 // A gauge sample provided by a callback at scrape time (health state, connection counts).

@@ -115,6 +115,7 @@ private:
     // Whether an answer not being stored is compressed as it streams (the route compresses
     // it, the client accepts a coding); sets up encoder_ when so.
     bool startStreamEncoder(const http::ResponseHead& head);
+    void countStreamed(std::uint64_t in, std::uint64_t out);
     void releaseDeferredResponse();
     void invalidateAfterUnsafe(const http::ResponseHead& head);
     // The one builder of every request strata sends upstream: client-driven forwards,
