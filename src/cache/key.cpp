@@ -199,19 +199,8 @@ std::string secondaryKey(const VarySpec& vary, const http::Fields& request_field
         if (name == "accept-encoding") {
             // By variant class, not by value: every spelling of "gzip, br" shares one variant,
             // and what varies by coding makes at most 16 (http::acceptClass()).
-            std::string joined;
-            bool present = false;
-            for (const auto& f : request_fields) {
-                if (equalsIgnoreCase(f.name, name)) {
-                    if (present) {
-                        joined.push_back(',');
-                    }
-                    joined.append(f.value);
-                    present = true;
-                }
-            }
             out.push_back('=');
-            out.append(http::acceptClassKey(joined, present));
+            out.append(http::acceptClassKey(http::acceptEncodingOf(request_fields)));
             out.push_back('\n');
             continue;
         }

@@ -311,6 +311,21 @@ AcceptEncoding parseAcceptEncoding(std::string_view value, bool present) {
     return out;
 }
 
+AcceptEncoding acceptEncodingOf(const Fields& request_fields) {
+    std::string joined;
+    bool present = false;
+    for (const auto& f : request_fields) {
+        if (equalsIgnoreCase(f.name, "Accept-Encoding")) {
+            if (present) {
+                joined.push_back(',');
+            }
+            joined.append(f.value);
+            present = true;
+        }
+    }
+    return parseAcceptEncoding(joined, present);
+}
+
 Coding chooseCoding(const AcceptEncoding& accept, std::span<const Coding> available) {
     Coding best = Coding::Identity;
     int best_q = 0;
@@ -340,11 +355,15 @@ unsigned acceptClass(const AcceptEncoding& accept) {
     return bits;
 }
 
-std::string acceptClassKey(std::string_view accept_encoding_value, bool present) {
+std::string acceptClassKey(const AcceptEncoding& accept) {
     static constexpr char kHex[] = "0123456789abcdef";
     std::string out = "ae:";
-    out.push_back(kHex[acceptClass(parseAcceptEncoding(accept_encoding_value, present)) & 0xf]);
+    out.push_back(kHex[acceptClass(accept) & 0xf]);
     return out;
+}
+
+std::string acceptClassKey(std::string_view accept_encoding_value, bool present) {
+    return acceptClassKey(parseAcceptEncoding(accept_encoding_value, present));
 }
 
 std::string encodedEtag(std::string_view etag, Coding coding) {

@@ -261,19 +261,8 @@ const cache::EncodedBody* chooseStoredCoding(const cache::CacheEntry& entry,
         cache::requestDirectives(request_fields).no_transform) {
         return nullptr;
     }
-    // Several Accept-Encoding lines form one list (RFC 9110 5.3).
-    std::string joined;
-    bool present = false;
-    for (const auto& f : request_fields) {
-        if (equalsIgnoreCase(f.name, "Accept-Encoding")) {
-            if (present) {
-                joined.push_back(',');
-            }
-            joined.append(f.value);
-            present = true;
-        }
-    }
-    if (!present) {
+    const http::AcceptEncoding accept = http::acceptEncodingOf(request_fields);
+    if (!accept.present) {
         return nullptr;
     }
     http::Coding available[http::kCodingCount];
@@ -283,8 +272,8 @@ const cache::EncodedBody* chooseStoredCoding(const cache::CacheEntry& entry,
             available[n++] = e.coding;
         }
     }
-    const http::Coding chosen = http::chooseCoding(http::parseAcceptEncoding(joined, true),
-                                                   std::span<const http::Coding>(available, n));
+    const http::Coding chosen =
+        http::chooseCoding(accept, std::span<const http::Coding>(available, n));
     for (const cache::EncodedBody& e : entry.encoded()) {
         if (e.coding == chosen) {
             return &e;

@@ -973,48 +973,39 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     sendForwardedHead(head);
 }
 
-bool Transaction::startStreamEncoder(const http::ResponseHead& head) {
-    // Not for an answer being stored: its codings are made once, from the stored body, and
-    // the miss streams identity. HEAD has no body to code: it gets the origin's head.
-    if (storing_ || request_.method != "GET" || head.framing == http::BodyFraming::None ||
-        !upgrade_.empty()) {
-        return false;
+Transaction::StreamCoding Transaction::decideStreamCoding(const http::ResponseHead& head) const {
+    StreamCoding d;
+    const bool head_request = request_.isHead();
+    if ((request_.method != "GET" && !head_request) || !upgrade_.empty()) {
+        return d;
     }
-    const CompressionPolicy& policy = routeCompression(*snapshot_, route_index_);
     std::optional<std::uint64_t> length;
     if (head.framing == http::BodyFraming::Length) {
         length = head.content_length;
-    }
-    if (!compressible(policy, head.status, head.fields, length) || request_.fields.has("Range")) {
-        return false;
-    }
-    if (request_.fields.has("Cache-Control") &&
-        cache::requestDirectives(request_.fields).no_transform) {
-        return false;
-    }
-    std::string joined;
-    bool present = false;
-    for (const auto& f : request_.fields) {
-        if (equalsIgnoreCase(f.name, "Accept-Encoding")) {
-            if (present) {
-                joined.push_back(',');
-            }
-            joined.append(f.value);
-            present = true;
+    } else if (head_request) {
+        // An answer to HEAD has no body, but says how long GET's would be: min_bytes decides
+        // for it as for GET, so the two heads agree.
+        if (const std::string* cl = head.fields.get("Content-Length")) {
+            length = parseDecimal(trimOws(*cl));
         }
+    } else if (head.framing == http::BodyFraming::None) {
+        return d;
     }
-    const http::Coding coding =
-        http::chooseCoding(http::parseAcceptEncoding(joined, present), policy.codings);
-    if (coding == http::Coding::Identity) {
-        return false;
+    const CompressionPolicy& policy = routeCompression(*snapshot_, route_index_);
+    if (!compressible(policy, head.status, head.fields, length)) {
+        return d;
     }
-    encoder_ = http::makeStreamEncoder(coding, policy.level);
-    stream_coding_ = coding;
-    if (encoder_ && client_.worker().metrics != nullptr) {
-        client_.worker().metrics->compression(metrics::CompressionStage::Stream,
-                                              codingLabel(coding), 1, 0, 0);
+    // Whoever asks, the answer depends on Accept-Encoding now: identity ones say so too.
+    d.varies = true;
+    // An answer being stored streams identity: its codings are made once, from the stored
+    // body, and the hits after it get them.
+    if (storing_ || request_.fields.has("Range") ||
+        (request_.fields.has("Cache-Control") &&
+         cache::requestDirectives(request_.fields).no_transform)) {
+        return d;
     }
-    return encoder_ != nullptr;
+    d.coding = http::chooseCoding(http::acceptEncodingOf(request_.fields), policy.codings);
+    return d;
 }
 
 void Transaction::countStreamed(std::uint64_t in, std::uint64_t out) {
@@ -1029,15 +1020,6 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
     edits.appendToList("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
-    if (storing_ && !head.fields.hasToken("Vary", "accept-encoding") &&
-        compressible(routeCompression(*snapshot_, route_index_), head.status, head.fields,
-                     head.framing == http::BodyFraming::Length
-                         ? std::optional<std::uint64_t>(head.content_length)
-                         : std::nullopt)) {
-        // The miss streams identity while the stored copy gets its codings: it varies like
-        // the hits after it will, so a shared cache downstream keys it the same way.
-        edits.appendToList("Vary", "Accept-Encoding");
-    }
     // RFC 9110 6.6.1: an origin without a clock sends no Date; strata has one, so it adds it.
     // A stored copy gets its Date from the same instant (cache::buildEntry), so the miss and
     // the hits after it agree.
@@ -1046,18 +1028,33 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
         date = cache::formatHttpDate(storing_ ? response_time_ : std::chrono::system_clock::now());
         edits.add("Date", date);
     }
+    StreamCoding coding = decideStreamCoding(head);
+    if (coding.varies && !head.fields.hasToken("Vary", "accept-encoding")) {
+        // Identity or not, a compressible answer varies by Accept-Encoding (RFC 9110 12.5.5),
+        // so a shared cache downstream keys it as strata's hits are keyed.
+        edits.appendToList("Vary", "Accept-Encoding");
+    }
+    const metrics::CompressionCoding label = codingLabel(coding.coding);
+    if (coding.coding != http::Coding::Identity && !request_.isHead()) {
+        encoder_ = http::makeStreamEncoder(coding.coding,
+                                           routeCompression(*snapshot_, route_index_).level);
+        if (!encoder_) {
+            coding.coding = http::Coding::Identity;  // no memory for its state: identity
+        } else if (client_.worker().metrics != nullptr) {
+            client_.worker().metrics->compression(metrics::CompressionStage::Stream, label, 1, 0,
+                                                  0);
+        }
+    }
+    stream_coding_ = coding.coding;
     std::string weak_etag;
-    const bool stream_coded = startStreamEncoder(head);
-    if (stream_coded) {
-        // Compressed as it streams: the length is unknown until the end, and the bytes depend
-        // on how the upstream's reads fell, so a strong ETag would name bytes no other answer
-        // repeats (RFC 9110 8.8.3): it becomes weak. Ranges of it are not offered.
+    if (coding.coding != http::Coding::Identity) {
+        // Compressed as it streams (HEAD: the head that GET gets): the length is unknown until
+        // the end, and the bytes depend on how the upstream's reads fell, so a strong ETag would
+        // name bytes no other answer repeats (RFC 9110 8.8.3): it becomes weak. Ranges of it
+        // are not offered.
         edits.drop("Content-Length");
         edits.drop("Accept-Ranges");
-        edits.add("Content-Encoding", http::codingToken(stream_coding_));
-        if (!head.fields.hasToken("Vary", "accept-encoding")) {
-            edits.appendToList("Vary", "Accept-Encoding");
-        }
+        edits.add("Content-Encoding", http::codingToken(coding.coding));
         if (const std::string* etag = head.fields.get("ETag")) {
             edits.drop("ETag");
             std::string_view tag = trimOws(*etag);
@@ -1085,7 +1082,7 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
             out.body = http::ResponseBody::Stream;
             break;
     }
-    if (stream_coded) {
+    if (encoder_) {
         out.body = http::ResponseBody::Stream;
         out.content_length = 0;
     }

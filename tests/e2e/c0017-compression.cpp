@@ -432,10 +432,16 @@ TEST_SUITE("e2e/cache") {
         CHECK_FALSE(identity.hasHeader("Content-Encoding"));
         CHECK(identity.header("Content-Length") == std::to_string(kLength));
         CHECK(identity.header("ETag") == "\"s1\"");
+        CHECK(varies(identity, "Accept-Encoding"));  // it is still one of the variants
         CHECK(identity.body == originText(kLength));
-        // Never for HEAD (no body to code) or a no-transform request.
+        // HEAD gets the head GET gets; a no-transform request gets identity.
         auto head = request(strata.port(), "HEAD", url, ae("gzip"));
-        CHECK_FALSE(head.hasHeader("Content-Encoding"));
+        CHECK(head.status == 200);
+        CHECK(head.header("Content-Encoding") == "gzip");
+        CHECK_FALSE(head.hasHeader("Content-Length"));
+        CHECK(head.header("ETag") == "W/\"s1\"");
+        CHECK(varies(head, "Accept-Encoding"));
+        CHECK(head.body.empty());
         auto nt = get(strata.port(), url, ae("gzip") + "Cache-Control: no-transform\r\n");
         CHECK_FALSE(nt.hasHeader("Content-Encoding"));
         CHECK(nt.body == originText(kLength));

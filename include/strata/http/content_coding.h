@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include "strata/http/message.h"
+
 namespace strata::http {
 
 // The codings strata produces. Identity is "no coding".
@@ -46,6 +48,8 @@ struct AcceptEncoding {
 // Every Accept-Encoding field line of a request, joined (several lines form one list). An
 // element that does not parse (bad q) is ignored, not the whole field.
 AcceptEncoding parseAcceptEncoding(std::string_view value, bool present = true);
+// The request's Accept-Encoding: every line of it, as one list (RFC 9110 5.3).
+AcceptEncoding acceptEncodingOf(const Fields& request_fields);
 
 // Which of `available` (strata's codings for this object, in the route's preference order;
 // identity need not be listed) the client gets: the acceptable one with the highest quality,
@@ -60,6 +64,7 @@ Coding chooseCoding(const AcceptEncoding& accept, std::span<const Coding> availa
 // other client of the class.
 unsigned acceptClass(const AcceptEncoding& accept);
 // The class as a secondary-key fragment: "ae:" and one hex digit.
+std::string acceptClassKey(const AcceptEncoding& accept);
 std::string acceptClassKey(std::string_view accept_encoding_value, bool present);
 
 // RFC 9110 8.8.3: a strong ETag names one sequence of bytes, so each coding of a representation

@@ -112,9 +112,13 @@ private:
     void storeResponse();
     // The upstream's head as the client gets it (Via, Cache-Status, Date added).
     void sendForwardedHead(const http::ResponseHead& head);
-    // Whether an answer not being stored is compressed as it streams (the route compresses
-    // it, the client accepts a coding); sets up encoder_ when so.
-    bool startStreamEncoder(const http::ResponseHead& head);
+    // For a forwarded answer: whether it varies by Accept-Encoding (the route compresses it),
+    // and the coding it streams in (identity when stored, or the client accepts none).
+    struct StreamCoding {
+        bool varies = false;
+        http::Coding coding = http::Coding::Identity;
+    };
+    StreamCoding decideStreamCoding(const http::ResponseHead& head) const;
     void countStreamed(std::uint64_t in, std::uint64_t out);
     void releaseDeferredResponse();
     void invalidateAfterUnsafe(const http::ResponseHead& head);
