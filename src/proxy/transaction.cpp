@@ -1029,7 +1029,8 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
         edits.add("Date", date);
     }
     StreamCoding coding = decideStreamCoding(head);
-    if (coding.varies && !head.fields.hasToken("Vary", "accept-encoding")) {
+    if (coding.varies && !head.fields.hasToken("Vary", "accept-encoding") &&
+        !head.fields.hasToken("Vary", "*")) {
         // Identity or not, a compressible answer varies by Accept-Encoding (RFC 9110 12.5.5),
         // so a shared cache downstream keys it as strata's hits are keyed.
         edits.appendToList("Vary", "Accept-Encoding");
