@@ -132,6 +132,7 @@ enum class Kind {
     Upload,    // /upload hashes the body
     Delay,     // /delay/MS
     SlowBody,  // /slowbody/MS
+    Events,    // /events/MS: two server-sent events MS apart, chunked
     Hang,      // /hang
     Drop,      // /drop
     Close,     // /close
@@ -491,6 +492,8 @@ void Connection::onRequestHead(RequestHead&& head) {
         kind_ = Kind::Delay;
     } else if (path.starts_with("/slowbody/")) {
         kind_ = Kind::SlowBody;
+    } else if (path.starts_with("/events/")) {
+        kind_ = Kind::Events;
     } else if (path == "/hang") {
         kind_ = Kind::Hang;
     } else if (path == "/drop") {
@@ -644,6 +647,22 @@ void Connection::onRequestComplete() {
         case Kind::Bytes:
             startBytes();
             return;
+        case Kind::Events: {
+            // The first event now, the second and the end of the stream after MS: a proxy that
+            // holds bytes back (buffering, a compressor never flushed) delays the first one.
+            std::string out;
+            appendHead(out, 200,
+                       "Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n");
+            if (head_.isHead()) {
+                bufferevent_write(bev_, out.data(), out.size());
+                finishResponse();
+                return;
+            }
+            out += "d\r\ndata: first\n\n\r\n";
+            bufferevent_write(bev_, out.data(), out.size());
+            armTimer(toNumber(std::string_view(path).substr(8), 0));
+            return;
+        }
         case Kind::Delay:
         case Kind::SlowBody: {
             auto slash = path.rfind('/');
@@ -732,6 +751,26 @@ void Connection::onRequestComplete() {
             server_.counts.clear();
         }
         respond(200, "reset\n");
+        return;
+    }
+    if (auto at = path.find("/text/"); at != std::string::npos) {
+        // .../text/N: a compressible body of N bytes (HTML-like lines; c0017-compression.cpp
+        // builds the same), Content-Type text/html unless ?type= names another.
+        const std::size_t n = static_cast<std::size_t>(
+            std::min<std::uint64_t>(toNumber(std::string_view(path).substr(at + 6), 0), 64 << 20));
+        std::string body;
+        body.reserve(n + 64);
+        for (std::size_t i = 0; body.size() < n; ++i) {
+            body += "<p id=\"l" + std::to_string(i) + "\">strata compresses this line " +
+                    std::to_string(i * 7919 % 1000) + "</p>\n";
+        }
+        body.resize(n);
+        std::string type = "text/html";
+        if (auto pos = head_.query.find("type="); pos != std::string::npos) {
+            std::string_view rest = std::string_view(head_.query).substr(pos + 5);
+            type = urlDecode(rest.substr(0, rest.find('&')));
+        }
+        respond(200, body, type);
         return;
     }
     if (path == "/") {
@@ -890,6 +929,10 @@ void Connection::onTimer(evutil_socket_t, short, void* arg) {
         self->respond(200, "delayed " + self->head_.path.substr(7) + "ms\n");
     } else if (self->kind_ == Kind::SlowBody) {
         bufferevent_write(self->bev_, "slow body\n", 10);
+        self->finishResponse();
+    } else if (self->kind_ == Kind::Events) {
+        static constexpr std::string_view kRest = "e\r\ndata: second\n\n\r\n0\r\n\r\n";
+        bufferevent_write(self->bev_, kRest.data(), kRest.size());
         self->finishResponse();
     }
 }
@@ -1054,7 +1097,7 @@ int main(int argc, char** argv) {
                 "usage: strata-origin --listen HOST:PORT [--listen ...] [--port-file FILE] "
                 "[--name NAME] [--threads N] [--expect-proxy]\n"
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
-                "           /close /drop /hang /slowbody/MS /seq... /__stats /__reset\n"
+                "           /close /drop /hang /slowbody/MS /events/MS /seq... /__stats /__reset\n"
                 "           .../ws[?hello=TEXT] (WebSocket echo)\n"
                 "           /__fail?status=CODE|hang; ?cc=... ?h=N:V (h=ETag:.. / "
                 "Last-Modified:..\n"

@@ -16,17 +16,45 @@ void releaseBody(const void* /*data*/, std::size_t /*len*/, void* extra) {
 }
 
 CacheEntry::CacheEntry(int status, std::string reason, http::Fields fields, BodyPtr body,
-                       EntryMeta meta)
+                       EntryMeta meta, std::vector<EncodedBody> encoded)
     : status_(status),
       reason_(std::move(reason)),
       fields_(std::move(fields)),
       body_(std::move(body)),
-      meta_(std::move(meta)) {
+      meta_(std::move(meta)),
+      encoded_(std::move(encoded)) {
     if (reason_.empty()) {
         reason_ = std::string(http::reasonPhrase(status_));
     }
     http::appendStatusLine(head_, status_, reason_, 1);
     http::appendFields(head_, fields_);
+    for (EncodedBody& e : encoded_) {
+        e.fields = fields_;
+        // RFC 9110 8.8.3: the coded bytes are another representation, so another strong ETag.
+        const std::string* etag = fields_.get("ETag");
+        if (etag != nullptr) {
+            std::string coded = http::encodedEtag(*etag, e.coding);
+            if (coded.empty()) {
+                e.fields.remove("ETag");
+            } else {
+                e.fields.set("ETag", coded);
+            }
+        }
+        e.fields.remove("Content-Encoding");
+        e.fields.add("Content-Encoding", http::codingToken(e.coding));
+        e.head.clear();
+        http::appendStatusLine(e.head, status_, reason_, 1);
+        http::appendFields(e.head, e.fields);
+    }
+}
+
+std::vector<EncodedBody> CacheEntry::encodedBodies() const {
+    std::vector<EncodedBody> out;
+    out.reserve(encoded_.size());
+    for (const EncodedBody& e : encoded_) {
+        out.push_back({e.coding, e.body, {}, {}});
+    }
+    return out;
 }
 
 Seconds CacheEntry::currentAge(WallTime now) const {
@@ -57,13 +85,23 @@ std::uint64_t CacheEntry::charge() const {
         // The control block of make_shared plus the block itself.
         n += sizeof(Body) + 32 + body_->capacity();
     }
+    for (const EncodedBody& e : encoded_) {
+        n += sizeof(EncodedBody) + e.head.capacity();
+        for (const auto& f : e.fields) {
+            n += sizeof(http::Field) + f.name.capacity() + f.value.capacity();
+        }
+        if (e.body) {
+            n += sizeof(Body) + 32 + e.body->capacity();
+        }
+    }
     return n;
 }
 
 EntryPtr CacheEntry::withSoftPurge() const {
     EntryMeta meta = meta_;
     meta.freshness.soft_purged = true;
-    return std::make_shared<const CacheEntry>(status_, reason_, fields_, body_, std::move(meta));
+    return std::make_shared<const CacheEntry>(status_, reason_, fields_, body_, std::move(meta),
+                                              encodedBodies());
 }
 
 void stripUnstoredFields(http::Fields& fields, const CacheControl& cc) {

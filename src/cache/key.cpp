@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "strata/common/strings.h"
+#include "strata/http/content_coding.h"
 #include "strata/http/message.h"
 
 namespace strata::cache {
@@ -195,6 +196,14 @@ std::string secondaryKey(const VarySpec& vary, const http::Fields& request_field
     std::string out;
     for (const auto& name : vary.names) {
         out.append(name);
+        if (name == "accept-encoding") {
+            // By variant class, not by value: every spelling of "gzip, br" shares one variant,
+            // and what varies by coding makes at most 16 (http::acceptClass()).
+            out.push_back('=');
+            out.append(http::acceptClassKey(http::acceptEncodingOf(request_fields)));
+            out.push_back('\n');
+            continue;
+        }
         bool present = false;
         for (const auto& f : request_fields) {
             if (equalsIgnoreCase(f.name, name)) {

@@ -147,8 +147,13 @@ EntryPtr mergeNotModified(const CacheEntry& stored, const http::ResponseHead& nm
     if (const std::string* lm = merged.get("Last-Modified")) {
         meta.last_modified = parseHttpDate(*lm, response_time);
     }
+    if (!stored.encoded().empty() && !merged.hasToken("Vary", "accept-encoding")) {
+        // The stored codings still answer by Accept-Encoding, whatever Vary the 304 brought.
+        merged.appendToList("Vary", "Accept-Encoding");
+    }
     return std::make_shared<const CacheEntry>(stored.status(), stored.reason(), std::move(merged),
-                                              stored.body(), std::move(meta));
+                                              stored.body(), std::move(meta),
+                                              stored.encodedBodies());
 }
 
 ConditionalResult evaluateConditionals(const CacheEntry& stored, const http::RequestHead& req,
@@ -168,6 +173,15 @@ ConditionalResult evaluateConditionals(const CacheEntry& stored, const http::Req
             if (tag == "*" ||
                 (!stored.meta().etag.empty() && weakEtagMatch(tag, stored.meta().etag))) {
                 matched = true;
+                return;
+            }
+            // A client holding one of the stored codings validates with its ETag ("abc-br"):
+            // the same stored response, so the same 304 (RFC 9110 8.8.3 tags per coding).
+            if (!stored.encoded().empty() && !stored.meta().etag.empty()) {
+                if (auto identity = http::identityEtag(tag);
+                    identity && weakEtagMatch(*identity, stored.meta().etag)) {
+                    matched = true;
+                }
             }
         });
     }

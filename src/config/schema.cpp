@@ -1013,6 +1013,75 @@ void readRouteCache(Loader& loader, const Node& value, const Mark& key_mark,
     }
 }
 
+// routes[].compression: present means on (see config::RouteCompression for why it is opt-in).
+void readCompression(Loader& loader, const Node& value, const Mark& key_mark,
+                     const std::string& path, Route& out) {
+    out.compression.enabled = true;
+    loader.readMap(value, key_mark, path, out.compression);
+}
+
+void readEncodings(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                   RouteCompression& out) {
+    out.encodings.clear();
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            std::string token;
+            if (!loader.readScalar(node, key_mark, item_path, "br or gzip", token)) {
+                return;
+            }
+            token = toLower(token);
+            if (token != "br" && token != "gzip") {
+                std::string message =
+                    "\"" + token + "\" is not a coding strata produces; expected br or gzip";
+                auto hint = suggest(token, {"br", "gzip"});
+                if (!hint.empty()) {
+                    message += "; did you mean \"" + hint + "\"?";
+                }
+                loader.error(node.Mark(), item_path, message);
+                return;
+            }
+            if (std::find(out.encodings.begin(), out.encodings.end(), token) !=
+                out.encodings.end()) {
+                loader.error(node.Mark(), item_path, "duplicate coding \"" + token + "\"");
+                return;
+            }
+            out.encodings.push_back(std::move(token));
+        });
+    if (value.IsSequence() && value.size() == 0) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "at least one coding; leave compression out to send bodies as they are");
+    }
+}
+
+// "type/subtype" or "type/*", RFC 9110 8.3.1 tokens, stored lowercase.
+bool checkMediaType(std::string& value, std::string& error) {
+    value = toLower(value);
+    const auto slash = value.find('/');
+    auto token = [](std::string_view t) {
+        return !t.empty() && std::all_of(t.begin(), t.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+                   std::string_view("!#$&-^_.+").find(c) != std::string_view::npos;
+        });
+    };
+    if (slash == std::string::npos || !token(std::string_view(value).substr(0, slash)) ||
+        !(value.substr(slash + 1) == "*" || token(std::string_view(value).substr(slash + 1)))) {
+        error = "\"" + value + "\" is not a media type (type/subtype or type/*, no parameters)";
+        return false;
+    }
+    return true;
+}
+
+void readCompressTypes(Loader& loader, const Node& value, const Mark& key_mark,
+                       const std::string& path, RouteCompression& out) {
+    out.types.clear();
+    readNameList(loader, value, key_mark, path, "media type", checkMediaType, /*fold=*/true,
+                 out.types);
+    if (value.IsSequence() && value.size() == 0) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "at least one media type; leave compression out to send bodies as they are");
+    }
+}
+
 void readL1(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
             Cache& out) {
     loader.l1_max_bytes_written = loader.readMap(value, key_mark, path, out.l1).has("max_bytes");
@@ -1345,6 +1414,9 @@ const std::vector<Field<Route>>& fieldsOf<Route>() {
                            nullptr, /*required=*/true),
         customField<Route>("cache", readRouteCache, "mapping", "", "cache policy; absent = bypass",
                            describeSection<RouteCache>),
+        customField<Route>("compression", readCompression, "mapping", "",
+                           "gzip/br for clients that accept them; absent = never compress",
+                           describeSection<RouteCompression>),
         flagField<Route>("websocket", &Route::websocket,
                          "tunnel WebSocket upgrades; false answers them 403"),
         customField<Route>("upgrade_protocols", readUpgradeProtocols, "list of tokens", "[]",
@@ -1434,6 +1506,21 @@ const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>() {
         customField<RouteCache>(
             "allow_override_headers", readAllowOverrideHeaders, "list of header names", "[]",
             "override fields (X-Original-URL, X-HTTP-Method-Override, ...) still forwarded"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<RouteCompression>>& fieldsOf<RouteCompression>() {
+    static const std::vector<Field<RouteCompression>> fields{
+        customField<RouteCompression>("encodings", readEncodings, "list of br|gzip", "[br, gzip]",
+                                      "codings produced, preferred first when a client ties"),
+        bytesField<RouteCompression>("min_bytes", &RouteCompression::min_bytes, 0, kGiB,
+                                     "smaller bodies are sent as they are"),
+        customField<RouteCompression>("types", readCompressTypes, "list of media types", "",
+                                      "Content-Types compressed (type/subtype or type/*)"),
+        countField<RouteCompression>("level", &RouteCompression::level, 1, 9,
+                                     "gzip level and brotli quality"),
     };
     return fields;
 }

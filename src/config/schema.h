@@ -104,6 +104,8 @@ const std::vector<Field<RouteCache>>& fieldsOf<RouteCache>();
 template <>
 const std::vector<Field<RouteCacheKey>>& fieldsOf<RouteCacheKey>();
 template <>
+const std::vector<Field<RouteCompression>>& fieldsOf<RouteCompression>();
+template <>
 const std::vector<Field<Limits>>& fieldsOf<Limits>();
 template <>
 const std::vector<Field<Http2>>& fieldsOf<Http2>();

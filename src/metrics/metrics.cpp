@@ -219,6 +219,16 @@ std::string_view name(UnderscoreAction v) {
     return k[idx(v)];
 }
 
+std::string_view name(CompressionStage v) {
+    static constexpr std::array<std::string_view, count<CompressionStage>()> k{"store", "stream"};
+    return k[idx(v)];
+}
+
+std::string_view name(CompressionCoding v) {
+    static constexpr std::array<std::string_view, count<CompressionCoding>()> k{"gzip", "br"};
+    return k[idx(v)];
+}
+
 std::string_view name(Protocol v) {
     static constexpr std::array<std::string_view, count<Protocol>()> k{"http/1.1", "h2"};
     return k[idx(v)];
@@ -320,6 +330,15 @@ void WorkerMetrics::tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_cli
     tunnels_closed_.add();
     tunnel_bytes_up_.add(to_upstream);
     tunnel_bytes_down_.add(to_client);
+}
+
+void WorkerMetrics::compression(CompressionStage stage, CompressionCoding coding,
+                                std::uint64_t bodies, std::uint64_t in_bytes,
+                                std::uint64_t out_bytes) {
+    const std::size_t i = idx(stage) * count<CompressionCoding>() + idx(coding);
+    compression_bodies_[i].add(bodies);
+    compression_in_[i].add(in_bytes);
+    compression_out_[i].add(out_bytes);
 }
 
 void WorkerMetrics::underscoreFields(UnderscoreAction action, std::uint64_t fields) {
@@ -784,6 +803,43 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                      static_cast<double>(n));
         }
         out.push_back(std::move(underscore_f));
+
+        // Compression.
+        auto compressed_f = family("strata_compression_bodies_total",
+                                   "bodies compressed, when stored (or promoted from L2) or while "
+                                   "streaming, by coding",
+                                   MetricType::Counter);
+        auto compressed_bytes_f =
+            family("strata_compression_bytes_total",
+                   "bytes into (direction=in) and out of (direction=out) the compressors",
+                   MetricType::Counter);
+        for (std::size_t st = 0; st < count<CompressionStage>(); ++st) {
+            for (std::size_t c = 0; c < count<CompressionCoding>(); ++c) {
+                const std::size_t i = st * count<CompressionCoding>() + c;
+                std::uint64_t bodies = 0;
+                std::uint64_t in = 0;
+                std::uint64_t out_bytes = 0;
+                for (const auto& w : workers_) {
+                    if (w) {
+                        bodies += w->compression_bodies_[i].get();
+                        in += w->compression_in_[i].get();
+                        out_bytes += w->compression_out_[i].get();
+                    }
+                }
+                const std::string stage(name(static_cast<CompressionStage>(st)));
+                const std::string coding(name(static_cast<CompressionCoding>(c)));
+                addValue(compressed_f, Labels{{"stage", stage}, {"coding", coding}},
+                         static_cast<double>(bodies));
+                addValue(compressed_bytes_f,
+                         Labels{{"stage", stage}, {"coding", coding}, {"direction", "in"}},
+                         static_cast<double>(in));
+                addValue(compressed_bytes_f,
+                         Labels{{"stage", stage}, {"coding", coding}, {"direction", "out"}},
+                         static_cast<double>(out_bytes));
+            }
+        }
+        out.push_back(std::move(compressed_f));
+        out.push_back(std::move(compressed_bytes_f));
 
         // Upgrade tunnels (WebSocket).
         auto tunnels_f = family("strata_tunnels_total",

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "strata/cache/cache_control.h"
+#include "strata/common/log.h"
 #include "strata/common/strings.h"
 
 namespace strata::proxy {
@@ -122,7 +123,8 @@ std::vector<BodyPart> multipartParts(const std::vector<ByteRange>& ranges, std::
 }
 
 DeliveryPlan planDelivery(const cache::CacheEntry& entry, std::string_view method,
-                          std::string_view range, std::string_view if_range, WallTime now,
+                          std::string_view range, std::string_view if_range,
+                          const http::Fields& request_fields, WallTime now,
                           std::string_view boundary) {
     DeliveryPlan plan;
     plan.status = entry.status();
@@ -130,6 +132,15 @@ DeliveryPlan planDelivery(const cache::CacheEntry& entry, std::string_view metho
     plan.content_length = length;
     if (entry.status() != 200) {
         return plan;  // ranges apply to a complete 200 representation only
+    }
+    const cache::EncodedBody* coded =
+        range.empty() ? chooseStoredCoding(entry, method, request_fields) : nullptr;
+    if (coded != nullptr) {
+        // A stored coding: its whole body and head. Accept-Ranges is not offered for it, since
+        // a range request is answered from identity (the origin's own field stays as stored).
+        plan.coded = coded;
+        plan.content_length = coded->body ? coded->body->size() : 0;
+        return plan;
     }
     // The origin's own Accept-Ranges stays as stored (a whole answer's head is not re-serialized,
     // so it could not be dropped); otherwise the cache says what it can do.
@@ -170,6 +181,105 @@ DeliveryPlan planDelivery(const cache::CacheEntry& entry, std::string_view metho
         plan.content_length += p.length > 0 ? p.length : p.literal.size();
     }
     return plan;
+}
+
+CompressionPolicy compileCompression(const config::RouteCompression& config) {
+    CompressionPolicy policy;
+    policy.enabled = config.enabled;
+    for (const std::string& token : config.encodings) {
+        if (auto coding = http::parseCodingToken(token)) {
+            policy.codings.push_back(*coding);
+        }
+    }
+    policy.enabled = policy.enabled && !policy.codings.empty();
+    policy.min_bytes = config.min_bytes;
+    policy.types = config.types;
+    policy.level = static_cast<int>(config.level);
+    return policy;
+}
+
+bool compressible(const CompressionPolicy& policy, int status, const http::Fields& fields,
+                  std::optional<std::uint64_t> length) {
+    if (!policy.enabled || status != 200) {
+        return false;
+    }
+    if (fields.has("Content-Encoding") || fields.has("Content-Range")) {
+        return false;  // already coded by the origin (kept as it is), or a part of one
+    }
+    if (length && *length < policy.min_bytes) {
+        return false;
+    }
+    const std::string* type = fields.get("Content-Type");
+    if (type == nullptr || !http::typeListed(*type, policy.types)) {
+        return false;
+    }
+    return !cache::responseDirectives(fields).cc.no_transform;
+}
+
+cache::EntryPtr encodeForStore(const cache::EntryPtr& entry, const CompressionPolicy& policy) {
+    if (!entry || !entry->encoded().empty() ||
+        !compressible(policy, entry->status(), entry->fields(), entry->bodySize())) {
+        return entry;
+    }
+    std::vector<cache::EncodedBody> encoded;
+    const std::string_view body = entry->body() ? std::string_view(*entry->body()) : "";
+    for (http::Coding coding : policy.codings) {
+        auto packed = http::compressBody(coding, body, policy.level);
+        if (!packed) {
+            LOG_WARN("compression: %.*s failed for a stored body; sent as identity",
+                     static_cast<int>(http::codingToken(coding).size()),
+                     http::codingToken(coding).data());
+            continue;
+        }
+        if (packed->size() >= body.size()) {
+            continue;  // incompressible (already packed data under a text type): not worth it
+        }
+        encoded.push_back(
+            {coding, std::make_shared<const cache::Body>(std::move(*packed)), {}, {}});
+    }
+    // Vary: Accept-Encoding even when no coding paid off: the miss before the store said so,
+    // and hits must agree with it.
+    http::Fields fields = entry->fields();
+    if (!fields.hasToken("Vary", "accept-encoding")) {
+        fields.appendToList("Vary", "Accept-Encoding");
+    }
+    // The identity head and every coding's share the fields; meta (and so the secondary key)
+    // is the origin's: one stored object answers every Accept-Encoding.
+    return std::make_shared<const cache::CacheEntry>(entry->status(), entry->reason(),
+                                                     std::move(fields), entry->body(),
+                                                     entry->meta(), std::move(encoded));
+}
+
+const cache::EncodedBody* chooseStoredCoding(const cache::CacheEntry& entry,
+                                             std::string_view method,
+                                             const http::Fields& request_fields) {
+    if (entry.encoded().empty() || entry.status() != 200 || (method != "GET" && method != "HEAD") ||
+        request_fields.has("Range")) {
+        return nullptr;
+    }
+    if (request_fields.has("Cache-Control") &&
+        cache::requestDirectives(request_fields).no_transform) {
+        return nullptr;
+    }
+    const http::AcceptEncoding accept = http::acceptEncodingOf(request_fields);
+    if (!accept.present) {
+        return nullptr;
+    }
+    http::Coding available[http::kCodingCount];
+    std::size_t n = 0;
+    for (const cache::EncodedBody& e : entry.encoded()) {
+        if (n < std::size(available)) {
+            available[n++] = e.coding;
+        }
+    }
+    const http::Coding chosen =
+        http::chooseCoding(accept, std::span<const http::Coding>(available, n));
+    for (const cache::EncodedBody& e : entry.encoded()) {
+        if (e.coding == chosen) {
+            return &e;
+        }
+    }
+    return nullptr;
 }
 
 }  // namespace strata::proxy

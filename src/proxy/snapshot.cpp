@@ -63,6 +63,7 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
     route_cache.reserve(config->routes.size());
     for (const auto& route : config->routes) {
         route_cache.push_back(routeCachePolicy(route.cache));
+        route_compression.push_back(compileCompression(route.compression));
         route_names.push_back(route.name.empty() ? std::to_string(route_names.size()) : route.name);
         route_metric_slots.push_back(metrics::global().routeSlot(route_names.back()));
         auto it = upstreams.find(route.upstream);

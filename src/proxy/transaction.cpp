@@ -46,6 +46,28 @@ const RouteCachePolicy& routeCache(const Snapshot& snapshot, int route_index) {
     return snapshot.route_cache[static_cast<std::size_t>(route_index)];
 }
 
+const CompressionPolicy& routeCompression(const Snapshot& snapshot, int route_index) {
+    return snapshot.route_compression[static_cast<std::size_t>(route_index)];
+}
+
+metrics::CompressionCoding codingLabel(http::Coding coding) {
+    return coding == http::Coding::Br ? metrics::CompressionCoding::Br
+                                      : metrics::CompressionCoding::Gzip;
+}
+
+// encodeForStore(), counted: the store-time processor every path to L1 goes through.
+cache::EntryPtr compressForStore(const cache::EntryPtr& entry, const CompressionPolicy& policy,
+                                 metrics::WorkerMetrics* m) {
+    cache::EntryPtr out = encodeForStore(entry, policy);
+    if (m != nullptr && out != entry) {
+        for (const cache::EncodedBody& e : out->encoded()) {
+            m->compression(metrics::CompressionStage::Store, codingLabel(e.coding), 1,
+                           out->bodySize(), e.body ? e.body->size() : 0);
+        }
+    }
+    return out;
+}
+
 // The entry for a response checkStorable() accepted, with the route's policy.
 cache::EntryPtr buildStoredEntry(const RouteCachePolicy& route, const http::RequestHead& request,
                                  const http::ResponseHead& response, const std::string& key,
@@ -257,9 +279,11 @@ private:
     }
     void onExchangeComplete() override {
         if (!result_ && storing_) {
-            result_ = buildStoredEntry(route(), request_, head_, key_,
-                                       std::make_shared<const cache::Body>(std::move(body_)),
-                                       request_time_, response_time_);
+            result_ = compressForStore(
+                buildStoredEntry(route(), request_, head_, key_,
+                                 std::make_shared<const cache::Body>(std::move(body_)),
+                                 request_time_, response_time_),
+                routeCompression(*snapshot_, route_index_), worker_.metrics);
         }
         done();
     }
@@ -509,8 +533,15 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
     // miss is counted once (an answer from L2 is counted when it is used).
     metrics::WorkerMetrics* m = l2_miss_counted_ ? nullptr : client_.worker().metrics;
     if (result.status == cache::L2Status::Hit && result.entry) {
-        // Promoted to L1 (when it fits), stale or not, so the next request finds it there.
-        client_.worker().cache->l1->insert(result.entry);
+        // Promoted to L1 (when it fits), stale or not, so the next request finds it there. L2
+        // keeps identity only: the codings are made again here, once per promotion; an entry
+        // L1 will not hold is served as identity rather than compressed on every L2 hit.
+        cache::L1Cache& l1 = *client_.worker().cache->l1;
+        if (l1.admits(result.entry->charge())) {
+            result.entry =
+                compressForStore(result.entry, routeCompression(*snapshot_, route_index_), m);
+        }
+        l1.insert(result.entry);
         cache::LookupDecision decision =
             result.entry->decide(request_cc_, std::chrono::system_clock::now());
         if (useStored(result.entry, decision, metrics::Tier::L2)) {
@@ -796,6 +827,15 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
         // Range (RFC 9110 13.2.2), so a 304 never carries a range.
         status_ = 304;
         not_modified = cache::notModifiedFields(*entry);
+        if (const cache::EncodedBody* coded =
+                chooseStoredCoding(*entry, request_.method, request_.fields)) {
+            // RFC 9110 15.4.5: the ETag the 200 would have carried, the coding's own.
+            if (const std::string* etag = coded->fields.get("ETag")) {
+                not_modified.set("ETag", *etag);
+            } else {
+                not_modified.remove("ETag");
+            }
+        }
         out.status = 304;
         out.fields = &not_modified;
     } else {
@@ -805,13 +845,14 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
             boundary = multipartBoundary();
         }
         plan = planDelivery(*entry, request_.method, range ? std::string_view(*range) : "",
-                            if_range ? std::string_view(*if_range) : "", now, boundary);
+                            if_range ? std::string_view(*if_range) : "", request_.fields, now,
+                            boundary);
         status_ = plan.status;
         out.status = status_;
-        out.fields = &entry->fields();
+        out.fields = plan.coded ? &plan.coded->fields : &entry->fields();
         if (plan.whole_body) {
             out.reason = entry->reason();
-            out.serialized_http1 = entry->serializedHead();
+            out.serialized_http1 = plan.coded ? plan.coded->head : entry->serializedHead();
         } else {
             // The stored status line is not this answer's: the codec serializes the fields,
             // so drops apply. A stored Content-Range (odd on a 200) would contradict ours.
@@ -840,7 +881,7 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
     client_.sendHead(out);
     if (out.body == http::ResponseBody::Length && !out.head_only && out.content_length > 0) {
         if (plan.whole_body) {
-            client_.sendBody(entry->body());
+            client_.sendBody(plan.coded ? plan.coded->body : entry->body());
         } else {
             for (const BodyPart& part : plan.parts) {
                 if (part.length > 0) {
@@ -1167,6 +1208,48 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
     sendForwardedHead(head);
 }
 
+Transaction::StreamCoding Transaction::decideStreamCoding(const http::ResponseHead& head) const {
+    StreamCoding d;
+    const bool head_request = request_.isHead();
+    if ((request_.method != "GET" && !head_request) || !upgrade_.empty()) {
+        return d;
+    }
+    std::optional<std::uint64_t> length;
+    if (head.framing == http::BodyFraming::Length) {
+        length = head.content_length;
+    } else if (head_request) {
+        // An answer to HEAD has no body, but says how long GET's would be: min_bytes decides
+        // for it as for GET, so the two heads agree.
+        if (const std::string* cl = head.fields.get("Content-Length")) {
+            length = parseDecimal(trimOws(*cl));
+        }
+    } else if (head.framing == http::BodyFraming::None) {
+        return d;
+    }
+    const CompressionPolicy& policy = routeCompression(*snapshot_, route_index_);
+    if (!compressible(policy, head.status, head.fields, length)) {
+        return d;
+    }
+    // Whoever asks, the answer depends on Accept-Encoding now: identity ones say so too.
+    d.varies = true;
+    // An answer being stored streams identity: its codings are made once, from the stored
+    // body, and the hits after it get them.
+    if (storing_ || request_.fields.has("Range") ||
+        (request_.fields.has("Cache-Control") &&
+         cache::requestDirectives(request_.fields).no_transform)) {
+        return d;
+    }
+    d.coding = http::chooseCoding(http::acceptEncodingOf(request_.fields), policy.codings);
+    return d;
+}
+
+void Transaction::countStreamed(std::uint64_t in, std::uint64_t out) {
+    if (client_.worker().metrics != nullptr) {
+        client_.worker().metrics->compression(metrics::CompressionStage::Stream,
+                                              codingLabel(stream_coding_), 0, in, out);
+    }
+}
+
 void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     http::FieldEdits edits;
     edits.drop("Strata-Cache-Control");  // targeted at strata only (RFC 9213 style)
@@ -1179,6 +1262,43 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
     if (!head.fields.has("Date")) {
         date = cache::formatHttpDate(storing_ ? response_time_ : std::chrono::system_clock::now());
         edits.add("Date", date);
+    }
+    StreamCoding coding = decideStreamCoding(head);
+    if (coding.varies && !head.fields.hasToken("Vary", "accept-encoding") &&
+        !head.fields.hasToken("Vary", "*")) {
+        // Identity or not, a compressible answer varies by Accept-Encoding (RFC 9110 12.5.5),
+        // so a shared cache downstream keys it as strata's hits are keyed.
+        edits.appendToList("Vary", "Accept-Encoding");
+    }
+    const metrics::CompressionCoding label = codingLabel(coding.coding);
+    if (coding.coding != http::Coding::Identity && !request_.isHead()) {
+        encoder_ = http::makeStreamEncoder(coding.coding,
+                                           routeCompression(*snapshot_, route_index_).level);
+        if (!encoder_) {
+            coding.coding = http::Coding::Identity;  // no memory for its state: identity
+        } else if (client_.worker().metrics != nullptr) {
+            client_.worker().metrics->compression(metrics::CompressionStage::Stream, label, 1, 0,
+                                                  0);
+        }
+    }
+    stream_coding_ = coding.coding;
+    std::string weak_etag;
+    if (coding.coding != http::Coding::Identity) {
+        // Compressed as it streams (HEAD: the head that GET gets): the length is unknown until
+        // the end, and the bytes depend on how the upstream's reads fell, so a strong ETag would
+        // name bytes no other answer repeats (RFC 9110 8.8.3): it becomes weak. Ranges of it
+        // are not offered.
+        edits.drop("Content-Length");
+        edits.drop("Accept-Ranges");
+        edits.add("Content-Encoding", http::codingToken(coding.coding));
+        if (const std::string* etag = head.fields.get("ETag")) {
+            edits.drop("ETag");
+            std::string_view tag = trimOws(*etag);
+            if (!tag.empty()) {
+                weak_etag = tag.starts_with("W/") ? std::string(tag) : "W/" + std::string(tag);
+                edits.add("ETag", weak_etag);
+            }
+        }
     }
     http::OutgoingResponse out;
     out.status = head.status;
@@ -1197,6 +1317,10 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
         case http::BodyFraming::UntilClose:
             out.body = http::ResponseBody::Stream;
             break;
+    }
+    if (encoder_) {
+        out.body = http::ResponseBody::Stream;
+        out.content_length = 0;
     }
     enter(State::Streaming);
     client_.sendHead(out);
@@ -1231,6 +1355,26 @@ void Transaction::onExchangeBody(std::string_view data) {
             }
         }
     }
+    if (encoder_) {
+        // One flush per upstream read: what the origin sent is decodable by the client now (a
+        // server-sent event is never held back), and memory stays the coder's window.
+        coded_.clear();
+        if (!encoder_->write(data, coded_) || !encoder_->flush(coded_)) {
+            STRATA_BUG("stream compressor failed");
+            encoder_.reset();
+            if (exchange_) {
+                exchange_->abort();
+            }
+            onExchangeFailure(502, true, "compression failed");
+            return;
+        }
+        countStreamed(data.size(), coded_.size());
+        if (!coded_.empty()) {
+            client_.sendBody(coded_);
+            body_bytes_sent_ += coded_.size();
+        }
+        return;
+    }
     client_.sendBody(data);
     body_bytes_sent_ += data.size();
 }
@@ -1238,9 +1382,11 @@ void Transaction::onExchangeBody(std::string_view data) {
 void Transaction::storeResponse() {
     storing_ = false;
     held_body_ = std::make_shared<const cache::Body>(std::move(body_));
-    cache::EntryPtr entry =
+    // Compressed here, once: every hit after it is served from the stored codings.
+    cache::EntryPtr entry = compressForStore(
         buildStoredEntry(routeCache(*snapshot_, route_index_), request_, stored_head_, primary_key_,
-                         held_body_, request_time_, response_time_);
+                         held_body_, request_time_, response_time_),
+        routeCompression(*snapshot_, route_index_), client_.worker().metrics);
     if (entry) {
         client_.worker().cache->keep(entry, std::chrono::system_clock::now(), lease_owner_);
         lease_owner_ = false;  // released once L2 has the object, so waiters find it
@@ -1272,6 +1418,15 @@ void Transaction::onExchangeComplete() {
         }
     } else {
         finishCoalescing(nullptr, false);
+    }
+    if (encoder_) {
+        coded_.clear();
+        if (encoder_->finish(coded_) && !coded_.empty()) {
+            countStreamed(0, coded_.size());
+            client_.sendBody(coded_);
+            body_bytes_sent_ += coded_.size();
+        }
+        encoder_.reset();
     }
     logAccess();
     enter(State::Finished);

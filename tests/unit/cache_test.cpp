@@ -811,9 +811,18 @@ TEST_SUITE("cache/key") {
         CHECK(k1 == k2);  // whitespace and field-name case normalised
         auto k3 = secondaryKey(vary, fieldsOf({{"Accept-Encoding", "gzip"}, {"Accept", "*/*"}}));
         CHECK(k1 != k3);
-        auto absent = secondaryKey(vary, fieldsOf({{"Accept", "*/*"}}));
-        auto empty = secondaryKey(vary, fieldsOf({{"Accept", "*/*"}, {"Accept-Encoding", ""}}));
+        auto absent = secondaryKey(vary, fieldsOf({{"Accept-Encoding", "br"}}));
+        auto empty = secondaryKey(vary, fieldsOf({{"Accept", ""}, {"Accept-Encoding", "br"}}));
         CHECK(absent != empty);
+        // Accept-Encoding keys by variant class (http::acceptClass), so its spellings cannot
+        // multiply the variants: absent, empty and identity-only all get identity.
+        CHECK(secondaryKey(vary, fieldsOf({{"Accept", "x"}})) ==
+              secondaryKey(vary, fieldsOf({{"Accept", "x"}, {"Accept-Encoding", "identity"}})));
+        CHECK(secondaryKey(vary,
+                           fieldsOf({{"Accept", "x"}, {"Accept-Encoding", "br;q=0.5, gzip"}})) ==
+              secondaryKey(vary, fieldsOf({{"Accept", "x"}, {"Accept-Encoding", "GZIP,BR"}})));
+        CHECK(secondaryKey(vary, fieldsOf({{"Accept", "x"}, {"Accept-Encoding", "gzip, br"}})) ==
+              "accept=x\naccept-encoding=ae:3\n");
         // Several lines combine like one comma-joined line.
         auto lines = secondaryKey(
             vary,
@@ -850,7 +859,7 @@ TEST_SUITE("cache/entry") {
         CHECK(e->meta().etag == "W/\"v1\"");
         CHECK(e->meta().last_modified.has_value());
         CHECK(e->meta().tags == std::vector<std::string>{"a", "b"});
-        CHECK(e->meta().secondary_key == "accept-encoding=gzip\n");
+        CHECK(e->meta().secondary_key == "accept-encoding=ae:1\n");
         CHECK(e->freshness().corrected_initial_age == seconds(3));
         CHECK(e->bodySize() == 5);
         std::string head;
@@ -1078,12 +1087,12 @@ TEST_SUITE("cache/l1") {
         CHECK(l1.lookup("u", gz).entry->bodySize() == 1);
         CHECK(l1.lookup("u", br).entry->bodySize() == 2);
         CHECK(l1.lookup("u", id).miss == L1Miss::Vary);
-        CHECK(l1.find("u", "accept-encoding=br\n"));
+        CHECK(l1.find("u", "accept-encoding=ae:2\n"));
         // A third variant pushes out the oldest (max 2 per key).
         CHECK(l1.insert(sized("u", 3, {{"Vary", "Accept-Encoding"}}, id)));
         CHECK(l1.lookup("u", gz).miss == L1Miss::Vary);
         CHECK(l1.stats().objects == 2);
-        CHECK(l1.eraseVariant("u", "accept-encoding=br\n"));
+        CHECK(l1.eraseVariant("u", "accept-encoding=ae:2\n"));
         CHECK(l1.stats().objects == 1);
     }
 

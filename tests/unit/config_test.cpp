@@ -390,6 +390,68 @@ TEST_SUITE("config/load") {
                                        "X-Forwarded-Prefix"});
     }
 
+    TEST_CASE("route compression: off unless written, {} takes the defaults") {
+        auto c = mustLoad(kListener +
+                          "upstreams: {app: {servers: [\"10.0.0.1:80\"]}}\n"
+                          "routes:\n"
+                          "  - upstream: app\n"
+                          "  - upstream: app\n"
+                          "    compression: {}\n"
+                          "  - upstream: app\n"
+                          "    compression: {encodings: [GZIP], min_bytes: 4KiB, level: 9,\n"
+                          "                  types: [text/*, Application/JSON]}\n");
+        const strata::config::RouteCompression defaults;
+        CHECK_FALSE(c->routes[0].compression.enabled);
+        const auto& on = c->routes[1].compression;
+        CHECK(on.enabled);
+        CHECK(on.encodings == std::vector<std::string>{"br", "gzip"});
+        CHECK(on.min_bytes == kKiB);
+        CHECK(on.level == 6);
+        CHECK(on.types == defaults.types);
+        CHECK(std::find(on.types.begin(), on.types.end(), "text/html") != on.types.end());
+        const auto& set = c->routes[2].compression;
+        CHECK(set.encodings == std::vector<std::string>{"gzip"});
+        CHECK(set.min_bytes == 4 * kKiB);
+        CHECK(set.level == 9);
+        CHECK(set.types == std::vector<std::string>{"text/*", "application/json"});
+    }
+
+    TEST_CASE("route compression errors name FILE:LINE:COL") {
+        auto route = [](const std::string& block) {
+            return kListener +
+                   "upstreams: {app: {servers: [\"10.0.0.1:80\"]}}\n"
+                   "routes:\n"
+                   "  - upstream: app\n"
+                   "    compression: " +
+                   block + "\n";
+        };
+        CHECK(onlyError(route("{encodings: [zstd]}")) ==
+              "t.yaml:5:31: routes[0].compression.encodings[0]: \"zstd\" is not a coding strata "
+              "produces; expected br or gzip");
+        CHECK(onlyError(route("{encodings: [gzp]}")) ==
+              "t.yaml:5:31: routes[0].compression.encodings[0]: \"gzp\" is not a coding strata "
+              "produces; expected br or gzip; did you mean \"gzip\"?");
+        CHECK(onlyError(route("{encodings: [br, br]}")) ==
+              "t.yaml:5:35: routes[0].compression.encodings[1]: duplicate coding \"br\"");
+        CHECK(onlyError(route("{encodings: []}")) ==
+              "t.yaml:5:30: routes[0].compression.encodings: at least one coding; leave "
+              "compression out to send bodies as they are");
+        CHECK(onlyError(route("{types: [text]}")) ==
+              "t.yaml:5:27: routes[0].compression.types[0]: \"text\" is not a media type "
+              "(type/subtype or type/*, no parameters)");
+        CHECK(onlyError(route("{types: [\"text/html; charset=utf-8\"]}")) ==
+              "t.yaml:5:27: routes[0].compression.types[0]: \"text/html; charset=utf-8\" is not "
+              "a media type (type/subtype or type/*, no parameters)");
+        CHECK(onlyError(route("{types: [text/html, TEXT/HTML]}")) ==
+              "t.yaml:5:38: routes[0].compression.types[1]: duplicate media type \"text/html\"");
+        CHECK(onlyError(route("{level: 0}")) ==
+              "t.yaml:5:26: routes[0].compression.level: 0 out of range 1..9");
+        CHECK(onlyError(route("{min_bytes: lots}")).find("routes[0].compression.min_bytes") !=
+              std::string::npos);
+        CHECK(onlyError(route("{levle: 3}")) ==
+              "t.yaml:5:19: routes[0].compression.levle: unknown key; did you mean \"level\"?");
+    }
+
     TEST_CASE("a health_check block enables checks with defaults for what it omits") {
         auto c = mustLoad(kListener +
                           "upstreams: {app: {servers: [\"10.0.0.1:80\"], health_check: {}}}\n");

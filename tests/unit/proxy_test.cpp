@@ -353,3 +353,180 @@ TEST_SUITE("proxy/real_client") {
         CHECK(resolve("10.0.0.1", {"[2001:4860::1"}).empty());
     }
 }
+
+#include "strata/cache/validation.h"
+
+namespace {
+
+strata::http::Fields fieldList(std::initializer_list<std::pair<const char*, const char*>> list) {
+    strata::http::Fields f;
+    for (const auto& [name, value] : list) {
+        f.add(name, value);
+    }
+    return f;
+}
+
+std::string htmlBody(std::size_t n) {
+    std::string body;
+    for (std::size_t i = 0; body.size() < n; ++i) {
+        body +=
+            "<p id=\"l" + std::to_string(i) + "\">line " + std::to_string(i * 7 % 13) + "</p>\n";
+    }
+    body.resize(n);
+    return body;
+}
+
+strata::cache::EntryPtr htmlEntry(strata::http::Fields fields, std::size_t n = 5000) {
+    strata::cache::EntryMeta meta;
+    meta.primary_key = "http://x/a";
+    if (const std::string* etag = fields.get("ETag")) {
+        meta.etag = *etag;
+    }
+    return std::make_shared<const strata::cache::CacheEntry>(
+        200, "OK", std::move(fields), std::make_shared<const strata::cache::Body>(htmlBody(n)),
+        std::move(meta));
+}
+
+strata::proxy::CompressionPolicy brGzip() {
+    strata::config::RouteCompression c;
+    c.enabled = true;
+    return strata::proxy::compileCompression(c);
+}
+
+}  // namespace
+
+TEST_SUITE("proxy/compression") {
+    TEST_CASE("compressible: what strata never compresses") {
+        using strata::proxy::compressible;
+        const auto policy = brGzip();
+        const auto html = fieldList({{"Content-Type", "text/html; charset=utf-8"}});
+        CHECK(compressible(policy, 200, html, 5000));
+        CHECK(compressible(policy, 200, html, std::nullopt));  // length unknown yet
+        CHECK_FALSE(compressible(policy, 200, html, 1023));    // below min_bytes (1KiB)
+        CHECK(compressible(policy, 200, html, 1024));
+        CHECK_FALSE(compressible(policy, 206, html, 5000));
+        CHECK_FALSE(compressible(policy, 404, html, 5000));
+        CHECK_FALSE(compressible(policy, 200, fieldList({{"Content-Type", "image/png"}}), 5000));
+        CHECK_FALSE(compressible(policy, 200, strata::http::Fields{}, 5000));  // no type
+        CHECK_FALSE(compressible(
+            policy, 200, fieldList({{"Content-Type", "text/html"}, {"Content-Encoding", "gzip"}}),
+            5000));
+        CHECK_FALSE(compressible(policy, 200,
+                                 fieldList({{"Content-Type", "text/html"},
+                                            {"Cache-Control", "max-age=9, no-transform"}}),
+                                 5000));
+        strata::proxy::CompressionPolicy off;
+        CHECK_FALSE(compressible(off, 200, html, 5000));
+    }
+
+    TEST_CASE("encodeForStore keeps each coding beside identity with its own ETag and Vary") {
+        auto entry = htmlEntry(fieldList(
+            {{"Content-Type", "text/html"}, {"ETag", "\"v1\""}, {"Vary", "Accept-Language"}}));
+        auto coded = strata::proxy::encodeForStore(entry, brGzip());
+        REQUIRE(coded != entry);
+        REQUIRE(coded->encoded().size() == 2);
+        CHECK(coded->body() == entry->body());  // identity shared, not copied
+        CHECK(coded->fields().get("Vary") != nullptr);
+        CHECK(*coded->fields().get("Vary") == "Accept-Language, Accept-Encoding");
+        const char* etags[] = {"\"v1-br\"", "\"v1-gzip\""};
+        const char* tokens[] = {"br", "gzip"};
+        for (std::size_t i = 0; i < 2; ++i) {
+            const auto& e = coded->encoded()[i];
+            CAPTURE(tokens[i]);
+            CHECK(strata::http::codingToken(e.coding) == tokens[i]);
+            CHECK(*e.fields.get("ETag") == etags[i]);
+            CHECK(*e.fields.get("Content-Encoding") == tokens[i]);
+            CHECK(*e.fields.get("Vary") == "Accept-Language, Accept-Encoding");
+            CHECK(e.head.find(std::string("ETag: ") + etags[i] + "\r\n") != std::string::npos);
+            CHECK(e.body->size() < entry->bodySize() / 3);
+            CHECK(strata::http::decompressBody(e.coding, *e.body, 1 << 20) == *entry->body());
+        }
+        CHECK(coded->charge() > entry->charge());  // the codings count against L1
+        // Already coded: not again.
+        CHECK(strata::proxy::encodeForStore(coded, brGzip()) == coded);
+        // Not compressible: the same entry back.
+        auto png = htmlEntry(fieldList({{"Content-Type", "image/png"}}));
+        CHECK(strata::proxy::encodeForStore(png, brGzip()) == png);
+        auto tiny = htmlEntry(fieldList({{"Content-Type", "text/html"}}), 100);
+        CHECK(strata::proxy::encodeForStore(tiny, brGzip()) == tiny);
+    }
+
+    TEST_CASE(
+        "chooseStoredCoding and planDelivery: per client, identity for Range and no-transform") {
+        auto coded = strata::proxy::encodeForStore(
+            htmlEntry(fieldList({{"Content-Type", "text/html"}, {"ETag", "\"v1\""}})), brGzip());
+        struct Row {
+            const char* method;
+            std::initializer_list<std::pair<const char*, const char*>> fields;
+            const char* want;  // "" = identity
+        };
+        const Row rows[] = {
+            {"GET", {}, ""},
+            {"GET", {{"Accept-Encoding", "gzip"}}, "gzip"},
+            {"GET", {{"Accept-Encoding", "gzip, br"}}, "br"},
+            {"GET", {{"Accept-Encoding", "gzip"}, {"Accept-Encoding", "br"}}, "br"},
+            {"GET", {{"Accept-Encoding", "gzip;q=0, br"}}, "br"},
+            {"GET", {{"Accept-Encoding", "br;q=0, gzip;q=0"}}, ""},
+            {"GET", {{"Accept-Encoding", "identity"}}, ""},
+            {"HEAD", {{"Accept-Encoding", "br"}}, "br"},
+            {"POST", {{"Accept-Encoding", "br"}}, ""},
+            {"GET", {{"Accept-Encoding", "br"}, {"Range", "bytes=0-9"}}, ""},
+            {"GET", {{"Accept-Encoding", "br"}, {"Cache-Control", "no-transform"}}, ""},
+        };
+        for (const Row& r : rows) {
+            auto fields = fieldList(r.fields);
+            CAPTURE(r.method);
+            CAPTURE(r.want);
+            const auto* chosen = strata::proxy::chooseStoredCoding(*coded, r.method, fields);
+            if (std::string_view(r.want).empty()) {
+                CHECK(chosen == nullptr);
+            } else {
+                REQUIRE(chosen != nullptr);
+                CHECK(strata::http::codingToken(chosen->coding) == r.want);
+            }
+        }
+        auto br = fieldList({{"Accept-Encoding", "br"}});
+        auto plan = strata::proxy::planDelivery(*coded, "GET", "", "", br, {}, "B");
+        REQUIRE(plan.coded != nullptr);
+        CHECK(plan.whole_body);
+        CHECK(plan.content_length == plan.coded->body->size());
+        CHECK_FALSE(plan.accept_ranges);
+        // A range of the object: identity bytes, whatever the client accepts.
+        auto ranged = strata::proxy::planDelivery(*coded, "GET", "bytes=0-9", "", br, {}, "B");
+        CHECK(ranged.coded == nullptr);
+        CHECK(ranged.status == 206);
+        CHECK(ranged.content_length == 10);
+    }
+
+    TEST_CASE(
+        "If-None-Match with an encoded ETag matches the stored entry; 304 merge keeps codings") {
+        auto coded = strata::proxy::encodeForStore(
+            htmlEntry(fieldList({{"Content-Type", "text/html"}, {"ETag", "\"v1\""}})), brGzip());
+        auto ask = [&](const char* inm) {
+            strata::http::RequestHead req;
+            req.method = "GET";
+            req.fields.add("If-None-Match", inm);
+            return strata::cache::evaluateConditionals(*coded, req, {});
+        };
+        using strata::cache::ConditionalResult;
+        CHECK(ask("\"v1\"") == ConditionalResult::NotModified);
+        CHECK(ask("\"v1-br\"") == ConditionalResult::NotModified);
+        CHECK(ask("\"x\", \"v1-gzip\"") == ConditionalResult::NotModified);
+        CHECK(ask("\"v1-gzip\", \"x\"") == ConditionalResult::NotModified);
+        CHECK(ask("\"v2-br\"") == ConditionalResult::None);
+        CHECK(ask("\"v1-zstd\"") == ConditionalResult::None);
+
+        strata::http::ResponseHead nm;
+        nm.status = 304;
+        nm.fields.add("ETag", "\"v1\"");
+        nm.fields.add("Vary", "Accept-Language");  // replaces the stored Vary...
+        strata::cache::CachePolicy policy;
+        auto merged = strata::cache::mergeNotModified(*coded, nm, policy, {}, {});
+        REQUIRE(merged->encoded().size() == 2);
+        CHECK(merged->encoded()[0].body == coded->encoded()[0].body);  // shared, not redone
+        // ...but the codings still answer by Accept-Encoding.
+        CHECK(merged->fields().hasToken("Vary", "accept-encoding"));
+        CHECK(merged->encoded()[0].fields.hasToken("Vary", "accept-encoding"));
+        CHECK(merged->withSoftPurge()->encoded().size() == 2);
+    }
+}

@@ -18,6 +18,7 @@
 #include "strata/cache/freshness.h"
 #include "strata/cache/key.h"
 #include "strata/common/clock.h"
+#include "strata/http/content_coding.h"
 #include "strata/http/message.h"
 
 namespace strata::cache {
@@ -45,13 +46,27 @@ struct EntryMeta {
     std::vector<std::string> tags;  // Surrogate-Key (space-separated), for purge by tag
 };
 
+// The body in one content coding, compressed once when the entry was stored (Varnish's fetch
+// processor): hits in that coding reference it as they do the identity body. Its fields are the
+// stored ones with the coding's ETag (http::encodedEtag) and Content-Encoding, kept whole so
+// every codec serializes the same head; `head` is them serialized, as serializedHead().
+struct EncodedBody {
+    http::Coding coding = http::Coding::Identity;
+    BodyPtr body;
+    // Filled in by CacheEntry from its fields.
+    http::Fields fields;
+    std::string head;
+};
+
 class CacheEntry;
 using EntryPtr = std::shared_ptr<const CacheEntry>;
 
 class CacheEntry {
 public:
     // Assembles an entry from parts already validated (L2 decode, 304 merge, buildEntry).
-    CacheEntry(int status, std::string reason, http::Fields fields, BodyPtr body, EntryMeta meta);
+    // `encoded` needs only coding and body: the constructor derives their fields and heads.
+    CacheEntry(int status, std::string reason, http::Fields fields, BodyPtr body, EntryMeta meta,
+               std::vector<EncodedBody> encoded = {});
 
     int status() const { return status_; }
     const std::string& reason() const { return reason_; }
@@ -63,6 +78,11 @@ public:
     std::uint64_t bodySize() const { return body_ ? body_->size() : 0; }
     const EntryMeta& meta() const { return meta_; }
     const FreshnessInfo& freshness() const { return meta_.freshness; }
+    // The other codings of the body, in the route's preference order; empty for most entries.
+    const std::vector<EncodedBody>& encoded() const { return encoded_; }
+    // Coding and body of each encoded(), for another entry of the same body (304 merge, soft
+    // purge), which rebuilds their heads from its own fields.
+    std::vector<EncodedBody> encodedBodies() const;
 
     // Appends the stored head plus "Age: N\r\n" (RFC 9111 5.1, computed at serve time). The
     // caller appends Cache-Status, Content-Length / Connection and the final CRLF.
@@ -84,6 +104,7 @@ private:
     std::string head_;
     BodyPtr body_;
     EntryMeta meta_;
+    std::vector<EncodedBody> encoded_;
 };
 
 // Fields never stored (RFC 9111 3.1): hop-by-hop, framing, Age, the targeted field meant for us,

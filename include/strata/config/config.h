@@ -246,11 +246,36 @@ struct RouteCache {
     std::vector<std::string> allow_override_headers;
 };
 
+// Content codings strata applies for clients that accept them (routes[].compression). Off unless
+// the key is written: compressing changes what clients receive (Content-Encoding, ETag, Vary) and
+// costs CPU, so an operator opts a route in; `compression: {}` takes every default below.
+struct RouteCompression {
+    bool enabled = false;                              // the key is present
+    std::vector<std::string> encodings{"br", "gzip"};  // preference order on a tie
+    std::uint64_t min_bytes = 1 * kKiB;                // smaller bodies are sent as they are
+    // Media types compressed (lowercase; "text/*" for a whole top-level type).
+    std::vector<std::string> types{"text/html",
+                                   "text/css",
+                                   "text/plain",
+                                   "text/xml",
+                                   "text/javascript",
+                                   "application/javascript",
+                                   "application/json",
+                                   "application/xml",
+                                   "application/rss+xml",
+                                   "application/atom+xml",
+                                   "application/manifest+json",
+                                   "application/wasm",
+                                   "image/svg+xml"};
+    std::uint32_t level = 6;  // gzip level and brotli quality, 1..9
+};
+
 struct Route {
     std::string name;  // metric label and logs; "" = the route's index ("0", "1", ...)
     RouteMatch match;
     std::string upstream;
     RouteCache cache;
+    RouteCompression compression;
     bool websocket = true;  // tunnel WebSocket upgrades; false: refuse them with 403
     // Other Upgrade tokens tunnelled as websocket is (lowercase); h2c never is.
     std::vector<std::string> upgrade_protocols;

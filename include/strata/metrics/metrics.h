@@ -84,6 +84,11 @@ enum class H2Goaway : std::uint8_t {
     Count
 };
 
+// Compression (routes[].compression): once when an object is stored (or promoted from L2), or
+// while an uncached answer streams; by the coding produced.
+enum class CompressionStage : std::uint8_t { Store, Stream, Count };
+enum class CompressionCoding : std::uint8_t { Gzip, Br, Count };
+
 MethodClass methodClass(std::string_view method);
 StatusClass statusClass(int status);  // <100 or >599: Error
 std::string_view name(MethodClass v);
@@ -102,6 +107,8 @@ std::string_view name(TunnelResult v);
 std::string_view name(ProxyProtocolResult v);
 std::string_view name(H2Event v);
 std::string_view name(H2Goaway v);
+std::string_view name(CompressionStage v);
+std::string_view name(CompressionCoding v);
 
 template <class E>
 constexpr std::size_t count() {
@@ -176,6 +183,10 @@ public:
     void tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client);
     void http2Goaway(H2Goaway code);
     void proxyProtocol(ProxyProtocolResult result);
+    // `bodies` bodies compressed (a stream counts once, at its start) and the bytes that went
+    // in and came out, so ratios can be computed per stage and coding.
+    void compression(CompressionStage stage, CompressionCoding coding, std::uint64_t bodies,
+                     std::uint64_t in_bytes, std::uint64_t out_bytes);
 
 private:
     friend class Registry;
@@ -210,6 +221,11 @@ private:
     ShardCounter tunnel_bytes_down_;
     std::array<ShardCounter, count<H2Goaway>()> http2_goaway_;
     std::array<ShardCounter, count<ProxyProtocolResult>()> proxy_protocol_;
+    static constexpr std::size_t kCompressionSeries =
+        count<CompressionStage>() * count<CompressionCoding>();
+    std::array<ShardCounter, kCompressionSeries> compression_bodies_;
+    std::array<ShardCounter, kCompressionSeries> compression_in_;
+    std::array<ShardCounter, kCompressionSeries> compression_out_;
 };
 
 // A gauge sample provided by a callback at scrape time (health state, connection counts).

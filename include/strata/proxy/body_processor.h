@@ -4,7 +4,12 @@
 // slice of the stored body. The plan never copies the stored body: a slice leaves through
 // ClientStream::sendBody(body, offset, length), which references the block.
 //
+// Compression is the one store-time processor: encodeForStore() compresses a body once, when it
+// is stored, into each coding the route allows; a hit in a coding the client accepts is then a
+// whole (zero-copy) answer from that coding's stored body and head.
+//
 //   entry + request ─▶ planDelivery() ─┬─ no processor applies ─▶ the whole body (zero copy)
+//                                      ├─ a stored coding ────▶ its whole body (zero copy)
 //                                      ├─ one range ──────────▶ 206 + Content-Range, one slice
 //                                      ├─ several ranges ─────▶ 206 multipart/byteranges
 //                                      └─ none satisfiable ───▶ 416 + Content-Range: bytes */N
@@ -20,6 +25,8 @@
 
 #include "strata/cache/entry.h"
 #include "strata/common/clock.h"
+#include "strata/config/config.h"
+#include "strata/http/content_coding.h"
 
 namespace strata::proxy {
 
@@ -65,6 +72,8 @@ struct BodyPart {
 struct DeliveryPlan {
     int status = 200;
     bool whole_body = true;  // no processor applied: the stored body, zero copy
+    // The stored coding answering (its body, fields and head), or null for identity.
+    const cache::EncodedBody* coded = nullptr;
     std::uint64_t content_length = 0;
     std::vector<std::pair<std::string, std::string>> fields;  // added to the stored ones
     // Accept-Ranges: bytes is added (a flag, not a field: every hit has it, none allocates).
@@ -79,9 +88,40 @@ std::vector<BodyPart> multipartParts(const std::vector<ByteRange>& ranges, std::
                                      std::string_view content_type, std::string_view boundary);
 
 // What the client gets from a stored entry for a request: `method`, `range` and `if_range` are
-// the request's ("" when absent). `boundary` is used only for a multipart answer.
+// the request's ("" when absent), `request_fields` give Accept-Encoding and Cache-Control.
+// `boundary` is used only for a multipart answer.
 DeliveryPlan planDelivery(const cache::CacheEntry& entry, std::string_view method,
-                          std::string_view range, std::string_view if_range, WallTime now,
+                          std::string_view range, std::string_view if_range,
+                          const http::Fields& request_fields, WallTime now,
                           std::string_view boundary);
+
+// A route's compression (config::RouteCompression), compiled once per snapshot.
+struct CompressionPolicy {
+    bool enabled = false;
+    std::vector<http::Coding> codings;  // preference order on a tie
+    std::uint64_t min_bytes = 0;
+    std::vector<std::string> types;  // lowercase media types, "type/*"
+    int level = http::kDefaultLevel;
+};
+CompressionPolicy compileCompression(const config::RouteCompression& config);
+
+// Whether strata may compress a response of `status` with `fields` whose body is `length`
+// bytes (nullopt: not known yet). Never: another status than 200, an origin Content-Encoding
+// (kept as it is), Cache-Control: no-transform (RFC 9111 5.2.2.6), a Content-Range, a type not
+// listed, a body below min_bytes.
+bool compressible(const CompressionPolicy& policy, int status, const http::Fields& fields,
+                  std::optional<std::uint64_t> length);
+
+// The store-time processor: `entry` with its body compressed into each of the policy's codings
+// that makes it smaller, and Vary: Accept-Encoding added (RFC 9110 12.5.5) since the answer now
+// depends on it. `entry` itself when compressible() says no. Runs once per stored object.
+cache::EntryPtr encodeForStore(const cache::EntryPtr& entry, const CompressionPolicy& policy);
+
+// The stored coding a request gets, or null for identity: only GET and HEAD (HEAD gets the
+// head GET would), without Range (ranges apply to identity), without a request no-transform
+// (RFC 9111 5.2.1.6), by the client's Accept-Encoding (http::chooseCoding()).
+const cache::EncodedBody* chooseStoredCoding(const cache::CacheEntry& entry,
+                                             std::string_view method,
+                                             const http::Fields& request_fields);
 
 }  // namespace strata::proxy

@@ -14,6 +14,7 @@
 #include "strata/common/result.h"
 #include "strata/config/config.h"
 #include "strata/net/tls_context.h"
+#include "strata/proxy/body_processor.h"
 #include "strata/proxy/router.h"
 #include "strata/upstream/balancer.h"
 
@@ -36,6 +37,7 @@ struct Snapshot {
     std::vector<const upstream::UpstreamGroup*> route_upstreams;  // parallel to config->routes
     std::vector<std::uint16_t> route_metric_slots;                // parallel to config->routes
     std::vector<RouteCachePolicy> route_cache;                    // parallel to config->routes
+    std::vector<CompressionPolicy> route_compression;             // parallel to config->routes
     std::uint64_t version = 0;  // increments on every successful load
     // Some listener has trusted_proxies: requests look for their real client (most configs
     // have none, and then no request pays for the listener lookup).

@@ -27,6 +27,7 @@
 #include "strata/cache/entry.h"
 #include "strata/cache/l2_cache.h"
 #include "strata/event/loop.h"
+#include "strata/http/content_coding.h"
 #include "strata/http/parser.h"
 #include "strata/net/socket.h"
 #include "strata/proxy/client_stream.h"
@@ -128,6 +129,14 @@ private:
     void storeResponse();
     // The upstream's head as the client gets it (Via, Cache-Status, Date added).
     void sendForwardedHead(const http::ResponseHead& head);
+    // For a forwarded answer: whether it varies by Accept-Encoding (the route compresses it),
+    // and the coding it streams in (identity when stored, or the client accepts none).
+    struct StreamCoding {
+        bool varies = false;
+        http::Coding coding = http::Coding::Identity;
+    };
+    StreamCoding decideStreamCoding(const http::ResponseHead& head) const;
+    void countStreamed(std::uint64_t in, std::uint64_t out);
     void releaseDeferredResponse();
     void invalidateAfterUnsafe(const http::ResponseHead& head);
     // The one builder of every request strata sends upstream: client-driven forwards,
@@ -191,6 +200,10 @@ private:
     // Set when trusted proxies name a client other than the peer (see clientAddress()).
     std::optional<net::SocketAddress> real_client_;
     std::string real_client_text_;
+    // Streaming compression of an uncached answer (null: identity), and its output buffer.
+    http::StreamEncoderPtr encoder_;
+    http::Coding stream_coding_ = http::Coding::Identity;
+    std::string coded_;
 };
 
 }  // namespace strata::proxy
