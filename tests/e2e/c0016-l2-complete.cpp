@@ -93,6 +93,8 @@ TEST_SUITE("e2e/cache") {
         CHECK(cacheStatusHas(during, "hit"));
         CHECK(cacheStatusTtl(during) <= 0);
         CHECK(ms < 400 * kSlow);
+        // One refresh in all (the origin counts it once its 800 ms answer is sent).
+        CHECK(eventually([&] { return origin.requestCount(0, "/delay/800") == 2; }, 5000ms));
         CHECK(origin.requestCount(0, "/delay/800") == 2);
     }
 
