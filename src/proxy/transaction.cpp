@@ -28,6 +28,12 @@ constexpr std::chrono::milliseconds kHitForPass{10000};
 constexpr std::chrono::milliseconds kFirstFillPoll{5};
 constexpr std::chrono::milliseconds kMaxFillPoll{50};
 
+// Cross-instance fill leases (cache.l2.lease_wait): one rule for client fetches and refreshes.
+bool leasesEnabled(const cache::CacheRuntime* runtime, const Snapshot& snapshot) {
+    return runtime != nullptr && runtime->l2 != nullptr && runtime->l2->enabled() &&
+           snapshot.config->cache.l2.lease_wait.count() > 0;
+}
+
 // The deadline a fill lease carries: how long the owner's fetch may take before it times out.
 std::chrono::milliseconds fillLeaseTtl(const upstream::UpstreamGroup& group) {
     const auto& timeouts = group.config().timeouts;
@@ -193,8 +199,7 @@ public:
     // previous owner's refresh may already be.
     void start() {
         cache::CacheRuntime* runtime = worker_.cache;
-        if (runtime == nullptr || runtime->l2 == nullptr || !runtime->l2->enabled() ||
-            snapshot_->config->cache.l2.lease_wait.count() == 0) {
+        if (!leasesEnabled(runtime, *snapshot_)) {
             exchange_->start();
             return;
         }
@@ -569,9 +574,7 @@ void Transaction::onL2Result(cache::L2LookupResult result) {
 }
 
 bool Transaction::fillLeasesOn() const {
-    const cache::CacheRuntime* runtime = client_.worker().cache;
-    return runtime != nullptr && runtime->l2 != nullptr && runtime->l2->enabled() &&
-           snapshot_->config->cache.l2.lease_wait.count() > 0 && !request_cc_.only_if_cached;
+    return !request_cc_.only_if_cached && leasesEnabled(client_.worker().cache, *snapshot_);
 }
 
 void Transaction::takeFillLease() {

@@ -70,9 +70,7 @@ std::unique_ptr<RawClient> sendOne(std::uint16_t port, const std::string& target
 
 // One GET with the Host every burst() sends, so it shares their cache key.
 Response getT(std::uint16_t port, const std::string& target) {
-    RawClient client(port);
-    REQUIRE(client.send("GET " + target + " HTTP/1.1\r\nHost: t\r\n\r\n"));
-    return client.readResponse();
+    return sendOne(port, target)->readResponse();
 }
 
 void checkAllOk(const std::vector<BurstOutcome>& out, const std::string& body) {
