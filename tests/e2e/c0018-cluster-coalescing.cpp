@@ -240,8 +240,14 @@ TEST_SUITE("e2e/cluster") {
         }
         waitPastOneSecondMaxAge();
         // Stale everywhere at once: each instance serves it stale and wants a refresh.
+        // The refresh is quick, so a client of the burst that arrives after it finished gets
+        // the new object: either version is right, a third one is not.
         auto out = burst(cluster.ports(), url, 5);
-        checkAllOk(out, "seq 1 /seq-cluster\n");
+        for (const auto& o : out) {
+            INFO("error: " << o.error << " cache-status: " << o.cache_status);
+            CHECK(o.status == 200);
+            CHECK((o.body == "seq 1 /seq-cluster\n" || o.body == "seq 2 /seq-cluster\n"));
+        }
         CHECK(eventually([&] { return origin.requestCount(0, "/seq-cluster") == 2; }, 5000ms));
         REQUIRE(eventually([&] { return cluster.leasesAll("taken") >= 1; }, 5000ms));
         // The instances that did not refresh pick the new object up from L2 on their next stale
