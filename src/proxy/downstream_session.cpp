@@ -481,10 +481,9 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     }
     setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                             : ReadDeadline::Body);
-    route_slot_ = snapshot->route_metric_slots[static_cast<std::size_t>(route)];
-    route_name_ = snapshot->route_names[static_cast<std::size_t>(route)];
-    UpgradeDecision upgrade =
-        classifyUpgrade(head, snapshot->config->routes[static_cast<std::size_t>(route)]);
+    route_slot_ = snapshot->route(route).metric_slot;
+    route_name_ = snapshot->route(route).name;
+    UpgradeDecision upgrade = classifyUpgrade(head, *snapshot->route(route).config);
     if (upgrade.verdict == UpgradeDecision::Verdict::Refused ||
         upgrade.verdict == UpgradeDecision::Verdict::Invalid) {
         const bool refused = upgrade.verdict == UpgradeDecision::Verdict::Refused;

@@ -306,8 +306,8 @@ void H2Stream::onHeadersEnd(bool end_stream) {
         answer(404, "no route", "strata; fwd=bypass");
         return;
     }
-    access_.route_slot = snapshot->route_metric_slots[static_cast<std::size_t>(route)];
-    route_name_ = snapshot->route_names[static_cast<std::size_t>(route)];
+    access_.route_slot = snapshot->route(route).metric_slot;
+    route_name_ = snapshot->route(route).name;
     state_ = State::Running;
     transaction_ =
         std::make_unique<Transaction>(*this, std::move(snapshot), route, std::move(head));

@@ -57,18 +57,17 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
         upstreams.emplace(name,
                           std::make_shared<upstream::UpstreamGroup>(upstream_config, registry));
     }
-    route_upstreams.reserve(config->routes.size());
-    route_metric_slots.reserve(config->routes.size());
-    route_names.reserve(config->routes.size());
-    route_cache.reserve(config->routes.size());
+    routes.reserve(config->routes.size());
     for (const auto& route : config->routes) {
-        route_cache.push_back(routeCachePolicy(route.cache));
-        route_compression.push_back(compileCompression(route.compression));
-        route_names.push_back(route.name.empty() ? std::to_string(route_names.size()) : route.name);
-        route_metric_slots.push_back(metrics::global().routeSlot(route_names.back()));
+        CompiledRoute& compiled = routes.emplace_back();
+        compiled.config = &route;
+        compiled.name = route.name.empty() ? std::to_string(routes.size() - 1) : route.name;
+        compiled.metric_slot = metrics::global().routeSlot(compiled.name);
+        compiled.cache = routeCachePolicy(route.cache);
+        compiled.compression = compileCompression(route.compression);
         auto it = upstreams.find(route.upstream);
         // Config validation rejects routes naming unknown upstreams.
-        route_upstreams.push_back(it == upstreams.end() ? nullptr : it->second.get());
+        compiled.upstream = it == upstreams.end() ? nullptr : it->second.get();
     }
 }
 
@@ -84,7 +83,7 @@ void Snapshot::attachTls(net::TlsContexts&& tls) {
 const cache::KeyPolicy& Snapshot::keyPolicyFor(std::string_view host, std::string_view path) const {
     static const cache::KeyPolicy kDefault;
     int route = router.match(toLower(host), path, "GET");  // purge URLs may use any case
-    return route < 0 ? kDefault : route_cache[static_cast<std::size_t>(route)].key;
+    return route < 0 ? kDefault : this->route(route).cache.key;
 }
 
 net::TlsServerContextPtr Snapshot::tlsFor(const std::string& listener) const {

@@ -49,11 +49,11 @@ static_assert(http::FieldEdits::kCapacity >= kMaxFixedDrops + config::kOverrideF
 
 // Built once per snapshot. A body over policy.max_object_bytes streams to the client uncached.
 const RouteCachePolicy& routeCache(const Snapshot& snapshot, int route_index) {
-    return snapshot.route_cache[static_cast<std::size_t>(route_index)];
+    return snapshot.route(route_index).cache;
 }
 
 const CompressionPolicy& routeCompression(const Snapshot& snapshot, int route_index) {
-    return snapshot.route_compression[static_cast<std::size_t>(route_index)];
+    return snapshot.route(route_index).compression;
 }
 
 metrics::CompressionCoding codingLabel(http::Coding coding) {
@@ -185,8 +185,8 @@ public:
           key_(std::move(key)) {
         request_time_ = std::chrono::system_clock::now();
         exchange_ = std::make_unique<UpstreamExchange>(
-            worker_, *snapshot_->route_upstreams[static_cast<std::size_t>(route_index_)],
-            std::move(upstream), static_cast<UpstreamExchangeCallbacks&>(*this), 0);
+            worker_, *snapshot_->route(route_index_).upstream, std::move(upstream),
+            static_cast<UpstreamExchangeCallbacks&>(*this), 0);
     }
     ~BackgroundRefresh() override {
         if (exchange_) {
@@ -204,13 +204,12 @@ public:
             return;
         }
         std::weak_ptr<bool> alive = alive_;
-        runtime->l2->acquireLease(
-            key_, fillLeaseTtl(*snapshot_->route_upstreams[static_cast<std::size_t>(route_index_)]),
-            worker_.loop, [this, alive](cache::L2Lease lease) {
-                if (alive.lock()) {
-                    onLease(lease);
-                }
-            });
+        runtime->l2->acquireLease(key_, fillLeaseTtl(*snapshot_->route(route_index_).upstream),
+                                  worker_.loop, [this, alive](cache::L2Lease lease) {
+                                      if (alive.lock()) {
+                                          onLease(lease);
+                                      }
+                                  });
     }
 
 private:
@@ -342,7 +341,7 @@ Transaction::Transaction(ClientStream& client, SnapshotPtr snapshot, int route_i
     : client_(client),
       snapshot_(std::move(snapshot)),
       route_index_(route_index),
-      group_(snapshot_->route_upstreams[static_cast<std::size_t>(route_index)]),
+      group_(snapshot_->route(route_index).upstream),
       request_(std::move(request)),
       started_(event::loopTime()) {}
 
@@ -378,7 +377,7 @@ void Transaction::start() {
             client_.setRealClient(real_client_text_);
         }
     }
-    const config::Route& route = snapshot_->config->routes[static_cast<std::size_t>(route_index_)];
+    const config::Route& route = *snapshot_->route(route_index_).config;
     if (!upgrade_.empty()) {
         forward();  // a tunnel is never cached or coalesced
         return;

@@ -228,8 +228,8 @@ struct Harness {
         in.response = &response;
         in.directives = &directives;
         in.policy = &policy;
-        in.key_policy = &snapshot->route_cache[0].key;
-        in.primary_key = cache::primaryKey("http", request, snapshot->route_cache[0].key);
+        in.key_policy = &snapshot->route(0).cache.key;
+        in.primary_key = cache::primaryKey("http", request, snapshot->route(0).cache.key);
         in.body = std::make_shared<const cache::Body>(std::move(body));
         in.request_time = std::chrono::system_clock::now();
         in.response_time = in.request_time;

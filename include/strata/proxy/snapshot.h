@@ -30,25 +30,33 @@ struct RouteCachePolicy {
     std::vector<std::string_view> dropped_overrides;
 };
 
+// One route compiled once per snapshot: everything a request on it needs, so per-route state
+// lives in one place instead of vectors kept parallel to config->routes.
+struct CompiledRoute {
+    const config::Route* config = nullptr;  // points into Snapshot::config
+    // Each route's name, or its index when it has none: its `route` metric label and
+    // access-log field.
+    std::string name;
+    std::uint16_t metric_slot = 0;
+    const upstream::UpstreamGroup* upstream = nullptr;
+    RouteCachePolicy cache;
+    CompressionPolicy compression;
+};
+
 struct Snapshot {
     config::ConfigPtr config;
     Router router;
     std::map<std::string, upstream::UpstreamGroupPtr> upstreams;
-    std::vector<const upstream::UpstreamGroup*> route_upstreams;  // parallel to config->routes
-    std::vector<std::uint16_t> route_metric_slots;                // parallel to config->routes
-    std::vector<RouteCachePolicy> route_cache;                    // parallel to config->routes
-    std::vector<CompressionPolicy> route_compression;             // parallel to config->routes
-    std::uint64_t version = 0;  // increments on every successful load
+    std::vector<CompiledRoute> routes;  // in config->routes order; the router's indices
+    std::uint64_t version = 0;          // increments on every successful load
     // Some listener has trusted_proxies: requests look for their real client (most configs
     // have none, and then no request pays for the listener lookup).
     bool any_trusted_proxies = false;
     // TLS contexts built (and checked) by the server for this config; by listener name.
     std::map<std::string, net::TlsServerContextPtr> tls_listeners;
-    // Each route's name, or its index when it has none: its `route` metric label and access-log
-    // field. Parallel to config->routes.
-    std::vector<std::string> route_names;
 
     Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std::uint64_t v);
+    const CompiledRoute& route(int index) const { return routes[static_cast<std::size_t>(index)]; }
     // Installs contexts from net::buildTlsContexts() before the snapshot is published.
     void attachTls(net::TlsContexts&& tls);
     // The key policy of the route a GET for `host` + `path` (no query) takes, or the default

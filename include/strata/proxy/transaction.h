@@ -146,9 +146,7 @@ private:
     void dropExchange();
     void enter(State next);
     void logAccess();
-    std::uint16_t routeSlot() const {
-        return snapshot_->route_metric_slots[static_cast<std::size_t>(route_index_)];
-    }
+    std::uint16_t routeSlot() const { return snapshot_->route(route_index_).metric_slot; }
 
     ClientStream& client_;  // owns this transaction
     SnapshotPtr snapshot_;
