@@ -405,6 +405,7 @@ constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};
 constexpr std::array<std::string_view, 3> kVerifyClient{"off", "optional", "required"};
 constexpr std::array<std::string_view, 2> kAccessFormats{"combined", "json"};
 constexpr std::array<std::string_view, 3> kUnderscoreModes{"drop", "allow", "reject"};
+constexpr std::array<std::string_view, 3> kClientAddressModes{"full", "truncate", "hash"};
 constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warn", "error"};
 constexpr std::array<std::string_view, 4> kQueryModes{"sorted", "as_is", "ignore", "allow_list"};
 constexpr std::array<std::string_view, 3> kProxyProtocolVersions{"off", "v1", "v2"};
@@ -925,6 +926,13 @@ void readNameList(Loader& loader, const Node& value, const Mark& key_mark, const
             }
             out.push_back(std::move(name));
         });
+}
+
+void readRedactQuery(Loader& loader, const Node& value, const Mark& key_mark,
+                     const std::string& path, Logging& out) {
+    // Names compare case-insensitively when redacting, so duplicates do too.
+    readNameList(loader, value, key_mark, path, "parameter name", checkQueryParam,
+                 /*fold=*/true, out.redact_query);
 }
 
 void readQueryParams(Loader& loader, const Node& value, const Mark& key_mark,
@@ -1603,6 +1611,13 @@ const std::vector<Field<Logging>>& fieldsOf<Logging>() {
                            checkErrorLog),
         textField<Logging>("level", &Logging::level, "least severe error_log level written",
                            nullptr, kLogLevels),
+        textField<Logging>("client_address", &Logging::client_address,
+                           "client addresses in the access log: as they are, truncated or hashed",
+                           nullptr, kClientAddressModes),
+        textField<Logging>("client_address_key", &Logging::client_address_key,
+                           "HMAC key for client_address: hash (empty: random per start)"),
+        customField<Logging>("redact_query", readRedactQuery, "list of parameter names", "[]",
+                             "query parameters whose values the access log replaces"),
     };
     return fields;
 }

@@ -55,7 +55,19 @@ void appendJsonOrNull(std::string& out, std::string_view value) {
 }  // namespace
 
 std::shared_ptr<AccessLogSink> AccessLogSink::open(const std::string& target,
-                                                   const std::string& format, std::string& error) {
+                                                   const std::string& format,
+                                                   std::shared_ptr<const LogPrivacy> privacy,
+                                                   std::string& error) {
+    auto sink = openTarget(target, format, error);
+    if (sink && privacy && privacy->active()) {
+        sink->privacy_ = std::move(privacy);
+    }
+    return sink;
+}
+
+std::shared_ptr<AccessLogSink> AccessLogSink::openTarget(const std::string& target,
+                                                         const std::string& format,
+                                                         std::string& error) {
     std::shared_ptr<AccessLogSink> sink(new AccessLogSink());
     sink->json_ = (format == "json");
     if (target == "off") {
@@ -109,11 +121,24 @@ void AccessLogSink::reopen() {
 void AccessLogBuffer::setSink(std::shared_ptr<AccessLogSink> sink) {
     flush();
     sink_ = std::move(sink);
+    client_seen_.clear();  // the new sink may hide addresses another way
+    client_shown_.clear();
 }
 
 void AccessLogBuffer::append(const AccessRecord& r) {
     if (!enabled()) {
         return;
+    }
+    std::string_view client = r.client;
+    std::string_view target = r.target;
+    if (const LogPrivacy* privacy = sink_->privacy()) {
+        // A keep-alive connection logs one address many times: hash it once.
+        if (r.client != client_seen_) {
+            client_seen_.assign(r.client);
+            client_shown_.assign(privacy->client(r.client, client_scratch_));
+        }
+        client = client_shown_;
+        target = privacy->target(r.target, target_scratch_);
     }
     // Milliseconds: workers buffer their own lines, so a merged file is put in time order by
     // sorting on this field (the JSON "time", the combined "time=").
@@ -136,11 +161,11 @@ void AccessLogBuffer::append(const AccessRecord& r) {
         buffer_ += "{\"time\":\"";
         buffer_ += iso;
         buffer_ += "\",\"client\":";
-        appendQuoted(buffer_, r.client, true);
+        appendQuoted(buffer_, client, true);
         buffer_ += ",\"method\":";
         appendQuoted(buffer_, r.method, true);
         buffer_ += ",\"target\":";
-        appendQuoted(buffer_, r.target, true);
+        appendQuoted(buffer_, target, true);
         std::snprintf(num, sizeof num, ",\"status\":%d,\"bytes\":%llu,", r.status,
                       static_cast<unsigned long long>(r.bytes_sent));
         buffer_ += num;
@@ -186,7 +211,7 @@ void AccessLogBuffer::append(const AccessRecord& r) {
     } else {
         // Combined log format plus upstream and timings, key=value at the end.
         std::strftime(stamp, sizeof stamp, "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
-        buffer_ += r.client;
+        buffer_ += client;
         buffer_ += " - - ";
         buffer_ += stamp;
         buffer_ += " \"";
@@ -194,7 +219,7 @@ void AccessLogBuffer::append(const AccessRecord& r) {
             buffer_ += (static_cast<unsigned char>(c) < 0x20 || c == '"') ? '?' : c;
         }
         buffer_ += ' ';
-        for (char c : r.target) {
+        for (char c : target) {
             buffer_ += (static_cast<unsigned char>(c) < 0x20 || c == '"') ? '?' : c;
         }
         buffer_ += r.version_major == 2   ? " HTTP/2.0\" "

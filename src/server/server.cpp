@@ -35,6 +35,13 @@
 namespace strata::server {
 namespace {
 
+std::shared_ptr<const proxy::LogPrivacy> logPrivacy(const config::Logging& logging) {
+    proxy::LogPrivacy::ClientMode mode = proxy::LogPrivacy::ClientMode::Full;
+    proxy::LogPrivacy::parseMode(logging.client_address, mode);  // the config checked the name
+    return std::make_shared<const proxy::LogPrivacy>(mode, logging.client_address_key,
+                                                     logging.redact_query);
+}
+
 constexpr int kExitConfig = 78;  // EX_CONFIG (sysexits.h)
 constexpr int kListenBacklog = 4096;
 
@@ -314,8 +321,8 @@ private:
             std::fprintf(stderr, "strata: %s\n", error.c_str());
             return false;
         }
-        auto sink =
-            proxy::AccessLogSink::open(cfg.logging.access_log, cfg.logging.access_format, error);
+        auto sink = proxy::AccessLogSink::open(cfg.logging.access_log, cfg.logging.access_format,
+                                               logPrivacy(cfg.logging), error);
         if (!sink) {
             LOG_ERROR("%s", error.c_str());
             return false;
@@ -601,10 +608,14 @@ private:
         log::parseLevel(next.logging.level, level);
         log::setLevel(level);
         if (next.logging.access_log != running.logging.access_log ||
-            next.logging.access_format != running.logging.access_format) {
+            next.logging.access_format != running.logging.access_format ||
+            next.logging.client_address != running.logging.client_address ||
+            next.logging.client_address_key != running.logging.client_address_key ||
+            next.logging.redact_query != running.logging.redact_query) {
             std::string error;
-            auto sink = proxy::AccessLogSink::open(next.logging.access_log,
-                                                   next.logging.access_format, error);
+            auto sink =
+                proxy::AccessLogSink::open(next.logging.access_log, next.logging.access_format,
+                                           logPrivacy(next.logging), error);
             if (sink) {
                 access_sink_ = sink;
                 for (auto& worker : workers_) {

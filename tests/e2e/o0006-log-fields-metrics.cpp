@@ -1,6 +1,7 @@
 // What an operator needs to find one request everywhere: the access log names the host, the
 // route, the listener and a request id that the origin received as X-Request-Id; requests the
 // parser rejected keep what was known of them; /metrics splits by listener and route.
+#include <csignal>
 #include <set>
 
 #include "admin_client.h"
@@ -102,6 +103,46 @@ TEST_SUITE("e2e/ops") {
         CHECK(ids.size() == 21);
         const std::string front = waitForLine(strata, "/headers?n=0 ");
         CHECK(valueOf(front, " listener=") == "front");
+    }
+
+    TEST_CASE("privacy: truncated or hashed client addresses, redacted query values, on reload") {
+        Origin origin(1);
+        const auto configWith = [&](const std::string& format, const std::string& privacy) {
+            std::string c = twoListenerConfig(origin.serversYaml(), format);
+            const std::string at = "access_format: " + format;
+            c.insert(c.find(at) + at.size(), ", " + privacy);
+            return c;
+        };
+        Strata strata(configWith("combined", "client_address: truncate, redact_query: [token]"));
+        REQUIRE(get(strata.port("front"), "/headers?token=s3cret&page=2").status == 200);
+        const std::string line = waitForLine(strata, "/headers?token=");
+        REQUIRE(!line.empty());
+        CHECK(line.rfind("127.0.0.0 - - [", 0) == 0);
+        CHECK(line.find("127.0.0.1 ") == std::string::npos);
+        CHECK(line.find("s3cret") == std::string::npos);
+        CHECK(line.find("/headers?token=REDACTED&page=2 ") != std::string::npos);
+        // The origin still gets the real query: only the log forgets it.
+        auto echoed = get(strata.port("front"), "/headers?token=kept");
+        CHECK(echoed.body.find("token=kept") != std::string::npos);
+
+        std::string json = configWith("json", "client_address: hash, client_address_key: k1");
+        const std::string tmp_var = "${tmp}";
+        json.replace(json.find(tmp_var), tmp_var.size(), strata.tmp());
+        writeFile(strata.configPath(), json);
+        strata.process().signal(SIGHUP);
+        REQUIRE(eventually([&] {
+            return get(strata.port("admin"), "/status").body.find("\"version\":2,") !=
+                   std::string::npos;
+        }));
+        REQUIRE(get(strata.port("front"), "/headers?hashed=1").status == 200);
+        REQUIRE(get(strata.port("front"), "/headers?hashed=2").status == 200);
+        const std::string one = waitForLine(strata, "/headers?hashed=1");
+        const std::string two = waitForLine(strata, "/headers?hashed=2");
+        const std::string client = valueOf(one, "\"client\":\"");
+        CHECK(client.size() == 17);  // 16 hex digits and the closing quote
+        CHECK(isRequestId(client.substr(0, 16)));
+        CHECK(valueOf(two, "\"client\":\"") == client);  // stable for one address and key
+        CHECK(one.find("\"client\":\"127.0.0.1\"") == std::string::npos);
     }
 
     TEST_CASE("json log carries the same fields") {

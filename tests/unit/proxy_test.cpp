@@ -28,13 +28,14 @@ config::Route route(std::string host, std::string prefix, std::vector<std::strin
 }
 
 // Appends `record` through a real sink (a file in /tmp) and returns the line written.
-std::string logLine(const proxy::AccessRecord& record, const std::string& format) {
+std::string logLine(const proxy::AccessRecord& record, const std::string& format,
+                    std::shared_ptr<const proxy::LogPrivacy> privacy = nullptr) {
     char path[] = "/tmp/strata-access-XXXXXX";
     int fd = ::mkstemp(path);
     REQUIRE(fd >= 0);
     ::close(fd);
     std::string error;
-    auto sink = proxy::AccessLogSink::open(path, format, error);
+    auto sink = proxy::AccessLogSink::open(path, format, std::move(privacy), error);
     REQUIRE(sink);
     {
         proxy::AccessLogBuffer buffer(sink);
@@ -528,5 +529,60 @@ TEST_SUITE("proxy/compression") {
         CHECK(merged->fields().hasToken("Vary", "accept-encoding"));
         CHECK(merged->encoded()[0].fields.hasToken("Vary", "accept-encoding"));
         CHECK(merged->withSoftPurge()->encoded().size() == 2);
+    }
+}
+
+TEST_SUITE("proxy/log_privacy") {
+    using Mode = proxy::LogPrivacy::ClientMode;
+
+    TEST_CASE("truncate keeps an IPv4 /24 and an IPv6 /48") {
+        proxy::LogPrivacy p(Mode::Truncate, "", {});
+        std::string scratch;
+        CHECK(p.client("192.0.2.77", scratch) == "192.0.2.0");
+        CHECK(p.client("2001:db8:1:2:3:4:5:6", scratch) == "2001:db8:1::");
+        CHECK(p.client("::1", scratch) == "::");
+        CHECK(p.client("not-an-address", scratch) == "not-an-address");
+        CHECK(p.client("", scratch).empty());
+    }
+
+    TEST_CASE("hash: 16 hex digits, equal for one address and key, different otherwise") {
+        proxy::LogPrivacy a(Mode::Hash, "secret", {});
+        proxy::LogPrivacy same_key(Mode::Hash, "secret", {});
+        proxy::LogPrivacy other_key(Mode::Hash, "other", {});
+        std::string s1, s2, s3;
+        const std::string h = std::string(a.client("192.0.2.1", s1));
+        CHECK(h.size() == 16);
+        CHECK(h.find_first_not_of("0123456789abcdef") == std::string::npos);
+        CHECK(h == same_key.client("192.0.2.1", s2));
+        CHECK(h != other_key.client("192.0.2.1", s3));
+        CHECK(h != a.client("192.0.2.2", s1));
+        CHECK(h.find("192") == std::string::npos);
+    }
+
+    TEST_CASE("redact_query replaces the values of the named parameters, any case") {
+        proxy::LogPrivacy p(Mode::Full, "", {"token", "Email"});
+        std::string scratch;
+        CHECK(p.target("/a?x=1&TOKEN=abc&email=a%40b.c&y", scratch) ==
+              "/a?x=1&TOKEN=REDACTED&email=REDACTED&y");
+        CHECK(p.target("/a?tokens=1&token", scratch) == "/a?tokens=1&token");
+        CHECK(p.target("/no-query", scratch) == "/no-query");
+        CHECK(p.client("192.0.2.1", scratch) == "192.0.2.1");  // full: addresses as they are
+        CHECK(p.active());
+        CHECK_FALSE(proxy::LogPrivacy(Mode::Full, "", {}).active());
+    }
+
+    TEST_CASE("the access log writes what the policy keeps, in both formats") {
+        auto privacy = std::make_shared<const proxy::LogPrivacy>(Mode::Truncate, "",
+                                                                 std::vector<std::string>{"token"});
+        proxy::AccessRecord r = sampleRecord();
+        r.client = "198.51.100.23";
+        r.target = "/login?token=s3cret&next=/";
+        for (const char* format : {"combined", "json"}) {
+            const std::string line = logLine(r, format, privacy);
+            CHECK(line.find("198.51.100.0") != std::string::npos);
+            CHECK(line.find("198.51.100.23") == std::string::npos);
+            CHECK(line.find("s3cret") == std::string::npos);
+            CHECK(line.find("token=REDACTED&next=/") != std::string::npos);
+        }
     }
 }

@@ -238,7 +238,7 @@ struct Harness {
 
     static std::shared_ptr<proxy::AccessLogSink> offSink() {
         std::string error;
-        return proxy::AccessLogSink::open("off", "combined", error);
+        return proxy::AccessLogSink::open("off", "combined", nullptr, error);
     }
 
     // Runs the loop until `done` holds (checked every 5 ms) or two seconds pass.

@@ -314,6 +314,11 @@ struct Logging {
     std::string access_format = "combined";  // "combined" | "json"
     std::string error_log = "stderr";        // "stdout" | "stderr" | path
     std::string level = "info";              // debug | info | warn | error
+    // What the access log keeps of a client's address: full | truncate (IPv4 /24, IPv6 /48) |
+    // hash (keyed HMAC with client_address_key; empty key: random per start and reload).
+    std::string client_address = "full";
+    std::string client_address_key;
+    std::vector<std::string> redact_query;  // parameters whose values the log replaces
 };
 
 struct Metrics {

@@ -9,28 +9,36 @@
 #include <string>
 #include <string_view>
 
+#include "strata/proxy/log_privacy.h"
+
 namespace strata::proxy {
 
 // The file all workers write to. Thread-safe; reopen() serves SIGUSR1 after logrotate.
 class AccessLogSink {
 public:
     // target: "stdout", "stderr", "off" or a file path.
+    // `privacy` may be null (addresses and targets written as they are).
     static std::shared_ptr<AccessLogSink> open(const std::string& target, const std::string& format,
+                                               std::shared_ptr<const LogPrivacy> privacy,
                                                std::string& error);
     ~AccessLogSink();
 
     bool enabled() const { return fd_ >= 0; }
     bool json() const { return json_; }
+    const LogPrivacy* privacy() const { return privacy_.get(); }
     void write(std::string_view bytes);
     void reopen();
 
 private:
     AccessLogSink() = default;
+    static std::shared_ptr<AccessLogSink> openTarget(const std::string& target,
+                                                     const std::string& format, std::string& error);
     std::mutex mutex_;
     int fd_ = -1;
     bool owns_fd_ = false;
     bool json_ = false;
     std::string path_;
+    std::shared_ptr<const LogPrivacy> privacy_;
 };
 
 struct AccessRecord {
@@ -72,6 +80,10 @@ public:
 private:
     std::shared_ptr<AccessLogSink> sink_;
     std::string buffer_;
+    std::string client_seen_;   // the last client address logged, as received
+    std::string client_shown_;  // and as the privacy policy writes it
+    std::string client_scratch_;
+    std::string target_scratch_;
 };
 
 }  // namespace strata::proxy
