@@ -453,6 +453,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
     route_slot_ = metrics::kNoRoute;
     route_name_ = {};
     request_id_ = worker_.request_ids.next();
+    adopted_request_id_.clear();
     cache_result_ = metrics::CacheResult::Bypass;
     if (head.underscore_fields_dropped > 0 && worker_.metrics != nullptr) {
         worker_.metrics->underscoreFields(metrics::UnderscoreAction::Dropped,
@@ -756,6 +757,8 @@ void DownstreamSession::logAccess(std::string_view method, std::string_view targ
     pending_->route_slot = route_slot_;
     pending_->cache_result = cache_result_;
     pending_->request_id = request_id_;
+    pending_->adopted_request_id.swap(adopted_request_id_);
+    adopted_request_id_.clear();
     if (logged) {
         pending_->route.assign(route_name_);
         pending_->client.assign(real_client_);
@@ -795,6 +798,7 @@ void DownstreamSession::logRejected(int status) {
     }
     // No head was taken: a new exchange, on no route, logged with what the parser had read.
     request_id_ = worker_.request_ids.next();
+    adopted_request_id_.clear();
     route_slot_ = metrics::kNoRoute;
     route_name_ = {};
     const http::RequestParser::StartLine line = parser_.startLineSoFar();
@@ -879,7 +883,8 @@ void DownstreamSession::writeAccess(const PendingAccess& access) {
     record.host = access.host;
     record.route = access.route;
     record.listener = listener_.name;
-    record.request_id = view(access.request_id);
+    record.request_id =
+        access.adopted_request_id.empty() ? view(access.request_id) : access.adopted_request_id;
     record.tunnel = access.tunnel;
     record.tunnel_bytes_up = access.tunnel_up;
     record.tunnel_bytes_down = access.tunnel_down;

@@ -3,6 +3,21 @@
 #include <random>
 
 namespace strata::proxy {
+
+bool acceptableRequestId(std::string_view id) {
+    if (id.empty() || id.size() > 128) {
+        return false;
+    }
+    for (char c : id) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':' ||
+                        c == '+' || c == '/' || c == '=';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
 namespace {
 constexpr std::uint64_t kCounterMask = (std::uint64_t{1} << 56) - 1;
 }  // namespace

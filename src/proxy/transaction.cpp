@@ -372,6 +372,7 @@ void Transaction::start() {
         listener != nullptr && !listener->trusted_proxies.empty()) {
         real_client_ =
             realClient(client_.peerAddress(), request_.fields, listener->trusted_proxies);
+        adoptTrustedRequestId(*listener);
         if (real_client_) {
             real_client_text_ = real_client_->hostString();
             client_.setRealClient(real_client_text_);
@@ -388,6 +389,17 @@ void Transaction::start() {
     }
     cacheable_route_ = true;
     lookup();
+}
+
+void Transaction::adoptTrustedRequestId(const config::Listener& listener) {
+    if (!net::inCidrs(listener.trusted_proxies, client_.peerAddress())) {
+        return;
+    }
+    // Two ids would be ambiguous: strata's own then.
+    const std::string* id = request_.fields.get("X-Request-Id");
+    if (id != nullptr && request_.fields.count("X-Request-Id") == 1 && acceptableRequestId(*id)) {
+        client_.adoptRequestId(*id);
+    }
 }
 
 void Transaction::lookup() {
@@ -977,8 +989,9 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
             edits.add(header, subject);
         }
     }
-    // strata's id names the exchange in its log and the origin's; a client's own X-Request-Id
-    // is replaced, not kept (README).
+    // The exchange's id names it in strata's log and the origin's: a trusted proxy's own
+    // X-Request-Id when it sent an acceptable one (adoptTrustedRequestId), else strata's;
+    // an untrusted client's is replaced, never kept (README).
     edits.drop("X-Request-Id");
     edits.add("X-Request-Id", client_.requestId());
     // RFC 9110 7.6.3: the protocol the request was received with.

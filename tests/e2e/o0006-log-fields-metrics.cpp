@@ -105,6 +105,28 @@ TEST_SUITE("e2e/ops") {
         CHECK(valueOf(front, " listener=") == "front");
     }
 
+    TEST_CASE("a trusted proxy's X-Request-Id is the exchange's id; others get strata's") {
+        Origin origin(1);
+        std::string c = twoListenerConfig(origin.serversYaml(), "combined");
+        const std::string internal = "{name: internal, bind: \"127.0.0.1:0\"";
+        c.insert(c.find(internal) + internal.size(), ", trusted_proxies: [\"127.0.0.1/32\"]");
+        Strata strata(c);
+        auto r = get(strata.port("internal"), "/headers?trusted=1", "X-Request-Id: lb-4f2a:9\r\n");
+        REQUIRE(r.status == 200);
+        CHECK(EchoedHead(r.body).value("X-Request-Id") == "lb-4f2a:9");
+        CHECK(valueOf(waitForLine(strata, "/headers?trusted=1"), " request_id=") == "lb-4f2a:9");
+        // An id that could forge log fields, or two ids, are not taken even from a trusted peer.
+        auto spaced =
+            get(strata.port("internal"), "/headers?trusted=2", "X-Request-Id: a b\" c=d\r\n");
+        CHECK(isRequestId(EchoedHead(spaced.body).value("X-Request-Id")));
+        auto twice = get(strata.port("internal"), "/headers?trusted=3",
+                         "X-Request-Id: one\r\nX-Request-Id: two\r\n");
+        CHECK(isRequestId(EchoedHead(twice.body).value("X-Request-Id")));
+        // The other listener trusts nobody.
+        auto front = get(strata.port("front"), "/headers?trusted=4", "X-Request-Id: lb-1\r\n");
+        CHECK(isRequestId(EchoedHead(front.body).value("X-Request-Id")));
+    }
+
     TEST_CASE("privacy: truncated or hashed client addresses, redacted query values, on reload") {
         Origin origin(1);
         const auto configWith = [&](const std::string& format, const std::string& privacy) {

@@ -66,6 +66,20 @@ proxy::AccessRecord sampleRecord() {
 }  // namespace
 
 TEST_SUITE("proxy/request_id") {
+    TEST_CASE("a client's id is taken only when it is a short, log-safe token") {
+        CHECK(proxy::acceptableRequestId("lb-4f2a:9"));
+        CHECK(proxy::acceptableRequestId("0a0000000000002a"));
+        CHECK(proxy::acceptableRequestId("3f2504e0-4f89-11d3-9a0c-0305e82c3301"));
+        CHECK(proxy::acceptableRequestId("YWJj+/=_."));
+        CHECK(proxy::acceptableRequestId(std::string(128, 'a')));
+        CHECK_FALSE(proxy::acceptableRequestId(std::string(129, 'a')));
+        CHECK_FALSE(proxy::acceptableRequestId(""));
+        CHECK_FALSE(proxy::acceptableRequestId("a b"));
+        CHECK_FALSE(proxy::acceptableRequestId("a\"b"));
+        CHECK_FALSE(proxy::acceptableRequestId("a,b"));
+        CHECK_FALSE(proxy::acceptableRequestId("a\tb"));
+    }
+
     TEST_CASE("16 hex digits: the worker in the top byte, a counter from the random start") {
         proxy::RequestIdGenerator ids(/*worker_id=*/3, /*random_start=*/0x00ffffffffffffffULL);
         CHECK(proxy::view(ids.next()) == "03ffffffffffffff");

@@ -42,6 +42,9 @@ public:
     // The current exchange's client when trusted proxies named another than the peer
     // (listeners[].trusted_proxies): its access-log line shows that address.
     virtual void setRealClient(std::string_view /*address*/) {}
+    // The current exchange takes a trusted client's X-Request-Id (checked by
+    // acceptableRequestId) in place of the one strata made: logged, forwarded, returned.
+    virtual void adoptRequestId(std::string_view /*id*/) {}
     virtual const ListenerInfo& listener() const = 0;
     // The client connection's id, for log lines and upstream affinity.
     virtual std::uint64_t connectionId() const = 0;

@@ -82,7 +82,10 @@ public:
                    int version_minor, int status, std::uint64_t bytes, std::string_view referer,
                    std::string_view user_agent, std::string_view upstream, double upstream_s,
                    std::chrono::steady_clock::time_point started) override;
-    std::string_view requestId() const override { return view(request_id_); }
+    std::string_view requestId() const override {
+        return adopted_request_id_.empty() ? view(request_id_) : adopted_request_id_;
+    }
+    void adoptRequestId(std::string_view id) override { adopted_request_id_.assign(id); }
     void startTunnel(std::string head, upstream::UpstreamConnectionPtr upstream,
                      std::chrono::milliseconds idle_timeout) override;
 
@@ -109,6 +112,7 @@ public:
         std::string route;
         std::string client;  // the exchange's real client (trusted_proxies); "" = the peer
         RequestIdGenerator::Id request_id{};
+        std::string adopted_request_id;  // a trusted client's id, used instead when not ""
         bool tunnel = false;  // the exchange became a tunnel; its line is written when it ends
         std::uint64_t tunnel_up = 0;
         std::uint64_t tunnel_down = 0;
@@ -213,6 +217,7 @@ private:
     // logAccess() copies it. Empty when no route matched.
     std::string_view route_name_;
     RequestIdGenerator::Id request_id_{};
+    std::string adopted_request_id_;    // adoptRequestId() for the current exchange
     std::uint64_t received_bytes_ = 0;  // consumed by the parser, not yet counted
     // connection_.bytesSent() + outputLength() when the previous exchange's answer was complete:
     // what is queued beyond it belongs to the current exchange.

@@ -121,7 +121,11 @@ public:
                    int version_minor, int status, std::uint64_t bytes, std::string_view referer,
                    std::string_view user_agent, std::string_view upstream, double upstream_s,
                    std::chrono::steady_clock::time_point started) override;
-    std::string_view requestId() const override { return view(request_id_); }
+    std::string_view requestId() const override {
+        return access_.adopted_request_id.empty() ? view(request_id_)
+                                                  : std::string_view(access_.adopted_request_id);
+    }
+    void adoptRequestId(std::string_view id) override { access_.adopted_request_id.assign(id); }
 
 private:
     friend class H2Session;

@@ -37,4 +37,9 @@ inline std::string_view view(const RequestIdGenerator::Id& id) {
     return {id.data(), id.size()};
 }
 
+// An X-Request-Id a trusted client may hand strata to use as the exchange's id: 1 to 128
+// characters that are safe in a log token and a header (letters, digits, "-_.:+/="), so a
+// client-made id can neither forge log fields nor grow a log line without bound.
+bool acceptableRequestId(std::string_view id);
+
 }  // namespace strata::proxy

@@ -103,6 +103,8 @@ private:
     void onExchangeFlush() override;
     void onExchangeUpgraded(http::ResponseHead& head) override;
 
+    // A trusted proxy's X-Request-Id becomes the exchange's id (listeners[].trusted_proxies).
+    void adoptTrustedRequestId(const config::Listener& listener);
     void lookup();
     void lookupL2();
     bool useStored(const cache::EntryPtr& entry, const cache::LookupDecision& decision,
