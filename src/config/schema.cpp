@@ -1335,9 +1335,10 @@ const std::vector<Field<L2Cache>>& fieldsOf<L2Cache>() {
 template <>
 const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
     static const std::vector<Field<Upstream>> fields{
-        customField<Upstream>(
-            "servers", readUpstreamServers, "list of host:port | {address, weight, max_connections}", "",
-            "origins, round robin (weighted)", describeList<UpstreamServer>, /*required=*/true),
+        customField<Upstream>("servers", readUpstreamServers,
+                              "list of host:port | {address, weight, max_connections}", "",
+                              "origins, round robin (weighted)", describeList<UpstreamServer>,
+                              /*required=*/true),
         customField<Upstream>("health_check", readHealthCheck, "mapping", "",
                               "active probes; absent = no health checks",
                               describeSection<HealthCheck>),
@@ -1418,8 +1419,7 @@ const std::vector<Field<UpstreamServer>>& fieldsOf<UpstreamServer>() {
                                     /*required=*/true),
         countField<UpstreamServer>("weight", &UpstreamServer::weight, 1, 1000,
                                    "share of requests relative to the other servers"),
-        countField<UpstreamServer>("max_connections", &UpstreamServer::max_connections, 0,
-                                   1000000,
+        countField<UpstreamServer>("max_connections", &UpstreamServer::max_connections, 0, 1000000,
                                    "requests in flight at once, all workers; 0 = unlimited"),
     };
     return fields;

@@ -696,14 +696,14 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
 
         // Upstream protection, by upstream (only upstreams interned for max_connections or a
         // retry budget have series).
-        auto queue_total = family("strata_upstream_queue_total",
-                                  "requests that waited for a server slot, by outcome",
-                                  MetricType::Counter);
+        auto queue_total =
+            family("strata_upstream_queue_total",
+                   "requests that waited for a server slot, by outcome", MetricType::Counter);
         auto queue_depth = family("strata_upstream_queue_depth",
                                   "requests waiting for a server slot now", MetricType::Gauge);
-        auto exhausted = family("strata_upstream_retry_budget_exhausted_total",
-                                "retries refused by the upstream's retry budget",
-                                MetricType::Counter);
+        auto exhausted =
+            family("strata_upstream_retry_budget_exhausted_total",
+                   "retries refused by the upstream's retry budget", MetricType::Counter);
         for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
             Labels base{{"upstream", upstream_names_[u]}};
             for (std::size_t r = 0; r < count<QueueResult>(); ++r) {
@@ -716,9 +716,9 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             addValue(queue_depth, base,
                      static_cast<double>(std::max<std::int64_t>(
                          0, process_->queue_depth[u].load(std::memory_order_relaxed))));
-            addValue(exhausted, base,
-                     static_cast<double>(
-                         process_->budget_exhausted[u].load(std::memory_order_relaxed)));
+            addValue(
+                exhausted, base,
+                static_cast<double>(process_->budget_exhausted[u].load(std::memory_order_relaxed)));
         }
         out.push_back(std::move(queue_total));
         out.push_back(std::move(queue_depth));

@@ -146,8 +146,8 @@ void UpstreamExchange::waitForSlot(bool requeue) {
             metrics::global().upstreamQueue(group_.metricsSlot(), metrics::QueueResult::Queued);
             metrics::global().upstreamQueueDepth(group_.metricsSlot(), 1);
             if (!queue_timer_) {
-                queue_timer_ = std::make_unique<event::Timer>(worker_.loop,
-                                                              [this] { onQueueTimeout(); });
+                queue_timer_ =
+                    std::make_unique<event::Timer>(worker_.loop, [this] { onQueueTimeout(); });
             }
             queue_timer_->arm(config.queue.timeout);
         }
@@ -175,8 +175,8 @@ void UpstreamExchange::onQueueTimeout() {
 }
 
 void UpstreamExchange::failQueued(const char* what) {
-    LOG_WARN("[w%u][c%llu] upstream %s: %s", worker_.id,
-             static_cast<unsigned long long>(log_id_), group_.config().name.c_str(), what);
+    LOG_WARN("[w%u][c%llu] upstream %s: %s", worker_.id, static_cast<unsigned long long>(log_id_),
+             group_.config().name.c_str(), what);
     endAccounting();
     state_ = State::Failed;
     callbacks_.onExchangeFailure(503, false, what);

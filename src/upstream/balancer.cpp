@@ -158,8 +158,8 @@ bool RoundRobinBalancer::takesTurn(std::size_t index, std::uint64_t position,
         return true;
     }
     const std::uint64_t full = std::uint64_t{weights_[index]} * kWeightScale;
-    const std::uint64_t effective = servers_[index]->effectiveWeight(weights_[index], now,
-                                                                     slow_start_);
+    const std::uint64_t effective =
+        servers_[index]->effectiveWeight(weights_[index], now, slow_start_);
     if (effective >= full) {
         return true;
     }

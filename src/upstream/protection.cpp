@@ -84,9 +84,8 @@ std::size_t ConnectionQueue::depth() const {
 }
 
 std::int64_t RetryBudget::limit(std::int64_t requests) const {
-    const auto by_ratio =
-        static_cast<std::int64_t>(std::floor(ratio_ * static_cast<double>(std::max<std::int64_t>(
-                                                          0, requests))));
+    const auto by_ratio = static_cast<std::int64_t>(
+        std::floor(ratio_ * static_cast<double>(std::max<std::int64_t>(0, requests))));
     return std::max<std::int64_t>(min_, by_ratio);
 }
 

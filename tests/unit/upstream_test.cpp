@@ -594,8 +594,7 @@ TEST_SUITE("upstream/protection") {
         grown.slow_start = 10s;
         upstream::UpstreamGroup second(grown, registry);
         CHECK(second.servers()[0] == first.servers()[0]);
-        CHECK(second.servers()[1]->effectiveWeight(1, std::chrono::steady_clock::now(), 10s) <
-              200);
+        CHECK(second.servers()[1]->effectiveWeight(1, std::chrono::steady_clock::now(), 10s) < 200);
     }
 
     TEST_CASE("a server coming back up through its health check ramps") {
@@ -653,7 +652,8 @@ TEST_SUITE("upstream/protection") {
         auto extra = std::make_shared<upstream::ConnectionQueue::Ticket>(loop, [] {});
         CHECK_FALSE(queue->enqueue(extra, 3, never, &served));  // full
         CHECK_FALSE(served);
-        CHECK_FALSE(queue->enqueue(extra, 10, [] { return true; }, &served));  // slot found
+        CHECK_FALSE(queue->enqueue(
+            extra, 10, [] { return true; }, &served));  // slot found
         CHECK(served);
         CHECK(queue->depth() == 3);
         // Ticket 1 gives up after being popped for a wake: that wake passes to ticket 2.
@@ -677,7 +677,8 @@ TEST_SUITE("upstream/protection") {
         auto queue = std::make_shared<upstream::ConnectionQueue>();
         bool served = false;
         auto t = std::make_shared<upstream::ConnectionQueue::Ticket>(loop, [] {});
-        CHECK(queue->enqueue(t, 1, [] { return false; }, &served));
+        CHECK(queue->enqueue(
+            t, 1, [] { return false; }, &served));
         CHECK(queue->hasWaiters());
         CHECK(queue->remove(t));
         CHECK_FALSE(queue->remove(t));

@@ -164,7 +164,7 @@ private:
     const std::string* server_label_ = nullptr;  // owned by the group's ServerState
     double upstream_seconds_ = -1;
     http::ResponseHead upgraded_head_;  // the 101, until the owner takes the connection
-    int slot_index_ = -1;  // server whose max_connections slot this exchange holds
+    int slot_index_ = -1;               // server whose max_connections slot this exchange holds
     upstream::ConnectionQueue::TicketPtr ticket_;
     std::unique_ptr<event::Timer> queue_timer_;
     bool waiting_ = false;  // counted in the queue depth, queue timer armed

@@ -84,8 +84,9 @@ class ServerRegistry {
 public:
     // A server new to an upstream that served before (a reload added it) starts its slow-start
     // ramp at `now`.
-    ServerStatePtr get(const std::string& upstream_name, const config::Endpoint& address,
-                       std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+    ServerStatePtr get(
+        const std::string& upstream_name, const config::Endpoint& address,
+        std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
     // The upstream's wait queue (max_connections), the same one across reloads while any
     // snapshot uses it, so a slot freed under the old snapshot wakes a waiter of the new one.
     ConnectionQueuePtr queue(const std::string& upstream_name);
