@@ -127,6 +127,8 @@ void UpstreamExchange::waitForSlot(bool requeue) {
             // Woken on this loop: a slot freed somewhere; take it, or queue again at the front.
             if (!aborted_ && state_ == State::Connecting) {
                 connectNext();
+            } else {
+                group_.queue()->wake();  // not ours to use: the next waiter's
             }
         });
     }
