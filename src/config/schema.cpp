@@ -669,6 +669,29 @@ void readUpstreamServers(Loader& loader, const Node& value, const Mark& key_mark
     }
 }
 
+void readRetryRatio(Loader& loader, const Node& value, const Mark& key_mark,
+                    const std::string& path, RetryBudget& out) {
+    std::string text;
+    if (!loader.readScalar(value, key_mark, path, "a ratio 0..1", text)) {
+        return;
+    }
+    char* end = nullptr;
+    errno = 0;
+    const double ratio = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !(ratio >= 0.0) ||
+        ratio > 1.0) {
+        loader.error(value.Mark(), path, "expected a ratio 0..1 (e.g. 0.2), got \"" + text + "\"");
+        return;
+    }
+    out.ratio = ratio;
+}
+
+void readRetryBudget(Loader& loader, const Node& value, const Mark& key_mark,
+                     const std::string& path, Upstream& out) {
+    out.retry_budget.enabled = true;
+    loader.readMap(value, key_mark, path, out.retry_budget);
+}
+
 void readExpectStatus(Loader& loader, const Node& value, const Mark& key_mark,
                       const std::string& path, HealthCheck& out) {
     std::string text;
@@ -1320,9 +1343,10 @@ const std::vector<Field<L2Cache>>& fieldsOf<L2Cache>() {
 template <>
 const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
     static const std::vector<Field<Upstream>> fields{
-        customField<Upstream>(
-            "servers", readUpstreamServers, "list of host:port | {address, weight}", "",
-            "origins, round robin (weighted)", describeList<UpstreamServer>, /*required=*/true),
+        customField<Upstream>("servers", readUpstreamServers,
+                              "list of host:port | {address, weight, max_connections}", "",
+                              "origins, round robin (weighted)", describeList<UpstreamServer>,
+                              /*required=*/true),
         customField<Upstream>("health_check", readHealthCheck, "mapping", "",
                               "active probes; absent = no health checks",
                               describeSection<HealthCheck>),
@@ -1346,6 +1370,39 @@ const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
         textField<Upstream>("proxy_protocol", &Upstream::proxy_protocol,
                             "PROXY protocol header on each connection to the servers", nullptr,
                             kProxyProtocolVersions),
+        durationField<Upstream>("slow_start", &Upstream::slow_start, 0, kHour,
+                                "a server coming back ramps from 10% to its full weight over "
+                                "this long; 0 = off (consistent_hash ignores it)"),
+        customField<Upstream>("queue", readSection<Upstream, UpstreamQueue, &Upstream::queue>,
+                              "mapping", "",
+                              "requests waiting while every server is at max_connections",
+                              describeSection<UpstreamQueue>),
+        customField<Upstream>("retry_budget", readRetryBudget, "mapping", "",
+                              "retries in flight stay within ratio x requests in flight; "
+                              "absent = only max_tries limits retries",
+                              describeSection<RetryBudget>),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<UpstreamQueue>>& fieldsOf<UpstreamQueue>() {
+    static const std::vector<Field<UpstreamQueue>> fields{
+        countField<UpstreamQueue>("max", &UpstreamQueue::max, 0, 1000000,
+                                  "waiting requests; beyond it 503 at once (0 = no queue)"),
+        durationField<UpstreamQueue>("timeout", &UpstreamQueue::timeout, 1, kHour,
+                                     "a request waiting longer gets 503"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<RetryBudget>>& fieldsOf<RetryBudget>() {
+    static const std::vector<Field<RetryBudget>> fields{
+        customField<RetryBudget>("ratio", readRetryRatio, "0..1", "0.2",
+                                 "retries in flight per request in flight"),
+        countField<RetryBudget>("min_retries", &RetryBudget::min_retries, 0, 100000,
+                                "retries in flight always allowed, whatever the ratio"),
     };
     return fields;
 }
@@ -1370,6 +1427,8 @@ const std::vector<Field<UpstreamServer>>& fieldsOf<UpstreamServer>() {
                                     /*required=*/true),
         countField<UpstreamServer>("weight", &UpstreamServer::weight, 1, 1000,
                                    "share of requests relative to the other servers"),
+        countField<UpstreamServer>("max_connections", &UpstreamServer::max_connections, 0, 1000000,
+                                   "requests in flight at once, all workers; 0 = unlimited"),
     };
     return fields;
 }

@@ -88,6 +88,10 @@ const std::vector<Field<UpstreamServer>>& fieldsOf<UpstreamServer>();
 template <>
 const std::vector<Field<UpstreamHash>>& fieldsOf<UpstreamHash>();
 template <>
+const std::vector<Field<UpstreamQueue>>& fieldsOf<UpstreamQueue>();
+template <>
+const std::vector<Field<RetryBudget>>& fieldsOf<RetryBudget>();
+template <>
 const std::vector<Field<HealthCheck>>& fieldsOf<HealthCheck>();
 template <>
 const std::vector<Field<UpstreamTimeouts>>& fieldsOf<UpstreamTimeouts>();

@@ -200,6 +200,11 @@ std::string_view name(TlsResult v) {
     static constexpr std::array<std::string_view, count<TlsResult>()> k{"ok", "failed"};
     return k[idx(v)];
 }
+std::string_view name(QueueResult v) {
+    static constexpr std::array<std::string_view, count<QueueResult>()> k{"queued", "timeout",
+                                                                          "full"};
+    return k[idx(v)];
+}
 std::string_view name(ProxyProtocolResult v) {
     static constexpr std::array<std::string_view, count<ProxyProtocolResult>()> k{
         "ok", "local", "malformed", "untrusted", "timeout"};
@@ -369,6 +374,10 @@ struct Registry::ProcessCounters {
     std::atomic<std::int64_t> upstream_connections{0};
     std::atomic<std::int64_t> h2_connections{0};
     std::array<std::array<std::atomic<std::uint64_t>, 2>, kMaxServers> health_checks{};
+    std::array<std::array<std::atomic<std::uint64_t>, count<QueueResult>()>, kMaxUpstreams>
+        queue_results{};
+    std::array<std::atomic<std::int64_t>, kMaxUpstreams> queue_depth{};
+    std::array<std::atomic<std::uint64_t>, kMaxUpstreams> budget_exhausted{};
 };
 
 Registry::Registry(unsigned max_workers)
@@ -484,6 +493,27 @@ std::int64_t Registry::h2Connections() const {
 void Registry::healthCheck(std::uint16_t server_slot, bool ok) {
     process_->health_checks[std::min<std::size_t>(server_slot, kMaxServers - 1)][ok ? 1 : 0]
         .fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint16_t Registry::upstreamSlot(const std::string& upstream) {
+    std::lock_guard lock(mutex_);
+    return internSlot(upstream_index_, upstream_names_, upstream, upstream, std::string(kOther),
+                      kMaxUpstreams);
+}
+
+void Registry::upstreamQueue(std::uint16_t upstream_slot, QueueResult result) {
+    process_->queue_results[std::min<std::size_t>(upstream_slot, kMaxUpstreams - 1)][idx(result)]
+        .fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::upstreamQueueDepth(std::uint16_t upstream_slot, std::int64_t delta) {
+    process_->queue_depth[std::min<std::size_t>(upstream_slot, kMaxUpstreams - 1)].fetch_add(
+        delta, std::memory_order_relaxed);
+}
+
+void Registry::retryBudgetExhausted(std::uint16_t upstream_slot) {
+    process_->budget_exhausted[std::min<std::size_t>(upstream_slot, kMaxUpstreams - 1)].fetch_add(
+        1, std::memory_order_relaxed);
 }
 
 void Registry::addGauge(std::string name, std::string help, GaugeFn fn) {
@@ -663,6 +693,36 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                  static_cast<double>(std::max<std::int64_t>(
                      0, process_->upstream_connections.load(std::memory_order_relaxed))));
         out.push_back(std::move(up_conns));
+
+        // Upstream protection, by upstream (only upstreams interned for max_connections or a
+        // retry budget have series).
+        auto queue_total =
+            family("strata_upstream_queue_total",
+                   "requests that waited for a server slot, by outcome", MetricType::Counter);
+        auto queue_depth = family("strata_upstream_queue_depth",
+                                  "requests waiting for a server slot now", MetricType::Gauge);
+        auto exhausted =
+            family("strata_upstream_retry_budget_exhausted_total",
+                   "retries refused by the upstream's retry budget", MetricType::Counter);
+        for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+            Labels base{{"upstream", upstream_names_[u]}};
+            for (std::size_t r = 0; r < count<QueueResult>(); ++r) {
+                Labels l = base;
+                l.push_back({"result", std::string(name(static_cast<QueueResult>(r)))});
+                addValue(queue_total, std::move(l),
+                         static_cast<double>(
+                             process_->queue_results[u][r].load(std::memory_order_relaxed)));
+            }
+            addValue(queue_depth, base,
+                     static_cast<double>(std::max<std::int64_t>(
+                         0, process_->queue_depth[u].load(std::memory_order_relaxed))));
+            addValue(
+                exhausted, base,
+                static_cast<double>(process_->budget_exhausted[u].load(std::memory_order_relaxed)));
+        }
+        out.push_back(std::move(queue_total));
+        out.push_back(std::move(queue_depth));
+        out.push_back(std::move(exhausted));
 
         // Cache.
         std::uint64_t coalesced = 0;

@@ -4,6 +4,7 @@
 
 #include "strata/common/log.h"
 #include "strata/http/message.h"
+#include "strata/metrics/metrics.h"
 
 #include "chunked.h"
 
@@ -42,6 +43,7 @@ UpstreamExchange::~UpstreamExchange() {
     if (connection_) {
         releaseConnection(false);
     }
+    endAccounting();
     if (pending_body_ != nullptr) {
         evbuffer_free(pending_body_);
     }
@@ -59,7 +61,127 @@ evbuffer* UpstreamExchange::pendingBody() {
 }
 
 void UpstreamExchange::start() {
+    if (upstream::RetryBudget* budget = group_.retryBudget()) {
+        budget->requestStarted();
+        budget_request_ = true;
+    }
     connectNext();
+}
+
+bool UpstreamExchange::admitRetry() {
+    upstream::RetryBudget* budget = group_.retryBudget();
+    if (budget == nullptr || budget_retry_) {
+        return true;
+    }
+    if (budget->tryStartRetry()) {
+        budget_retry_ = true;
+        return true;
+    }
+    metrics::global().retryBudgetExhausted(group_.metricsSlot());
+    LOG_WARN("[w%u][c%llu] upstream %s: retry budget exhausted, not retrying", worker_.id,
+             static_cast<unsigned long long>(log_id_), group_.config().name.c_str());
+    return false;
+}
+
+void UpstreamExchange::releaseSlot() {
+    if (slot_index_ >= 0) {
+        group_.releaseSlot(static_cast<std::size_t>(slot_index_));
+        slot_index_ = -1;
+    }
+}
+
+void UpstreamExchange::endAccounting() {
+    releaseSlot();
+    leaveQueue();
+    if (upstream::RetryBudget* budget = group_.retryBudget()) {
+        if (budget_request_) {
+            budget->requestEnded();
+        }
+        if (budget_retry_) {
+            budget->retryEnded();
+        }
+    }
+    budget_request_ = false;
+    budget_retry_ = false;
+}
+
+void UpstreamExchange::leaveQueue() {
+    if (ticket_) {
+        ticket_->cancel();  // a wake on its way passes to the next waiter
+        group_.queue()->remove(ticket_);
+        ticket_.reset();
+    }
+    if (queue_timer_) {
+        queue_timer_->cancel();
+    }
+    if (waiting_) {
+        waiting_ = false;
+        metrics::global().upstreamQueueDepth(group_.metricsSlot(), -1);
+    }
+}
+
+void UpstreamExchange::waitForSlot(bool requeue) {
+    const auto& config = group_.config();
+    if (!ticket_) {
+        ticket_ = std::make_shared<upstream::ConnectionQueue::Ticket>(worker_.loop, [this] {
+            // Woken on this loop: a slot freed somewhere; take it, or queue again at the front.
+            if (!aborted_ && state_ == State::Connecting) {
+                connectNext();
+            } else {
+                group_.queue()->wake();  // not ours to use: the next waiter's
+            }
+        });
+    }
+    upstream::UpstreamGroup::LimitedPick picked;
+    const upstream::PickContext context{tried_, event::loopTime(), request_.hash_key};
+    bool served = false;
+    const bool queued = group_.queue()->enqueue(
+        ticket_, config.queue.max,
+        [&] {
+            picked = group_.pickWithLimits(context);
+            return picked.result != upstream::UpstreamGroup::LimitedPick::Result::Busy;
+        },
+        &served, requeue);
+    if (queued) {
+        if (!waiting_) {
+            waiting_ = true;
+            metrics::global().upstreamQueue(group_.metricsSlot(), metrics::QueueResult::Queued);
+            metrics::global().upstreamQueueDepth(group_.metricsSlot(), 1);
+            if (!queue_timer_) {
+                queue_timer_ =
+                    std::make_unique<event::Timer>(worker_.loop, [this] { onQueueTimeout(); });
+            }
+            queue_timer_->arm(config.queue.timeout);
+        }
+        return;
+    }
+    if (!served) {
+        metrics::global().upstreamQueue(group_.metricsSlot(), metrics::QueueResult::Full);
+        return failQueued("upstream queue full");
+    }
+    // A slot freed while we queued: go on as if the first pick had found it.
+    leaveQueue();
+    if (picked.result == upstream::UpstreamGroup::LimitedPick::Result::None) {
+        tries_ = config.max_tries;
+        return fail(Failure::Connect);
+    }
+    if (picked.holds_slot) {
+        slot_index_ = picked.index;
+    }
+    connectTo(picked.index, false);
+}
+
+void UpstreamExchange::onQueueTimeout() {
+    metrics::global().upstreamQueue(group_.metricsSlot(), metrics::QueueResult::Timeout);
+    failQueued("upstream queue timeout");
+}
+
+void UpstreamExchange::failQueued(const char* what) {
+    LOG_WARN("[w%u][c%llu] upstream %s: %s", worker_.id, static_cast<unsigned long long>(log_id_),
+             group_.config().name.c_str(), what);
+    endAccounting();
+    state_ = State::Failed;
+    callbacks_.onExchangeFailure(503, false, what);
 }
 
 void UpstreamExchange::setDeadline(std::chrono::milliseconds timeout) {
@@ -85,15 +207,36 @@ void UpstreamExchange::connectNext() {
     if (tries_ >= config.max_tries) {
         return fail(Failure::Connect);
     }
-    int index = retry_same_server_ >= 0
-                    ? retry_same_server_
-                    : group_.pick(upstream::PickContext{tried_, now, request_.hash_key});
-    const bool fresh_only = retry_same_server_ >= 0;
-    retry_same_server_ = -1;
+    if (retry_same_server_ >= 0) {
+        const int index = retry_same_server_;
+        retry_same_server_ = -1;
+        return connectTo(index, /*fresh_only=*/true);  // keeps the slot it holds there
+    }
+    const upstream::PickContext context{tried_, now, request_.hash_key};
+    int index = -1;
+    if (!group_.limitsConnections()) {
+        index = group_.pick(context);
+    } else {
+        auto picked = group_.pickWithLimits(context);
+        if (picked.result == upstream::UpstreamGroup::LimitedPick::Result::Busy) {
+            return waitForSlot(/*requeue=*/waiting_);
+        }
+        leaveQueue();
+        index = picked.index;
+        if (picked.holds_slot) {
+            slot_index_ = index;
+        }
+    }
     if (index < 0) {
         tries_ = config.max_tries;  // every server was tried: no more attempts
         return fail(Failure::Connect);
     }
+    connectTo(index, false);
+}
+
+void UpstreamExchange::connectTo(int index, bool fresh_only) {
+    const auto& config = group_.config();
+    auto now = event::loopTime();
     tried_.add(static_cast<std::size_t>(index));
     tries_++;
     const upstream::ServerStatePtr& server = group_.servers()[static_cast<std::size_t>(index)];
@@ -124,6 +267,10 @@ void UpstreamExchange::connectNext() {
         LOG_WARN("[w%u][c%llu] upstream %s: cannot connect to %s", worker_.id,
                  static_cast<unsigned long long>(log_id_), config.name.c_str(),
                  server->label().c_str());
+        releaseSlot();
+        if (tries_ < config.max_tries && !admitRetry()) {
+            tries_ = config.max_tries;
+        }
         return connectNext();
     }
     installCallbacks();
@@ -394,6 +541,7 @@ void UpstreamExchange::finish() {
     bool reusable = keep_alive_ && body_complete_ && !c.peerClosed() && !c.failed() &&
                     evbuffer_get_length(c.input()) == 0 && c.outputLength() == 0;
     releaseConnection(reusable);
+    endAccounting();
     callbacks_.onExchangeComplete();  // may schedule our deletion; touch nothing after
 }
 
@@ -470,8 +618,14 @@ void UpstreamExchange::fail(Failure failure) {
         const bool nothing_sent = failure == Failure::Connect || failure == Failure::ConnectTimeout;
         const bool safe_to_replay =
             http::isIdempotent(request_.method) && !request_.has_body && failure == Failure::Broken;
-        if ((nothing_sent || safe_to_replay) && tries_ < config.max_tries) {
-            if (reused && failure == Failure::Broken && !retried_stale_) {
+        // The keep-alive race retry is exempt from the budget: the server never saw the request.
+        const bool stale = reused && failure == Failure::Broken && !retried_stale_;
+        if ((nothing_sent || safe_to_replay) && tries_ < config.max_tries &&
+            (stale || admitRetry())) {
+            if (!stale) {
+                releaseSlot();
+            }
+            if (stale) {
                 // The server closed an idle pooled connection just as we reused it (the usual
                 // keep-alive race): try the same server once more on a fresh connection.
                 retried_stale_ = true;
@@ -482,6 +636,7 @@ void UpstreamExchange::fail(Failure failure) {
             return;
         }
     }
+    endAccounting();
     state_ = State::Failed;
     int status = (failure == Failure::Timeout || failure == Failure::ConnectTimeout) ? 504 : 502;
     callbacks_.onExchangeFailure(status, after_head, what);
@@ -499,6 +654,8 @@ upstream::UpstreamConnectionPtr UpstreamExchange::takeUpgraded() {
     connection_->connection().setCallbacks(nullptr);
     state_ = State::Done;
     aborted_ = true;  // nothing more from this exchange
+    // A tunnel is no longer a request: it stops counting against max_connections.
+    endAccounting();
     return std::move(connection_);
 }
 
@@ -508,6 +665,7 @@ void UpstreamExchange::abort() {
     }
     aborted_ = true;
     releaseConnection(false);
+    endAccounting();
 }
 
 }  // namespace strata::proxy

@@ -31,7 +31,18 @@ int firstUntried(const PickContext& context, const std::vector<ServerStatePtr>& 
     return -1;
 }
 
-// a/wa < b/wb without division: weights are at most 1000 and active counts far below 2^40.
+// The weight (x kWeightScale) a load comparison uses: reduced while the server ramps up.
+std::uint64_t weightOf(const ServerState& server, std::uint32_t weight,
+                       std::chrono::steady_clock::time_point now,
+                       std::chrono::milliseconds slow_start) {
+    if (slow_start.count() == 0) {
+        return std::uint64_t{weight} * kWeightScale;
+    }
+    return server.effectiveWeight(weight, now, slow_start);
+}
+
+// a/wa < b/wb without division: scaled weights are at most 10^6 and active counts far below
+// 2^40.
 bool lessLoaded(std::int64_t a, std::uint64_t wa, std::int64_t b, std::uint64_t wb) {
     return static_cast<std::uint64_t>(a) * wb < static_cast<std::uint64_t>(b) * wa;
 }
@@ -69,20 +80,30 @@ std::uint64_t hashKey(std::string_view key) {
 // ---- least_connections ------------------------------------------------------------------------
 
 LeastConnectionsBalancer::LeastConnectionsBalancer(const std::vector<ServerStatePtr>& servers,
-                                                   const std::vector<std::uint32_t>& weights)
-    : servers_(servers), weights_(weights), schedule_(buildSchedule(weights)) {}
+                                                   const std::vector<std::uint32_t>& weights,
+                                                   std::chrono::milliseconds slow_start)
+    : servers_(servers),
+      weights_(weights),
+      slow_start_(slow_start),
+      schedule_(buildSchedule(weights)) {}
 
 int LeastConnectionsBalancer::pick(const PickContext& context) {
+    auto weight = [&](std::size_t i) {
+        return weightOf(*servers_[i], weights_[i], context.now, slow_start_);
+    };
     int best = -1;
     std::int64_t best_active = 0;
+    std::uint64_t best_weight = 1;
     for (std::size_t i = 0; i < servers_.size(); ++i) {
         if (!eligible(context, servers_, i)) {
             continue;
         }
         std::int64_t active = activeOf(*servers_[i]);
-        if (best < 0 || lessLoaded(active, weights_[i], best_active, weights_[best])) {
+        const std::uint64_t w = weight(i);
+        if (best < 0 || lessLoaded(active, w, best_active, best_weight)) {
             best = static_cast<int>(i);
             best_active = active;
+            best_weight = w;
         }
     }
     if (best < 0) {
@@ -98,7 +119,7 @@ int LeastConnectionsBalancer::pick(const PickContext& context) {
             continue;
         }
         std::int64_t active = activeOf(*servers_[index]);
-        if (!lessLoaded(best_active, weights_[best], active, weights_[index])) {
+        if (!lessLoaded(best_active, best_weight, active, weight(index))) {
             return static_cast<int>(index);
         }
     }
@@ -108,8 +129,9 @@ int LeastConnectionsBalancer::pick(const PickContext& context) {
 // ---- random_two -------------------------------------------------------------------------------
 
 RandomTwoBalancer::RandomTwoBalancer(const std::vector<ServerStatePtr>& servers,
-                                     const std::vector<std::uint32_t>& weights)
-    : servers_(servers), weights_(weights) {
+                                     const std::vector<std::uint32_t>& weights,
+                                     std::chrono::milliseconds slow_start)
+    : servers_(servers), weights_(weights), slow_start_(slow_start) {
     std::uint64_t sum = 0;
     for (auto w : weights_) {
         sum += w;
@@ -124,9 +146,20 @@ int RandomTwoBalancer::draw(const PickContext& context) const {
         std::uint64_t r = nextRandom() % cumulative_.back();
         auto it = std::upper_bound(cumulative_.begin(), cumulative_.end(), r);
         auto index = static_cast<std::size_t>(it - cumulative_.begin());
-        if (eligible(context, servers_, index)) {
-            return static_cast<int>(index);
+        if (!eligible(context, servers_, index)) {
+            continue;
         }
+        if (slow_start_.count() > 0) {
+            // A ramping server is kept with probability effective/full, which makes the draw
+            // proportional to effective weights.
+            const std::uint64_t full = std::uint64_t{weights_[index]} * kWeightScale;
+            const std::uint64_t effective =
+                servers_[index]->effectiveWeight(weights_[index], context.now, slow_start_);
+            if (effective < full && nextRandom() % full >= effective) {
+                continue;
+            }
+        }
+        return static_cast<int>(index);
     }
     return -1;
 }
@@ -144,8 +177,11 @@ int RandomTwoBalancer::pick(const PickContext& context) {
         for (std::size_t k = 0; k < n; ++k) {
             std::size_t i = (start + k) % n;
             if (eligible(context, servers_, i) &&
-                (best < 0 || lessLoaded(activeOf(*servers_[i]), weights_[i],
-                                        activeOf(*servers_[best]), weights_[best]))) {
+                (best < 0 ||
+                 lessLoaded(activeOf(*servers_[i]),
+                            weightOf(*servers_[i], weights_[i], context.now, slow_start_),
+                            activeOf(*servers_[best]),
+                            weightOf(*servers_[best], weights_[best], context.now, slow_start_)))) {
                 best = static_cast<int>(i);
             }
         }
@@ -159,8 +195,9 @@ int RandomTwoBalancer::pick(const PickContext& context) {
         return a;
     }
     // The first draw wins ties, so an idle group spreads by weight (both draws are weighted).
-    return lessLoaded(activeOf(*servers_[b]), weights_[b], activeOf(*servers_[a]), weights_[a]) ? b
-                                                                                                : a;
+    const auto wa = weightOf(*servers_[a], weights_[a], context.now, slow_start_);
+    const auto wb = weightOf(*servers_[b], weights_[b], context.now, slow_start_);
+    return lessLoaded(activeOf(*servers_[b]), wb, activeOf(*servers_[a]), wa) ? b : a;
 }
 
 // ---- consistent_hash --------------------------------------------------------------------------
@@ -268,11 +305,12 @@ BalancerPtr makeBalancer(const config::Upstream& config,
         weights.push_back(server.weight == 0 ? 1 : server.weight);
     }
     const std::string& name = config.balance;
+    const std::chrono::milliseconds slow_start = config.slow_start;
     if (name == "least_connections") {
-        return std::make_unique<LeastConnectionsBalancer>(servers, weights);
+        return std::make_unique<LeastConnectionsBalancer>(servers, weights, slow_start);
     }
     if (name == "random_two") {
-        return std::make_unique<RandomTwoBalancer>(servers, weights);
+        return std::make_unique<RandomTwoBalancer>(servers, weights, slow_start);
     }
     if (name == "consistent_hash") {
         return std::make_unique<ConsistentHashBalancer>(servers, weights);
@@ -281,7 +319,7 @@ BalancerPtr makeBalancer(const config::Upstream& config,
         return std::make_unique<FirstBalancer>(servers);
     }
     // "round_robin", and anything else config validation let through (it lets nothing else).
-    return std::make_unique<RoundRobinBalancer>(servers, weights);
+    return std::make_unique<RoundRobinBalancer>(servers, weights, slow_start);
 }
 
 }  // namespace strata::upstream

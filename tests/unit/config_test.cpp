@@ -653,6 +653,43 @@ TEST_SUITE("config/load") {
         CHECK(onlyError(up("    balance: consistent_hash\n    hash: {kye: uri}\n")) ==
               "t.yaml:6:12: upstreams.a.hash.kye: unknown key; did you mean \"key\"?");
     }
+
+    TEST_CASE("upstream protection keys: slow_start, max_connections, queue, retry_budget") {
+        auto up = [](const std::string& body) {
+            return kListener + "upstreams:\n  a:\n    servers: [{address: \"1.2.3.4:80\", " +
+                   "max_connections: 100}, \"1.2.3.5:80\"]\n" + body;
+        };
+        auto d = mustLoad(up(""));
+        const auto& a = d->upstreams.at("a");
+        CHECK(a.servers[0].max_connections == 100u);
+        CHECK(a.servers[1].max_connections == 0u);
+        CHECK(a.slow_start == 0ms);
+        CHECK(a.queue.max == 1000u);
+        CHECK(a.queue.timeout == 5s);
+        CHECK_FALSE(a.retry_budget.enabled);
+        auto c =
+            mustLoad(up("    slow_start: 30s\n    queue: {max: 10, timeout: 250ms}\n"
+                        "    retry_budget: {ratio: 0.5, min_retries: 1}\n"));
+        const auto& b = c->upstreams.at("a");
+        CHECK(b.slow_start == 30s);
+        CHECK(b.queue.max == 10u);
+        CHECK(b.queue.timeout == 250ms);
+        CHECK(b.retry_budget.enabled);
+        CHECK(b.retry_budget.ratio == doctest::Approx(0.5));
+        CHECK(b.retry_budget.min_retries == 1u);
+        CHECK(mustLoad(up("    retry_budget: {}\n"))->upstreams.at("a").retry_budget.ratio ==
+              doctest::Approx(0.2));
+        CHECK(onlyError(up("    retry_budget: {ratio: 1.5}\n")) ==
+              "t.yaml:5:27: upstreams.a.retry_budget.ratio: expected a ratio 0..1 (e.g. 0.2), "
+              "got \"1.5\"");
+        CHECK(onlyError(up("    queue: {timout: 1s}\n")) ==
+              "t.yaml:5:13: upstreams.a.queue.timout: unknown key; did you mean \"timeout\"?");
+        CHECK(onlyError(up("    slow_start: 2h\n")).find("upstreams.a.slow_start") !=
+              std::string::npos);
+        CHECK(onlyError(kListener + "upstreams:\n  a:\n    servers: [{address: \"1.2.3.4:80\", "
+                                    "max_conections: 1}]\n")
+                  .find("did you mean \"max_connections\"?") != std::string::npos);
+    }
 }
 
 TEST_SUITE("config/errors") {

@@ -1,10 +1,12 @@
 #include <array>
 #include <map>
 #include <netinet/in.h>
+#include <thread>
 #include <unistd.h>
 
 #include <doctest/doctest.h>
 
+#include "strata/event/loop.h"
 #include "strata/net/socket.h"
 #include "strata/upstream/balancer.h"
 #include "strata/upstream/pool.h"
@@ -496,5 +498,212 @@ TEST_SUITE("upstream/pool") {
         CHECK(pool.takeIdle(*server, false, "PROXY TCP4 192.0.2.3 192.0.2.9 3 80\r\n").get() ==
               b_raw);
         ::close(listen_fd.value());
+    }
+}
+
+TEST_SUITE("upstream/protection") {
+    TEST_CASE("slow start weight ramps linearly from 10% to full") {
+        using upstream::slowStartWeight;
+        CHECK(slowStartWeight(1, 0s, 0ms) == 1000);  // off
+        CHECK(slowStartWeight(1, 0s, 10s) == 100);
+        CHECK(slowStartWeight(1, 5s, 10s) == 550);
+        CHECK(slowStartWeight(10, 5s, 10s) == 5500);
+        CHECK(slowStartWeight(1, 9s, 10s) == 910);
+        CHECK(slowStartWeight(1, 10s, 10s) == 1000);
+        CHECK(slowStartWeight(1, 1h, 10s) == 1000);
+    }
+
+    TEST_CASE("round robin: a ramping server takes exactly its effective share") {
+        auto config = makeUpstream({1, 1});
+        config.slow_start = 10s;
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(config, registry);
+        const auto t0 = std::chrono::steady_clock::time_point(100s);
+        group.servers()[0]->startRamp(t0);
+        upstream::TriedServers none;
+        auto count = [&](std::chrono::steady_clock::time_point now, int picks) {
+            std::array<int, 2> n{};
+            for (int i = 0; i < picks; ++i) {
+                n[static_cast<std::size_t>(group.pick(none, now))]++;
+            }
+            return n;
+        };
+        // 100 laps at 10%: 10 turns of 100; at 55% (half way): 55 of 100; then even.
+        auto start = count(t0, 110);
+        CHECK(start[0] == 10);
+        CHECK(start[1] == 100);
+        auto half = count(t0 + 5s, 155);
+        CHECK(half[0] == 55);
+        CHECK(half[1] == 100);
+        auto done = count(t0 + 10s, 200);
+        CHECK(done[0] == 100);
+        CHECK(done[1] == 100);
+    }
+
+    TEST_CASE("least_connections weighs load by the ramping weight") {
+        auto config = withBalance(makeUpstream({1, 1}), "least_connections");
+        config.slow_start = 10s;
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(config, registry);
+        const auto t0 = std::chrono::steady_clock::time_point(100s);
+        group.servers()[0]->startRamp(t0);
+        upstream::TriedServers none;
+        group.servers()[0]->in_flight = 1;
+        group.servers()[1]->in_flight = 5;
+        // At 10%, 1 active weighs as 10 against the other's 5; at full weight it is the lighter.
+        CHECK(group.pick(none, t0) == 1);
+        CHECK(group.pick(none, t0 + 4s) == 0);  // 46%: 1/0.46 = 2.2 < 5
+        group.servers()[1]->in_flight = 2;
+        CHECK(group.pick(none, t0 + 1s) == 1);   // 19%: 5.3 > 2
+        CHECK(group.pick(none, t0 + 10s) == 0);  // full: 1 < 2
+        group.servers()[0]->in_flight = 0;
+        group.servers()[1]->in_flight = 0;
+    }
+
+    TEST_CASE("random_two draws a ramping server in proportion to its effective weight") {
+        auto config = withBalance(makeUpstream({1, 1}), "random_two");
+        config.slow_start = 10s;
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(config, registry);
+        const auto t0 = std::chrono::steady_clock::time_point(100s);
+        group.servers()[0]->startRamp(t0);
+        upstream::TriedServers none;
+        int ramping = 0;
+        for (int i = 0; i < 11000; ++i) {
+            ramping += group.pick(none, t0) == 0 ? 1 : 0;
+        }
+        // Expected 1/11 of the picks (0.1 : 1), i.e. 1000.
+        CHECK(ramping > 700);
+        CHECK(ramping < 1300);
+        ramping = 0;
+        for (int i = 0; i < 10000; ++i) {
+            ramping += group.pick(none, t0 + 10s) == 0 ? 1 : 0;
+        }
+        CHECK(ramping > 4500);
+        CHECK(ramping < 5500);
+    }
+
+    TEST_CASE("a server added by a reload ramps; the first snapshot's do not") {
+        auto config = makeUpstream({1});
+        config.slow_start = 10s;
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup first(config, registry);
+        const auto now = std::chrono::steady_clock::now();
+        CHECK(first.servers()[0]->effectiveWeight(1, now, 10s) == 1000);
+        auto grown = makeUpstream({1, 1});
+        grown.slow_start = 10s;
+        upstream::UpstreamGroup second(grown, registry);
+        CHECK(second.servers()[0] == first.servers()[0]);
+        CHECK(second.servers()[1]->effectiveWeight(1, std::chrono::steady_clock::now(), 10s) < 200);
+    }
+
+    TEST_CASE("a server coming back up through its health check ramps") {
+        upstream::ServerRegistry registry;
+        auto config = makeUpstream({1});
+        upstream::UpstreamGroup group(config, registry);
+        auto& server = *group.servers()[0];
+        const auto t0 = std::chrono::steady_clock::time_point(50s);
+        server.setHealthy(false, t0);
+        CHECK(server.effectiveWeight(1, t0, 10s) == 1000);
+        server.setHealthy(true, t0);
+        CHECK(server.effectiveWeight(1, t0, 10s) == 100);
+        server.setHealthy(true, t0 + 5s);  // no transition: the ramp goes on
+        CHECK(server.effectiveWeight(1, t0 + 5s, 10s) == 550);
+    }
+
+    TEST_CASE("max_connections: servers at their limit are passed over, then Busy") {
+        auto config = makeUpstream({1, 1});
+        config.servers[0].max_connections = 1;
+        config.servers[1].max_connections = 2;
+        upstream::ServerRegistry registry;
+        upstream::UpstreamGroup group(config, registry);
+        REQUIRE(group.limitsConnections());
+        upstream::TriedServers none;
+        const upstream::PickContext context{none, std::chrono::steady_clock::now(), {}};
+        using Result = upstream::UpstreamGroup::LimitedPick::Result;
+        std::array<int, 2> held{};
+        for (int i = 0; i < 3; ++i) {
+            auto p = group.pickWithLimits(context);
+            REQUIRE(p.result == Result::Picked);
+            CHECK(p.holds_slot);
+            held[static_cast<std::size_t>(p.index)]++;
+        }
+        CHECK(held[0] == 1);
+        CHECK(held[1] == 2);
+        CHECK(group.pickWithLimits(context).result == Result::Busy);
+        group.releaseSlot(1);
+        auto p = group.pickWithLimits(context);
+        CHECK(p.result == Result::Picked);
+        CHECK(p.index == 1);
+    }
+
+    TEST_CASE("connection queue: FIFO wake-ups across threads, full, cancelled tickets") {
+        event::Loop loop;
+        auto queue = std::make_shared<upstream::ConnectionQueue>();
+        std::vector<int> woken;
+        std::vector<upstream::ConnectionQueue::TicketPtr> tickets;
+        bool served = false;
+        auto never = [] { return false; };
+        for (int i = 0; i < 3; ++i) {
+            tickets.push_back(std::make_shared<upstream::ConnectionQueue::Ticket>(
+                loop, [&woken, i] { woken.push_back(i); }));
+            CHECK(queue->enqueue(tickets.back(), 3, never, &served));
+        }
+        auto extra = std::make_shared<upstream::ConnectionQueue::Ticket>(loop, [] {});
+        CHECK_FALSE(queue->enqueue(extra, 3, never, &served));  // full
+        CHECK_FALSE(served);
+        CHECK_FALSE(queue->enqueue(
+            extra, 10, [] { return true; }, &served));  // slot found
+        CHECK(served);
+        CHECK(queue->depth() == 3);
+        // Ticket 1 gives up after being popped for a wake: that wake passes to ticket 2.
+        std::thread releaser([&] { queue->wake(); });
+        releaser.join();
+        std::thread releaser2([&] { queue->wake(); });
+        releaser2.join();
+        tickets[1]->cancel();
+        loop.post([&loop] { loop.stop(); });
+        loop.run();
+        // 0 and (1, cancelled -> passed on) 2, in order.
+        loop.post([&loop] { loop.stop(); });
+        loop.run();
+        CHECK(woken == std::vector<int>{0, 2});
+        CHECK(queue->depth() == 0);
+        CHECK_FALSE(queue->hasWaiters());
+    }
+
+    TEST_CASE("connection queue: a removed ticket no longer counts") {
+        event::Loop loop;
+        auto queue = std::make_shared<upstream::ConnectionQueue>();
+        bool served = false;
+        auto t = std::make_shared<upstream::ConnectionQueue::Ticket>(loop, [] {});
+        CHECK(queue->enqueue(
+            t, 1, [] { return false; }, &served));
+        CHECK(queue->hasWaiters());
+        CHECK(queue->remove(t));
+        CHECK_FALSE(queue->remove(t));
+        CHECK_FALSE(queue->hasWaiters());
+        CHECK(queue->depth() == 0);
+    }
+
+    TEST_CASE("retry budget: max(min_retries, ratio x requests in flight)") {
+        upstream::RetryBudget budget(0.2, 3);
+        CHECK(budget.limit(0) == 3);
+        CHECK(budget.limit(10) == 3);
+        CHECK(budget.limit(20) == 4);
+        CHECK(budget.limit(100) == 20);
+        for (int i = 0; i < 20; ++i) {
+            budget.requestStarted();
+        }
+        CHECK(budget.tryStartRetry());
+        CHECK(budget.tryStartRetry());
+        CHECK(budget.tryStartRetry());
+        CHECK(budget.tryStartRetry());
+        CHECK_FALSE(budget.tryStartRetry());  // 4 of 20 at 0.2
+        budget.retryEnded();
+        CHECK(budget.tryStartRetry());
+        upstream::RetryBudget none(0.0, 0);
+        none.requestStarted();
+        CHECK_FALSE(none.tryStartRetry());
     }
 }

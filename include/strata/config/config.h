@@ -132,6 +132,9 @@ struct Cache {
 struct UpstreamServer {
     Endpoint address;
     std::uint32_t weight = 1;  // 1..1000
+    // Requests in flight to this server at once, all workers together; 0 = unlimited. Over the
+    // limit a request waits in the upstream's queue (HAProxy's maxconn).
+    std::uint32_t max_connections = 0;
 };
 
 struct HealthCheck {
@@ -164,6 +167,20 @@ struct UpstreamTls {
     SourcePos pos;
 };
 
+// Requests waiting for a server slot when every eligible server is at max_connections.
+struct UpstreamQueue {
+    std::uint32_t max = 1000;  // waiting requests per upstream; more get 503 at once
+    Duration timeout{5000};    // a request waiting longer gets 503
+};
+
+// Envoy's retry budget: retries in flight stay within ratio x requests in flight (at least
+// min_retries). Absent: only max_tries bounds retries.
+struct RetryBudget {
+    bool enabled = false;  // true once a retry_budget block is present
+    double ratio = 0.2;
+    std::uint32_t min_retries = 3;
+};
+
 // Where consistent_hash takes its key from (upstreams.<name>.hash).
 struct UpstreamHash {
     std::string key = "uri";  // uri (path and query) | client | header:NAME | cookie:NAME
@@ -184,6 +201,11 @@ struct Upstream {
     // "off" | "v1" | "v2": a PROXY protocol header opens every connection to the servers (before
     // TLS), carrying the client's address. Such connections are pooled per client address.
     std::string proxy_protocol = "off";
+    // A server coming back (health check passing again, or added by a reload) ramps from 10%
+    // of its weight to all of it over this long; 0 = at once.
+    Duration slow_start{0};
+    UpstreamQueue queue;
+    RetryBudget retry_budget;
 };
 
 // A request header or query parameter a route requires (routes[].match.headers / .query).

@@ -62,6 +62,8 @@ enum class TunnelResult : std::uint8_t { Opened, Refused, Invalid, Declined, Fai
 // A PROXY protocol header on a listener with proxy_protocol: read and used (Ok), LOCAL or
 // UNKNOWN (the peer address stands), refused as malformed (bad, truncated or oversized), the
 // peer outside trusted_sources, or no complete header within the header timeout.
+// A request under max_connections: waited for a server slot, gave up waiting, found no room.
+enum class QueueResult : std::uint8_t { Queued, Timeout, Full, Count };
 enum class ProxyProtocolResult : std::uint8_t { Ok, Local, Malformed, Untrusted, Timeout, Count };
 // HTTP/2: connections that chose it, streams opened, reset by the client, and what strata reset.
 enum class H2Event : std::uint8_t {
@@ -128,6 +130,7 @@ inline constexpr std::size_t kBuckets = kLatencyBuckets.size() + 1;
 inline constexpr std::size_t kMaxRoutes = 128;
 inline constexpr std::size_t kMaxServers = 512;
 inline constexpr std::size_t kMaxListeners = 64;
+inline constexpr std::size_t kMaxUpstreams = 128;
 // Proxy listeners in the request counter (each multiplies every route's series; see RouteBlock).
 inline constexpr std::size_t kMaxProxyListeners = 8;
 inline constexpr std::uint16_t kNoRoute = 0;  // slot of requests answered without a route
@@ -279,6 +282,12 @@ public:
     void h2ConnectionClosed();
     std::int64_t h2Connections() const;
     void healthCheck(std::uint16_t server_slot, bool ok);
+    // Upstream-wide protection (queue, retry budget): rare events, process atomics. Slots are
+    // interned by upstream name like server slots.
+    std::uint16_t upstreamSlot(const std::string& upstream);
+    void upstreamQueue(std::uint16_t upstream_slot, QueueResult result);
+    void upstreamQueueDepth(std::uint16_t upstream_slot, std::int64_t delta);
+    void retryBudgetExhausted(std::uint16_t upstream_slot);
 
     // Gauges read at scrape time from their owner. Registered once at startup.
     void addGauge(std::string name, std::string help, GaugeFn fn);
@@ -308,6 +317,8 @@ private:
     std::vector<std::pair<std::string, std::string>> server_names_;
     std::vector<std::string> listener_names_;
     std::vector<std::string> proxy_listener_names_;
+    std::vector<std::string> upstream_names_;
+    std::map<std::string, std::uint16_t> upstream_index_;
     std::map<std::string, std::uint16_t> route_index_;
     std::map<std::string, std::uint16_t> server_index_;
     std::map<std::string, std::uint16_t> listener_index_;

@@ -10,7 +10,13 @@
 // Retries: a connect failure sent nothing, so any request moves on to the next server. A
 // failure after sending but before any response byte is retried only for idempotent requests
 // without a body; a stale pooled connection gets one fresh retry on the same server.
-// max_tries bounds both. Callbacks never destroy the exchange from inside (deferredDelete).
+// max_tries bounds both, and upstreams.<name>.retry_budget bounds retries across requests.
+//
+// Servers with max_connections: the exchange takes a slot on the server it picks and gives it
+// back when it ends (or moves on to another server). When every available server is at its
+// limit it waits in the upstream's ConnectionQueue, on this worker's loop, until a slot frees
+// or upstreams.<name>.queue.timeout passes (503), and gets 503 at once when the queue is full.
+// Callbacks never destroy the exchange from inside (deferredDelete).
 #pragma once
 
 #include <chrono>
@@ -113,6 +119,18 @@ private:
     void onResponseComplete() override;
 
     void connectNext();
+    void connectTo(int index, bool fresh_only);
+    // Every available server is at max_connections: wait in the queue (or 503).
+    void waitForSlot(bool requeue);
+    void onQueueTimeout();
+    void leaveQueue();
+    void failQueued(const char* what);
+    // A retry may start (retry_budget); counts a refusal.
+    bool admitRetry();
+    // Gives back the max_connections slot held on the current server, if any.
+    void releaseSlot();
+    // The exchange is over: slot, queue ticket and retry budget counts are given back.
+    void endAccounting();
     void installCallbacks();
     void sendRequest();
     void processInput();
@@ -146,6 +164,12 @@ private:
     const std::string* server_label_ = nullptr;  // owned by the group's ServerState
     double upstream_seconds_ = -1;
     http::ResponseHead upgraded_head_;  // the 101, until the owner takes the connection
+    int slot_index_ = -1;               // server whose max_connections slot this exchange holds
+    upstream::ConnectionQueue::TicketPtr ticket_;
+    std::unique_ptr<event::Timer> queue_timer_;
+    bool waiting_ = false;  // counted in the queue depth, queue timer armed
+    bool budget_request_ = false;
+    bool budget_retry_ = false;
 };
 
 using UpstreamExchangePtr = std::unique_ptr<UpstreamExchange>;

@@ -19,6 +19,7 @@
 #include "strata/config/config.h"
 #include "strata/net/socket.h"
 #include "strata/net/tls_context.h"
+#include "strata/upstream/protection.h"
 
 namespace strata::upstream {
 
@@ -39,10 +40,28 @@ public:
     std::uint32_t consecutiveFailures() const { return consecutive_failures_.load(); }
 
     // Active health (set by health checks; true until a checker says otherwise).
-    void setHealthy(bool healthy) { healthy_.store(healthy, std::memory_order_relaxed); }
+    // Coming back up starts the slow-start ramp (upstreams.<name>.slow_start).
+    void setHealthy(bool healthy,
+                    std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) {
+        if (!healthy_.exchange(healthy, std::memory_order_relaxed) && healthy) {
+            startRamp(now);
+        }
+    }
     bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
 
     std::atomic<std::int64_t> in_flight{0};
+
+    // Slow start: when the server came back; 0 = it never went away (full weight).
+    void startRamp(std::chrono::steady_clock::time_point now);
+    // Its weight x kWeightScale, reduced while it ramps up after startRamp().
+    std::uint64_t effectiveWeight(std::uint32_t weight, std::chrono::steady_clock::time_point now,
+                                  std::chrono::milliseconds slow_start) const;
+
+    // max_connections: requests holding a slot on this server, all workers. Used only by
+    // servers with a limit.
+    bool tryAcquireSlot(std::uint32_t limit);
+    void releaseSlot() { slots_.fetch_sub(1); }
+    std::int64_t slotsInUse() const { return slots_.load(std::memory_order_relaxed); }
     // Series of this server in metrics::global() (upstream + address).
     std::uint16_t metricsSlot() const { return metrics_slot_; }
 
@@ -53,6 +72,8 @@ private:
     std::atomic<std::int64_t> down_until_ns_{0};  // steady_clock epoch nanoseconds
     std::atomic<std::uint32_t> consecutive_failures_{0};
     std::atomic<bool> healthy_{true};
+    std::atomic<std::int64_t> ramp_start_ns_{0};
+    std::atomic<std::int64_t> slots_{0};
     std::uint16_t metrics_slot_ = 0;
 };
 
@@ -61,11 +82,22 @@ using ServerStatePtr = std::shared_ptr<ServerState>;
 // Keeps ServerState alive across reloads. Thread-safe; used at snapshot build time only.
 class ServerRegistry {
 public:
-    ServerStatePtr get(const std::string& upstream_name, const config::Endpoint& address);
+    // A server new to an upstream that served before (a reload added it) starts its slow-start
+    // ramp at `now`.
+    ServerStatePtr get(
+        const std::string& upstream_name, const config::Endpoint& address,
+        std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+    // The upstream's wait queue (max_connections), the same one across reloads while any
+    // snapshot uses it, so a slot freed under the old snapshot wakes a waiter of the new one.
+    ConnectionQueuePtr queue(const std::string& upstream_name);
+    // The upstream has served in a snapshot: servers added to it from now on ramp up.
+    void markBuilt(const std::string& upstream_name);
 
 private:
     std::mutex mutex_;
     std::map<std::string, std::weak_ptr<ServerState>> states_;
+    std::map<std::string, std::weak_ptr<ConnectionQueue>> queues_;
+    std::map<std::string, bool> upstreams_seen_;
 };
 
 // The servers one request has tried, by index into UpstreamGroup::servers(). Any number of
@@ -122,11 +154,19 @@ class RoundRobinBalancer final : public Balancer {
 public:
     // `servers` is borrowed from the owning UpstreamGroup and outlives the balancer.
     RoundRobinBalancer(const std::vector<ServerStatePtr>& servers,
-                       const std::vector<std::uint32_t>& weights);
+                       const std::vector<std::uint32_t>& weights,
+                       std::chrono::milliseconds slow_start = {});
     int pick(const PickContext& context) override;
 
 private:
+    // Slow start: a ramping server takes its turn in only effective/full of the laps, spread
+    // evenly (lap L is taken when floor((L+1)f) > floor(Lf)), so its share is exact.
+    bool takesTurn(std::size_t index, std::uint64_t position,
+                   std::chrono::steady_clock::time_point now) const;
+
     const std::vector<ServerStatePtr>& servers_;
+    std::vector<std::uint32_t> weights_;
+    std::chrono::milliseconds slow_start_;
     std::vector<std::uint16_t> schedule_;  // server indexes, interleaved by weight
     std::atomic<std::uint64_t> cursor_{0};
 };
@@ -136,12 +176,14 @@ private:
 class LeastConnectionsBalancer final : public Balancer {
 public:
     LeastConnectionsBalancer(const std::vector<ServerStatePtr>& servers,
-                             const std::vector<std::uint32_t>& weights);
+                             const std::vector<std::uint32_t>& weights,
+                             std::chrono::milliseconds slow_start = {});
     int pick(const PickContext& context) override;
 
 private:
     const std::vector<ServerStatePtr>& servers_;
     std::vector<std::uint32_t> weights_;
+    std::chrono::milliseconds slow_start_;
     std::vector<std::uint16_t> schedule_;
     std::atomic<std::uint64_t> cursor_{0};
 };
@@ -151,7 +193,8 @@ private:
 class RandomTwoBalancer final : public Balancer {
 public:
     RandomTwoBalancer(const std::vector<ServerStatePtr>& servers,
-                      const std::vector<std::uint32_t>& weights);
+                      const std::vector<std::uint32_t>& weights,
+                      std::chrono::milliseconds slow_start = {});
     int pick(const PickContext& context) override;
 
 private:
@@ -159,6 +202,7 @@ private:
 
     const std::vector<ServerStatePtr>& servers_;
     std::vector<std::uint32_t> weights_;
+    std::chrono::milliseconds slow_start_;
     std::vector<std::uint64_t> cumulative_;  // running sum of weights_, for weighted draws
 };
 
@@ -234,6 +278,23 @@ public:
         return pick(PickContext{tried, now, {}});
     }
 
+    // pick() for upstreams with servers[].max_connections: a server at its limit is passed
+    // over (and its slot taken for the caller when not). Busy: every available untried server
+    // is at its limit; the caller queues. Servers without a limit never make it Busy.
+    struct LimitedPick {
+        enum class Result { Picked, Busy, None } result = Result::None;
+        int index = -1;
+        bool holds_slot = false;  // the caller must releaseSlot(index) when done with it
+    };
+    LimitedPick pickWithLimits(const PickContext& context) const;
+    // Gives back a slot taken by pickWithLimits and wakes a waiter (any worker's).
+    void releaseSlot(std::size_t index) const;
+    bool limitsConnections() const { return queue_ != nullptr; }
+    const ConnectionQueuePtr& queue() const { return queue_; }
+    // Null without upstreams.<name>.retry_budget.
+    RetryBudget* retryBudget() const { return retry_budget_.get(); }
+    std::uint16_t metricsSlot() const { return metrics_slot_; }
+
     // TLS to the servers (upstreams.<name>.tls); null = plain TCP. Set while the snapshot is
     // built, before any worker sees the group.
     void setTls(net::TlsClientContextPtr tls) { tls_ = std::move(tls); }
@@ -251,6 +312,10 @@ private:
     // The one mutable part (cursors, shared by workers) lives in the balancer; the pointer is
     // const, the pointee is not.
     BalancerPtr balancer_;
+    std::vector<std::uint32_t> max_connections_;  // by server; 0 = unlimited
+    ConnectionQueuePtr queue_;                    // set when any server has a limit
+    std::unique_ptr<RetryBudget> retry_budget_;   // mutable counters behind a const group
+    std::uint16_t metrics_slot_ = 0;
 };
 
 using UpstreamGroupPtr = std::shared_ptr<UpstreamGroup>;
