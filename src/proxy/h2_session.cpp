@@ -119,6 +119,12 @@ struct H2Session::Callbacks {
             if (auto* m = self(user).worker().metrics) {
                 m->http2(metrics::H2Event::ClientReset);
             }
+            if (!self(user).allowClientReset()) {
+                // Rapid reset (CVE-2023-44487): ENHANCE_YOUR_CALM, as RFC 9113 5.4.1 and 7
+                // say for a peer generating excessive load; open streams still finish.
+                nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+                return 0;
+            }
         }
         H2Stream* st = stream(session, frame->hd.stream_id);
         if (st == nullptr) {
@@ -617,7 +623,12 @@ void H2Session::start() {
     nghttp2_option_set_no_auto_window_update(option, 1);
     nghttp2_option_set_max_settings(option, cfg.http2.max_settings);
     nghttp2_option_set_max_continuations(option, cfg.http2.max_continuations);
-    nghttp2_option_set_stream_reset_rate_limit(option, cfg.http2.reset_burst, cfg.http2.reset_rate);
+    // strata's own limiter (allowClientReset) answers first with ENHANCE_YOUR_CALM; nghttp2's
+    // (which picks INTERNAL_ERROR) stays behind it as a backstop.
+    nghttp2_option_set_stream_reset_rate_limit(option, std::uint64_t{cfg.http2.reset_burst} * 2,
+                                               std::uint64_t{cfg.http2.reset_rate} * 2);
+    reset_tokens_ = cfg.http2.reset_burst;
+    reset_refilled_ = event::loopTime();
     const int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
     nghttp2_option_del(option);
     nghttp2_session_callbacks_del(callbacks);
@@ -782,6 +793,20 @@ std::uint32_t goawayCode(int nghttp2_error) {
 }
 
 }  // namespace
+
+bool H2Session::allowClientReset() {
+    const config::Http2& limits = config(worker()).http2;
+    const auto now = event::loopTime();
+    const double elapsed_s = std::chrono::duration<double>(now - reset_refilled_).count();
+    reset_refilled_ = now;
+    reset_tokens_ =
+        std::min<double>(limits.reset_burst, reset_tokens_ + elapsed_s * limits.reset_rate);
+    if (reset_tokens_ < 1) {
+        return false;
+    }
+    reset_tokens_ -= 1;
+    return true;
+}
 
 void H2Session::fatal(int nghttp2_error) {
     LOG_DEBUG("[w%u][c%llu] h2 connection error: %s", worker().id,

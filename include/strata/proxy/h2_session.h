@@ -67,6 +67,8 @@ private:
     void scheduleTimer();
     void onTimer();
     void streamClosed(H2Stream* stream);
+    // One client RST_STREAM against the http2.reset_burst/reset_rate bucket; false: too many.
+    bool allowClientReset();
 
     DownstreamSession& owner_;
     nghttp2_session* session_ = nullptr;
@@ -75,6 +77,8 @@ private:
     event::Timer timer_;
     std::chrono::steady_clock::time_point idle_deadline_;
     std::chrono::steady_clock::time_point send_deadline_;
+    double reset_tokens_ = 0;  // client resets still allowed now
+    std::chrono::steady_clock::time_point reset_refilled_;
     bool in_recv_ = false;
     bool in_send_ = false;
     bool send_again_ = false;
