@@ -1370,6 +1370,8 @@ const std::vector<Field<Upstream>>& fieldsOf<Upstream>() {
         textField<Upstream>("proxy_protocol", &Upstream::proxy_protocol,
                             "PROXY protocol header on each connection to the servers", nullptr,
                             kProxyProtocolVersions),
+        flagField<Upstream>("forwarded", &Upstream::forwarded,
+                            "also send RFC 7239 Forwarded: for, host, proto"),
         durationField<Upstream>("slow_start", &Upstream::slow_start, 0, kHour,
                                 "a server coming back ramps from 10% to its full weight over "
                                 "this long; 0 = off (consistent_hash ignores it)"),

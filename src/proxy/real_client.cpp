@@ -17,7 +17,53 @@ std::string_view trimmed(std::string_view s) {
     return s;
 }
 
+// RFC 9110 5.6.2 tchar: what a Forwarded value may be without quotes (RFC 7239 4).
+bool isToken(std::string_view s) {
+    if (s.empty()) {
+        return false;
+    }
+    for (unsigned char c : s) {
+        const bool alnum =
+            (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) ==
+                          std::string_view::npos) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void appendValue(std::string& out, std::string_view value) {
+    if (isToken(value)) {
+        out.append(value);
+        return;
+    }
+    out.push_back('"');
+    for (char c : value) {
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+        }
+        out.push_back(c);
+    }
+    out.push_back('"');
+}
+
 }  // namespace
+
+std::string forwardedElement(std::string_view peer, std::string_view host, bool https) {
+    std::string out = "for=";
+    if (peer.find(':') != std::string_view::npos) {
+        out.append("\"[").append(peer).append("]\"");
+    } else {
+        appendValue(out, peer);
+    }
+    if (!host.empty()) {
+        out.append(";host=");
+        appendValue(out, host);
+    }
+    out.append(https ? ";proto=https" : ";proto=http");
+    return out;
+}
 
 std::optional<net::SocketAddress> realClient(const net::SocketAddress& peer,
                                              const http::Fields& fields,

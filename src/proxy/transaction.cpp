@@ -981,6 +981,14 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     if (!request_.host.empty()) {
         edits.add("X-Forwarded-Host", request_.host);
     }
+    // RFC 7239 for servers that read it: appended like X-Forwarded-For (an earlier hop's
+    // elements are passed on, for the origin's own trust walk).
+    std::string forwarded;
+    if (group_->config().forwarded) {
+        forwarded =
+            forwardedElement(client_.clientAddress(), request_.host, client_.listener().tls);
+        edits.appendToList("Forwarded", forwarded);
+    }
     std::string subject;
     if (const std::string& header = client_.forwardSubjectHeader(); !header.empty()) {
         edits.drop(header);  // only strata vouches for a client certificate

@@ -44,6 +44,21 @@ TEST_SUITE("e2e/proxy") {
         CHECK(chained.value("Via") == "1.0 fred, 1.1 strata");
     }
 
+    TEST_CASE("upstreams forwarded: true adds an RFC 7239 Forwarded element, appended") {
+        Origin origin;
+        Strata off(proxyConfig(origin.serversYaml()));
+        CHECK_FALSE(EchoedHead(get(off.port(), "/headers").body).has("Forwarded"));
+
+        Strata strata(proxyConfig(origin.serversYaml(), "", "forwarded: true"));
+        const std::string host = "127.0.0.1:" + std::to_string(strata.port());
+        EchoedHead plain(get(strata.port(), "/headers").body);
+        CHECK(plain.value("Forwarded") == "for=127.0.0.1;host=\"" + host + "\";proto=http");
+        EchoedHead chained(
+            get(strata.port(), "/headers", "Forwarded: for=\"[2001:db8::7]\"\r\n").body);
+        CHECK(chained.value("Forwarded") ==
+              "for=\"[2001:db8::7]\", for=127.0.0.1;host=\"" + host + "\";proto=http");
+    }
+
     TEST_CASE("hop-by-hop fields are not forwarded; unknown fields are") {
         Origin origin;
         Strata strata(proxyConfig(origin.serversYaml()));

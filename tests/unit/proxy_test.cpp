@@ -367,6 +367,16 @@ TEST_SUITE("proxy/real_client") {
         CHECK(resolve("10.0.0.1", {"198.51.100.7, _hidden"}).empty());
         CHECK(resolve("10.0.0.1", {"[2001:4860::1"}).empty());
     }
+
+    TEST_CASE("Forwarded element: IPv6 quoted in brackets, host quoted when not a token") {
+        CHECK(sp::forwardedElement("198.51.100.7", "example.com", false) ==
+              "for=198.51.100.7;host=example.com;proto=http");
+        CHECK(sp::forwardedElement("2001:db8::1", "example.com:8443", true) ==
+              "for=\"[2001:db8::1]\";host=\"example.com:8443\";proto=https");
+        CHECK(sp::forwardedElement("192.0.2.1", "", true) == "for=192.0.2.1;proto=https");
+        CHECK(sp::forwardedElement("192.0.2.1", "a\"b", false) ==
+              "for=192.0.2.1;host=\"a\\\"b\";proto=http");
+    }
 }
 
 #include "strata/cache/validation.h"

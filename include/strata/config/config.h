@@ -201,6 +201,8 @@ struct Upstream {
     // "off" | "v1" | "v2": a PROXY protocol header opens every connection to the servers (before
     // TLS), carrying the client's address. Such connections are pooled per client address.
     std::string proxy_protocol = "off";
+    // Also send RFC 7239 Forwarded (beside X-Forwarded-*), for servers that read it.
+    bool forwarded = false;
     // A server coming back (health check passing again, or added by a reload) ramps from 10%
     // of its weight to all of it over this long; 0 = at once.
     Duration slow_start{0};

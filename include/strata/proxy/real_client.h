@@ -4,6 +4,8 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "strata/config/config.h"
@@ -19,5 +21,10 @@ namespace strata::proxy {
 std::optional<net::SocketAddress> realClient(const net::SocketAddress& peer,
                                              const http::Fields& fields,
                                              const std::vector<config::Cidr>& trusted);
+
+// One RFC 7239 Forwarded element naming the hop strata saw: `for=` the peer (IPv6 in quoted
+// brackets, as 6 requires), `host=` the request's host (quoted when it is not a token, as with
+// a port), `proto=` http or https. `peer` is an address as SocketAddress::hostString() writes it.
+std::string forwardedElement(std::string_view peer, std::string_view host, bool https);
 
 }  // namespace strata::proxy
