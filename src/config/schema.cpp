@@ -1118,14 +1118,269 @@ void readL1(Loader& loader, const Node& value, const Mark& key_mark, const std::
     loader.l1_max_bytes_written = loader.readMap(value, key_mark, path, out.l1).has("max_bytes");
 }
 
+// ---- route actions and header rules ----
+
+bool isTokenChar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// Fields a rule may not touch: framing and hop-by-hop ones (a rule must never change how a
+// message is delimited), and those strata writes itself, whose meaning operators and the
+// other side rely on.
+constexpr std::array<std::string_view, 15> kRequestRuleRefused{
+    "Content-Length",  "Transfer-Encoding", "Connection",
+    "Keep-Alive",      "Proxy-Connection",  "TE",
+    "Trailer",         "Upgrade",           "Expect",
+    "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+    "Forwarded",       "X-Request-Id",      "Via"};
+constexpr std::array<std::string_view, 13> kResponseRuleRefused{"Content-Length",
+                                                                "Transfer-Encoding",
+                                                                "Connection",
+                                                                "Keep-Alive",
+                                                                "Proxy-Connection",
+                                                                "TE",
+                                                                "Trailer",
+                                                                "Upgrade",
+                                                                "Content-Encoding",
+                                                                "Content-Range",
+                                                                "ETag",
+                                                                "Age",
+                                                                "Cache-Status"};
+
+template <class Rules>
+bool checkRuleName(Loader& loader, const Node& node, const std::string& path,
+                   const std::string& name) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
+        loader.error(node.Mark(), path, "\"" + name + "\" is not a header name (RFC 9110 tokens)");
+        return false;
+    }
+    constexpr bool request = std::is_same_v<Rules, RequestHeaderRules>;
+    const auto& refused = request ? std::span<const std::string_view>(kRequestRuleRefused)
+                                  : std::span<const std::string_view>(kResponseRuleRefused);
+    for (std::string_view field : refused) {
+        if (equalsIgnoreCase(field, name)) {
+            loader.error(node.Mark(), path,
+                         std::string(field) + " cannot be changed by a rule: " +
+                             (request ? "strata frames and writes it for the upstream"
+                                      : "strata frames and writes it for the client"));
+            return false;
+        }
+    }
+    return true;
+}
+
+// A value with ${NAME} references: each must be one of kHeaderVariables.
+bool checkRuleValue(std::string& value, std::string& error) {
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        error = "a header value cannot hold CR, LF or NUL";
+        return false;
+    }
+    for (std::size_t at = value.find("${"); at != std::string::npos; at = value.find("${", at)) {
+        const std::size_t end = value.find('}', at);
+        if (end == std::string::npos) {
+            error = "unclosed ${ in \"" + value + "\"";
+            return false;
+        }
+        const std::string name = value.substr(at + 2, end - at - 2);
+        if (std::find(kHeaderVariables.begin(), kHeaderVariables.end(), name) ==
+            kHeaderVariables.end()) {
+            error = "unknown variable ${" + name + "}; expected one of ${client_address}, " +
+                    "${request_id}, ${scheme}, ${host}";
+            const auto hint = suggest(name, {kHeaderVariables.begin(), kHeaderVariables.end()});
+            if (!hint.empty()) {
+                error += "; did you mean ${" + hint + "}?";
+            }
+            return false;
+        }
+        at = end + 1;
+    }
+    return true;
+}
+
+template <class Rules, std::vector<std::pair<std::string, std::string>> HeaderRules::*M>
+void readRuleMap(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 Rules& out) {
+    if (!value.IsMap()) {
+        loader.error(
+            Loader::valueMark(value, key_mark), path,
+            "expected a mapping of header names to values, got a " + std::string(typeName(value)));
+        return;
+    }
+    for (auto& entry : loader.entries(value, path)) {
+        const auto item_path = Loader::child(path, entry.key);
+        if (!checkRuleName<Rules>(loader, entry.key_node, item_path, entry.key)) {
+            continue;
+        }
+        if (std::is_same_v<Rules, RequestHeaderRules> && M == &HeaderRules::add &&
+            equalsIgnoreCase(entry.key, "Host")) {
+            loader.error(entry.key_node.Mark(), item_path,
+                         "a request has one Host; use set to replace it");
+            continue;
+        }
+        std::string text;
+        if (!loader.readScalar(entry.value, entry.key_node.Mark(), item_path, "a header value",
+                               text)) {
+            continue;
+        }
+        std::string problem;
+        if (!checkRuleValue(text, problem)) {
+            loader.error(entry.value.Mark(), item_path, problem);
+            continue;
+        }
+        (out.*M).emplace_back(entry.key, std::move(text));
+    }
+}
+
+template <class Rules>
+void readRuleRemove(Loader& loader, const Node& value, const Mark& key_mark,
+                    const std::string& path, Rules& out) {
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            std::string name;
+            if (!loader.readScalar(node, key_mark, item_path, "a header name", name) ||
+                !checkRuleName<Rules>(loader, node, item_path, name)) {
+                return;
+            }
+            if (std::is_same_v<Rules, RequestHeaderRules> && equalsIgnoreCase(name, "Host")) {
+                loader.error(node.Mark(), item_path,
+                             "HTTP/1.1 requires Host upstream; use set to replace it");
+            } else {
+                out.remove.push_back(std::move(name));
+            }
+        });
+}
+
+// How many rules a direction may hold: each is an edit of the forwarded head, and the edit
+// list has fixed room beside strata's own edits (http::FieldEdits::kCapacity).
+constexpr std::size_t kMaxHeaderRules = 8;
+
+template <class Rules>
+void readHeaderRules(Loader& loader, const Node& value, const Mark& key_mark,
+                     const std::string& path, Rules& out) {
+    loader.readMap(value, key_mark, path, out);
+    if (out.set.size() + out.add.size() + out.remove.size() > kMaxHeaderRules) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "at most " + std::to_string(kMaxHeaderRules) +
+                         " header rules (set, add and remove together)");
+    }
+}
+
+void readRouteRequestHeaders(Loader& loader, const Node& value, const Mark& key_mark,
+                             const std::string& path, Route& out) {
+    readHeaderRules(loader, value, key_mark, path, out.request_headers);
+}
+
+void readRouteResponseHeaders(Loader& loader, const Node& value, const Mark& key_mark,
+                              const std::string& path, Route& out) {
+    readHeaderRules(loader, value, key_mark, path, out.response_headers);
+}
+
+void readRedirect(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                  Route& out) {
+    out.redirect.enabled = true;
+    auto marks = loader.readMap(value, key_mark, path, out.redirect);
+    const RouteRedirect& r = out.redirect;
+    const Mark at = Loader::valueMark(value, key_mark);
+    if (r.status != 301 && r.status != 302 && r.status != 303 && r.status != 307 &&
+        r.status != 308) {
+        loader.error(marks.valueMark("status", at), Loader::child(path, "status"),
+                     std::to_string(r.status) + " is not a redirect; expected 301, 302, 303, " +
+                         "307 or 308");
+    }
+    if (!r.path.empty() && !r.prefix.empty()) {
+        loader.error(marks.valueMark("prefix", at), Loader::child(path, "prefix"),
+                     "give path or prefix, not both");
+    }
+    if (!r.host.empty()) {
+        std::string host = r.host;
+        std::string problem;
+        if (!checkHostPattern(host, problem) || host.find('*') != std::string::npos ||
+            host.empty()) {
+            loader.error(marks.valueMark("host", at), Loader::child(path, "host"),
+                         "\"" + r.host + "\" is not a host name" +
+                             (problem.empty() ? std::string() : ": " + problem));
+        }
+    }
+}
+
+void readRespond(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 Route& out) {
+    out.respond.enabled = true;
+    auto marks = loader.readMap(value, key_mark, path, out.respond);
+    std::string problem;
+    std::string type = out.respond.content_type;
+    if (!checkRuleValue(type, problem) || type.find("${") != std::string::npos) {
+        loader.error(marks.valueMark("content_type", Loader::valueMark(value, key_mark)),
+                     Loader::child(path, "content_type"),
+                     problem.empty() ? "content_type takes no variables" : problem);
+    }
+}
+
+void readRewrite(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 Route& out) {
+    auto marks = loader.readMap(value, key_mark, path, out.rewrite);
+    const RouteRewrite& r = out.rewrite;
+    const Mark at = Loader::valueMark(value, key_mark);
+    const bool has_regex = marks.has("regex");  // even when invalid (reported already)
+    if (has_regex && (!r.strip_prefix.empty() || !r.add_prefix.empty())) {
+        loader.error(marks.valueMark("regex", at), Loader::child(path, "regex"),
+                     "give regex (with replace) or strip_prefix/add_prefix, not both");
+    }
+    if (marks.has("replace") != has_regex) {
+        loader.error(marks.has("replace") ? marks.valueMark("replace", at) : at,
+                     Loader::child(path, marks.has("replace") ? "replace" : "regex"),
+                     "regex and replace go together");
+    } else if (!r.regex.empty()) {
+        RE2::Options options;
+        options.set_log_errors(false);
+        RE2 re(r.regex, options);
+        std::string problem;
+        if (re.ok() && !re.CheckRewriteString(r.replace, &problem)) {
+            loader.error(marks.valueMark("replace", at), Loader::child(path, "replace"), problem);
+        }
+        if (!r.replace.starts_with('/') && !r.replace.starts_with('\\')) {
+            loader.error(marks.valueMark("replace", at), Loader::child(path, "replace"),
+                         "the rewritten path must start with \"/\"");
+        }
+    }
+    if (r.empty() && !has_regex && !marks.has("replace")) {
+        loader.error(at, path, "an empty rewrite; leave the key out to forward the path as is");
+    }
+}
+
 void readRoutes(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
                 Config& out) {
-    loader.readList(value, key_mark, path,
-                    [&](const Node& node, const std::string& item_path, std::size_t) {
-                        Route route;
-                        loader.readMap(node, key_mark, item_path, route);
-                        out.routes.push_back(std::move(route));
-                    });
+    loader.readList(
+        value, key_mark, path, [&](const Node& node, const std::string& item_path, std::size_t) {
+            Route route;
+            KeyMarks marks = loader.readMap(node, key_mark, item_path, route);
+            const Mark at = Loader::valueMark(node, key_mark);
+            const int answers = (marks.has("upstream") ? 1 : 0) + (marks.has("redirect") ? 1 : 0) +
+                                (marks.has("respond") ? 1 : 0);
+            if (node.IsMap() && answers != 1) {
+                loader.error(at, item_path,
+                             answers == 0
+                                 ? "give one of upstream, redirect and respond (none given)"
+                                 : "give only one of upstream, redirect and respond");
+            }
+            if (!marks.has("upstream")) {
+                // A route answering itself forwards nothing: these would silently do nothing.
+                for (std::string_view key :
+                     {"rewrite", "request_headers", "cache", "compression"}) {
+                    if (marks.has(key) && answers == 1) {
+                        loader.error(marks.valueMark(key, at), Loader::child(item_path, key),
+                                     std::string(key) + " applies only to a route with upstream");
+                    }
+                }
+            }
+            if (!route.redirect.prefix.empty() && route.match.path_prefix.empty()) {
+                loader.error(marks.valueMark("redirect", at),
+                             Loader::child(Loader::child(item_path, "redirect"), "prefix"),
+                             "prefix replaces match.path_prefix, which this route does not have");
+            }
+            out.routes.push_back(std::move(route));
+        });
 }
 
 void readLimits(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
@@ -1479,8 +1734,23 @@ const std::vector<Field<Route>>& fieldsOf<Route>() {
         customField<Route>("match", readSection<Route, RouteMatch, &Route::match>, "mapping", "",
                            "all given conditions must hold; absent = every request",
                            describeSection<RouteMatch>),
-        customField<Route>("upstream", readRouteUpstream, "upstream name", "", "a key of upstreams",
-                           nullptr, /*required=*/true),
+        customField<Route>("upstream", readRouteUpstream, "upstream name", "",
+                           "a key of upstreams; a route has upstream, redirect or respond"),
+        customField<Route>("redirect", readRedirect, "mapping", "",
+                           "answer with a redirect built from the request; never forwarded",
+                           describeSection<RouteRedirect>),
+        customField<Route>("respond", readRespond, "mapping", "",
+                           "answer with a fixed status and body; never forwarded",
+                           describeSection<RouteRespond>),
+        customField<Route>("rewrite", readRewrite, "mapping", "",
+                           "the path sent upstream; the cache key keeps the client's URL",
+                           describeSection<RouteRewrite>),
+        customField<Route>("request_headers", readRouteRequestHeaders, "mapping", "",
+                           "set/add/remove fields of the request sent upstream",
+                           describeSection<RequestHeaderRules>),
+        customField<Route>("response_headers", readRouteResponseHeaders, "mapping", "",
+                           "set/add/remove fields of every answer of the route, hits included",
+                           describeSection<ResponseHeaderRules>),
         customField<Route>("cache", readRouteCache, "mapping", "", "cache policy; absent = bypass",
                            describeSection<RouteCache>),
         customField<Route>("compression", readCompression, "mapping", "",
@@ -1591,6 +1861,84 @@ const std::vector<Field<RouteCompression>>& fieldsOf<RouteCompression>() {
         countField<RouteCompression>("level", &RouteCompression::level, 1, 9,
                                      "gzip level and brotli quality"),
     };
+    return fields;
+}
+
+constexpr std::array<std::string_view, 2> kSchemes{"http", "https"};
+constexpr std::array<std::string_view, 2> kQueryKeep{"keep", "drop"};
+
+template <>
+const std::vector<Field<RouteRedirect>>& fieldsOf<RouteRedirect>() {
+    static const std::vector<Field<RouteRedirect>> fields{
+        countField<RouteRedirect>("status", &RouteRedirect::status, 301, 308,
+                                  "301, 302, 303, 307 or 308"),
+        textField<RouteRedirect>("scheme", &RouteRedirect::scheme,
+                                 "http or https; absent = the request's", nullptr, kSchemes),
+        textField<RouteRedirect>("host", &RouteRedirect::host, "absent = the request's"),
+        countField<RouteRedirect>("port", &RouteRedirect::port, 0, 65535,
+                                  "0 = the scheme's default, not written"),
+        textField<RouteRedirect>("path", &RouteRedirect::path,
+                                 "replaces the whole path; absent = keep it", checkRequestPath),
+        textField<RouteRedirect>("prefix", &RouteRedirect::prefix,
+                                 "replaces match.path_prefix at the front of the path",
+                                 checkRequestPath),
+        textField<RouteRedirect>("query", &RouteRedirect::query, "keep or drop the request's query",
+                                 nullptr, kQueryKeep),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<RouteRespond>>& fieldsOf<RouteRespond>() {
+    static const std::vector<Field<RouteRespond>> fields{
+        countField<RouteRespond>("status", &RouteRespond::status, 200, 599, "200..599"),
+        textField<RouteRespond>("content_type", &RouteRespond::content_type,
+                                "Content-Type of the body"),
+        textField<RouteRespond>("body", &RouteRespond::body, "sent as written"),
+    };
+    return fields;
+}
+
+template <>
+const std::vector<Field<RouteRewrite>>& fieldsOf<RouteRewrite>() {
+    static const std::vector<Field<RouteRewrite>> fields{
+        textField<RouteRewrite>("strip_prefix", &RouteRewrite::strip_prefix,
+                                "removed from the front of the path when present",
+                                checkRequestPath),
+        textField<RouteRewrite>("add_prefix", &RouteRewrite::add_prefix,
+                                "then put in front (strip + add replaces a prefix)",
+                                checkRequestPath),
+        textField<RouteRewrite>("regex", &RouteRewrite::regex, "RE2 over the whole path",
+                                checkRegex),
+        textField<RouteRewrite>("replace", &RouteRewrite::replace,
+                                "the new path, \\1..\\9 for the regex's groups"),
+    };
+    return fields;
+}
+
+template <class Rules>
+std::vector<Field<Rules>> headerRuleFields() {
+    return {
+        customField<Rules>("set", readRuleMap<Rules, &HeaderRules::set>, "mapping", "{}",
+                           "NAME: VALUE replaces every field of that name"),
+        customField<Rules>("add", readRuleMap<Rules, &HeaderRules::add>, "mapping", "{}",
+                           "NAME: VALUE appends one more field"),
+        customField<Rules>("remove", readRuleRemove<Rules>, "list of header names", "[]",
+                           "every field of these names is left out"),
+    };
+}
+
+template <>
+const std::vector<Field<RequestHeaderRules>>& fieldsOf<RequestHeaderRules>() {
+    static const std::vector<Field<RequestHeaderRules>> fields =
+        headerRuleFields<RequestHeaderRules>();
+    return fields;
+}
+
+template <>
+const std::vector<Field<ResponseHeaderRules>>& fieldsOf<ResponseHeaderRules>() {
+    static const std::vector<Field<ResponseHeaderRules>> fields =
+        headerRuleFields<ResponseHeaderRules>();
     return fields;
 }
 

@@ -110,6 +110,16 @@ const std::vector<Field<RouteCacheKey>>& fieldsOf<RouteCacheKey>();
 template <>
 const std::vector<Field<RouteCompression>>& fieldsOf<RouteCompression>();
 template <>
+const std::vector<Field<RouteRedirect>>& fieldsOf<RouteRedirect>();
+template <>
+const std::vector<Field<RouteRespond>>& fieldsOf<RouteRespond>();
+template <>
+const std::vector<Field<RouteRewrite>>& fieldsOf<RouteRewrite>();
+template <>
+const std::vector<Field<RequestHeaderRules>>& fieldsOf<RequestHeaderRules>();
+template <>
+const std::vector<Field<ResponseHeaderRules>>& fieldsOf<ResponseHeaderRules>();
+template <>
 const std::vector<Field<Limits>>& fieldsOf<Limits>();
 template <>
 const std::vector<Field<Http2>>& fieldsOf<Http2>();

@@ -245,6 +245,12 @@ std::string_view name(TunnelResult v) {
     return k[idx(v)];
 }
 
+std::string_view name(RouteAction v) {
+    static constexpr std::array<std::string_view, count<RouteAction>()> k{"redirect", "respond",
+                                                                          "rewrite"};
+    return k[idx(v)];
+}
+
 std::string_view name(H2Event v) {
     static constexpr std::array<std::string_view, count<H2Event>()> k{
         "connection",     "stream_opened",  "client_reset",
@@ -329,6 +335,10 @@ void WorkerMetrics::tlsHandshakeRefused(std::uint16_t listener_slot) {
 
 void WorkerMetrics::tunnel(std::uint16_t route_slot, TunnelResult result) {
     routes_[route_slot < kMaxRoutes ? route_slot : kMaxRoutes - 1].tunnels[idx(result)].add();
+}
+
+void WorkerMetrics::routeAction(std::uint16_t route_slot, RouteAction action) {
+    routes_[route_slot < kMaxRoutes ? route_slot : kMaxRoutes - 1].actions[idx(action)].add();
 }
 
 void WorkerMetrics::tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client) {
@@ -926,6 +936,30 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             }
         }
         out.push_back(std::move(tunnels_f));
+
+        auto actions_f = family("strata_route_actions_total",
+                                "requests a route answered itself (redirect, respond) or "
+                                "forwarded with a rewritten path, by route and action",
+                                MetricType::Counter);
+        for (std::size_t r = 0; r < routes; ++r) {
+            std::array<std::uint64_t, count<RouteAction>()> n{};
+            for (const auto& w : workers_) {
+                if (w) {
+                    for (std::size_t i = 0; i < n.size(); ++i) {
+                        n[i] += w->routes_[r].actions[i].get();
+                    }
+                }
+            }
+            for (std::size_t i = 0; i < n.size(); ++i) {
+                if (n[i] != 0) {
+                    addValue(actions_f,
+                             Labels{{"route", route_names_[r]},
+                                    {"action", std::string(name(static_cast<RouteAction>(i)))}},
+                             static_cast<double>(n[i]));
+                }
+            }
+        }
+        out.push_back(std::move(actions_f));
         std::uint64_t closed = 0;
         std::uint64_t up = 0;
         std::uint64_t down = 0;

@@ -65,6 +65,7 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
         compiled.metric_slot = metrics::global().routeSlot(compiled.name);
         compiled.cache = routeCachePolicy(route.cache);
         compiled.compression = compileCompression(route.compression);
+        compiled.actions = RouteActions::compile(route);
         auto it = upstreams.find(route.upstream);
         // Config validation rejects routes naming unknown upstreams.
         compiled.upstream = it == upstreams.end() ? nullptr : it->second.get();

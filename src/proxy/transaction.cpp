@@ -378,7 +378,12 @@ void Transaction::start() {
             client_.setRealClient(real_client_text_);
         }
     }
-    const config::Route& route = *snapshot_->route(route_index_).config;
+    const CompiledRoute& compiled = snapshot_->route(route_index_);
+    if (compiled.actions.redirect != nullptr || compiled.actions.respond != nullptr) {
+        answerAction(compiled.actions);  // an Upgrade asked of such a route gets it too
+        return;
+    }
+    const config::Route& route = *compiled.config;
     if (!upgrade_.empty()) {
         forward();  // a tunnel is never cached or coalesced
         return;
@@ -389,6 +394,73 @@ void Transaction::start() {
     }
     cacheable_route_ = true;
     lookup();
+}
+
+RuleVariables Transaction::ruleVariables() const {
+    RuleVariables vars;
+    vars.client_address = clientAddress();
+    vars.request_id = client_.requestId();
+    vars.scheme = client_.listener().tls ? std::string_view("https") : std::string_view("http");
+    vars.host = request_.host;
+    return vars;
+}
+
+void Transaction::answerAction(const RouteActions& actions) {
+    http::Fields fields;
+    std::string_view body;
+    metrics::RouteAction action = metrics::RouteAction::Respond;
+    if (actions.redirect != nullptr) {
+        action = metrics::RouteAction::Redirect;
+        status_ = static_cast<int>(actions.redirect->status);
+        const config::Route& route = *snapshot_->route(route_index_).config;
+        fields.add("Location", redirectLocation(*actions.redirect, route.match.path_prefix,
+                                                client_.listener().tls ? "https" : "http",
+                                                request_.host, request_.path, request_.query));
+    } else {
+        status_ = static_cast<int>(actions.respond->status);
+        body = actions.respond->body;
+        if (!body.empty() || !actions.respond->content_type.empty()) {
+            fields.add("Content-Type", actions.respond->content_type);
+        }
+    }
+    // strata answers as an origin would, with its clock (RFC 9110 6.6.1).
+    fields.add("Date", cache::formatHttpDate(std::chrono::system_clock::now()));
+    http::FieldEdits edits;
+    edits.add("Cache-Status", cacheStatus());
+    http::OutgoingResponse out;
+    out.status = status_;
+    out.fields = &fields;
+    out.body = http::ResponseBody::Length;
+    out.content_length = body.size();
+    out.state_length = true;
+    out.head_only = request_.isHead();
+    if (auto* m = client_.worker().metrics) {
+        m->routeAction(snapshot_->route(route_index_).metric_slot, action);
+    }
+    sendResponseHead(out, edits);
+    if (!out.head_only && !body.empty()) {
+        client_.sendBody(body);  // copied into the connection's output: a reload may free it
+        body_bytes_sent_ = body.size();
+    }
+    logAccess();
+    enter(State::Finished);
+    client_.endResponse();  // schedules our deletion; touch nothing after this
+}
+
+void Transaction::sendResponseHead(http::OutgoingResponse& out, http::FieldEdits& edits) {
+    const HeaderRuleSet& rules = snapshot_->route(route_index_).actions.response_headers;
+    std::vector<std::string> values;  // expanded rule values: outlive sendHead()
+    if (!rules.empty()) {
+        if (!out.serialized_http1.empty() && out.fields != nullptr &&
+            rules.dropsAnyOf(*out.fields)) {
+            // A stored head is copied as serialized, where drops cannot act: serialize the
+            // fields instead (the status line's reason comes from out.reason).
+            out.serialized_http1 = {};
+        }
+        rules.apply(edits, ruleVariables(), values);
+    }
+    out.edits = &edits;
+    client_.sendHead(out);
 }
 
 void Transaction::adoptTrustedRequestId(const config::Listener& listener) {
@@ -892,7 +964,7 @@ void Transaction::deliver(const cache::EntryPtr& entry) {
     edits.add("Age", age);  // RFC 9111 5.1, computed at serve time
     edits.add("Via", kViaValue);
     edits.add("Cache-Status", cacheStatus());
-    client_.sendHead(out);
+    sendResponseHead(out, edits);
     if (out.body == http::ResponseBody::Length && !out.head_only && out.content_length > 0) {
         if (plan.whole_body) {
             client_.sendBody(plan.coded ? plan.coded->body : entry->body());
@@ -929,6 +1001,7 @@ void Transaction::forward() {
 
 UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purpose) {
     const bool refresh = purpose == UpstreamPurpose::BackgroundRefresh;
+    const RouteActions& actions = snapshot_->route(route_index_).actions;
     UpstreamExchange::Request out;
     // A background refresh is a bodiless conditional GET, whatever the client sent: it answers
     // the cache, not the client, and stores under the key of a GET.
@@ -1002,6 +1075,8 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     // an untrusted client's is replaced, never kept (README).
     edits.drop("X-Request-Id");
     edits.add("X-Request-Id", client_.requestId());
+    std::vector<std::string> rule_values;  // expanded values: outlive the serialization below
+    actions.request_headers.apply(edits, ruleVariables(), rule_values);
     // RFC 9110 7.6.3: the protocol the request was received with.
     edits.appendToList("Via", request_.version_major == 2   ? std::string_view("2.0 strata")
                               : request_.version_minor == 0 ? std::string_view("1.0 strata")
@@ -1018,7 +1093,9 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     // Absolute-form targets become origin-form: upstreams are origin servers (RFC 9112 3.2.1).
     std::string_view target = request_.target;
     const bool absolute_form = !target.starts_with('/') && target != "*";
-    if (absolute_form) {
+    if (actions.request_headers.adds("Host")) {
+        // request_headers.set names the Host the origin sees (its own drops the client's).
+    } else if (absolute_form) {
         // RFC 9112 3.2.2: the target's authority wins over a received Host. It is what the
         // request was routed and keyed by, so a different Host must not reach the origin.
         edits.drop("Host");
@@ -1031,7 +1108,22 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
     }
     std::string& head = out.head;
     head.reserve(256 + request_.target.size());
-    if (absolute_form) {
+    if (actions.rewrite && target != "*") {
+        // The origin gets the rewritten path; the cache key stayed the client's URL.
+        std::string rewritten = actions.rewrite->apply(request_.path.empty() ? "/" : request_.path);
+        if (!request_.query.empty()) {
+            // A replacement may bring its own query: the client's parameters follow it.
+            rewritten += rewritten.find('?') == std::string::npos ? '?' : '&';
+            rewritten += request_.query;
+        }
+        if (purpose == UpstreamPurpose::Client) {
+            if (auto* m = client_.worker().metrics) {
+                m->routeAction(snapshot_->route(route_index_).metric_slot,
+                               metrics::RouteAction::Rewrite);
+            }
+        }
+        http::appendRequestLine(head, out.method, rewritten, 1);
+    } else if (absolute_form) {
         std::string origin_form = request_.path.empty() ? "/" : request_.path;
         if (!request_.query.empty()) {
             origin_form += '?';
@@ -1346,7 +1438,7 @@ void Transaction::sendForwardedHead(const http::ResponseHead& head) {
         out.content_length = 0;
     }
     enter(State::Streaming);
-    client_.sendHead(out);
+    sendResponseHead(out, edits);
 }
 
 void Transaction::releaseDeferredResponse() {

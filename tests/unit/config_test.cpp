@@ -972,6 +972,90 @@ TEST_SUITE("config/errors") {
               "t.yaml:2:13: upstreams.a/b: invalid name \"a/b\"; use 1..64 of A-Z a-z 0-9 _ - .");
     }
 
+    TEST_CASE("routes: redirect, respond, rewrite and header rules load as written") {
+        const std::string up = "upstreams: {api: {servers: [\"1.2.3.4:80\"]}}\n";
+        auto c =
+            mustLoad(kListener + up +
+                     "routes:\n"
+                     "  - {match: {path_prefix: /old/}, redirect: {scheme: https, status: 308,"
+                     " prefix: /new/, query: drop}}\n"
+                     "  - {match: {path: /robots.txt}, respond: {body: \"User-agent: *\\n\"}}\n"
+                     "  - upstream: api\n"
+                     "    rewrite: {regex: \"/v([0-9]+)/(.*)\", replace: \"/\\\\2?v=\\\\1\"}\n"
+                     "    request_headers: {set: {Host: internal, X-C: \"${client_address}\"},"
+                     " remove: [X-Debug]}\n"
+                     "    response_headers: {add: {X-Id: \"${request_id}\"}}\n");
+        REQUIRE(c->routes.size() == 3);
+        const auto& redirect = c->routes[0].redirect;
+        CHECK(redirect.enabled);
+        CHECK(redirect.status == 308);
+        CHECK(redirect.scheme == "https");
+        CHECK(redirect.prefix == "/new/");
+        CHECK(redirect.query == "drop");
+        CHECK(c->routes[0].upstream.empty());
+        const auto& respond = c->routes[1].respond;
+        CHECK(respond.enabled);
+        CHECK(respond.status == 200);
+        CHECK(respond.content_type == "text/plain");
+        CHECK(respond.body == "User-agent: *\n");
+        const auto& api = c->routes[2];
+        CHECK(api.rewrite.regex == "/v([0-9]+)/(.*)");
+        CHECK(api.rewrite.replace == "/\\2?v=\\1");
+        REQUIRE(api.request_headers.set.size() == 2);
+        CHECK(api.request_headers.set[0] ==
+              std::pair<std::string, std::string>{"Host", "internal"});
+        CHECK(api.request_headers.remove == std::vector<std::string>{"X-Debug"});
+        REQUIRE(api.response_headers.add.size() == 1);
+        CHECK(api.response_headers.add[0].second == "${request_id}");
+    }
+
+    TEST_CASE("routes: action and rule errors carry their positions") {
+        const std::string up = "upstreams: {app: {servers: [\"1.2.3.4:80\"]}}\n";
+        auto route = [&](const std::string& text) {
+            return onlyError(kListener + up + "routes:\n  - " + text + "\n");
+        };
+        CHECK(route("{match: {path: /c}, upstream: app, respond: {body: x}}") ==
+              "t.yaml:4:5: routes[0]: give only one of upstream, redirect and respond");
+        CHECK(route("{redirect: {status: 305}}") ==
+              "t.yaml:4:25: routes[0].redirect.status: 305 is not a redirect; expected 301, 302, "
+              "303, 307 or 308");
+        CHECK(route("{redirect: {prefix: /x}}") ==
+              "t.yaml:4:16: routes[0].redirect.prefix: prefix replaces match.path_prefix, which "
+              "this route does not have");
+        CHECK(route("{redirect: {scheme: ftp}}").find("routes[0].redirect.scheme") !=
+              std::string::npos);
+        CHECK(route("{respond: {body: x}, cache: {enabled: true}}") ==
+              "t.yaml:4:33: routes[0].cache: cache applies only to a route with upstream");
+        CHECK(route("{upstream: app, rewrite: {regex: \"^/(a\", replace: /}}") ==
+              "t.yaml:4:38: routes[0].rewrite.regex: invalid regular expression \"^/(a\": "
+              "missing ): ^/(a");
+        CHECK(route("{upstream: app, rewrite: {regex: \"/(a)\", replace: \"/\\\\2\"}}") ==
+              "t.yaml:4:55: routes[0].rewrite.replace: Rewrite schema requests 2 matches, but "
+              "the regexp only has 1 parenthesized subexpressions.");
+        CHECK(route("{upstream: app, rewrite: {replace: /x}}") ==
+              "t.yaml:4:40: routes[0].rewrite.replace: regex and replace go together");
+        CHECK(route("{upstream: app, request_headers: {set: {Content-Length: \"1\"}}}") ==
+              "t.yaml:4:45: routes[0].request_headers.set.Content-Length: Content-Length cannot "
+              "be changed by a rule: strata frames and writes it for the upstream");
+        CHECK(route("{upstream: app, request_headers: {remove: [Host]}}") ==
+              "t.yaml:4:48: routes[0].request_headers.remove[0]: HTTP/1.1 requires Host "
+              "upstream; use set to replace it");
+        CHECK(route("{upstream: app, response_headers: {add: {X-A: \"${clinet_address}\"}}}") ==
+              "t.yaml:4:51: routes[0].response_headers.add.X-A: unknown variable "
+              "${clinet_address}; expected one of ${client_address}, ${request_id}, ${scheme}, "
+              "${host}; did you mean ${client_address}?");
+        CHECK(route("{upstream: app, response_headers: {remove: [ETag]}}") ==
+              "t.yaml:4:49: routes[0].response_headers.remove[0]: ETag cannot be changed by a "
+              "rule: strata frames and writes it for the client");
+        CHECK(route("{upstream: app, response_headers: {set: {\"a b\": x}}}") ==
+              "t.yaml:4:46: routes[0].response_headers.set.a b: \"a b\" is not a header name "
+              "(RFC 9110 tokens)");
+        CHECK(route("{upstream: app, request_headers: {add: {A: 1, B: 1, C: 1, D: 1, E: 1, F: 1, "
+                    "G: 1, H: 1, I: 1}}}") ==
+              "t.yaml:4:38: routes[0].request_headers: at most 8 header rules (set, add and "
+              "remove together)");
+    }
+
     TEST_CASE("routes: unknown upstream, host patterns, path prefixes, methods") {
         const std::string up = "upstreams: {api: {servers: [\"1.2.3.4:80\"]}}\n";
         CHECK(onlyError(kListener + up + "routes: [{upstream: apx}]\n") ==
@@ -982,7 +1066,7 @@ TEST_SUITE("config/errors") {
               "t.yaml:2:21: routes[0].upstream: unknown upstream \"web\"; no upstreams are "
               "defined");
         CHECK(onlyError(kListener + up + "routes: [{match: {path_prefix: /}}]\n") ==
-              "t.yaml:3:10: routes[0]: missing required key \"upstream\"");
+              "t.yaml:3:10: routes[0]: give one of upstream, redirect and respond (none given)");
         CHECK(
             onlyError(kListener + up + "routes: [{upstream: api, match: {host: \"a.*.com\"}}]\n") ==
             "t.yaml:3:40: routes[0].match.host: invalid host \"a.*.com\"; a host pattern is an "
@@ -1372,7 +1456,7 @@ TEST_SUITE("config/files") {
         CHECK(find("upstreams.<name>.servers[].weight").range == "1..1000");
         CHECK(find("logging.level").type == "debug|info|warn|error");
         CHECK(find("listeners[].name").required);
-        CHECK(find("routes[].upstream").required);
+        CHECK_FALSE(find("routes[].upstream").required);  // or redirect, or respond
     }
 
     TEST_CASE("every file in conf/examples loads") {

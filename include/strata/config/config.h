@@ -294,10 +294,60 @@ struct RouteCompression {
     std::uint32_t level = 6;  // gzip level and brotli quality, 1..9
 };
 
+// Header rules of a route (request_headers, response_headers): `remove` drops every field of
+// a name, `set` replaces them with one, `add` appends one. Values may name ${client_address},
+// ${request_id}, ${scheme} and ${host}, filled in per request.
+struct HeaderRules {
+    std::vector<std::pair<std::string, std::string>> set;
+    std::vector<std::pair<std::string, std::string>> add;
+    std::vector<std::string> remove;
+    bool empty() const { return set.empty() && add.empty() && remove.empty(); }
+};
+// What a header rule value may name as ${NAME}.
+inline constexpr std::array<std::string_view, 4> kHeaderVariables{"client_address", "request_id",
+                                                                  "scheme", "host"};
+// The two directions refuse different fields (framing, and what strata itself writes).
+struct RequestHeaderRules : HeaderRules {};
+struct ResponseHeaderRules : HeaderRules {};
+
+// routes[].redirect: answer with a Location built from the request, never forwarded.
+struct RouteRedirect {
+    bool enabled = false;        // the key is present
+    std::uint32_t status = 301;  // 301 | 302 | 303 | 307 | 308
+    std::string scheme;          // "" = the request's
+    std::string host;        // "" = the request's (without its port when scheme or port changes)
+    std::uint32_t port = 0;  // 0 = the scheme's default (no port written)
+    std::string path;        // replaces the whole path; "" = keep it
+    std::string prefix;      // replaces match.path_prefix at the front of the path
+    std::string query = "keep";  // keep | drop
+};
+
+// routes[].respond: a fixed answer (maintenance page, robots.txt), never forwarded.
+struct RouteRespond {
+    bool enabled = false;
+    std::uint32_t status = 200;
+    std::string content_type = "text/plain";
+    std::string body;
+};
+
+// routes[].rewrite: the path sent upstream (the cache key stays the client's URL).
+struct RouteRewrite {
+    std::string strip_prefix;  // removed from the front when present
+    std::string add_prefix;    // then put in front ("" none): strip + add replaces a prefix
+    std::string regex;         // RE2 over the whole path, or ""
+    std::string replace;       // with \1..\9 for its groups
+    bool empty() const { return strip_prefix.empty() && add_prefix.empty() && regex.empty(); }
+};
+
 struct Route {
     std::string name;  // metric label and logs; "" = the route's index ("0", "1", ...)
     RouteMatch match;
-    std::string upstream;
+    std::string upstream;  // "" when the route answers itself (redirect or respond)
+    RouteRedirect redirect;
+    RouteRespond respond;
+    RouteRewrite rewrite;
+    RequestHeaderRules request_headers;
+    ResponseHeaderRules response_headers;
     RouteCache cache;
     RouteCompression compression;
     bool websocket = true;  // tunnel WebSocket upgrades; false: refuse them with 403

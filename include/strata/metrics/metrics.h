@@ -59,6 +59,9 @@ enum class Protocol : std::uint8_t { Http1, H2, Count };
 // How an Upgrade (WebSocket) request ended: tunnelled after a 101, refused by the route, an
 // invalid handshake, an upstream answer other than 101, or no upstream answer at all.
 enum class TunnelResult : std::uint8_t { Opened, Refused, Invalid, Declined, Failed, Count };
+// What a route's own actions did: answered with a redirect or a fixed response, or rewrote
+// the path it forwarded.
+enum class RouteAction : std::uint8_t { Redirect, Respond, Rewrite, Count };
 // A PROXY protocol header on a listener with proxy_protocol: read and used (Ok), LOCAL or
 // UNKNOWN (the peer address stands), refused as malformed (bad, truncated or oversized), the
 // peer outside trusted_sources, or no complete header within the header timeout.
@@ -106,6 +109,7 @@ std::string_view name(ReloadResult v);
 std::string_view name(UnderscoreAction v);
 std::string_view name(Protocol v);
 std::string_view name(TunnelResult v);
+std::string_view name(RouteAction v);
 std::string_view name(ProxyProtocolResult v);
 std::string_view name(H2Event v);
 std::string_view name(H2Goaway v);
@@ -184,6 +188,7 @@ public:
     // An Upgrade request's outcome; Opened also counts the tunnel as open until tunnelClosed().
     void tunnel(std::uint16_t route_slot, TunnelResult result);
     void tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client);
+    void routeAction(std::uint16_t route_slot, RouteAction action);
     void http2Goaway(H2Goaway code);
     void proxyProtocol(ProxyProtocolResult result);
     // `bodies` bodies compressed (a stream counts once, at its start) and the bytes that went
@@ -204,6 +209,7 @@ private:
         ShardCounter received_bytes;
         ShardCounter sent_bytes;
         std::array<ShardCounter, count<TunnelResult>()> tunnels;
+        std::array<ShardCounter, count<RouteAction>()> actions;
     };
     struct alignas(64) ServerBlock {
         std::array<ShardCounter, count<StatusClass>()> responses;

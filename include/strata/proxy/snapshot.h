@@ -15,6 +15,7 @@
 #include "strata/config/config.h"
 #include "strata/net/tls_context.h"
 #include "strata/proxy/body_processor.h"
+#include "strata/proxy/route_actions.h"
 #include "strata/proxy/router.h"
 #include "strata/upstream/balancer.h"
 
@@ -41,6 +42,7 @@ struct CompiledRoute {
     const upstream::UpstreamGroup* upstream = nullptr;
     RouteCachePolicy cache;
     CompressionPolicy compression;
+    RouteActions actions;
 };
 
 struct Snapshot {

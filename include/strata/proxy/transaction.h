@@ -31,6 +31,7 @@
 #include "strata/http/parser.h"
 #include "strata/net/socket.h"
 #include "strata/proxy/client_stream.h"
+#include "strata/proxy/route_actions.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/proxy/upstream_exchange.h"
 
@@ -131,6 +132,12 @@ private:
     void storeResponse();
     // The upstream's head as the client gets it (Via, Cache-Status, Date added).
     void sendForwardedHead(const http::ResponseHead& head);
+    // The one way an answer's head leaves (hits, forwarded answers, redirect and respond): the
+    // route's response header rules join `edits` here, so none of them can miss one kind.
+    void sendResponseHead(http::OutgoingResponse& out, http::FieldEdits& edits);
+    // routes[].redirect and routes[].respond: answered here, never forwarded or cached.
+    void answerAction(const RouteActions& actions);
+    RuleVariables ruleVariables() const;
     // For a forwarded answer: whether it varies by Accept-Encoding (the route compresses it),
     // and the coding it streams in (identity when stored, or the client accepts none).
     struct StreamCoding {
