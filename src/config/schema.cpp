@@ -533,6 +533,28 @@ void readCidrs(Loader& loader, const Node& value, const Mark& key_mark, const st
     }
 }
 
+template <class T>
+void readClients(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 T& out) {
+    readCidrs(loader, value, key_mark, path, out.clients, /*allow_empty=*/false);
+}
+
+template <class T>
+void readAccess(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                T& out) {
+    loader.readMap(value, key_mark, path, out.access);
+}
+
+void readAllowList(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                   AccessList& out) {
+    readCidrs(loader, value, key_mark, path, out.allow, /*allow_empty=*/false);
+}
+
+void readDenyList(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                  AccessList& out) {
+    readCidrs(loader, value, key_mark, path, out.deny, /*allow_empty=*/false);
+}
+
 void readTrustedSources(Loader& loader, const Node& value, const Mark& key_mark,
                         const std::string& path, Listener& out) {
     // Empty would refuse every connection: surely not what was meant.
@@ -850,6 +872,20 @@ void readNegated(Loader& loader, const Node& value, const Mark& key_mark, const 
                  RouteMatch& out) {
     out.has_negated = true;
     loader.readMap(value, key_mark, path, out.negated);
+}
+
+struct MethodList {
+    std::vector<std::string> methods;
+};
+template <class T>
+void readMethods(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                 T& out);
+
+void readMethodsAllowed(Loader& loader, const Node& value, const Mark& key_mark,
+                        const std::string& path, Route& out) {
+    MethodList list;
+    readMethods(loader, value, key_mark, path, list);
+    out.methods_allowed = std::move(list.methods);  // an empty list is refused there
 }
 
 void readRouteUpstream(Loader& loader, const Node& value, const Mark& key_mark,
@@ -1460,6 +1496,11 @@ const std::vector<Field<Listener>>& fieldsOf<Listener>() {
         customField<Listener>("trusted_proxies", readTrustedProxies, "list of address/prefix", "[]",
                               "peers whose X-Forwarded-For names the client (right-most "
                               "untrusted entry)"),
+        customField<Listener>("access", readAccess<Listener>, "mapping", "",
+                              "allow/deny by client address; refused requests get 403",
+                              describeSection<AccessList>),
+        countField<Listener>("max_connections_per_client", &Listener::max_connections_per_client, 0,
+                             1000000, "open connections one client address may hold; 0 = any"),
     };
     return fields;
 }
@@ -1751,6 +1792,13 @@ const std::vector<Field<Route>>& fieldsOf<Route>() {
         customField<Route>("response_headers", readRouteResponseHeaders, "mapping", "",
                            "set/add/remove fields of every answer of the route, hits included",
                            describeSection<ResponseHeaderRules>),
+        customField<Route>("access", readAccess<Route>, "mapping", "",
+                           "allow/deny by client address; refused requests get 403",
+                           describeSection<AccessList>),
+        customField<Route>("methods_allowed", readMethodsAllowed, "list of methods", "[]",
+                           "others get 405 with Allow; empty = any"),
+        bytesField<Route>("max_request_body_bytes", &Route::max_request_body_bytes, 0, kTiB,
+                          "larger request bodies get 413; 0 = limits.max_request_body_bytes"),
         customField<Route>("cache", readRouteCache, "mapping", "", "cache policy; absent = bypass",
                            describeSection<RouteCache>),
         customField<Route>("compression", readCompression, "mapping", "",
@@ -1787,6 +1835,8 @@ std::vector<Field<T>> conditionFields() {
                        describeList<FieldCondition>),
         customField<T>("listeners", readRouteListeners<T>, "list of listener names", "[]",
                        "only requests received on these listeners; empty = any"),
+        customField<T>("client", readClients<T>, "list of address/prefix", "[]",
+                       "the (real) client is in one of these blocks; empty = any"),
     };
 }
 
@@ -1865,6 +1915,17 @@ const std::vector<Field<RouteCompression>>& fieldsOf<RouteCompression>() {
 }
 
 constexpr std::array<std::string_view, 2> kSchemes{"http", "https"};
+
+template <>
+const std::vector<Field<AccessList>>& fieldsOf<AccessList>() {
+    static const std::vector<Field<AccessList>> fields{
+        customField<AccessList>("allow", readAllowList, "list of address/prefix", "[]",
+                                "when given, only these clients"),
+        customField<AccessList>("deny", readDenyList, "list of address/prefix", "[]",
+                                "these clients never (deny wins over allow)"),
+    };
+    return fields;
+}
 constexpr std::array<std::string_view, 2> kQueryKeep{"keep", "drop"};
 
 template <>

@@ -251,6 +251,12 @@ std::string_view name(RouteAction v) {
     return k[idx(v)];
 }
 
+std::string_view name(DenyReason v) {
+    static constexpr std::array<std::string_view, count<DenyReason>()> k{
+        "route_access", "listener_access", "method", "body_size"};
+    return k[idx(v)];
+}
+
 std::string_view name(H2Event v) {
     static constexpr std::array<std::string_view, count<H2Event>()> k{
         "connection",     "stream_opened",  "client_reset",
@@ -339,6 +345,14 @@ void WorkerMetrics::tunnel(std::uint16_t route_slot, TunnelResult result) {
 
 void WorkerMetrics::routeAction(std::uint16_t route_slot, RouteAction action) {
     routes_[route_slot < kMaxRoutes ? route_slot : kMaxRoutes - 1].actions[idx(action)].add();
+}
+
+void WorkerMetrics::accessDenied(std::uint16_t route_slot, DenyReason reason) {
+    routes_[route_slot < kMaxRoutes ? route_slot : kMaxRoutes - 1].denied[idx(reason)].add();
+}
+
+void WorkerMetrics::perClientConnectionRefused() {
+    per_client_refused_.add();
 }
 
 void WorkerMetrics::tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client) {
@@ -960,6 +974,43 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             }
         }
         out.push_back(std::move(actions_f));
+
+        auto denied_f = family("strata_access_denied_total",
+                               "requests refused by access control, by route and reason "
+                               "(route_access/listener_access: 403, method: 405, body_size: 413)",
+                               MetricType::Counter);
+        for (std::size_t r = 0; r < routes; ++r) {
+            std::array<std::uint64_t, count<DenyReason>()> n{};
+            for (const auto& w : workers_) {
+                if (w) {
+                    for (std::size_t i = 0; i < n.size(); ++i) {
+                        n[i] += w->routes_[r].denied[i].get();
+                    }
+                }
+            }
+            for (std::size_t i = 0; i < n.size(); ++i) {
+                if (n[i] != 0) {
+                    addValue(denied_f,
+                             Labels{{"route", route_names_[r]},
+                                    {"reason", std::string(name(static_cast<DenyReason>(i)))}},
+                             static_cast<double>(n[i]));
+                }
+            }
+        }
+        out.push_back(std::move(denied_f));
+        std::uint64_t per_client = 0;
+        for (const auto& w : workers_) {
+            if (w) {
+                per_client += w->per_client_refused_.get();
+            }
+        }
+        auto per_client_f =
+            family("strata_connections_refused_per_client_total",
+                   "connections closed at accept: their client address already held "
+                   "listeners[].max_connections_per_client",
+                   MetricType::Counter);
+        addValue(per_client_f, {}, static_cast<double>(per_client));
+        out.push_back(std::move(per_client_f));
         std::uint64_t closed = 0;
         std::uint64_t up = 0;
         std::uint64_t down = 0;

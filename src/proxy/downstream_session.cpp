@@ -10,6 +10,7 @@
 #include "strata/http/message.h"
 #include "strata/http/response_out.h"
 #include "strata/proxy/h2_session.h"
+#include "strata/proxy/real_client.h"
 #include "strata/proxy/transaction.h"
 #include "strata/proxy/upgrade.h"
 
@@ -470,7 +471,10 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
         return;
     }
     SnapshotPtr snapshot = worker_.snapshot;
-    int route = snapshot->router.match(routeRequest(head, listener_.name));
+    const net::SocketAddress client = requestClient(
+        peer_, head.fields,
+        snapshot->any_trusted_proxies ? snapshot->listenerConfig(listener_.name) : nullptr);
+    int route = snapshot->router.match(routeRequest(head, listener_.name, &client));
     if (route < 0) {
         setReadDeadline(head.framing == http::BodyFraming::None ? ReadDeadline::None
                                                                 : ReadDeadline::Body);
@@ -510,7 +514,7 @@ void DownstreamSession::onRequestHead(http::RequestHead&& head) {
 void DownstreamSession::onRequestBody(std::string_view data) {
     if (transaction_) {
         transaction_->onClientBody(data);
-        if (!transaction_->wantsMoreBody()) {
+        if (transaction_ && !transaction_->wantsMoreBody()) {  // it may have answered
             pauseRequestBody();
         }
     }
@@ -960,6 +964,9 @@ void DownstreamSession::close() {
         dropTransaction();
     }
     connection_.close();
+    if (holds_client_slot_ && worker_.client_connections != nullptr) {
+        worker_.client_connections->release(peer_);
+    }
     worker_.process_connections.fetch_sub(1, std::memory_order_relaxed);
     worker_.removeSession(this);
     worker_.loop.deferredDelete(event::DeferredDeletablePtr(this));

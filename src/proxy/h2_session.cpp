@@ -9,6 +9,7 @@
 #include "strata/common/assert.h"
 #include "strata/common/log.h"
 #include "strata/http/message.h"
+#include "strata/proxy/real_client.h"
 #include "strata/proxy/transaction.h"
 
 #include "client_limits.h"
@@ -306,7 +307,10 @@ void H2Stream::onHeadersEnd(bool end_stream) {
         return;
     }
     SnapshotPtr snapshot = worker_.snapshot;
-    int route = snapshot->router.match(routeRequest(head, listener().name));
+    const net::SocketAddress client = requestClient(
+        peerAddress(), head.fields,
+        snapshot->any_trusted_proxies ? snapshot->listenerConfig(listener().name) : nullptr);
+    int route = snapshot->router.match(routeRequest(head, listener().name, &client));
     if (route < 0) {
         logAccess(head.method, head.target, head.host, 0, 404, 0, {}, {}, {}, -1, started);
         answer(404, "no route", "strata; fwd=bypass");

@@ -50,6 +50,16 @@ void appendValue(std::string& out, std::string_view value) {
 
 }  // namespace
 
+net::SocketAddress requestClient(const net::SocketAddress& peer, const http::Fields& fields,
+                                 const config::Listener* listener) {
+    if (listener != nullptr && !listener->trusted_proxies.empty()) {
+        if (auto real = realClient(peer, fields, listener->trusted_proxies)) {
+            return *real;
+        }
+    }
+    return peer;
+}
+
 std::string forwardedElement(std::string_view peer, std::string_view host, bool https) {
     std::string out = "for=";
     if (peer.find(':') != std::string_view::npos) {

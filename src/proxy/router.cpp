@@ -105,7 +105,8 @@ struct Router::Conditions {
           path(c.path),
           path_regex(compile(c.path_regex)),
           methods(c.methods),
-          listeners(c.listeners) {
+          listeners(c.listeners),
+          clients(c.clients) {
         for (const auto& host : c.hosts) {
             if (host.size() > 2 && host[0] == '*' && host[1] == '.') {
                 hosts.push_back({host.substr(1), true});
@@ -143,6 +144,9 @@ struct Router::Conditions {
             std::find(listeners.begin(), listeners.end(), r.listener) == listeners.end()) {
             return false;
         }
+        if (!clients.empty() && (r.client == nullptr || !net::inCidrs(clients, *r.client))) {
+            return false;
+        }
         for (const Field& f : headers) {
             const std::string* value = r.fields != nullptr ? r.fields->get(f.name) : nullptr;
             if (!f.holds(value != nullptr, value != nullptr ? std::string_view(*value) : "")) {
@@ -165,6 +169,7 @@ struct Router::Conditions {
     std::unique_ptr<re2::RE2> path_regex;
     std::vector<std::string> methods;
     std::vector<std::string> listeners;
+    std::vector<config::Cidr> clients;
     std::vector<Field> headers;
     std::vector<Field> query;
 };

@@ -52,6 +52,7 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
     : config(std::move(c)), router(config->routes), version(v) {
     for (const auto& listener : config->listeners) {
         any_trusted_proxies = any_trusted_proxies || !listener.trusted_proxies.empty();
+        any_listener_access = any_listener_access || !listener.access.empty();
     }
     for (const auto& [name, upstream_config] : config->upstreams) {
         upstreams.emplace(name,

@@ -379,6 +379,9 @@ void Transaction::start() {
         }
     }
     const CompiledRoute& compiled = snapshot_->route(route_index_);
+    if (refusedByAccessRules(*compiled.config)) {
+        return;
+    }
     if (compiled.actions.redirect != nullptr || compiled.actions.respond != nullptr) {
         answerAction(compiled.actions);  // an Upgrade asked of such a route gets it too
         return;
@@ -394,6 +397,88 @@ void Transaction::start() {
     }
     cacheable_route_ = true;
     lookup();
+}
+
+namespace {
+
+// RFC 9110 15.5.6: a 405 lists what the resource does allow.
+std::string allowValue(const std::vector<std::string>& methods) {
+    std::string out;
+    for (const auto& method : methods) {
+        out += out.empty() ? "" : ", ";
+        out += method;
+    }
+    return out;
+}
+
+bool refuses(const config::AccessList& access, const net::SocketAddress& client) {
+    if (net::inCidrs(access.deny, client)) {
+        return true;
+    }
+    return !access.allow.empty() && !net::inCidrs(access.allow, client);
+}
+
+}  // namespace
+
+bool Transaction::refusedByAccessRules(const config::Route& route) {
+    const net::SocketAddress& client = real_client_ ? *real_client_ : client_.peerAddress();
+    auto deny = [&](metrics::DenyReason reason, int status, const char* detail) {
+        if (auto* m = client_.worker().metrics) {
+            m->accessDenied(snapshot_->route(route_index_).metric_slot, reason);
+        }
+        status_ = status;
+        logAccess();
+        enter(State::Finished);
+        client_.sendError(status, detail, cacheStatus());
+        return true;
+    };
+    if (snapshot_->any_listener_access) {
+        const config::Listener* listener = snapshot_->listenerConfig(client_.listener().name);
+        if (listener != nullptr && refuses(listener->access, client)) {
+            return deny(metrics::DenyReason::ListenerAccess, 403,
+                        "refused by the listener's access list");
+        }
+    }
+    if (!route.access.empty() && refuses(route.access, client)) {
+        return deny(metrics::DenyReason::RouteAccess, 403, "refused by the route's access list");
+    }
+    if (!route.methods_allowed.empty() &&
+        std::find(route.methods_allowed.begin(), route.methods_allowed.end(), request_.method) ==
+            route.methods_allowed.end()) {
+        if (auto* m = client_.worker().metrics) {
+            m->accessDenied(snapshot_->route(route_index_).metric_slot,
+                            metrics::DenyReason::Method);
+        }
+        status_ = 405;
+        const std::string body = "405 " + std::string(http::reasonPhrase(405)) + "\n";
+        http::Fields fields;
+        fields.add("Content-Type", "text/plain");
+        fields.add("Allow", allowValue(route.methods_allowed));
+        http::FieldEdits edits;
+        edits.add("Cache-Status", cacheStatus());
+        http::OutgoingResponse out;
+        out.status = 405;
+        out.fields = &fields;
+        out.body = http::ResponseBody::Length;
+        out.content_length = body.size();
+        out.state_length = true;
+        out.head_only = request_.isHead();
+        out.edits = &edits;
+        client_.sendHead(out);
+        if (!out.head_only) {
+            client_.sendBody(body);
+            body_bytes_sent_ = body.size();
+        }
+        logAccess();
+        enter(State::Finished);
+        client_.endResponse();  // schedules our deletion; touch nothing after this
+        return true;
+    }
+    if (route.max_request_body_bytes != 0 && request_.framing == http::BodyFraming::Length &&
+        request_.content_length > route.max_request_body_bytes) {
+        return deny(metrics::DenyReason::BodySize, 413, "request body over the route's limit");
+    }
+    return false;
 }
 
 RuleVariables Transaction::ruleVariables() const {
@@ -1153,6 +1238,28 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
 }
 
 void Transaction::onClientBody(std::string_view data) {
+    request_body_bytes_ += data.size();
+    const std::uint64_t limit = snapshot_->route(route_index_).config->max_request_body_bytes;
+    if (limit != 0 && request_body_bytes_ > limit && state_ != State::Finished &&
+        state_ != State::Aborted) {
+        // A chunked body grew past the route's limit on its way upstream: stop forwarding it.
+        dropExchange();
+        if (auto* m = client_.worker().metrics) {
+            m->accessDenied(snapshot_->route(route_index_).metric_slot,
+                            metrics::DenyReason::BodySize);
+        }
+        if (!canSendError()) {
+            logAccess();
+            enter(State::Aborted);
+            client_.abortResponse();
+            return;
+        }
+        status_ = 413;
+        logAccess();
+        enter(State::Finished);
+        client_.sendError(413, "request body over the route's limit", cacheStatus());
+        return;
+    }
     if (exchange_ && state_ != State::Aborted) {
         exchange_->sendBody(data);
     }

@@ -233,7 +233,8 @@ public:
         registerGauges();
         for (unsigned w = 0; w < worker_count_; ++w) {
             workers_.push_back(std::make_unique<Worker>(w, std::move(bound.value()[w]), current_,
-                                                        process_connections_, access_sink_));
+                                                        process_connections_, access_sink_,
+                                                        &client_connections_));
         }
         running_workers_ = worker_count_;
         // The cache outlives config snapshots: it is built once, from the first config.
@@ -917,6 +918,7 @@ private:
     double loaded_at_ = 0;
     std::shared_ptr<proxy::AccessLogSink> access_sink_;
     std::atomic<std::uint32_t> process_connections_{0};
+    proxy::ClientConnectionTable client_connections_;  // listeners[].max_connections_per_client
     unsigned worker_count_ = 0;
     std::unique_ptr<cache::CacheRuntime> cache_;  // declared before workers_: outlives them
     std::unique_ptr<cache::L2Cache> l2_;          // null without cache.l2.servers

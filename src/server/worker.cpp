@@ -12,12 +12,14 @@ constexpr std::chrono::milliseconds kAccessLogFlushInterval{1000};
 
 Worker::Worker(unsigned id, std::vector<BoundListener> listeners, proxy::SnapshotPtr snapshot,
                std::atomic<std::uint32_t>& process_connections,
-               std::shared_ptr<proxy::AccessLogSink> access_sink)
+               std::shared_ptr<proxy::AccessLogSink> access_sink,
+               proxy::ClientConnectionTable* client_connections)
     : id_(id),
       context_(loop_, id, process_connections, std::move(access_sink)),
       bound_(std::move(listeners)),
       metrics_shard_(metrics::global().worker(id)) {
     context_.snapshot = std::move(snapshot);
+    context_.client_connections = client_connections;
     applyMetricsSwitch();
     for (const auto& bound : bound_) {
         listen(bound);
@@ -174,7 +176,23 @@ void Worker::startSession(const proxy::ListenerInfo& info, int fd, const net::So
             return;
         }
     }
+    bool holds_slot = false;
+    if (const config::Listener* listener = context_.snapshot->listenerConfig(info.name);
+        listener != nullptr && listener->max_connections_per_client > 0 &&
+        context_.client_connections != nullptr) {
+        if (!context_.client_connections->acquire(peer, listener->max_connections_per_client)) {
+            if (context_.metrics != nullptr) {
+                context_.metrics->perClientConnectionRefused();
+            }
+            ::close(fd);
+            return;
+        }
+        holds_slot = true;
+    }
     auto* session = new proxy::DownstreamSession(context_, fd, peer, info, std::move(tls), local);
+    if (holds_slot) {
+        session->holdClientSlot();  // released when the session closes
+    }
     session->start();  // from here the session owns itself and dies through deferredDelete
 }
 

@@ -24,7 +24,8 @@ class Worker {
 public:
     Worker(unsigned id, std::vector<BoundListener> listeners, proxy::SnapshotPtr snapshot,
            std::atomic<std::uint32_t>& process_connections,
-           std::shared_ptr<proxy::AccessLogSink> access_sink);
+           std::shared_ptr<proxy::AccessLogSink> access_sink,
+           proxy::ClientConnectionTable* client_connections = nullptr);
     ~Worker();
 
     // The process-wide cache every session of this worker uses (null: no caching). Before start().

@@ -1009,6 +1009,36 @@ TEST_SUITE("config/errors") {
         CHECK(api.response_headers.add[0].second == "${request_id}");
     }
 
+    TEST_CASE("access control keys: client blocks, allow/deny, methods_allowed, body limits") {
+        const std::string up = "upstreams: {app: {servers: [\"1.2.3.4:80\"]}}\n";
+        auto c = mustLoad(
+            "listeners:\n"
+            "  - {name: http, bind: \"127.0.0.1:0\", access: {deny: [\"10.6.6.0/24\"]},"
+            " max_connections_per_client: 4}\n" +
+            up +
+            "routes:\n"
+            "  - {match: {client: [\"10.0.0.0/8\"], not: {client: [\"10.9.0.0/16\"]}},"
+            " upstream: app, access: {allow: [\"10.0.0.0/8\", \"::1\"]},"
+            " methods_allowed: [get, HEAD], max_request_body_bytes: 1KiB}\n");
+        CHECK(c->listeners[0].access.deny.size() == 1);
+        CHECK(c->listeners[0].max_connections_per_client == 4);
+        const auto& r = c->routes[0];
+        CHECK(r.match.clients.size() == 1);
+        CHECK(r.match.negated.clients.size() == 1);
+        CHECK(r.access.allow.size() == 2);
+        CHECK(r.methods_allowed == std::vector<std::string>{"GET", "HEAD"});
+        CHECK(r.max_request_body_bytes == 1024);
+        CHECK(onlyError(kListener + up +
+                        "routes: [{upstream: app, access: {allow: [\"10.0.0.300/8\"]}}]\n")
+                  .find("routes[0].access.allow[0]") != std::string::npos);
+        CHECK(
+            onlyError(kListener + up + "routes: [{upstream: app, methods_allowed: []}]\n") ==
+            "t.yaml:3:43: routes[0].methods_allowed: empty list would match nothing; omit the key "
+            "to match any method");
+        CHECK(onlyError(kListener + up + "routes: [{upstream: app, access: {alow: []}}]\n")
+                  .find("did you mean \"allow\"") != std::string::npos);
+    }
+
     TEST_CASE("routes: action and rule errors carry their positions") {
         const std::string up = "upstreams: {app: {servers: [\"1.2.3.4:80\"]}}\n";
         auto route = [&](const std::string& text) {

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include "strata/proxy/access_log.h"
+#include "strata/proxy/client_connections.h"
 #include "strata/proxy/real_client.h"
 #include "strata/proxy/request_id.h"
 #include "strata/proxy/router.h"
@@ -366,6 +367,47 @@ TEST_SUITE("proxy/real_client") {
         CHECK(resolve("10.0.0.1", {"unknown, 10.1.1.1"}).empty());
         CHECK(resolve("10.0.0.1", {"198.51.100.7, _hidden"}).empty());
         CHECK(resolve("10.0.0.1", {"[2001:4860::1"}).empty());
+    }
+
+    TEST_CASE("match.client: the route holds for clients in its blocks, `not` inverts it") {
+        std::vector<strata::config::Route> routes(2);
+        routes[0].match.clients = blocks({"10.0.0.0/8", "2001:db8::/32"});
+        routes[0].match.path_prefix = "/";
+        routes[1].match.path_prefix = "/";
+        routes[1].match.has_negated = true;
+        routes[1].match.negated.clients = blocks({"192.0.2.0/24"});
+        sp::Router router(routes);
+        strata::http::RequestHead head;
+        head.host = "h";
+        head.path = "/x";
+        head.method = "GET";
+        auto pick = [&](const std::string& address) {
+            const auto client = ip(address);
+            return router.match(sp::routeRequest(head, "", &client));
+        };
+        CHECK(pick("10.1.2.3") == 0);
+        CHECK(pick("::ffff:10.1.2.3") == 0);  // IPv4-mapped
+        CHECK(pick("2001:db8::9") == 0);
+        CHECK(pick("198.51.100.1") == 1);
+        CHECK(pick("192.0.2.9") == -1);                        // excluded by `not`
+        CHECK(router.match(sp::routeRequest(head, "")) == 1);  // no address: client rules fail
+    }
+
+    TEST_CASE("client connection table: a slot per open connection, addresses dropped at 0") {
+        sp::ClientConnectionTable table;
+        CHECK(table.acquire(ip("192.0.2.1"), 2));
+        CHECK(table.acquire(ip("192.0.2.1"), 2));
+        CHECK_FALSE(table.acquire(ip("192.0.2.1"), 2));
+        CHECK(table.acquire(ip("192.0.2.2"), 2));
+        CHECK(table.addresses() == 2);
+        table.release(ip("192.0.2.1"));
+        CHECK(table.acquire(ip("192.0.2.1"), 2));
+        table.release(ip("192.0.2.1"));
+        table.release(ip("192.0.2.1"));
+        table.release(ip("192.0.2.2"));
+        CHECK(table.addresses() == 0);
+        table.release(ip("192.0.2.3"));  // never held: nothing to give back
+        CHECK(table.addresses() == 0);
     }
 
     TEST_CASE("Forwarded element: IPv6 quoted in brackets, host quoted when not a token") {

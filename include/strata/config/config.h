@@ -74,6 +74,14 @@ struct Cidr {
     static bool parse(std::string_view text, Cidr& out, std::string& error);
 };
 
+// allow/deny by client address (routes[].access, listeners[].access): a client in `deny` is
+// refused; with an `allow` list, so is every client not in it.
+struct AccessList {
+    std::vector<Cidr> allow;
+    std::vector<Cidr> deny;
+    bool empty() const { return allow.empty() && deny.empty(); }
+};
+
 struct Listener {
     std::string name;
     Endpoint bind;
@@ -89,6 +97,9 @@ struct Listener {
     // [h2, http/1.1] with TLS (ALPN), [http/1.1] without; "h2" on a plain listener is HTTP/2
     // with prior knowledge (h2c, told apart by the connection preface).
     std::vector<std::string> protocols;
+    AccessList access;  // per request, by the real client: 403
+    // Open connections one client address may hold on this listener (nginx limit_conn); 0: any.
+    std::uint32_t max_connections_per_client = 0;
 
     bool allows(std::string_view protocol) const {
         for (const auto& p : protocols) {
@@ -228,6 +239,7 @@ struct RouteConditions {
     std::vector<FieldCondition> headers;
     std::vector<FieldCondition> query;
     std::vector<std::string> listeners;  // listener names; empty: any
+    std::vector<Cidr> clients;           // client address blocks; empty: any
 };
 
 struct RouteMatch : RouteConditions {
@@ -348,6 +360,9 @@ struct Route {
     RouteRewrite rewrite;
     RequestHeaderRules request_headers;
     ResponseHeaderRules response_headers;
+    AccessList access;                         // 403 for clients it refuses
+    std::vector<std::string> methods_allowed;  // empty: any; else others get 405 with Allow
+    std::uint64_t max_request_body_bytes = 0;  // 0: limits.max_request_body_bytes; else 413
     RouteCache cache;
     RouteCompression compression;
     bool websocket = true;  // tunnel WebSocket upgrades; false: refuse them with 403

@@ -62,6 +62,9 @@ enum class TunnelResult : std::uint8_t { Opened, Refused, Invalid, Declined, Fai
 // What a route's own actions did: answered with a redirect or a fixed response, or rewrote
 // the path it forwarded.
 enum class RouteAction : std::uint8_t { Redirect, Respond, Rewrite, Count };
+// A request refused by access control: the route's or the listener's allow/deny (403), a
+// method outside methods_allowed (405), a body over the route's limit (413).
+enum class DenyReason : std::uint8_t { RouteAccess, ListenerAccess, Method, BodySize, Count };
 // A PROXY protocol header on a listener with proxy_protocol: read and used (Ok), LOCAL or
 // UNKNOWN (the peer address stands), refused as malformed (bad, truncated or oversized), the
 // peer outside trusted_sources, or no complete header within the header timeout.
@@ -110,6 +113,7 @@ std::string_view name(UnderscoreAction v);
 std::string_view name(Protocol v);
 std::string_view name(TunnelResult v);
 std::string_view name(RouteAction v);
+std::string_view name(DenyReason v);
 std::string_view name(ProxyProtocolResult v);
 std::string_view name(H2Event v);
 std::string_view name(H2Goaway v);
@@ -189,6 +193,10 @@ public:
     void tunnel(std::uint16_t route_slot, TunnelResult result);
     void tunnelClosed(std::uint64_t to_upstream, std::uint64_t to_client);
     void routeAction(std::uint16_t route_slot, RouteAction action);
+    void accessDenied(std::uint16_t route_slot, DenyReason reason);
+    // A connection closed at accept: its address already held
+    // listeners[].max_connections_per_client.
+    void perClientConnectionRefused();
     void http2Goaway(H2Goaway code);
     void proxyProtocol(ProxyProtocolResult result);
     // `bodies` bodies compressed (a stream counts once, at its start) and the bytes that went
@@ -210,6 +218,7 @@ private:
         ShardCounter sent_bytes;
         std::array<ShardCounter, count<TunnelResult>()> tunnels;
         std::array<ShardCounter, count<RouteAction>()> actions;
+        std::array<ShardCounter, count<DenyReason>()> denied;
     };
     struct alignas(64) ServerBlock {
         std::array<ShardCounter, count<StatusClass>()> responses;
@@ -225,6 +234,7 @@ private:
     std::array<ShardCounter, kMaxListeners> tls_refused_;
     std::array<ShardCounter, count<UnderscoreAction>()> underscore_fields_;
     std::array<ShardCounter, count<H2Event>()> http2_;
+    ShardCounter per_client_refused_;
     ShardCounter tunnels_closed_;  // open = opened (all routes) - closed
     ShardCounter tunnel_bytes_up_;
     ShardCounter tunnel_bytes_down_;

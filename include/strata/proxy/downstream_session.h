@@ -45,6 +45,9 @@ public:
                       const net::SocketAddress& local = {});
     ~DownstreamSession() override;
 
+    // The connection took a slot in WorkerContext::client_connections; it gives it back when
+    // it closes.
+    void holdClientSlot() { holds_client_slot_ = true; }
     void start();
 
     std::uint64_t id() const { return id_; }
@@ -186,6 +189,7 @@ private:
     net::TlsServerContextPtr tls_;  // before connection_: it makes the connection's SSL
     net::Connection connection_;
     std::string client_address_;
+    bool holds_client_slot_ = false;
     net::SocketAddress peer_;
     net::SocketAddress local_;  // filled on first use when no PROXY header named it
     std::string real_client_;   // setRealClient() for the current exchange, until logAccess()

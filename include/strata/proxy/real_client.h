@@ -22,6 +22,11 @@ std::optional<net::SocketAddress> realClient(const net::SocketAddress& peer,
                                              const http::Fields& fields,
                                              const std::vector<config::Cidr>& trusted);
 
+// The address a request's routing, access rules and rate limits see: realClient() behind the
+// listener's trusted_proxies (`listener` may be null: none), else the peer.
+net::SocketAddress requestClient(const net::SocketAddress& peer, const http::Fields& fields,
+                                 const config::Listener* listener);
+
 // One RFC 7239 Forwarded element naming the hop strata saw: `for=` the peer (IPv6 in quoted
 // brackets, as 6 requires), `host=` the request's host (quoted when it is not a token, as with
 // a port), `proto=` http or https. `peer` is an address as SocketAddress::hostString() writes it.

@@ -20,6 +20,7 @@
 
 #include "strata/config/config.h"
 #include "strata/http/message.h"
+#include "strata/net/socket.h"
 
 namespace re2 {
 class RE2;
@@ -35,10 +36,14 @@ struct RouteRequest {
     std::string_view method;
     std::string_view listener;             // listener name; "" matches only listener-free routes
     const http::Fields* fields = nullptr;  // null: no request fields (header conditions fail)
+    // The real client (behind the listener's trusted_proxies) or the peer; null: client
+    // conditions fail.
+    const net::SocketAddress* client = nullptr;
 };
 
 // A parsed request head (HTTP/1.1 or HTTP/2) as the router sees it.
-inline RouteRequest routeRequest(const http::RequestHead& head, std::string_view listener) {
+inline RouteRequest routeRequest(const http::RequestHead& head, std::string_view listener,
+                                 const net::SocketAddress* client = nullptr) {
     RouteRequest r;
     r.host = head.host;
     r.path = head.path;
@@ -46,6 +51,7 @@ inline RouteRequest routeRequest(const http::RequestHead& head, std::string_view
     r.method = head.method;
     r.listener = listener;
     r.fields = &head.fields;
+    r.client = client;
     return r;
 }
 

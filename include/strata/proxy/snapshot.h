@@ -54,6 +54,7 @@ struct Snapshot {
     // Some listener has trusted_proxies: requests look for their real client (most configs
     // have none, and then no request pays for the listener lookup).
     bool any_trusted_proxies = false;
+    bool any_listener_access = false;  // some listener has an access list
     // TLS contexts built (and checked) by the server for this config; by listener name.
     std::map<std::string, net::TlsServerContextPtr> tls_listeners;
 

@@ -138,6 +138,10 @@ private:
     // routes[].redirect and routes[].respond: answered here, never forwarded or cached.
     void answerAction(const RouteActions& actions);
     RuleVariables ruleVariables() const;
+    // routes[].access, listeners[].access, methods_allowed and the route's body limit: true
+    // when the request was refused (and answered).
+    bool refusedByAccessRules(const config::Route& route);
+    std::uint64_t request_body_bytes_ = 0;  // for a route's limit on chunked bodies
     // For a forwarded answer: whether it varies by Accept-Encoding (the route compresses it),
     // and the coding it streams in (identity when stored, or the client accepts none).
     struct StreamCoding {

@@ -13,6 +13,7 @@
 #include "strata/event/loop.h"
 #include "strata/metrics/metrics.h"
 #include "strata/proxy/access_log.h"
+#include "strata/proxy/client_connections.h"
 #include "strata/proxy/request_id.h"
 #include "strata/proxy/snapshot.h"
 #include "strata/upstream/pool.h"
@@ -50,6 +51,8 @@ public:
     AccessLogBuffer access_log;
     RequestIdGenerator request_ids;
     std::atomic<std::uint32_t>& process_connections;  // client connections, all workers
+    // Per-address counts for listeners[].max_connections_per_client (shared by all workers).
+    ClientConnectionTable* client_connections = nullptr;
     std::uint64_t next_connection_id = 1;
     // This worker's metric shard; null while metrics.enabled is false (nothing is recorded).
     metrics::WorkerMetrics* metrics = nullptr;
