@@ -1312,6 +1312,54 @@ void readRouteResponseHeaders(Loader& loader, const Node& value, const Mark& key
     readHeaderRules(loader, value, key_mark, path, out.response_headers);
 }
 
+// "100/s", "600/m", "10/h"; a decimal count ("0.5/s") is allowed.
+bool checkRate(std::string& value, std::string& error) {
+    const std::size_t slash = value.find('/');
+    const std::string unit = slash == std::string::npos ? "" : value.substr(slash + 1);
+    const double per = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
+    char* end = nullptr;
+    const std::string count = value.substr(0, slash);
+    const double n = count.empty() ? 0 : std::strtod(count.c_str(), &end);
+    if (per == 0 || end == nullptr || *end != '\0' || !(n > 0) || n / per > 1e7) {
+        error = "invalid rate \"" + value + "\"; expected COUNT/s, COUNT/m or COUNT/h (e.g. 100/s)";
+        return false;
+    }
+    return true;
+}
+
+double ratePerSecond(const std::string& rate) {
+    const std::size_t slash = rate.find('/');
+    const std::string unit = rate.substr(slash + 1);
+    return std::strtod(rate.substr(0, slash).c_str(), nullptr) / (unit == "s"   ? 1
+                                                                  : unit == "m" ? 60
+                                                                                : 3600);
+}
+
+bool checkRateKey(std::string& value, std::string& error) {
+    if (value == "client" || value == "route") {
+        return true;
+    }
+    if (value.starts_with("header:") && value.size() > 7 &&
+        std::all_of(value.begin() + 7, value.end(), isTokenChar)) {
+        return true;
+    }
+    error = "invalid key \"" + value + "\"; expected client, route or header:NAME";
+    return false;
+}
+
+void readRateLimit(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
+                   Route& out) {
+    RateLimit& limit = out.rate_limit;
+    limit.enabled = true;
+    auto marks = loader.readMap(value, key_mark, path, limit);
+    if (!marks.has("rate")) {
+        loader.error(Loader::valueMark(value, key_mark), path,
+                     "rate_limit needs a rate (e.g. 100/s)");
+    } else if (!limit.rate.empty()) {
+        limit.rate_per_second = ratePerSecond(limit.rate);
+    }
+}
+
 void readRedirect(Loader& loader, const Node& value, const Mark& key_mark, const std::string& path,
                   Route& out) {
     out.redirect.enabled = true;
@@ -1799,6 +1847,9 @@ const std::vector<Field<Route>>& fieldsOf<Route>() {
                            "others get 405 with Allow; empty = any"),
         bytesField<Route>("max_request_body_bytes", &Route::max_request_body_bytes, 0, kTiB,
                           "larger request bodies get 413; 0 = limits.max_request_body_bytes"),
+        customField<Route>("rate_limit", readRateLimit, "mapping", "",
+                           "requests per key, shared by all workers; over it: 429",
+                           describeSection<RateLimit>),
         customField<Route>("cache", readRouteCache, "mapping", "", "cache policy; absent = bypass",
                            describeSection<RouteCache>),
         customField<Route>("compression", readCompression, "mapping", "",
@@ -1915,6 +1966,21 @@ const std::vector<Field<RouteCompression>>& fieldsOf<RouteCompression>() {
 }
 
 constexpr std::array<std::string_view, 2> kSchemes{"http", "https"};
+
+template <>
+const std::vector<Field<RateLimit>>& fieldsOf<RateLimit>() {
+    static const std::vector<Field<RateLimit>> fields{
+        textField<RateLimit>("rate", &RateLimit::rate, "COUNT/s, /m or /h: the average allowed",
+                             checkRate),
+        countField<RateLimit>("burst", &RateLimit::burst, 1, 1000000,
+                              "requests allowed at once beyond the average"),
+        textField<RateLimit>("key", &RateLimit::key,
+                             "client (address), route (one bucket) or header:NAME", checkRateKey),
+        countField<RateLimit>("max_keys", &RateLimit::max_keys, 1, 10000000,
+                              "buckets kept; the least recently used is forgotten"),
+    };
+    return fields;
+}
 
 template <>
 const std::vector<Field<AccessList>>& fieldsOf<AccessList>() {

@@ -122,6 +122,8 @@ const std::vector<Field<ResponseHeaderRules>>& fieldsOf<ResponseHeaderRules>();
 template <>
 const std::vector<Field<AccessList>>& fieldsOf<AccessList>();
 template <>
+const std::vector<Field<RateLimit>>& fieldsOf<RateLimit>();
+template <>
 const std::vector<Field<Limits>>& fieldsOf<Limits>();
 template <>
 const std::vector<Field<Http2>>& fieldsOf<Http2>();

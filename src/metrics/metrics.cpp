@@ -351,6 +351,10 @@ void WorkerMetrics::accessDenied(std::uint16_t route_slot, DenyReason reason) {
     routes_[route_slot < kMaxRoutes ? route_slot : kMaxRoutes - 1].denied[idx(reason)].add();
 }
 
+void WorkerMetrics::rateLimited(std::uint16_t route_slot) {
+    routes_[route_slot < kMaxRoutes ? route_slot : kMaxRoutes - 1].rate_limited.add();
+}
+
 void WorkerMetrics::perClientConnectionRefused() {
     per_client_refused_.add();
 }
@@ -998,6 +1002,21 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             }
         }
         out.push_back(std::move(denied_f));
+        auto limited_f =
+            family("strata_rate_limited_total", "requests answered 429 by the route's rate_limit",
+                   MetricType::Counter);
+        for (std::size_t r = 0; r < routes; ++r) {
+            std::uint64_t n = 0;
+            for (const auto& w : workers_) {
+                if (w) {
+                    n += w->routes_[r].rate_limited.get();
+                }
+            }
+            if (n != 0) {
+                addValue(limited_f, Labels{{"route", route_names_[r]}}, static_cast<double>(n));
+            }
+        }
+        out.push_back(std::move(limited_f));
         std::uint64_t per_client = 0;
         for (const auto& w : workers_) {
             if (w) {

@@ -67,6 +67,9 @@ Snapshot::Snapshot(config::ConfigPtr c, upstream::ServerRegistry& registry, std:
         compiled.cache = routeCachePolicy(route.cache);
         compiled.compression = compileCompression(route.compression);
         compiled.actions = RouteActions::compile(route);
+        if (route.rate_limit.enabled) {
+            compiled.rate_limiter = rateLimiterFor(compiled.name, route.rate_limit);
+        }
         auto it = upstreams.find(route.upstream);
         // Config validation rejects routes naming unknown upstreams.
         compiled.upstream = it == upstreams.end() ? nullptr : it->second.get();

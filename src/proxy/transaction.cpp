@@ -379,7 +379,8 @@ void Transaction::start() {
         }
     }
     const CompiledRoute& compiled = snapshot_->route(route_index_);
-    if (refusedByAccessRules(*compiled.config)) {
+    if (refusedByAccessRules(*compiled.config) ||
+        (compiled.rate_limiter && refusedByRateLimit(compiled))) {
         return;
     }
     if (compiled.actions.redirect != nullptr || compiled.actions.respond != nullptr) {
@@ -454,24 +455,7 @@ bool Transaction::refusedByAccessRules(const config::Route& route) {
         http::Fields fields;
         fields.add("Content-Type", "text/plain");
         fields.add("Allow", allowValue(route.methods_allowed));
-        http::FieldEdits edits;
-        edits.add("Cache-Status", cacheStatus());
-        http::OutgoingResponse out;
-        out.status = 405;
-        out.fields = &fields;
-        out.body = http::ResponseBody::Length;
-        out.content_length = body.size();
-        out.state_length = true;
-        out.head_only = request_.isHead();
-        out.edits = &edits;
-        client_.sendHead(out);
-        if (!out.head_only) {
-            client_.sendBody(body);
-            body_bytes_sent_ = body.size();
-        }
-        logAccess();
-        enter(State::Finished);
-        client_.endResponse();  // schedules our deletion; touch nothing after this
+        sendLocalAnswer(405, fields, body);
         return true;
     }
     if (route.max_request_body_bytes != 0 && request_.framing == http::BodyFraming::Length &&
@@ -479,6 +463,62 @@ bool Transaction::refusedByAccessRules(const config::Route& route) {
         return deny(metrics::DenyReason::BodySize, 413, "request body over the route's limit");
     }
     return false;
+}
+
+bool Transaction::refusedByRateLimit(const CompiledRoute& route) {
+    const std::string& kind = route.config->rate_limit.key;
+    std::string_view key;  // "route": one bucket for everyone
+    if (kind == "client") {
+        key = clientAddress();
+    } else if (kind.starts_with("header:")) {
+        const std::string* value = request_.fields.get(std::string_view(kind).substr(7));
+        key = value != nullptr ? std::string_view(*value) : std::string_view("\n-");
+    }
+    const auto now = std::chrono::steady_clock::now().time_since_epoch();
+    const RateLimiter::Decision decision =
+        route.rate_limiter->check(key, std::chrono::duration_cast<std::chrono::nanoseconds>(now));
+    if (decision.allowed) {
+        return false;
+    }
+    if (auto* m = client_.worker().metrics) {
+        m->rateLimited(route.metric_slot);
+    }
+    // RFC 6585 4: Retry-After in whole seconds, rounded up so a client waiting that long fits.
+    const auto seconds = (decision.retry_after.count() + 999'999'999) / 1'000'000'000;
+    status_ = 429;
+    const std::string body = "429 " + std::string(http::reasonPhrase(429)) + "\n";
+    const std::string retry_after = std::to_string(std::max<std::int64_t>(seconds, 1));
+    http::Fields fields;
+    fields.add("Content-Type", "text/plain");
+    fields.add("Retry-After", retry_after);
+    sendLocalAnswer(429, fields, body);
+    return true;
+}
+
+void Transaction::sendLocalAnswer(int status, const http::Fields& fields, std::string_view body,
+                                  RouteRules rules) {
+    http::FieldEdits edits;
+    edits.add("Cache-Status", cacheStatus());
+    http::OutgoingResponse out;
+    out.status = status;
+    out.fields = &fields;
+    out.body = http::ResponseBody::Length;
+    out.content_length = body.size();
+    out.state_length = true;
+    out.head_only = request_.isHead();
+    if (rules == RouteRules::Apply) {
+        sendResponseHead(out, edits);
+    } else {
+        out.edits = &edits;
+        client_.sendHead(out);
+    }
+    if (!out.head_only && !body.empty()) {
+        client_.sendBody(body);
+        body_bytes_sent_ = body.size();
+    }
+    logAccess();
+    enter(State::Finished);
+    client_.endResponse();  // schedules our deletion; touch nothing after this
 }
 
 RuleVariables Transaction::ruleVariables() const {
@@ -510,26 +550,11 @@ void Transaction::answerAction(const RouteActions& actions) {
     }
     // strata answers as an origin would, with its clock (RFC 9110 6.6.1).
     fields.add("Date", cache::formatHttpDate(std::chrono::system_clock::now()));
-    http::FieldEdits edits;
-    edits.add("Cache-Status", cacheStatus());
-    http::OutgoingResponse out;
-    out.status = status_;
-    out.fields = &fields;
-    out.body = http::ResponseBody::Length;
-    out.content_length = body.size();
-    out.state_length = true;
-    out.head_only = request_.isHead();
     if (auto* m = client_.worker().metrics) {
         m->routeAction(snapshot_->route(route_index_).metric_slot, action);
     }
-    sendResponseHead(out, edits);
-    if (!out.head_only && !body.empty()) {
-        client_.sendBody(body);  // copied into the connection's output: a reload may free it
-        body_bytes_sent_ = body.size();
-    }
-    logAccess();
-    enter(State::Finished);
-    client_.endResponse();  // schedules our deletion; touch nothing after this
+    // The body is copied into the connection's output: a reload may free it.
+    sendLocalAnswer(status_, fields, body, RouteRules::Apply);
 }
 
 void Transaction::sendResponseHead(http::OutgoingResponse& out, http::FieldEdits& edits) {

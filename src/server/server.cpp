@@ -442,6 +442,20 @@ private:
             per_server([](const upstream::ServerState& s, auto) {
                 return static_cast<double>(s.in_flight.load(std::memory_order_relaxed));
             }));
+        registry.addGauge(
+            "strata_rate_limit_keys",
+            "buckets held by the route's rate_limit (at most its max_keys)",
+            [this](std::vector<metrics::GaugeSample>& out) {
+                if (!current_) {
+                    return;
+                }
+                for (const auto& route : current_->routes) {
+                    if (route.rate_limiter) {
+                        out.push_back({{{"route", route.name}},
+                                       static_cast<double>(route.rate_limiter->keys())});
+                    }
+                }
+            });
     }
 
     void installSignals() {

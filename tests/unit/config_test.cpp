@@ -1039,6 +1039,47 @@ TEST_SUITE("config/errors") {
                   .find("did you mean \"allow\"") != std::string::npos);
     }
 
+    TEST_CASE("rate_limit: rate units, burst, key kinds, and errors with positions") {
+        const std::string up = "upstreams: {app: {servers: [\"1.2.3.4:80\"]}}\n";
+        auto c = mustLoad(kListener + up +
+                          "routes:\n"
+                          "  - {upstream: app, rate_limit: {rate: 100/s, burst: 200}}\n"
+                          "  - {upstream: app, rate_limit: {rate: 600/m, key: header:X-Api-Key,"
+                          " max_keys: 50}}\n"
+                          "  - {upstream: app, rate_limit: {rate: 0.5/s, key: route}}\n"
+                          "  - {upstream: app}\n");
+        const auto& a = c->routes[0].rate_limit;
+        CHECK(a.enabled);
+        CHECK(a.rate_per_second == doctest::Approx(100));
+        CHECK(a.burst == 200);
+        CHECK(a.key == "client");
+        CHECK(a.max_keys == 100000);
+        CHECK(c->routes[1].rate_limit.rate_per_second == doctest::Approx(10));
+        CHECK(c->routes[1].rate_limit.key == "header:X-Api-Key");
+        CHECK(c->routes[1].rate_limit.max_keys == 50);
+        CHECK(c->routes[2].rate_limit.rate_per_second == doctest::Approx(0.5));
+        CHECK_FALSE(c->routes[3].rate_limit.enabled);
+        auto route = [&](const std::string& text) {
+            return onlyError(kListener + up + "routes:\n  - " + text + "\n");
+        };
+        CHECK(route("{upstream: app, rate_limit: {rate: 100/d}}") ==
+              "t.yaml:4:40: routes[0].rate_limit.rate: invalid rate \"100/d\"; expected COUNT/s, "
+              "COUNT/m or COUNT/h (e.g. 100/s)");
+        CHECK(route("{upstream: app, rate_limit: {rate: fast}}").find("invalid rate") !=
+              std::string::npos);
+        CHECK(route("{upstream: app, rate_limit: {rate: 0/s}}").find("invalid rate") !=
+              std::string::npos);
+        CHECK(route("{upstream: app, rate_limit: {burst: 5}}") ==
+              "t.yaml:4:33: routes[0].rate_limit: rate_limit needs a rate (e.g. 100/s)");
+        CHECK(route("{upstream: app, rate_limit: {rate: 1/s, key: cookie:x}}") ==
+              "t.yaml:4:50: routes[0].rate_limit.key: invalid key \"cookie:x\"; expected client, "
+              "route or header:NAME");
+        CHECK(route("{upstream: app, rate_limit: {rate: 1/s, burst: 0}}")
+                  .find("routes[0].rate_limit.burst") != std::string::npos);
+        CHECK(route("{upstream: app, rate_limit: {rate: 1/s, brust: 5}}")
+                  .find("did you mean \"burst\"") != std::string::npos);
+    }
+
     TEST_CASE("routes: action and rule errors carry their positions") {
         const std::string up = "upstreams: {app: {servers: [\"1.2.3.4:80\"]}}\n";
         auto route = [&](const std::string& text) {

@@ -351,6 +351,16 @@ struct RouteRewrite {
     bool empty() const { return strip_prefix.empty() && add_prefix.empty() && regex.empty(); }
 };
 
+// routes[].rate_limit: requests per key at most `rate` on average, `burst` at once (GCRA).
+struct RateLimit {
+    bool enabled = false;  // the key is present
+    std::string rate;      // as written: "100/s", "600/m", "10/h"
+    double rate_per_second = 0;
+    std::uint32_t burst = 1;          // requests allowed at once (nginx's burst + 1)
+    std::string key = "client";       // client | route | header:NAME
+    std::uint32_t max_keys = 100000;  // buckets kept; the least recently used is forgotten
+};
+
 struct Route {
     std::string name;  // metric label and logs; "" = the route's index ("0", "1", ...)
     RouteMatch match;
@@ -363,6 +373,7 @@ struct Route {
     AccessList access;                         // 403 for clients it refuses
     std::vector<std::string> methods_allowed;  // empty: any; else others get 405 with Allow
     std::uint64_t max_request_body_bytes = 0;  // 0: limits.max_request_body_bytes; else 413
+    RateLimit rate_limit;
     RouteCache cache;
     RouteCompression compression;
     bool websocket = true;  // tunnel WebSocket upgrades; false: refuse them with 403

@@ -197,6 +197,7 @@ public:
     // A connection closed at accept: its address already held
     // listeners[].max_connections_per_client.
     void perClientConnectionRefused();
+    void rateLimited(std::uint16_t route_slot);
     void http2Goaway(H2Goaway code);
     void proxyProtocol(ProxyProtocolResult result);
     // `bodies` bodies compressed (a stream counts once, at its start) and the bytes that went
@@ -219,6 +220,7 @@ private:
         std::array<ShardCounter, count<TunnelResult>()> tunnels;
         std::array<ShardCounter, count<RouteAction>()> actions;
         std::array<ShardCounter, count<DenyReason>()> denied;
+        ShardCounter rate_limited;
     };
     struct alignas(64) ServerBlock {
         std::array<ShardCounter, count<StatusClass>()> responses;

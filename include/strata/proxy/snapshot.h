@@ -15,6 +15,7 @@
 #include "strata/config/config.h"
 #include "strata/net/tls_context.h"
 #include "strata/proxy/body_processor.h"
+#include "strata/proxy/rate_limiter.h"
 #include "strata/proxy/route_actions.h"
 #include "strata/proxy/router.h"
 #include "strata/upstream/balancer.h"
@@ -43,6 +44,7 @@ struct CompiledRoute {
     RouteCachePolicy cache;
     CompressionPolicy compression;
     RouteActions actions;
+    RateLimiterPtr rate_limiter;  // null: no rate_limit
 };
 
 struct Snapshot {

@@ -141,6 +141,13 @@ private:
     // routes[].access, listeners[].access, methods_allowed and the route's body limit: true
     // when the request was refused (and answered).
     bool refusedByAccessRules(const config::Route& route);
+    // routes[].rate_limit: true when the request got 429.
+    bool refusedByRateLimit(const CompiledRoute& route);
+    // An answer strata writes itself: `fields` and `body` as given, then finished. The route's
+    // response_headers reach its redirects and fixed responses, not refusals (405, 429).
+    enum class RouteRules { Skip, Apply };
+    void sendLocalAnswer(int status, const http::Fields& fields, std::string_view body,
+                         RouteRules rules = RouteRules::Skip);
     std::uint64_t request_body_bytes_ = 0;  // for a route's limit on chunked bodies
     // For a forwarded answer: whether it varies by Accept-Encoding (the route compresses it),
     // and the coding it streams in (identity when stored, or the client accepts none).
