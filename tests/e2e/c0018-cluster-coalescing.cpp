@@ -5,6 +5,7 @@
 // end the waits; a stale object is refreshed once for the whole cluster.
 #include <csignal>
 #include <optional>
+#include <sstream>
 
 #include "cache_support.h"
 
@@ -26,7 +27,7 @@ std::string clusterConfig(const Origin& origin, const std::vector<const Memcache
         "  l2:\n"
         "    servers: [" +
             servers + "]\n" +
-            (l2_extra.find("timeout:") == std::string::npos ? std::string("    timeout: 200ms\n")
+            (l2_extra.find("timeout:") == std::string::npos ? std::string("    timeout: 1s\n")
                                                             : std::string()) +
             l2_extra,
         upstream_extra);
@@ -55,6 +56,18 @@ struct Cluster {
         double sum = 0;
         for (std::size_t i = 0; i < instances.size(); ++i) {
             sum += leases(i, event);
+        }
+        return sum;
+    }
+    double l2ErrorsAll() const {
+        double sum = 0;
+        for (const auto& s : instances) {
+            std::istringstream lines(scrape(s->port("admin")));
+            for (std::string line; std::getline(lines, line);) {
+                if (line.starts_with("strata_cache_l2_errors_total{")) {
+                    sum += std::stod(line.substr(line.rfind(' ') + 1));
+                }
+            }
         }
         return sum;
     }
@@ -212,6 +225,9 @@ TEST_SUITE("e2e/cluster") {
         // freshened copy in L2 instead of revalidating too.
         auto out = burst(cluster.ports(), url, 10);
         checkAllOk(out, "seq 1 /seq-reval\n");
+        // An L2 error or an expired wait sends an instance to the origin on its own.
+        INFO("l2 errors: " << cluster.l2ErrorsAll()
+                           << ", expired waits: " << cluster.leasesAll("expired"));
         CHECK(origin.requestCount(0, "/seq-reval") == 2);
         // A waiter that read the stale record just before the 304 landed takes the released
         // lease, looks in L2 once more and finds the fresh copy: taken, but no origin request.
