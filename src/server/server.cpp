@@ -442,6 +442,20 @@ private:
             per_server([](const upstream::ServerState& s, auto) {
                 return static_cast<double>(s.in_flight.load(std::memory_order_relaxed));
             }));
+        // Joined with strata_upstream_requests_total{upstream,server} (picks by server), it
+        // gives picks by algorithm without a label that changes the series on every reload.
+        registry.addGauge(
+            "strata_upstream_balance_info",
+            "1 for the upstream's balancing algorithm (upstreams.<name>.balance)",
+            [this](std::vector<metrics::GaugeSample>& out) {
+                if (!current_) {
+                    return;
+                }
+                for (const auto& [name, group] : current_->upstreams) {
+                    out.push_back(
+                        {{{"upstream", name}, {"balance", group->config().balance}}, 1.0});
+                }
+            });
         registry.addGauge(
             "strata_rate_limit_keys",
             "buckets held by the route's rate_limit (at most its max_keys)",

@@ -85,6 +85,8 @@ TEST_SUITE("e2e/upstream") {
         Strata strata(proxyConfig(origin.serversYaml(), "admin: {bind: \"127.0.0.1:0\"}\n",
                                   "balance: least_connections"));
         const auto admin = strata.port("admin");
+        CHECK(metric(admin, "strata_upstream_balance_info", {"balance=\"least_connections\""}) ==
+              1);
         auto in_flight = [&](int s) {
             return metric(admin, "strata_upstream_server_in_flight",
                           {"server=\"" + origin.addr(s) + "\""});
