@@ -3,7 +3,9 @@
 // rewrites (prefix and regex; the cache key stays the client's URL), request header rules seen
 // by the origin, response header rules on misses, hits and HTTP/2 answers alike, counted in
 // strata_route_actions_total, and a reload that changes a fixed response.
+#include <atomic>
 #include <csignal>
+#include <thread>
 
 #include "admin_client.h"
 #include "e2e.h"
@@ -33,6 +35,9 @@ std::string actionsConfig(const Origin& origin, const std::string& robots_body =
            "    respond: {status: 200, content_type: text/plain, body: \"" +
            robots_body +
            "\"}\n"
+           "    response_headers: {set: {X-Version: \"" +
+           robots_body +
+           "\"}}\n"
            "  - name: api\n"
            "    match: {path_prefix: /api/}\n"
            "    upstream: app\n"
@@ -190,5 +195,65 @@ TEST_SUITE("e2e/route-actions") {
         writeFile(strata.configPath(), actionsConfig(origin, "v2"));
         strata.process().signal(SIGHUP);
         CHECK(eventually([&] { return get(strata.port(), "/robots.txt").body == "v2"; }));
+    }
+
+    TEST_CASE("reloads that change the rules under load: no failed request, none half-applied") {
+        Origin origin;
+        Strata strata(actionsConfig(origin, "v0"));
+        std::atomic<bool> stop{false};
+        std::atomic<int> ok{0};
+        std::atomic<int> bad{0};
+        std::atomic<int> mixed{0};
+        std::vector<std::thread> clients;
+        for (int t = 0; t < 4; ++t) {
+            clients.emplace_back([&] {
+                while (!stop) {
+                    try {
+                        RawClient c(strata.port());
+                        for (int i = 0; i < 50 && !stop; ++i) {
+                            const bool fixed = i % 2 == 0;
+                            if (!c.send(std::string("GET ") +
+                                        (fixed ? "/robots.txt" : "/api/bytes/100") +
+                                        " HTTP/1.1\r\nHost: t\r\n\r\n")) {
+                                bad++;
+                                break;
+                            }
+                            Response r = c.readResponse();
+                            if (r.status != 200) {
+                                bad++;
+                                break;
+                            }
+                            // One request sees one config: the body and the rule's header
+                            // come from the same version.
+                            if (fixed ? r.header("X-Version") != r.body
+                                      : r.header("Strict-Transport-Security").empty()) {
+                                mixed++;
+                            }
+                            ok++;
+                        }
+                    } catch (...) {
+                        bad++;
+                    }
+                }
+            });
+        }
+        for (int i = 1; i <= 20; ++i) {
+            writeFile(strata.configPath(), actionsConfig(origin, "v" + std::to_string(i)));
+            strata.process().signal(SIGHUP);
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));  // pacing, not a wait
+        }
+        const auto admin = strata.port("admin");
+        REQUIRE(eventually([&] {
+            return metric(admin, "strata_server_config_reloads_total", {"result=\"success\""}) ==
+                   21;
+        }));
+        CHECK(eventually([&] { return get(strata.port(), "/robots.txt").body == "v20"; }));
+        stop = true;
+        for (auto& t : clients) {
+            t.join();
+        }
+        CHECK(ok > 500);
+        CHECK(bad == 0);
+        CHECK(mixed == 0);
     }
 }
