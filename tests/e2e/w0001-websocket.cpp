@@ -1,16 +1,24 @@
 // WebSocket through strata (RFC 6455 over an HTTP/1.1 Upgrade, RFC 9110 7.8): a valid handshake
 // becomes a byte tunnel to strata-origin's /ws echo; a route that refuses tunnels, a broken
 // handshake and an upstream that declines never make one; idle tunnels end; tunnels are
-// counted; a reload leaves open tunnels alone.
+// counted; a reload leaves open tunnels alone; TLS listeners tunnel too; a client that stops
+// reading holds both directions back with bounded memory; a drain lets tunnels finish, up to
+// limits.drain_timeout.
+#include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <poll.h>
 #include <random>
+#include <sys/socket.h>
+#include <thread>
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "admin_client.h"
 #include "e2e.h"
+#include "tls_support.h"
 
 using namespace strata::test;
 
@@ -70,7 +78,9 @@ struct Frame {
     std::string payload;
 };
 
-Frame readFrame(RawClient& c) {
+// `Source` has RawClient's readExact(n, out).
+template <typename Source>
+Frame readFrame(Source& c) {
     Frame f;
     std::string h;
     if (!c.readExact(2, h)) {
@@ -97,8 +107,36 @@ Frame readFrame(RawClient& c) {
     return f;
 }
 
+// A TLS client's bytes, read exactly, for readFrame().
+class TlsBytes {
+public:
+    explicit TlsBytes(SSL* ssl) : ssl_(ssl) {}
+    bool readExact(std::size_t n, std::string& out) {
+        while (buffer_.size() < n) {
+            char buf[16384];
+            const int got = SSL_read(ssl_, buf, sizeof buf);
+            if (got <= 0) {
+                return false;
+            }
+            buffer_.append(buf, static_cast<std::size_t>(got));
+        }
+        out = buffer_.substr(0, n);
+        buffer_.erase(0, n);
+        return true;
+    }
+    bool send(std::string_view bytes) {
+        return SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size())) ==
+               static_cast<int>(bytes.size());
+    }
+
+private:
+    SSL* ssl_;
+    std::string buffer_;
+};
+
 // Sends one message and checks it comes back as the same, unmasked.
-void echoes(RawClient& c, unsigned opcode, const std::string& payload) {
+template <typename Client>
+void echoes(Client& c, unsigned opcode, const std::string& payload) {
     REQUIRE(c.send(clientFrame(opcode, payload)));
     Frame f = readFrame(c);
     REQUIRE(f.ok);
@@ -402,5 +440,135 @@ TEST_SUITE("e2e/websocket") {
         }));
         CHECK(metric(admin, "strata_tunnels_open") == 2);
         echoes(c, 0x1, "still here");
+    }
+    TEST_CASE("over a TLS listener: 101, small and large messages echo both ways") {
+        TempDir dir;
+        Pki pki{dir.path().string()};
+        pki.issue("ws", "ws.test", "DNS:ws.test");
+        Origin origin;
+        Strata strata(httpsConfig({pki.certificate("ws")}, origin.serversYaml()));
+        TlsOptions o;
+        o.sni = "ws.test";
+        o.ca = pki.ca();
+        TlsClient tls(strata.port("https"), o);
+        REQUIRE(tls.connected());
+        TlsBytes c(tls.ssl());
+        REQUIRE(c.send(handshake("/ws")));
+        Response r = tls.read();
+        STRATA_REQUIRE_RESPONSE(r);
+        REQUIRE(r.status == 101);
+        CHECK(r.header("Sec-WebSocket-Accept") == kAccept);
+        echoes(c, 0x1, "hello over TLS");
+        std::string big;
+        originPattern(3, big.assign(1 << 20, '\0'));
+        echoes(c, 0x2, big);
+        echoes(c, 0x1, "after the big one");
+        REQUIRE(c.send(clientFrame(0x8, std::string("\x03\xe8", 2))));
+        Frame close = readFrame(c);
+        CHECK(close.opcode == 0x8);
+    }
+
+    TEST_CASE("a client that stops reading holds both directions back, memory bounded") {
+        Origin origin;
+        Strata strata(config(origin.serversYaml()));
+        RawClient c(strata.port());
+        upgrade(c);
+        echoes(c, 0x1, "warm");
+        const std::uint64_t rss_before = residentBytes(strata.pid());
+
+        // 96 messages of 1 MiB, echoed by the origin into a client that does not read: the
+        // client's socket fills, strata stops reading the origin, the origin stops reading
+        // strata, strata stops reading the client, and the client's writes stall.
+        constexpr int kMessages = 96;
+        std::string payload(1 << 20, '\0');
+        originPattern(0, payload);
+        std::string frames;
+        for (int i = 0; i < kMessages; ++i) {
+            frames += clientFrame(0x2, payload);
+        }
+        // Writes without blocking until nothing more is taken for 500 ms: the chain is full.
+        std::size_t accepted = 0;
+        std::uint64_t max_rss = 0;
+        for (;;) {
+            const ssize_t n = ::send(c.fd(), frames.data() + accepted, frames.size() - accepted,
+                                     MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0) {
+                accepted += static_cast<std::size_t>(n);
+                continue;
+            }
+            REQUIRE((n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)));
+            max_rss = std::max(max_rss, residentBytes(strata.pid()));
+            pollfd pfd{c.fd(), POLLOUT, 0};
+            if (::poll(&pfd, 1, 500) == 0) {
+                break;
+            }
+        }
+        max_rss = std::max(max_rss, residentBytes(strata.pid()));
+        INFO("bytes taken before the writes stalled: " << accepted << " of " << frames.size());
+        CHECK(accepted < frames.size() * 3 / 4);
+        MESSAGE("strata VmRSS growth while the client did not read: "
+                << ((max_rss - std::min(max_rss, rss_before)) >> 10) << " KiB, " << (accepted >> 10)
+                << " KiB sent before the writes stalled");
+        CHECK(max_rss - std::min(max_rss, rss_before) < rssBound(16ULL << 20));
+
+        std::atomic<bool> sent_all{false};
+        std::thread writer([&] { sent_all = c.send(std::string_view(frames).substr(accepted)); });
+        // Reading again releases everything, in order and intact.
+        bool all_intact = true;
+        for (int i = 0; i < kMessages; ++i) {
+            Frame f = readFrame(c);
+            REQUIRE(f.ok);
+            all_intact = all_intact && f.opcode == 0x2 && f.payload == payload;
+        }
+        writer.join();
+        CHECK(sent_all.load());
+        CHECK(all_intact);
+        echoes(c, 0x1, "still going");
+    }
+
+    TEST_CASE("a drain lets a tunnel run until it ends, then strata exits 0") {
+        Origin origin;
+        Strata strata(config(origin.serversYaml()));
+        const auto port = strata.port();
+        RawClient c(port);
+        upgrade(c);
+        echoes(c, 0x1, "before SIGTERM");
+        const auto signalled = Clock::now();
+        strata.process().signal(SIGTERM);
+        CHECK(eventually([&] { return connectRefused(port); }, 1500ms));
+        // The tunnel is in flight: it keeps working through the drain.
+        echoes(c, 0x1, "during the drain");
+        std::string big;
+        originPattern(0, big.assign(100000, '\0'));
+        echoes(c, 0x2, big);
+        CHECK(strata.process().running());
+        REQUIRE(c.send(clientFrame(0x8, "")));
+        CHECK(readFrame(c).opcode == 0x8);
+        CHECK(c.isClosed(5000ms));
+        c.shutdownWrite();  // the client's direction ends too: the tunnel is over
+        // Its end is the last thing the drain waited for (drain_timeout is the default 30 s).
+        auto code = strata.process().wait(10000ms);
+        REQUIRE(code.has_value());
+        CHECK(*code == 0);
+        CHECK(Clock::now() - signalled < 10s);
+    }
+
+    TEST_CASE("a tunnel still open when limits.drain_timeout expires is ended, strata exits") {
+        Origin origin;
+        std::string yaml = config(origin.serversYaml());
+        yaml += "limits: {drain_timeout: 1s}\n";
+        Strata strata(yaml);
+        RawClient c(strata.port());
+        upgrade(c);
+        echoes(c, 0x1, "open");
+        const auto signalled = Clock::now();
+        strata.process().signal(SIGTERM);
+        echoes(c, 0x1, "still open while draining");
+        CHECK(c.isClosed(10000ms));
+        CHECK(Clock::now() - signalled >= 900ms);
+        auto code = strata.process().wait(10000ms);
+        REQUIRE(code.has_value());
+        CHECK(*code == 0);
+        CHECK(Clock::now() - signalled < 8s);
     }
 }
