@@ -99,8 +99,8 @@ bool H2RequestBuilder::addPseudo(std::string_view name, std::string_view value) 
         slot = &path_;
         seen = &has_path_;
     } else if (name == ":protocol") {
-        // RFC 8441 extended CONNECT (WebSockets over HTTP/2): never tunnelled here.
-        return fail(Error::Unsupported, "extended CONNECT");
+        slot = &protocol_;
+        seen = &has_protocol_;
     } else {
         return fail(Error::Malformed, "unknown pseudo-header field");
     }
@@ -114,8 +114,10 @@ bool H2RequestBuilder::addPseudo(std::string_view name, std::string_view value) 
         if (!allOf(value, kTchar) || value.size() > kMaxMethodLength) {
             return fail(Error::Malformed, "invalid :method");
         }
-        if (value == "CONNECT") {
-            return fail(Error::Unsupported, "CONNECT");
+    } else if (slot == &protocol_) {
+        // RFC 8441 extended CONNECT: WebSocket is the one protocol bridged to HTTP/1.1.
+        if (!equalsIgnoreCase(value, "websocket")) {
+            return fail(Error::Unsupported, "extended CONNECT for a protocol other than websocket");
         }
     } else if (slot == &scheme_) {
         // An origin-facing proxy, as the HTTP/1 parser's absolute-form check: http(s) only.
@@ -219,6 +221,23 @@ bool H2RequestBuilder::finish(bool end_stream, RequestHead& out) {
     if (!has_method_) {
         return fail(Error::Malformed, "missing :method");
     }
+    // RFC 9113 8.5: a plain CONNECT asks for a TCP tunnel, which an origin-facing proxy does
+    // not give; RFC 8441 4: :protocol only on CONNECT, which then has :scheme, :path and
+    // :authority like any request.
+    const bool extended = has_protocol_;
+    if (method_ == "CONNECT" && !extended) {
+        return fail(Error::Unsupported, "CONNECT");
+    }
+    if (extended && method_ != "CONNECT") {
+        return fail(Error::Malformed, ":protocol without CONNECT");
+    }
+    if (extended && !has_authority_) {
+        return fail(Error::Malformed, "extended CONNECT without :authority");
+    }
+    if (extended && (end_stream || has_content_length_)) {
+        // Its DATA are the tunnel: a stream that ends at once, or a sized body, is no tunnel.
+        return fail(Error::Malformed, "extended CONNECT with END_STREAM or content-length");
+    }
     if (!has_scheme_) {
         return fail(Error::Malformed, "missing :scheme");
     }
@@ -264,6 +283,15 @@ bool H2RequestBuilder::finish(bool end_stream, RequestHead& out) {
                                         : BodyFraming::Chunked;
     out.content_length = has_content_length_ ? content_length_ : 0;
     out.keep_alive = true;  // streams end, the connection is HTTP/2's to manage
+    if (extended) {
+        // The HTTP/1.1 handshake it stands for (RFC 6455 4.1); classifyUpgrade() checks the
+        // version as for an HTTP/1.1 client.
+        out.method = "GET";
+        out.extended_connect = true;
+        out.framing = BodyFraming::None;
+        out.fields.add("upgrade", "websocket");
+        out.fields.add("connection", "upgrade");
+    }
     const std::string* expect = out.fields.get("expect");
     out.expect_continue = expect != nullptr && equalsIgnoreCase(*expect, "100-continue");
     return true;

@@ -581,7 +581,8 @@ void DownstreamSession::responseDone() {
     processInput();  // moves to the next exchange; a pipelined request may be buffered
 }
 
-void DownstreamSession::startTunnel(std::string head, upstream::UpstreamConnectionPtr upstream,
+void DownstreamSession::startTunnel(const http::ResponseHead& /*upstream_head*/, std::string head,
+                                    upstream::UpstreamConnectionPtr upstream,
                                     std::chrono::milliseconds idle_timeout) {
     dropTransaction();
     request_in_progress_ = false;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <nghttp2/nghttp2.h>
+#include <random>
 #include <vector>
 
 #include <event2/buffer.h>
@@ -9,8 +10,10 @@
 #include "strata/common/assert.h"
 #include "strata/common/log.h"
 #include "strata/http/message.h"
+#include "strata/net/connection.h"
 #include "strata/proxy/real_client.h"
 #include "strata/proxy/transaction.h"
+#include "strata/proxy/upgrade.h"
 
 #include "client_limits.h"
 
@@ -26,12 +29,186 @@ constexpr std::size_t kOutputLowWater = 16 * 1024;
 // reading the upstream above its high watermark, 256 KiB).
 constexpr std::size_t kStreamLowWater = 64 * 1024;
 constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+// A tunnel stops reading its upstream while the stream's buffer holds this much, and holds the
+// client's window shut while the upstream's output does; 64 KiB reads in between.
+constexpr std::size_t kTunnelHighWater = 256 * 1024;
+constexpr std::size_t kTunnelInputLimit = 64 * 1024;
 
 const config::Config& config(WorkerContext& worker) {
     return *worker.snapshot->config;
 }
 
+// RFC 6455 4.1: the nonce strata sends upstream for a client that spoke RFC 8441, which has
+// none. Only the upstream sees it; the client's stream never carries an Accept.
+std::string webSocketNonce() {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    static constexpr char kAlphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::uint8_t bytes[16];
+    for (int i = 0; i < 16; i += 8) {
+        const std::uint64_t r = rng();
+        for (int j = 0; j < 8; ++j) {
+            bytes[i + j] = static_cast<std::uint8_t>(r >> (8 * j));
+        }
+    }
+    std::string out;
+    out.reserve(24);
+    for (int i = 0; i < 15; i += 3) {
+        const unsigned v = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+        out += kAlphabet[(v >> 18) & 63];
+        out += kAlphabet[(v >> 12) & 63];
+        out += kAlphabet[(v >> 6) & 63];
+        out += kAlphabet[v & 63];
+    }
+    out += kAlphabet[bytes[15] >> 2];
+    out += kAlphabet[(bytes[15] & 3) << 4];
+    out += "==";
+    return out;
+}
+
 }  // namespace
+
+// ---- RFC 8441 tunnel --------------------------------------------------------------------------
+
+// The upstream side of a WebSocket stream: bytes from the client's DATA go to the upgraded
+// connection, bytes from it go out as DATA, each side throttled by the other's buffer (the
+// stream's window towards the client, reading paused towards the upstream). An EOF from the
+// upstream ends the stream's DATA (END_STREAM), the client's END_STREAM half-closes the
+// upstream; nghttp2 closes the stream once both ended.
+class H2Stream::Tunnel final : private net::ConnectionCallbacks {
+public:
+    Tunnel(H2Stream& stream, upstream::UpstreamConnectionPtr upstream,
+           std::chrono::milliseconds idle_timeout)
+        : stream_(stream),
+          upstream_(std::move(upstream)),
+          idle_timeout_(idle_timeout),
+          timer_(
+              stream.worker_.loop, [this] { idle(); },
+              [this] { stream_.tunnelFailed(NGHTTP2_INTERNAL_ERROR); }) {}
+    ~Tunnel() override { finish(); }
+    Tunnel(const Tunnel&) = delete;
+    Tunnel& operator=(const Tunnel&) = delete;
+
+    void start() {
+        net::Connection& up = upstream_->connection();
+        up.setCallbacks(this);
+        up.setInputLimit(kTunnelInputLimit);
+        timer_.arm(idle_timeout_);
+        // What the client sent behind its CONNECT waited for the 101.
+        if (evbuffer_get_length(stream_.early_) > 0) {
+            up_ += evbuffer_get_length(stream_.early_);
+            evbuffer_add_buffer(up.output(), stream_.early_);
+            up.flush();
+        }
+        pumpDown();
+    }
+
+    // The client's DATA; false when the upstream's output is full (keep the window shut).
+    bool fromClient(std::string_view data) {
+        if (finished_) {
+            return true;
+        }
+        net::Connection& up = upstream_->connection();
+        up_ += data.size();
+        evbuffer_add(up.output(), data.data(), data.size());
+        up.flush();
+        timer_.arm(idle_timeout_);
+        return up.outputLength() < kTunnelHighWater;
+    }
+    void clientEnded() {
+        if (!finished_ && !client_ended_) {
+            client_ended_ = true;
+            upstream_->connection().shutdownWrite();  // once its queued output has left
+        }
+    }
+    // The stream's buffer drained: read the upstream again.
+    void onClientWritable() {
+        if (finished_) {
+            return;
+        }
+        net::Connection& up = upstream_->connection();
+        if (up.readingPaused()) {
+            up.resumeReading();
+        }
+        pumpDown();
+    }
+    // The stream closed (both sides ended, a reset, the connection went): counts, closes.
+    void finish() {
+        if (finished_) {
+            return;
+        }
+        finished_ = true;
+        timer_.cancel();
+        if (stream_.worker_.metrics != nullptr) {
+            stream_.worker_.metrics->tunnelClosed(up_, down_);
+        }
+        stream_.access_.tunnel = true;
+        stream_.access_.tunnel_up = up_;
+        stream_.access_.tunnel_down = down_;
+        stream_.access_.bytes = down_;
+        upstream_->connection().setCallbacks(nullptr);
+        upstream_->connection().close();
+    }
+
+private:
+    // net::ConnectionCallbacks, for the upstream connection.
+    void onReadable() override { pumpDown(); }
+    void onWritable() override {
+        if (!finished_ && upstream_->connection().outputLength() < kTunnelHighWater) {
+            stream_.resumeRequestBody();  // reopens the client's window for what it held
+        }
+    }
+    void onConnected(bool) override {}
+    void onError() override { stream_.tunnelFailed(NGHTTP2_CONNECT_ERROR); }
+
+    void idle() {
+        LOG_DEBUG("[c%llu] h2 stream %d tunnel idle timeout",
+                  static_cast<unsigned long long>(stream_.connection_id_), stream_.id_);
+        stream_.tunnelFailed(NGHTTP2_CANCEL);
+    }
+
+    void pumpDown() {
+        if (finished_) {
+            return;
+        }
+        net::Connection& up = upstream_->connection();
+        evbuffer* in = up.input();
+        for (;;) {
+            const std::size_t n = evbuffer_get_length(in);
+            if (n > 0) {
+                down_ += n;
+                evbuffer_add_buffer(stream_.buffer_, in);
+                stream_.resumeData();
+                timer_.arm(idle_timeout_);
+            }
+            if (evbuffer_get_length(stream_.buffer_) >= kTunnelHighWater) {
+                up.pauseReading();  // onClientWritable() resumes it
+                break;
+            }
+            if (!up.readMore()) {
+                break;
+            }
+        }
+        if (up.failed()) {
+            stream_.tunnelFailed(NGHTTP2_CONNECT_ERROR);
+            return;
+        }
+        if (up.peerClosed() && evbuffer_get_length(in) == 0 && !stream_.body_done_) {
+            stream_.body_done_ = true;  // END_STREAM behind the last byte
+            stream_.resumeData();
+        }
+        stream_.flush();
+    }
+
+    H2Stream& stream_;
+    upstream::UpstreamConnectionPtr upstream_;
+    std::chrono::milliseconds idle_timeout_;
+    event::Timer timer_;
+    std::uint64_t up_ = 0;
+    std::uint64_t down_ = 0;
+    bool client_ended_ = false;
+    bool finished_ = false;
+};
 
 // ---- nghttp2 callbacks ------------------------------------------------------------------------
 
@@ -201,9 +378,10 @@ struct H2Session::Callbacks {
         if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
             return 0;
         }
-        if (st != nullptr && !st->request_complete_ && !st->reset_sent_) {
+        if (st != nullptr && !st->request_complete_ && !st->reset_sent_ && !st->tunnel_) {
             // The answer is complete but the request body is not (an early error answer):
-            // RFC 9113 8.1 lets the server end the stream without reading the rest.
+            // RFC 9113 8.1 lets the server end the stream without reading the rest. A tunnel's
+            // END_STREAM is a half-close: the client's direction goes on.
             st->reset_sent_ = true;
             nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                       NGHTTP2_NO_ERROR);
@@ -231,7 +409,11 @@ H2Stream::H2Stream(H2Session& session, std::int32_t id)
 H2Stream::~H2Stream() {
     // The transaction was aborted or finished before: its destructor does not touch us.
     transaction_.reset();
+    tunnel_.reset();
     evbuffer_free(buffer_);
+    if (early_ != nullptr) {
+        evbuffer_free(early_);
+    }
 }
 
 const std::string& H2Stream::clientAddress() const {
@@ -318,9 +500,32 @@ void H2Stream::onHeadersEnd(bool end_stream) {
     }
     access_.route_slot = snapshot->route(route).metric_slot;
     route_name_ = snapshot->route(route).name;
+    UpgradeDecision upgrade;
+    if (head.extended_connect) {
+        extended_connect_ = true;
+        early_ = evbuffer_new();
+        head.fields.add("sec-websocket-key", webSocketNonce());
+        upgrade = classifyUpgrade(head, *snapshot->route(route).config);
+        if (upgrade.verdict != UpgradeDecision::Verdict::Tunnel) {
+            const bool refused = upgrade.verdict == UpgradeDecision::Verdict::Refused;
+            if (worker_.metrics != nullptr) {
+                worker_.metrics->tunnel(access_.route_slot, refused
+                                                                ? metrics::TunnelResult::Refused
+                                                                : metrics::TunnelResult::Invalid);
+            }
+            const int status = refused ? 403 : 400;
+            logAccess(head.method, head.target, head.host, 0, status, 0, {}, {}, {}, -1, started);
+            answer(status, upgrade.detail.empty() ? "not a WebSocket handshake" : upgrade.detail,
+                   "strata; fwd=bypass");
+            return;
+        }
+    }
     state_ = State::Running;
     transaction_ =
         std::make_unique<Transaction>(*this, std::move(snapshot), route, std::move(head));
+    if (upgrade.verdict == UpgradeDecision::Verdict::Tunnel) {
+        transaction_->setUpgrade(std::move(upgrade.protocol));
+    }
     transaction_->start();
     if (end_stream && transaction_) {
         transaction_->onClientBodyComplete();
@@ -328,6 +533,23 @@ void H2Stream::onHeadersEnd(bool end_stream) {
 }
 
 void H2Stream::onData(std::string_view data) {
+    if (extended_connect_) {
+        // Tunnel bytes, not a body: no body limit; the stream's window bounds what waits.
+        if (tunnel_) {
+            if (tunnel_->fromClient(data) && !body_paused_) {
+                consumed(data.size());
+            } else {
+                body_paused_ = true;
+                unconsumed_ += data.size();
+            }
+        } else if (transaction_) {
+            evbuffer_add(early_, data.data(), data.size());  // until the 101
+            unconsumed_ += data.size();
+        } else {
+            consumed(data.size());  // answered without a tunnel: dropped
+        }
+        return;
+    }
     body_bytes_ += data.size();
     if (body_bytes_ > config(worker_).limits.max_request_body_bytes && !reset_sent_) {
         if (transaction_ && !transaction_->canSendError()) {
@@ -370,6 +592,14 @@ void H2Stream::resumeRequestBody() {
 
 void H2Stream::onRequestEnd() {
     request_complete_ = true;
+    if (extended_connect_) {
+        if (tunnel_) {
+            tunnel_->clientEnded();
+        } else {
+            early_end_ = true;
+        }
+        return;
+    }
     if (transaction_) {
         transaction_->onClientBodyComplete();
     }
@@ -383,6 +613,9 @@ void H2Stream::onClosed(std::uint32_t error_code) {
     }
     state_ = State::Closed;
     dropTransaction();  // the client reset the stream or the connection ended
+    if (tunnel_) {
+        tunnel_->finish();
+    }
     if (access_pending_ && session_ != nullptr) {
         access_pending_ = false;
         access_.sent_bytes = framed_bytes_;
@@ -433,6 +666,66 @@ void H2Stream::submitHead(const http::OutgoingResponse& head, bool with_body) {
     stall_deadline_ = event::loopTime() + config(worker_).limits.send_timeout;
     nghttp2_submit_response(session_->session_, id_, nv.data(), nv.size(),
                             with_body ? &provider : nullptr);
+}
+
+void H2Stream::startTunnel(const http::ResponseHead& upstream_head, std::string /*http1_head*/,
+                           upstream::UpstreamConnectionPtr upstream,
+                           std::chrono::milliseconds idle_timeout) {
+    dropTransaction();  // finished: it touches nothing after this call
+    if (session_ == nullptr || state_ == State::Closed) {
+        return;  // the upstream connection closes with `upstream`
+    }
+    if (worker_.metrics != nullptr) {
+        worker_.metrics->tunnel(access_.route_slot, metrics::TunnelResult::Opened);
+    }
+    // RFC 8441 5: a 2xx opens the tunnel. What the upstream chose of the client's offer
+    // (subprotocol, extensions) is the client's to know; the rest of the 101 is HTTP/1's.
+    std::vector<std::pair<std::string, std::string>> fields;
+    for (const char* name : {"sec-websocket-protocol", "sec-websocket-extensions"}) {
+        if (const std::string* value = upstream_head.fields.get(name)) {
+            fields.emplace_back(name, *value);
+        }
+    }
+    static constexpr std::string_view kStatus = ":status";
+    static constexpr std::string_view k200 = "200";
+    std::vector<nghttp2_nv> nv;
+    auto add = [&nv](std::string_view name, std::string_view value) {
+        nv.push_back(nghttp2_nv{
+            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(name.data())),
+            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(value.data())),
+            name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+    };
+    add(kStatus, k200);
+    for (const auto& [name, value] : fields) {
+        add(name, value);
+    }
+    nghttp2_data_provider provider;
+    provider.source.ptr = this;
+    provider.read_callback = &H2Session::Callbacks::readData;
+    head_sent_ = true;
+    state_ = State::Answered;
+    access_.status = 200;  // what the client saw (the upstream's 101 is HTTP/1.1's)
+    stall_deadline_ = event::loopTime() + config(worker_).limits.send_timeout;
+    nghttp2_submit_response(session_->session_, id_, nv.data(), nv.size(), &provider);
+    tunnel_ = std::make_unique<Tunnel>(*this, std::move(upstream), idle_timeout);
+    tunnel_->start();
+    // The early bytes went upstream: the client's window reopens for them.
+    resumeRequestBody();
+    if (early_end_ && tunnel_) {
+        tunnel_->clientEnded();
+    }
+    flush();
+}
+
+void H2Stream::tunnelFailed(std::uint32_t error_code) {
+    if (tunnel_) {
+        tunnel_->finish();
+    }
+    if (session_ != nullptr && !reset_sent_ && state_ != State::Closed) {
+        reset_sent_ = true;
+        nghttp2_submit_rst_stream(session_->session_, NGHTTP2_FLAG_NONE, id_, error_code);
+        session_->send();
+    }
 }
 
 void H2Stream::sendContinue() {
@@ -567,7 +860,7 @@ void H2Stream::sendData(const std::uint8_t* frame_head, std::size_t length, std:
     }
     stall_deadline_ = event::loopTime() + config(worker_).limits.send_timeout;
     const std::size_t after = evbuffer_get_length(buffer_);
-    if (transaction_ && before >= kStreamLowWater && after < kStreamLowWater) {
+    if ((transaction_ || tunnel_) && before >= kStreamLowWater && after < kStreamLowWater) {
         session_->wake_.push_back(id_);
     }
 }
@@ -646,6 +939,8 @@ void H2Session::start() {
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg.http2.window_bytes},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg.limits.max_header_bytes},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        // RFC 8441: WebSocket over HTTP/2 with extended CONNECT.
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
     owner_.connection_.setOutputLowWater(kOutputLowWater);
@@ -733,6 +1028,8 @@ void H2Session::send() {
                 auto it = streams_.find(id);
                 if (it != streams_.end() && it->second->transaction_) {
                     it->second->transaction_->onClientWritable();
+                } else if (it != streams_.end() && it->second->tunnel_) {
+                    it->second->tunnel_->onClientWritable();
                 }
                 if (closed_) {
                     return;

@@ -1350,7 +1350,7 @@ void Transaction::onExchangeUpgraded(http::ResponseHead& head) {
     out += "\r\n";
     logAccess();
     enter(State::Finished);
-    client_.startTunnel(std::move(out), std::move(connection),
+    client_.startTunnel(head, std::move(out), std::move(connection),
                         group_->config().timeouts.tunnel_idle);  // touch nothing after this
 }
 

@@ -30,8 +30,9 @@ bool validWebSocketKey(std::string_view key) {
 UpgradeDecision classifyUpgrade(const http::RequestHead& head, const config::Route& route) {
     UpgradeDecision out;
     const std::string* upgrade = head.fields.get("Upgrade");
+    const bool http11 = head.version_major == 1 && head.version_minor == 1;
     if (upgrade == nullptr || !head.fields.hasToken("Connection", "upgrade") ||
-        head.version_major != 1 || head.version_minor != 1) {
+        !(http11 || head.extended_connect)) {
         return out;  // Upgrade is hop-by-hop: forwarding drops it, the request goes on as HTTP
     }
     // The first token the route tunnels, in the client's order of preference.

@@ -571,4 +571,38 @@ TEST_SUITE("e2e/websocket") {
         CHECK(*code == 0);
         CHECK(Clock::now() - signalled < 8s);
     }
+    TEST_CASE("WebSocket over HTTP/2 (RFC 8441): extended CONNECT bridged to an HTTP/1.1 upgrade") {
+        Origin origin;
+        std::string yaml = config(origin.serversYaml());
+        const std::string plain = "{name: http, bind: \"127.0.0.1:0\"}";
+        yaml.replace(yaml.find(plain), plain.size(),
+                     "{name: http, bind: \"127.0.0.1:0\", protocols: [h2, http/1.1]}");
+        Strata strata(yaml);
+        const auto admin = strata.port("admin");
+        auto client = [&](const std::string& which) {
+            std::string out = runCommand("/usr/bin/python3 " + std::string(STRATA_SOURCE_DIR) +
+                                         "/tests/e2e/ws_h2_client.py " +
+                                         std::to_string(strata.port()) + " " + which + " 2>&1");
+            return out.substr(0, out.find_last_not_of("\r\n") + 1);
+        };
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL, the origin's hello, text, 200 kB binary, ping,
+        // close, and the stream ended both ways.
+        CHECK(client("echo") == "ok");
+        CHECK(origin.requestCount(0, "/ws") == 1);
+        // The handshake checks of HTTP/1.1 apply; nothing else is tunnelled.
+        CHECK(client("version") == "status 400");
+        CHECK(client("refused") == "status 403");
+        CHECK(client("other") == "status 501");
+        CHECK(origin.requestCount(0, "/ws") == 1);
+        CHECK(origin.requestCount(0, "/nows/ws") == 0);
+        const std::string text = scrape(admin);
+        CHECK(metricIn(text, "strata_tunnels_total", {"route=\"main\"", "result=\"opened\""}) == 1);
+        CHECK(metricIn(text, "strata_tunnels_total", {"route=\"main\"", "result=\"invalid\""}) ==
+              1);
+        CHECK(metricIn(text, "strata_tunnels_total", {"route=\"nows\"", "result=\"refused\""}) ==
+              1);
+        CHECK(eventually([&] { return metric(admin, "strata_tunnels_open") == 0; }));
+        CHECK(metric(admin, "strata_tunnel_bytes_total", {"direction=\"upstream\""}) > 200000);
+        CHECK(metric(admin, "strata_tunnel_bytes_total", {"direction=\"downstream\""}) > 200000);
+    }
 }

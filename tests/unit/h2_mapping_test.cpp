@@ -249,6 +249,45 @@ TEST_SUITE("http/h2_request") {
         CHECK(refusal(withPseudo(":method", std::string(33, 'A'))) == Error::Malformed);
     }
 
+    TEST_CASE("extended CONNECT (RFC 8441) becomes the HTTP/1.1 WebSocket handshake") {
+        const Block connect = {{":method", "CONNECT"},
+                               {":protocol", "websocket"},
+                               {":scheme", "https"},
+                               {":authority", "example.com"},
+                               {":path", "/chat?room=1"},
+                               {"sec-websocket-version", "13"},
+                               {"sec-websocket-protocol", "chat"}};
+        Built b = build(connect, /*end_stream=*/false);
+        REQUIRE(b.ok);
+        CHECK(b.head.method == "GET");
+        CHECK(b.head.extended_connect);
+        CHECK(b.head.framing == BodyFraming::None);
+        CHECK(b.head.target == "/chat?room=1");
+        CHECK(b.head.host == "example.com");
+        CHECK(b.head.fields.hasToken("Connection", "upgrade"));
+        REQUIRE(b.head.fields.get("Upgrade") != nullptr);
+        CHECK(*b.head.fields.get("Upgrade") == "websocket");
+        CHECK(*b.head.fields.get("Sec-WebSocket-Protocol") == "chat");
+        CHECK_FALSE(build(get(), true).head.extended_connect);
+
+        SUBCASE("only websocket") {
+            CHECK(refusal(withPseudo(":protocol", "connect-udp", connect), false) ==
+                  Error::Unsupported);
+        }
+        SUBCASE("every pseudo-header field, :authority too") {
+            for (const char* name : {":scheme", ":path", ":authority"}) {
+                CAPTURE(name);
+                CHECK(refusal(withPseudo(name, std::nullopt, connect), false) == Error::Malformed);
+            }
+        }
+        SUBCASE("the stream carries the tunnel: no END_STREAM, no content-length") {
+            CHECK(refusal(connect, true) == Error::Malformed);
+            Block sized = connect;
+            sized.push_back({"content-length", "5"});
+            CHECK(refusal(sized, false) == Error::Malformed);
+        }
+    }
+
     TEST_CASE("pseudo-header fields only before regular ones") {
         Block b = {{":method", "GET"},
                    {":scheme", "https"},
@@ -259,8 +298,8 @@ TEST_SUITE("http/h2_request") {
     }
 
     TEST_CASE("only the four request pseudo-header fields, each once, none empty") {
-        SUBCASE(":protocol is extended CONNECT") {
-            CHECK(refusal(withPseudo(":protocol", "websocket")) == Error::Unsupported);
+        SUBCASE(":protocol without CONNECT") {
+            CHECK(refusal(withPseudo(":protocol", "websocket"), false) == Error::Malformed);
         }
         SUBCASE("CONNECT") {
             CHECK(refusal(withPseudo(":method", "CONNECT")) == Error::Unsupported);

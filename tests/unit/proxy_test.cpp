@@ -12,6 +12,7 @@
 #include "strata/proxy/real_client.h"
 #include "strata/proxy/request_id.h"
 #include "strata/proxy/router.h"
+#include "strata/proxy/upgrade.h"
 
 using namespace strata;
 
@@ -650,5 +651,78 @@ TEST_SUITE("proxy/log_privacy") {
             CHECK(line.find("s3cret") == std::string::npos);
             CHECK(line.find("token=REDACTED&next=/") != std::string::npos);
         }
+    }
+}
+
+TEST_SUITE("proxy/upgrade") {
+    // A valid RFC 6455 handshake as the HTTP/1 parser or the h2 mapping hands it over.
+    http::RequestHead handshake(std::string_view upgrade = "websocket") {
+        http::RequestHead h;
+        h.method = "GET";
+        h.version_major = 1;
+        h.version_minor = 1;
+        h.fields.add("Host", "ws.test");
+        h.fields.add("Upgrade", std::string(upgrade));
+        h.fields.add("Connection", "Upgrade");
+        h.fields.add("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+        h.fields.add("Sec-WebSocket-Version", "13");
+        return h;
+    }
+
+    using Verdict = proxy::UpgradeDecision::Verdict;
+
+    TEST_CASE("a valid WebSocket handshake tunnels; a route can refuse it") {
+        config::Route r = route("", "/");
+        auto d = proxy::classifyUpgrade(handshake(), r);
+        CHECK(d.verdict == Verdict::Tunnel);
+        CHECK(d.protocol == "websocket");
+        r.websocket = false;
+        CHECK(proxy::classifyUpgrade(handshake(), r).verdict == Verdict::Refused);
+    }
+
+    TEST_CASE("smuggling shapes never tunnel") {
+        const config::Route r = route("", "/");
+        auto post = handshake();
+        post.method = "POST";
+        CHECK(proxy::classifyUpgrade(post, r).verdict == Verdict::Invalid);
+        auto body = handshake();
+        body.framing = http::BodyFraming::Length;
+        body.content_length = 5;
+        CHECK(proxy::classifyUpgrade(body, r).verdict == Verdict::Invalid);
+        auto key = handshake();
+        key.fields.set("Sec-WebSocket-Key", "short");
+        CHECK(proxy::classifyUpgrade(key, r).verdict == Verdict::Invalid);
+        auto version = handshake();
+        version.fields.set("Sec-WebSocket-Version", "8");
+        CHECK(proxy::classifyUpgrade(version, r).verdict == Verdict::Invalid);
+        // Upgrade is an HTTP/1.1 mechanism: 1.0 and plain HTTP/2 requests go on as HTTP.
+        auto old = handshake();
+        old.version_minor = 0;
+        CHECK(proxy::classifyUpgrade(old, r).verdict == Verdict::None);
+        auto h2 = handshake();
+        h2.version_major = 2;
+        h2.version_minor = 0;
+        CHECK(proxy::classifyUpgrade(h2, r).verdict == Verdict::None);
+        // h2c and unknown tokens are dropped, never tunnelled.
+        CHECK(proxy::classifyUpgrade(handshake("h2c"), r).verdict == Verdict::None);
+        CHECK(proxy::classifyUpgrade(handshake("foo/1"), r).verdict == Verdict::None);
+    }
+
+    TEST_CASE("an RFC 8441 extended CONNECT is classified like the HTTP/1.1 handshake") {
+        const config::Route r = route("", "/");
+        auto h2 = handshake();
+        h2.version_major = 2;
+        h2.version_minor = 0;
+        h2.extended_connect = true;
+        CHECK(proxy::classifyUpgrade(h2, r).verdict == Verdict::Tunnel);
+        h2.fields.set("Sec-WebSocket-Version", "8");
+        CHECK(proxy::classifyUpgrade(h2, r).verdict == Verdict::Invalid);
+    }
+
+    TEST_CASE("Sec-WebSocket-Key: base64 of exactly 16 bytes") {
+        CHECK(proxy::validWebSocketKey("dGhlIHNhbXBsZSBub25jZQ=="));
+        CHECK_FALSE(proxy::validWebSocketKey("dGhlIHNhbXBsZSBub25jZR=="));  // stray low bits
+        CHECK_FALSE(proxy::validWebSocketKey("dGhlIHNhbXBsZSBub25jZQ="));
+        CHECK_FALSE(proxy::validWebSocketKey("dGhlIHNhbXBsZSBub25j!Q=="));
     }
 }

@@ -33,14 +33,17 @@ public:
     // The header block ended; `end_stream` when no DATA follows. Fills `out`: method, target
     // (":path"), host (":authority", else Host; lowercase), path, query, fields (cookie crumbs
     // joined, Host set from ":authority"), framing (None with end_stream, else Length when a
-    // content-length was sent, else Chunked), content_length, version 2.0. False on an error.
+    // content-length was sent, else Chunked), content_length, version 2.0. An extended CONNECT
+    // (RFC 8441, :protocol websocket) becomes a GET with Upgrade: websocket and Connection:
+    // upgrade, framing None and extended_connect set; the caller adds its Sec-WebSocket-Key.
+    // False on an error.
     bool finish(bool end_stream, RequestHead& out);
 
     enum class Error {
         None,
         Malformed,        // stream error PROTOCOL_ERROR (RFC 9113 8.1.1)
         HeadersTooLarge,  // over max_header_bytes or max_headers: answer 431
-        Unsupported,      // CONNECT (extended or not): answer 501 / reset, never tunnelled here
+        Unsupported,      // CONNECT, or extended CONNECT for other than websocket: answer 501
     };
     Error error() const { return error_; }
     const std::string& detail() const { return detail_; }
@@ -55,8 +58,9 @@ private:
     std::size_t max_headers_;
     std::size_t header_bytes_ = 0;
     bool regular_seen_ = false;  // a regular field came: no pseudo-header may follow
-    std::string method_, scheme_, authority_, path_;
-    bool has_method_ = false, has_scheme_ = false, has_authority_ = false, has_path_ = false;
+    std::string method_, scheme_, authority_, path_, protocol_;
+    bool has_method_ = false, has_scheme_ = false, has_authority_ = false, has_path_ = false,
+         has_protocol_ = false;
     std::size_t field_count_ = 0;  // regular fields, against max_headers_ as HTTP/1 counts
     // Indexes into fields_ of the joined cookie field and of the Host field (npos: none yet).
     std::size_t cookie_index_ = kNone;

@@ -69,6 +69,9 @@ struct RequestHead {
     std::uint64_t content_length = 0;  // when framing == Length
     bool keep_alive = true;            // client wants the connection kept after this exchange
     bool expect_continue = false;      // "Expect: 100-continue" was present
+    // RFC 8441: an HTTP/2 CONNECT with :protocol websocket, mapped to the GET with Upgrade it
+    // becomes upstream; its stream's DATA are the tunnel's bytes, not a body.
+    bool extended_connect = false;
     // Fields with '_' in their name the parser removed (UnderscoreFields::Drop), for metrics.
     std::uint32_t underscore_fields_dropped = 0;
 

@@ -97,10 +97,13 @@ public:
     // X-Request-Id.
     virtual std::string_view requestId() const = 0;
 
-    // The upstream answered an Upgrade request with 101: `head` (the 101 as the client gets
-    // it) is sent, then the connection carries bytes both ways until the tunnel ends. Only an
-    // HTTP/1.1 connection can; the transaction is finished with the stream after the call.
-    virtual void startTunnel(std::string /*head*/, upstream::UpstreamConnectionPtr /*upstream*/,
+    // The upstream answered an Upgrade request with 101 (`upstream_head`): the client learns
+    // it (HTTP/1.1: `http1_head`, the 101 as the client gets it; HTTP/2: a 200 to its extended
+    // CONNECT), then the stream carries bytes both ways until the tunnel ends. The
+    // transaction is finished with the stream after the call.
+    virtual void startTunnel(const http::ResponseHead& /*upstream_head*/,
+                             std::string /*http1_head*/,
+                             upstream::UpstreamConnectionPtr /*upstream*/,
                              std::chrono::milliseconds /*idle_timeout*/) {
         abortResponse();
     }

@@ -89,7 +89,8 @@ public:
         return adopted_request_id_.empty() ? view(request_id_) : adopted_request_id_;
     }
     void adoptRequestId(std::string_view id) override { adopted_request_id_.assign(id); }
-    void startTunnel(std::string head, upstream::UpstreamConnectionPtr upstream,
+    void startTunnel(const http::ResponseHead& upstream_head, std::string http1_head,
+                     upstream::UpstreamConnectionPtr upstream,
                      std::chrono::milliseconds idle_timeout) override;
 
     // A finished exchange whose answer is still being written (see logAccess()); an HTTP/2

@@ -130,9 +130,15 @@ public:
                                                   : std::string_view(access_.adopted_request_id);
     }
     void adoptRequestId(std::string_view id) override { access_.adopted_request_id.assign(id); }
+    // RFC 8441: answers the extended CONNECT with 200, then bridges the stream's DATA to the
+    // upstream's upgraded connection both ways.
+    void startTunnel(const http::ResponseHead& upstream_head, std::string http1_head,
+                     upstream::UpstreamConnectionPtr upstream,
+                     std::chrono::milliseconds idle_timeout) override;
 
 private:
     friend class H2Session;
+    class Tunnel;
     friend struct H2Session::Callbacks;
     enum class State { ReadingHead, Running, Answered, Closed };
 
@@ -152,6 +158,8 @@ private:
     long readData(std::size_t length, std::uint32_t* flags);
     void sendData(const std::uint8_t* frame_head, std::size_t length, std::size_t padding);
     void consumed(std::size_t length);
+    // The tunnel broke (upstream error, idle timeout): the client learns it from a reset.
+    void tunnelFailed(std::uint32_t error_code);
 
     H2Session* session_;  // null once the connection is gone
     WorkerContext& worker_;
@@ -178,6 +186,12 @@ private:
     DownstreamSession::PendingAccess access_;
     bool access_pending_ = false;
     std::uint64_t framed_bytes_ = 0;  // HEADERS and DATA frames of this stream, as sent
+    // An extended CONNECT: its DATA are tunnel bytes, held in early_ (and the window kept
+    // shut) until the upstream's 101, then moved by tunnel_.
+    bool extended_connect_ = false;
+    bool early_end_ = false;  // the client ended its side before the tunnel opened
+    evbuffer* early_ = nullptr;
+    std::unique_ptr<Tunnel> tunnel_;
 };
 
 }  // namespace strata::proxy
