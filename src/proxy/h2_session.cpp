@@ -1,11 +1,13 @@
 #include "strata/proxy/h2_session.h"
 
 #include <algorithm>
+#include <iterator>
 #include <nghttp2/nghttp2.h>
-#include <random>
 #include <vector>
 
 #include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "strata/common/assert.h"
 #include "strata/common/log.h"
@@ -41,29 +43,13 @@ const config::Config& config(WorkerContext& worker) {
 // RFC 6455 4.1: the nonce strata sends upstream for a client that spoke RFC 8441, which has
 // none. Only the upstream sees it; the client's stream never carries an Accept.
 std::string webSocketNonce() {
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
-    static constexpr char kAlphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::uint8_t bytes[16];
-    for (int i = 0; i < 16; i += 8) {
-        const std::uint64_t r = rng();
-        for (int j = 0; j < 8; ++j) {
-            bytes[i + j] = static_cast<std::uint8_t>(r >> (8 * j));
-        }
+    unsigned char bytes[16];
+    if (RAND_bytes(bytes, sizeof bytes) != 1) {
+        std::fill(std::begin(bytes), std::end(bytes), 0);  // a nonce, not a secret
     }
-    std::string out;
-    out.reserve(24);
-    for (int i = 0; i < 15; i += 3) {
-        const unsigned v = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += kAlphabet[(v >> 6) & 63];
-        out += kAlphabet[v & 63];
-    }
-    out += kAlphabet[bytes[15] >> 2];
-    out += kAlphabet[(bytes[15] & 3) << 4];
-    out += "==";
-    return out;
+    unsigned char encoded[25];  // 24 base64 characters and EVP_EncodeBlock's NUL
+    const int n = EVP_EncodeBlock(encoded, bytes, sizeof bytes);
+    return std::string(reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(n));
 }
 
 }  // namespace
@@ -502,7 +488,6 @@ void H2Stream::onHeadersEnd(bool end_stream) {
     route_name_ = snapshot->route(route).name;
     UpgradeDecision upgrade;
     if (head.extended_connect) {
-        extended_connect_ = true;
         early_ = evbuffer_new();
         head.fields.add("sec-websocket-key", webSocketNonce());
         upgrade = classifyUpgrade(head, *snapshot->route(route).config);
@@ -533,7 +518,7 @@ void H2Stream::onHeadersEnd(bool end_stream) {
 }
 
 void H2Stream::onData(std::string_view data) {
-    if (extended_connect_) {
+    if (isTunnelStream()) {
         // Tunnel bytes, not a body: no body limit; the stream's window bounds what waits.
         if (tunnel_) {
             if (tunnel_->fromClient(data) && !body_paused_) {
@@ -592,7 +577,7 @@ void H2Stream::resumeRequestBody() {
 
 void H2Stream::onRequestEnd() {
     request_complete_ = true;
-    if (extended_connect_) {
+    if (isTunnelStream()) {
         if (tunnel_) {
             tunnel_->clientEnded();
         } else {
@@ -646,7 +631,11 @@ void H2Stream::submitHead(const http::OutgoingResponse& head, bool with_body) {
     std::vector<http::Field> fields;
     fields.reserve(16);
     http::h2ResponseFields(head, fields);
-    const std::string status = std::to_string(head.status);
+    submitResponse(std::to_string(head.status), fields, with_body);
+}
+
+void H2Stream::submitResponse(std::string_view status, const std::vector<http::Field>& fields,
+                              bool with_body) {
     std::vector<nghttp2_nv> nv;
     nv.reserve(fields.size() + 1);
     auto add = [&nv](std::string_view name, std::string_view value) {
@@ -680,52 +669,28 @@ void H2Stream::startTunnel(const http::ResponseHead& upstream_head, std::string 
     }
     // RFC 8441 5: a 2xx opens the tunnel. What the upstream chose of the client's offer
     // (subprotocol, extensions) is the client's to know; the rest of the 101 is HTTP/1's.
-    std::vector<std::pair<std::string, std::string>> fields;
+    std::vector<http::Field> fields;
     for (const char* name : {"sec-websocket-protocol", "sec-websocket-extensions"}) {
         if (const std::string* value = upstream_head.fields.get(name)) {
-            fields.emplace_back(name, *value);
+            fields.push_back(http::Field{name, *value});
         }
     }
-    static constexpr std::string_view kStatus = ":status";
-    static constexpr std::string_view k200 = "200";
-    std::vector<nghttp2_nv> nv;
-    auto add = [&nv](std::string_view name, std::string_view value) {
-        nv.push_back(nghttp2_nv{
-            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(name.data())),
-            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(value.data())),
-            name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
-    };
-    add(kStatus, k200);
-    for (const auto& [name, value] : fields) {
-        add(name, value);
-    }
-    nghttp2_data_provider provider;
-    provider.source.ptr = this;
-    provider.read_callback = &H2Session::Callbacks::readData;
-    head_sent_ = true;
     state_ = State::Answered;
     access_.status = 200;  // what the client saw (the upstream's 101 is HTTP/1.1's)
-    stall_deadline_ = event::loopTime() + config(worker_).limits.send_timeout;
-    nghttp2_submit_response(session_->session_, id_, nv.data(), nv.size(), &provider);
+    submitResponse("200", fields, /*with_body=*/true);
     tunnel_ = std::make_unique<Tunnel>(*this, std::move(upstream), idle_timeout);
     tunnel_->start();
     // The early bytes went upstream: the client's window reopens for them.
     resumeRequestBody();
-    if (early_end_ && tunnel_) {
+    if (early_end_) {
         tunnel_->clientEnded();
     }
     flush();
 }
 
 void H2Stream::tunnelFailed(std::uint32_t error_code) {
-    if (tunnel_) {
-        tunnel_->finish();
-    }
-    if (session_ != nullptr && !reset_sent_ && state_ != State::Closed) {
-        reset_sent_ = true;
-        nghttp2_submit_rst_stream(session_->session_, NGHTTP2_FLAG_NONE, id_, error_code);
-        session_->send();
-    }
+    tunnel_->finish();
+    reset(error_code);
 }
 
 void H2Stream::sendContinue() {
@@ -1025,11 +990,13 @@ void H2Session::send() {
             std::vector<std::int32_t> wake;
             wake.swap(wake_);
             for (std::int32_t id : wake) {
-                auto it = streams_.find(id);
-                if (it != streams_.end() && it->second->transaction_) {
-                    it->second->transaction_->onClientWritable();
-                } else if (it != streams_.end() && it->second->tunnel_) {
-                    it->second->tunnel_->onClientWritable();
+                if (auto it = streams_.find(id); it != streams_.end()) {
+                    H2Stream& stream = *it->second;
+                    if (stream.transaction_) {
+                        stream.transaction_->onClientWritable();
+                    } else if (stream.tunnel_) {
+                        stream.tunnel_->onClientWritable();
+                    }
                 }
                 if (closed_) {
                     return;

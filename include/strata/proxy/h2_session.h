@@ -151,6 +151,10 @@ private:
     // Answers locally (no transaction, or instead of it).
     void answer(int status, std::string_view detail, std::string_view cache_status);
     void submitHead(const http::OutgoingResponse& head, bool with_body);
+    // HEADERS with `status` and `fields` (lowercase names), then DATA from buffer_ when
+    // `with_body`.
+    void submitResponse(std::string_view status, const std::vector<http::Field>& fields,
+                        bool with_body);
     void reset(std::uint32_t error_code);
     void dropTransaction();
     void resumeData();
@@ -186,9 +190,9 @@ private:
     DownstreamSession::PendingAccess access_;
     bool access_pending_ = false;
     std::uint64_t framed_bytes_ = 0;  // HEADERS and DATA frames of this stream, as sent
-    // An extended CONNECT: its DATA are tunnel bytes, held in early_ (and the window kept
-    // shut) until the upstream's 101, then moved by tunnel_.
-    bool extended_connect_ = false;
+    // An extended CONNECT (early_ is made for it alone): its DATA are tunnel bytes, held in
+    // early_ (and the window kept shut) until the upstream's 101, then moved by tunnel_.
+    bool isTunnelStream() const { return early_ != nullptr; }
     bool early_end_ = false;  // the client ended its side before the tunnel opened
     evbuffer* early_ = nullptr;
     std::unique_ptr<Tunnel> tunnel_;
