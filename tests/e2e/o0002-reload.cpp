@@ -125,28 +125,9 @@ TEST_SUITE("e2e/ops") {
     TEST_CASE("reloads every 100ms under constant load lose no request") {
         Origin origin(2);
         Strata strata(config(origin.serversYaml()));
-        std::atomic<bool> stop{false};
-        std::atomic<int> ok{0}, bad{0};
-        std::vector<std::thread> clients;
-        for (int t = 0; t < 4; ++t) {
-            clients.emplace_back([&] {
-                while (!stop) {
-                    try {
-                        RawClient c(strata.port());
-                        for (int i = 0; i < 50 && !stop; ++i) {
-                            if (!c.send("GET /bytes/100 HTTP/1.1\r\nHost: t\r\n\r\n") ||
-                                c.readResponse().status != 200) {
-                                bad++;
-                                break;
-                            }
-                            ok++;
-                        }
-                    } catch (...) {
-                        bad++;
-                    }
-                }
-            });
-        }
+        BackgroundLoad load(strata.port(), 4, [](int) {
+            return std::string("GET /bytes/100 HTTP/1.1\r\nHost: t\r\n\r\n");
+        });
         for (int i = 0; i < 30; ++i) {
             // Alternate between the two servers and one of them, so upstreams really change.
             writeFile(strata.configPath(),
@@ -154,17 +135,14 @@ TEST_SUITE("e2e/ops") {
             strata.process().signal(SIGHUP);
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
-        stop = true;
-        for (auto& t : clients) {
-            t.join();
-        }
+        load.stop();
         const auto admin = strata.port("admin");
         REQUIRE(eventually([&] {
             return metric(admin, "strata_server_config_reloads_total", {"result=\"success\""}) ==
                    31;
         }));
-        CHECK(ok > 500);
-        CHECK(bad == 0);
+        CHECK(load.ok() > 500);
+        CHECK(load.bad() == 0);
         CHECK(metric(admin, "strata_proxy_requests_total", {"status_class=\"5xx\""}) == -1);
     }
 }

@@ -200,43 +200,22 @@ TEST_SUITE("e2e/route-actions") {
     TEST_CASE("reloads that change the rules under load: no failed request, none half-applied") {
         Origin origin;
         Strata strata(actionsConfig(origin, "v0"));
-        std::atomic<bool> stop{false};
-        std::atomic<int> ok{0};
-        std::atomic<int> bad{0};
         std::atomic<int> mixed{0};
-        std::vector<std::thread> clients;
-        for (int t = 0; t < 4; ++t) {
-            clients.emplace_back([&] {
-                while (!stop) {
-                    try {
-                        RawClient c(strata.port());
-                        for (int i = 0; i < 50 && !stop; ++i) {
-                            const bool fixed = i % 2 == 0;
-                            if (!c.send(std::string("GET ") +
-                                        (fixed ? "/robots.txt" : "/api/bytes/100") +
-                                        " HTTP/1.1\r\nHost: t\r\n\r\n")) {
-                                bad++;
-                                break;
-                            }
-                            Response r = c.readResponse();
-                            if (r.status != 200) {
-                                bad++;
-                                break;
-                            }
-                            // One request sees one config: the body and the rule's header
-                            // come from the same version.
-                            if (fixed ? r.header("X-Version") != r.body
-                                      : r.header("Strict-Transport-Security").empty()) {
-                                mixed++;
-                            }
-                            ok++;
-                        }
-                    } catch (...) {
-                        bad++;
-                    }
+        // Even requests get the respond action, odd ones the forwarded route with its rules.
+        BackgroundLoad load(
+            strata.port(), 4,
+            [](int i) {
+                return std::string("GET ") + (i % 2 == 0 ? "/robots.txt" : "/api/bytes/100") +
+                       " HTTP/1.1\r\nHost: t\r\n\r\n";
+            },
+            [&mixed](int i, const Response& r) {
+                // One request sees one config: the body and the rule's header come from the
+                // same version.
+                if (i % 2 == 0 ? r.header("X-Version") != r.body
+                               : r.header("Strict-Transport-Security").empty()) {
+                    mixed++;
                 }
             });
-        }
         for (int i = 1; i <= 20; ++i) {
             writeFile(strata.configPath(), actionsConfig(origin, "v" + std::to_string(i)));
             strata.process().signal(SIGHUP);
@@ -248,12 +227,9 @@ TEST_SUITE("e2e/route-actions") {
                    21;
         }));
         CHECK(eventually([&] { return get(strata.port(), "/robots.txt").body == "v20"; }));
-        stop = true;
-        for (auto& t : clients) {
-            t.join();
-        }
-        CHECK(ok > 500);
-        CHECK(bad == 0);
+        load.stop();
+        CHECK(load.ok() > 500);
+        CHECK(load.bad() == 0);
         CHECK(mixed == 0);
     }
 }

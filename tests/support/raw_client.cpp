@@ -379,4 +379,44 @@ void originPattern(std::uint64_t offset, std::string& out) {
     }
 }
 
+BackgroundLoad::BackgroundLoad(std::uint16_t port, int clients,
+                               std::function<std::string(int)> request,
+                               std::function<void(int, const Response&)> on_ok) {
+    for (int t = 0; t < clients; ++t) {
+        threads_.emplace_back([this, port, request, on_ok] {
+            while (!stop_) {
+                try {
+                    RawClient c(port);
+                    for (int i = 0; i < 50 && !stop_; ++i) {
+                        if (!c.send(request(i))) {
+                            bad_++;
+                            break;
+                        }
+                        Response r = c.readResponse();
+                        if (r.status != 200) {
+                            bad_++;
+                            break;
+                        }
+                        if (on_ok) {
+                            on_ok(i, r);
+                        }
+                        ok_++;
+                    }
+                } catch (...) {
+                    bad_++;
+                }
+            }
+        });
+    }
+}
+
+void BackgroundLoad::stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+        if (t.joinable()) {
+            t.join();
+        }
+    }
+}
+
 }  // namespace strata::test

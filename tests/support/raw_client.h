@@ -3,11 +3,13 @@
 // strata's own http module, so a bug there cannot hide itself in the tests.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -69,6 +71,29 @@ private:
     int fd_ = -1;
     std::string buffer_;
     bool eof_ = false;
+};
+
+// Keep-alive load on 127.0.0.1:port from `clients` threads until stop() (or destruction), for
+// "nothing fails while ..." cases: each thread sends request(i), i = 0, 1, ..., 50 to a
+// connection, then opens the next. A 200 counts as ok and goes to on_ok(i, response); any other
+// answer, a failed send or a refused connection counts as bad and the thread reconnects.
+class BackgroundLoad {
+public:
+    BackgroundLoad(std::uint16_t port, int clients, std::function<std::string(int)> request,
+                   std::function<void(int, const Response&)> on_ok = {});
+    ~BackgroundLoad() { stop(); }
+    BackgroundLoad(const BackgroundLoad&) = delete;
+    BackgroundLoad& operator=(const BackgroundLoad&) = delete;
+
+    void stop();  // the clients finish their request and are joined
+    int ok() const { return ok_; }
+    int bad() const { return bad_; }
+
+private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> ok_{0};
+    std::atomic<int> bad_{0};
+    std::vector<std::thread> threads_;
 };
 
 // One request on a fresh connection: "METHOD TARGET HTTP/1.1", Host, the extra header lines
