@@ -571,6 +571,7 @@ TEST_SUITE("e2e/websocket") {
         CHECK(*code == 0);
         CHECK(Clock::now() - signalled < 8s);
     }
+
     TEST_CASE("WebSocket over HTTP/2 (RFC 8441): extended CONNECT bridged to an HTTP/1.1 upgrade") {
         Origin origin;
         std::string yaml = config(origin.serversYaml());
