@@ -401,6 +401,7 @@ struct Registry::ProcessCounters {
     std::atomic<std::uint64_t> admin_unauthorized{0};
     std::atomic<std::int64_t> upstream_connections{0};
     std::atomic<std::int64_t> h2_connections{0};
+    std::atomic<std::int64_t> parked_connections{0};
     std::array<std::array<std::atomic<std::uint64_t>, 2>, kMaxServers> health_checks{};
     std::array<std::array<std::atomic<std::uint64_t>, count<QueueResult>()>, kMaxUpstreams>
         queue_results{};
@@ -516,6 +517,18 @@ void Registry::h2ConnectionClosed() {
 
 std::int64_t Registry::h2Connections() const {
     return process_->h2_connections.load(std::memory_order_relaxed);
+}
+
+void Registry::clientConnectionParked() {
+    process_->parked_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::clientConnectionUnparked() {
+    process_->parked_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::int64_t Registry::parkedConnections() const {
+    return process_->parked_connections.load(std::memory_order_relaxed);
 }
 
 void Registry::healthCheck(std::uint16_t server_slot, bool ok) {

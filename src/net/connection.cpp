@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "strata/common/assert.h"
 #include "strata/common/log.h"
 
 namespace strata::net {
@@ -164,6 +165,10 @@ std::size_t Connection::outputLength() const {
     return evbuffer_get_length(output_);
 }
 
+std::size_t Connection::inputLength() const {
+    return evbuffer_get_length(input_);
+}
+
 void Connection::close() {
     releaseHandshakeSlot();
     if (ssl_ != nullptr && fd_ >= 0 && !handshaking_ && !failed_) {
@@ -181,6 +186,18 @@ void Connection::close() {
         fd_ = -1;
     }
     callbacks_ = nullptr;
+}
+
+int Connection::releaseSocket() {
+    STRATA_ASSERT(ssl_ == nullptr);
+    if (event_ != nullptr) {
+        event_free(event_);
+        event_ = nullptr;
+    }
+    const int fd = fd_;
+    fd_ = -1;
+    callbacks_ = nullptr;
+    return fd;
 }
 
 void Connection::shutdownWrite() {

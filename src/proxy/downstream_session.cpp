@@ -1,5 +1,6 @@
 #include "strata/proxy/downstream_session.h"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -27,6 +28,11 @@ constexpr std::size_t kInputHighWater = 64 * 1024;
 constexpr std::size_t kOutputLowWater = 64 * 1024;
 
 constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+// A plain keep-alive connection idle this long parks (ParkedConnection): it gives back its
+// session until its next byte. Long enough that a client sending its next request at once
+// (benchmarks, pipelines, browsers loading a page) never pays for the round trip; short
+// enough that connections held open for minutes cost the parked size almost all the time.
+constexpr auto kParkAfter = std::chrono::milliseconds(250);
 // A body up to this size is copied in behind its response head rather than into a chain of
 // its own, so the answer leaves in one send().
 constexpr std::uint64_t kContiguousBodyBytes = 16 * 1024;
@@ -64,6 +70,7 @@ void WorkerContext::beginDrain(std::function<void()> on_drained) {
     for (DownstreamSession* session : sessions) {
         session->closeIfIdle();
     }
+    ParkedConnection::closeAll(*this);  // idle by definition
     pool.closeAll();
     if (sessions_.empty() && on_drained_) {
         auto done = std::move(on_drained_);
@@ -100,11 +107,28 @@ void WorkerContext::closeAllSessions() {
     for (DownstreamSession* session : sessions) {
         session->abortConnection();
     }
+    ParkedConnection::closeAll(*this);
 }
 
 DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
                                      const ListenerInfo& listener, net::TlsServerContextPtr tls,
                                      const net::SocketAddress& local)
+    : DownstreamSession(worker, fd, peer, listener, std::move(tls), local,
+                        worker.next_connection_id++) {
+    worker_.process_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+DownstreamSession::DownstreamSession(WorkerContext& worker,
+                                     const ParkedConnection::Identity& identity)
+    : DownstreamSession(worker, identity.fd, identity.peer, identity.listener, nullptr,
+                        identity.local, identity.id) {
+    holds_client_slot_ = identity.holds_client_slot;
+    preface_checked_ = true;  // it has spoken HTTP/1.1 already
+}
+
+DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
+                                     const ListenerInfo& listener, net::TlsServerContextPtr tls,
+                                     const net::SocketAddress& local, std::uint64_t id)
     : worker_(worker),
       tls_(std::move(tls)),
       connection_(worker.loop, fd, tls_ ? tls_->newSsl(fd) : nullptr,
@@ -113,14 +137,47 @@ DownstreamSession::DownstreamSession(WorkerContext& worker, int fd, const net::S
       peer_(peer),
       local_(local),
       listener_(listener),
-      id_(worker.next_connection_id++),
+      id_(id),
       parser_(*this, parserLimits(worker.snapshot->config->limits)),
       timer_(
           worker.loop, [this] { onTimer(); }, [this] { abortConnection(); }),
       read_deadline_(kNever),
-      send_deadline_(kNever) {
+      send_deadline_(kNever),
+      park_at_(kNever) {
     worker_.addSession(this);
-    worker_.process_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+void DownstreamSession::resume(WorkerContext& worker, const ParkedConnection::Identity& identity) {
+    auto* session = new DownstreamSession(worker, identity);
+    // From here the session owns the socket and itself (deferredDelete), as after accept.
+    session->connection_.setInputLimit(kInputHighWater);
+    session->connection_.setOutputLowWater(kOutputLowWater);
+    session->connection_.setCallbacks(session);
+    session->setReadDeadline(ReadDeadline::Idle);  // a wake without a byte parks again
+    session->connection_.assumeReadable();
+    session->onReadable();
+}
+
+bool DownstreamSession::canPark() const {
+    return !closed_ && !closing_ && !close_after_response_ && !worker_.draining() && !tls_ &&
+           !h2_ && !tunnel_ && !transaction_ && !pending_ && !request_in_progress_ &&
+           !request_complete_ && !body_paused_ && read_mode_ == ReadDeadline::Idle &&
+           !parser_.inMessage() && connection_.outputLength() == 0 &&
+           connection_.inputLength() == 0 && !connection_.peerClosed() && !connection_.failed() &&
+           ParkedConnection::fits(peer_) && ParkedConnection::fits(local_);
+}
+
+void DownstreamSession::park() {
+    const auto idle_left =
+        std::chrono::ceil<std::chrono::milliseconds>(read_deadline_ - event::loopTime());
+    recordReceivedBytes();
+    closed_ = true;
+    timer_.cancel();
+    ParkedConnection::Identity identity{connection_.releaseSocket(), id_, peer_, local_, listener_,
+                                        holds_client_slot_};
+    worker_.removeSession(this);
+    worker_.loop.deferredDelete(event::DeferredDeletablePtr(this));
+    ParkedConnection::park(worker_, std::move(identity), idle_left);
 }
 
 DownstreamSession::~DownstreamSession() = default;
@@ -242,7 +299,7 @@ void DownstreamSession::flushOutput() {
 
 void DownstreamSession::scheduleTimer() {
     // event::Timer keeps its deadline lazily, so moving it on every request is cheap.
-    const auto due = std::min(read_deadline_, send_deadline_);
+    const auto due = std::min({read_deadline_, send_deadline_, park_at_});
     if (due == kNever) {
         timer_.cancel();
         return;
@@ -253,6 +310,7 @@ void DownstreamSession::scheduleTimer() {
 
 void DownstreamSession::setReadDeadline(ReadDeadline mode) {
     read_mode_ = mode;
+    park_at_ = mode == ReadDeadline::Idle && !tls_ ? event::loopTime() + kParkAfter : kNever;
     if (mode == ReadDeadline::None) {
         read_deadline_ = kNever;
         scheduleTimer();
@@ -282,6 +340,13 @@ void DownstreamSession::onTimer() {
                   static_cast<unsigned long long>(id_));
         abortConnection();
         return;
+    }
+    if (park_at_ <= now && read_deadline_ > now) {
+        if (canPark()) {
+            park();
+            return;
+        }
+        park_at_ = now + kParkAfter;  // e.g. the answer is still leaving: try again later
     }
     if (read_deadline_ <= now) {
         switch (read_mode_) {

@@ -427,6 +427,13 @@ private:
             };
         };
         registry.addGauge(
+            "strata_proxy_client_connections_parked",
+            "HTTP/1.1 keep-alive client connections idle for 250ms or more, held without a "
+            "session until their next byte (included in strata_proxy_client_connections)",
+            [&registry](std::vector<metrics::GaugeSample>& out) {
+                out.push_back({{}, static_cast<double>(registry.parkedConnections())});
+            });
+        registry.addGauge(
             "strata_upstream_server_healthy",
             "1 when active health checks pass (or none are configured), 0 when ejected by them",
             per_server(

@@ -299,6 +299,10 @@ public:
     void h2ConnectionOpened();
     void h2ConnectionClosed();
     std::int64_t h2Connections() const;
+    // A keep-alive client connection parked (idle, held without its session), and woke or closed.
+    void clientConnectionParked();
+    void clientConnectionUnparked();
+    std::int64_t parkedConnections() const;
     void healthCheck(std::uint16_t server_slot, bool ok);
     // Upstream-wide protection (queue, retry budget): rare events, process atomics. Slots are
     // interned by upstream name like server slots.

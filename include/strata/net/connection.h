@@ -75,6 +75,7 @@ public:
     evbuffer* input() { return input_; }
     evbuffer* output() { return output_; }
     std::size_t outputLength() const;
+    std::size_t inputLength() const;
     // Bytes taken from output() by the socket (plaintext, before TLS) since the connection began.
     std::uint64_t bytesSent() const { return bytes_sent_; }
     int fd() const { return fd_; }
@@ -120,6 +121,12 @@ public:
 
     // Drops pending output and closes the socket now; no more callbacks.
     void close();
+    // Plain connections only: stops watching the socket and hands it over open (an idle
+    // keep-alive connection that parks); the connection is closed() from then on.
+    int releaseSocket();
+    // The socket is known to hold bytes or an EOF (a parked connection woke): the next
+    // readMore() reads it without waiting for an edge.
+    void assumeReadable() { read_pending_ = true; }
     bool closed() const { return fd_ < 0; }
 
 private:

@@ -20,6 +20,7 @@
 #include "strata/net/socket.h"
 #include "strata/net/tls_context.h"
 #include "strata/proxy/client_stream.h"
+#include "strata/proxy/parked_connection.h"
 #include "strata/proxy/tunnel.h"
 #include "strata/proxy/worker_context.h"
 
@@ -44,6 +45,9 @@ public:
                       const ListenerInfo& listener, net::TlsServerContextPtr tls = nullptr,
                       const net::SocketAddress& local = {});
     ~DownstreamSession() override;
+
+    // A parked connection woke (a byte, or its close): a session again, reading at once.
+    static void resume(WorkerContext& worker, const ParkedConnection::Identity& identity);
 
     // The connection took a slot in WorkerContext::client_connections; it gives it back when
     // it closes.
@@ -143,6 +147,13 @@ private:
     // One timer per session, armed for the earlier of the read and send deadlines.
     enum class ReadDeadline { None, Header, Idle, Body };
 
+    // The resumed session of a parked connection: its id, already counted.
+    DownstreamSession(WorkerContext& worker, const ParkedConnection::Identity& identity);
+    // What both make; neither counts the connection.
+    DownstreamSession(WorkerContext& worker, int fd, const net::SocketAddress& peer,
+                      const ListenerInfo& listener, net::TlsServerContextPtr tls,
+                      const net::SocketAddress& local, std::uint64_t id);
+
     // net::ConnectionCallbacks
     void onReadable() override;
     void onWritable() override;
@@ -185,6 +196,9 @@ private:
     void close();
     // The tunnel's end: its counts go to the access-log line and the metrics (once).
     void finishTunnel();
+    bool canPark() const;
+    // Hands the socket to a ParkedConnection and frees the session (canPark() first).
+    void park();
 
     WorkerContext& worker_;
     net::TlsServerContextPtr tls_;  // before connection_: it makes the connection's SSL
@@ -205,13 +219,14 @@ private:
     ReadDeadline read_mode_ = ReadDeadline::None;
     std::chrono::steady_clock::time_point read_deadline_;
     std::chrono::steady_clock::time_point send_deadline_;
-    bool request_in_progress_ = false;  // head parsed, response not yet fully queued
-    bool request_complete_ = false;     // parser saw the end of the current request
-    bool response_done_ = false;        // the answer to the current request is queued
-    bool request_has_body_ = false;     // the current request has a body (CL or chunked)
-    int request_minor_ = 1;             // HTTP/1.x version of the current request
-    bool response_chunked_ = false;     // the current response body is chunk-encoded
-    bool in_parser_ = false;            // inside parser_.feed(): parser state must not change
+    std::chrono::steady_clock::time_point park_at_;  // while idle between exchanges
+    bool request_in_progress_ = false;               // head parsed, response not yet fully queued
+    bool request_complete_ = false;                  // parser saw the end of the current request
+    bool response_done_ = false;                     // the answer to the current request is queued
+    bool request_has_body_ = false;  // the current request has a body (CL or chunked)
+    int request_minor_ = 1;          // HTTP/1.x version of the current request
+    bool response_chunked_ = false;  // the current response body is chunk-encoded
+    bool in_parser_ = false;         // inside parser_.feed(): parser state must not change
     bool body_paused_ = false;
     bool close_after_response_ = false;
     bool closing_ = false;  // flushing the last bytes, then close
