@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include "strata/common/log.h"
+#include "strata/common/memory.h"
 #include "strata/proxy/downstream_session.h"
 
 namespace strata::server {
 namespace {
-constexpr std::chrono::milliseconds kAccessLogFlushInterval{1000};
-}
+// Access-log flush and freed-memory release.
+constexpr std::chrono::milliseconds kHousekeepingInterval{1000};
+}  // namespace
 
 Worker::Worker(unsigned id, std::vector<BoundListener> listeners, proxy::SnapshotPtr snapshot,
                std::atomic<std::uint32_t>& process_connections,
@@ -24,9 +26,10 @@ Worker::Worker(unsigned id, std::vector<BoundListener> listeners, proxy::Snapsho
     for (const auto& bound : bound_) {
         listen(bound);
     }
-    flush_timer_ = std::make_unique<event::Timer>(loop_, [this] {
+    housekeeping_timer_ = std::make_unique<event::Timer>(loop_, [this] {
         context_.access_log.flush();
-        flush_timer_->arm(kAccessLogFlushInterval);
+        memory::releaseFreedMemory();
+        housekeeping_timer_->arm(kHousekeepingInterval);
     });
 }
 
@@ -78,7 +81,7 @@ void Worker::removeListener(const std::string& name) {
 
 void Worker::start(std::function<void()> on_exit) {
     thread_ = std::thread([this, on_exit = std::move(on_exit)] {
-        flush_timer_->arm(kAccessLogFlushInterval);
+        housekeeping_timer_->arm(kHousekeepingInterval);
         loop_.run();
         context_.access_log.flush();
         on_exit();

@@ -59,7 +59,7 @@ private:
     proxy::WorkerContext context_;
     std::vector<BoundListener> bound_;
     std::vector<std::unique_ptr<net::Listener>> listeners_;
-    std::unique_ptr<event::Timer> flush_timer_;
+    std::unique_ptr<event::Timer> housekeeping_timer_;
     // Connections still sending their PROXY header: not sessions yet, but closed on shutdown.
     std::unordered_map<net::ProxyHeaderReader*, std::unique_ptr<net::ProxyHeaderReader>>
         header_readers_;

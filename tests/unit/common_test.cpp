@@ -13,6 +13,7 @@
 #include "strata/common/clock.h"
 #include "strata/common/free_lists.h"
 #include "strata/common/log.h"
+#include "strata/common/memory.h"
 #include "strata/common/result.h"
 #include "strata/common/strings.h"
 
@@ -222,4 +223,19 @@ TEST_SUITE("common/clock") {
         CHECK(clock.wall() == WallTime{std::chrono::seconds(42)});
         CHECK(clock.monotonic() - mono == 1500ms);
     }
+}
+
+namespace {
+int releases = 0;
+}
+
+TEST_CASE("memory::releaseFreedMemory calls the installed hook, and nothing without one") {
+    strata::memory::releaseFreedMemory();  // no hook: nothing happens
+    strata::memory::setReleaseHook([] { ++releases; });
+    strata::memory::releaseFreedMemory();
+    strata::memory::releaseFreedMemory();
+    CHECK(releases == 2);
+    strata::memory::setReleaseHook(nullptr);
+    strata::memory::releaseFreedMemory();
+    CHECK(releases == 2);
 }
