@@ -627,6 +627,20 @@ void Connection::onRequestComplete() {
         respond(fail, "failing with " + std::to_string(fail) + "\n");
         return;
     }
+    if (auto pos = head_.query.find("early="); pos != std::string::npos) {
+        // ?early=N: N interim answers first, a 102 then 103 Early Hints, each with a Link and
+        // a field of its own that must reach neither the final answer nor a stored copy.
+        std::string_view value = std::string_view(head_.query).substr(pos + 6);
+        value = value.substr(0, value.find('&'));
+        const std::uint64_t n = std::min<std::uint64_t>(toNumber(value, 0), 4);
+        std::string out;
+        for (std::uint64_t i = 0; i < n; ++i) {
+            out += i == 0 && n > 1 ? "HTTP/1.1 102 Processing\r\n" : "HTTP/1.1 103 Early Hints\r\n";
+            out += "Link: </hint-" + std::to_string(i) + ".css>; rel=preload\r\n";
+            out += "X-Interim: " + std::to_string(i) + "\r\n\r\n";
+        }
+        bufferevent_write(bev_, out.data(), out.size());
+    }
     switch (kind_) {
         case Kind::Echo:
             if (chunked_out_) {
@@ -1099,7 +1113,8 @@ int main(int argc, char** argv) {
                 "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
                 "           /close /drop /hang /slowbody/MS /events/MS /seq... /__stats /__reset\n"
                 "           .../ws[?hello=TEXT] (WebSocket echo)\n"
-                "           /__fail?status=CODE|hang; ?cc=... ?h=N:V (h=ETag:.. / "
+                "           /__fail?status=CODE|hang; ?early=N (102/103 first) ?cc=... ?h=N:V "
+                "(h=ETag:.. / "
                 "Last-Modified:..\n"
                 "           answer matching conditionals with 304)\n");
             return 0;

@@ -697,11 +697,12 @@ void DownstreamSession::finishTunnel() {
     tunnel_->close();
 }
 
-void DownstreamSession::sendContinue() {
-    // HTTP/1.0 clients do not know 100 (RFC 9110 15.2).
+void DownstreamSession::sendInterim(const http::OutgoingResponse& head) {
+    // HTTP/1.0 clients do not know 1xx answers (RFC 9110 15.2).
     if (request_minor_ >= 1) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        evbuffer_add(output(), kContinue.data(), kContinue.size());
+        std::string out;
+        http::appendHttp1ResponseHead(out, head, request_minor_, false);
+        evbuffer_add(output(), out.data(), out.size());
         flushOutput();
     }
 }

@@ -22,6 +22,24 @@
 namespace strata::proxy {
 namespace {
 
+// A response's header block for nghttp2: :status, then the fields; it points into both.
+std::vector<nghttp2_nv> responseHeaderBlock(std::string_view status,
+                                            const std::vector<http::Field>& fields) {
+    std::vector<nghttp2_nv> nv;
+    nv.reserve(fields.size() + 1);
+    auto add = [&nv](std::string_view name, std::string_view value) {
+        nv.push_back(nghttp2_nv{
+            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(name.data())),
+            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(value.data())),
+            name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+    };
+    add(":status", status);
+    for (const auto& field : fields) {
+        add(field.name, field.value);
+    }
+    return nv;
+}
+
 // The connection's output takes no more frames above this until the socket drains: with the
 // client's windows (up to 2 GiB each) as the only other bound, a client that stops reading
 // could otherwise pile every stream's body into it.
@@ -636,18 +654,7 @@ void H2Stream::submitHead(const http::OutgoingResponse& head, bool with_body) {
 
 void H2Stream::submitResponse(std::string_view status, const std::vector<http::Field>& fields,
                               bool with_body) {
-    std::vector<nghttp2_nv> nv;
-    nv.reserve(fields.size() + 1);
-    auto add = [&nv](std::string_view name, std::string_view value) {
-        nv.push_back(nghttp2_nv{
-            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(name.data())),
-            const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(value.data())),
-            name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
-    };
-    add(":status", status);
-    for (const auto& field : fields) {
-        add(field.name, field.value);
-    }
+    const std::vector<nghttp2_nv> nv = responseHeaderBlock(status, fields);
     nghttp2_data_provider provider;
     provider.source.ptr = this;
     provider.read_callback = &H2Session::Callbacks::readData;
@@ -693,16 +700,18 @@ void H2Stream::tunnelFailed(std::uint32_t error_code) {
     reset(error_code);
 }
 
-void H2Stream::sendContinue() {
-    if (session_ == nullptr || state_ == State::Closed) {
+void H2Stream::sendInterim(const http::OutgoingResponse& head) {
+    if (session_ == nullptr || state_ == State::Closed || head_sent_) {
         return;
     }
-    static constexpr std::string_view kStatus = ":status";
-    static constexpr std::string_view k100 = "100";
-    nghttp2_nv nv{const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(kStatus.data())),
-                  const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(k100.data())),
-                  kStatus.size(), k100.size(), NGHTTP2_NV_FLAG_NONE};
-    nghttp2_submit_headers(session_->session_, NGHTTP2_FLAG_NONE, id_, nullptr, &nv, 1, nullptr);
+    std::vector<http::Field> fields;
+    http::h2ResponseFields(head, fields);
+    const std::string status = std::to_string(head.status);
+    const std::vector<nghttp2_nv> nv = responseHeaderBlock(status, fields);
+    // A HEADERS frame without END_STREAM and before the response's: an interim answer
+    // (RFC 9113 8.1).
+    nghttp2_submit_headers(session_->session_, NGHTTP2_FLAG_NONE, id_, nullptr, nv.data(),
+                           nv.size(), nullptr);
     session_->send();
 }
 

@@ -363,7 +363,9 @@ void Transaction::start() {
     if (request_.expect_continue && request_.framing != http::BodyFraming::None) {
         // We read the body whatever the upstream would say, so the client need not wait
         // (RFC 9110 10.1.1).
-        client_.sendContinue();
+        http::OutgoingResponse continue_head;
+        continue_head.status = 100;
+        client_.sendInterim(continue_head);
     }
     request_complete_ = request_.framing == http::BodyFraming::None;
     if (const config::Listener* listener = snapshot_->any_trusted_proxies
@@ -1324,6 +1326,20 @@ void Transaction::countUpgradeOutcome(metrics::TunnelResult result) {
     if (!upgrade_.empty() && client_.worker().metrics != nullptr) {
         client_.worker().metrics->tunnel(routeSlot(), result);
     }
+}
+
+void Transaction::onExchangeInterim(const http::ResponseHead& head) {
+    if (state_ != State::Forwarding) {
+        return;  // only before the final head, and only to the client this exchange serves
+    }
+    // RFC 9110 15.2: passed on as received, less its hop-by-hop fields, and never stored; the
+    // route's response header rules are for the final answer.
+    http::Fields fields = head.fields;
+    http::removeHopByHop(fields);
+    http::OutgoingResponse interim;
+    interim.status = head.status;
+    interim.fields = &fields;
+    client_.sendInterim(interim);
 }
 
 void Transaction::onExchangeUpgraded(http::ResponseHead& head) {

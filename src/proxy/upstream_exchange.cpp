@@ -501,8 +501,11 @@ void UpstreamExchange::processInput() {
 void UpstreamExchange::onResponseHead(http::ResponseHead&& head) {
     const bool upgraded = head.status == 101 && request_.upgrade && state_ == State::AwaitingHead;
     if (head.status < 200 && !upgraded) {
-        // Interim responses (100 Continue, 103) are not relayed: strata answers the client's
-        // Expect itself.
+        // 100 Continue is not relayed (strata answers the client's Expect itself), nor a 101
+        // nobody asked for; 102 and 103 Early Hints are, to the owner.
+        if (head.status != 100 && head.status != 101 && state_ == State::AwaitingHead) {
+            callbacks_.onExchangeInterim(head);
+        }
         return;
     }
     upstream_seconds_ =

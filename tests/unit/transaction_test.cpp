@@ -120,7 +120,10 @@ public:
     const std::string& forwardSubjectHeader() const override { return none_; }
     std::string clientSubject() const override { return {}; }
 
-    void sendContinue() override { ++continues; }
+    void sendInterim(const http::OutgoingResponse& head) override {
+        ++interims;
+        continues += head.status == 100 ? 1 : 0;
+    }
     void sendHead(const http::OutgoingResponse& head) override {
         ++heads;
         status = head.status;
@@ -163,7 +166,7 @@ public:
     std::string_view requestId() const override { return "00000000000000ff"; }
 
     proxy::Transaction* transaction = nullptr;
-    int continues = 0, heads = 0, ends = 0, errors = 0, aborts = 0, logs = 0;
+    int continues = 0, interims = 0, heads = 0, ends = 0, errors = 0, aborts = 0, logs = 0;
     int zero_copy_bodies = 0;
     int status = 0, logged_status = 0;
     http::ResponseBody body_kind = http::ResponseBody::None;

@@ -3,7 +3,7 @@
 // Transaction talks to its client only through this interface, so the cache, the router and
 // the upstream side never learn which protocol the client speaks.
 //
-//   request head ─▶ Transaction ─▶ [sendContinue] ─▶ sendHead ─▶ sendBody* ─▶ endResponse
+//   request head ─▶ Transaction ─▶ [sendInterim] ─▶ sendHead ─▶ sendBody* ─▶ endResponse
 //                      ▲  onClientBody / onClientBodyComplete      or sendError (before a head)
 //                      └─ onClientWritable (output drained)        or abortResponse (after it)
 #pragma once
@@ -53,11 +53,12 @@ public:
     virtual const std::string& forwardSubjectHeader() const = 0;
     virtual std::string clientSubject() const = 0;
 
-    // The response, in order. sendContinue() only when the client asked for it; sendHead()
-    // once; sendBody() any number of times; endResponse() or abortResponse() last. After
-    // endResponse(), sendError() or abortResponse() the transaction is finished with the
-    // stream and is deleted: it touches nothing after the call.
-    virtual void sendContinue() = 0;
+    // The response, in order. sendInterim() for a 1xx (100 Continue when the client asked for
+    // it, 102/103 from the upstream), before sendHead(); sendHead() once; sendBody() any number of
+    // times; endResponse() or abortResponse() last. After endResponse(), sendError() or
+    // abortResponse() the transaction is finished with the stream and is deleted: it touches
+    // nothing after the call.
+    virtual void sendInterim(const http::OutgoingResponse& head) = 0;
     virtual void sendHead(const http::OutgoingResponse& head) = 0;
     virtual void sendBody(std::string_view data) = 0;
     // `length` bytes of a stored body from `offset` (a byte range), sent without a copy where

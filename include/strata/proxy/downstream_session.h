@@ -72,7 +72,7 @@ public:
     std::uint64_t connectionId() const override { return id_; }
     const std::string& forwardSubjectHeader() const override;
     std::string clientSubject() const override { return connection_.peerSubject(); }
-    void sendContinue() override;
+    void sendInterim(const http::OutgoingResponse& head) override;
     void sendHead(const http::OutgoingResponse& head) override;
     void sendBody(std::string_view data) override;
     using ClientStream::sendBody;

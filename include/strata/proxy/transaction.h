@@ -96,6 +96,7 @@ private:
 
     // UpstreamExchangeCallbacks
     void onExchangeHead(http::ResponseHead& head) override;
+    void onExchangeInterim(const http::ResponseHead& head) override;
     void onExchangeBody(std::string_view data) override;
     void onExchangeComplete() override;
     void onExchangeFailure(int status, bool after_head, const char* what) override;

@@ -56,6 +56,9 @@ public:
     // An upgrade request was answered 101: the owner takes the connection (takeUpgraded())
     // and the exchange delivers nothing more. Only for Request::upgrade.
     virtual void onExchangeUpgraded(http::ResponseHead& /*head*/) {}
+    // A 102 or 103 came before the final answer (a 100 is the exchange's own business: strata
+    // answers a client's Expect itself). Never stored; the final head's fields are its own.
+    virtual void onExchangeInterim(const http::ResponseHead& /*head*/) {}
 };
 
 class UpstreamExchange final : public event::DeferredDeletable,
