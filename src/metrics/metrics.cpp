@@ -196,6 +196,10 @@ std::string_view name(LeaseEvent v) {
         "taken", "waited", "avoided", "expired", "pass"};
     return k[idx(v)];
 }
+std::string_view name(StaleReason v) {
+    static constexpr std::array<std::string_view, count<StaleReason>()> k{"error", "unreachable"};
+    return k[idx(v)];
+}
 std::string_view name(TlsResult v) {
     static constexpr std::array<std::string_view, count<TlsResult>()> k{"ok", "failed"};
     return k[idx(v)];
@@ -395,6 +399,7 @@ struct Registry::ProcessCounters {
     std::array<std::atomic<std::uint64_t>, count<L2Op>()> l2_errors{};
     std::map<std::string, bool> l2_breakers;  // guarded by Registry::mutex_
     std::array<std::atomic<std::uint64_t>, count<LeaseEvent>()> fill_leases{};
+    std::array<std::atomic<std::uint64_t>, count<StaleReason>()> stale_served{};
     std::atomic<std::uint64_t> l1_bytes{0};
     std::atomic<std::uint64_t> l1_objects{0};
     std::map<std::pair<std::string, int>, std::uint64_t> admin_requests;  // guarded by mutex_
@@ -478,6 +483,10 @@ void Registry::setL2BreakerOpen(const std::string& server, bool open) {
 
 void Registry::fillLease(LeaseEvent event) {
     process_->fill_leases[idx(event)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::staleServed(StaleReason reason) {
+    process_->stale_served[idx(reason)].fetch_add(1, std::memory_order_relaxed);
 }
 
 void Registry::setL1Usage(std::uint64_t bytes, std::uint64_t objects) {
@@ -843,6 +852,16 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                      static_cast<double>(process_->fill_leases[e].load(std::memory_order_relaxed)));
         }
         out.push_back(std::move(leases));
+        auto stale = family("strata_cache_stale_served_total",
+                            "stale stored answers served instead of an error: the origin failed "
+                            "(stale-if-error) or could not be reached (stale_if_unreachable)",
+                            MetricType::Counter);
+        for (std::size_t r = 0; r < count<StaleReason>(); ++r) {
+            addValue(
+                stale, label("reason", name(static_cast<StaleReason>(r))),
+                static_cast<double>(process_->stale_served[r].load(std::memory_order_relaxed)));
+        }
+        out.push_back(std::move(stale));
 
         auto tls_f =
             family("strata_tls_handshakes_total",

@@ -30,6 +30,7 @@ RouteCachePolicy routeCachePolicy(const config::RouteCache& c) {
     p.default_ttl = std::chrono::duration_cast<Seconds>(c.default_ttl);
     p.stale_while_revalidate = std::chrono::duration_cast<Seconds>(c.stale_while_revalidate);
     p.stale_if_error = std::chrono::duration_cast<Seconds>(c.stale_if_error);
+    p.stale_if_unreachable = std::chrono::duration_cast<Seconds>(c.stale_if_unreachable);
     p.allow_set_cookie = c.allow_set_cookie;
     p.max_object_bytes = c.max_object_bytes;
     cache::KeyPolicy& k = out.key;

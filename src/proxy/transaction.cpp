@@ -857,6 +857,19 @@ void Transaction::releaseFillLease(bool uncacheable) {
     }
 }
 
+// RFC 9111 4.2.4: a disconnected cache may serve stale unless an in-protocol directive forbids
+// it: must-revalidate, proxy-revalidate, s-maxage (all in must_revalidate) or no-cache in the
+// stored answer, and a client's own no-cache or max-age=0 asks for a validated answer.
+bool Transaction::staleIfUnreachable(const cache::CacheEntry& entry,
+                                     const cache::LookupDecision& decision) const {
+    const cache::FreshnessInfo& stored = entry.freshness();
+    const cache::Seconds grace = routeCache(*snapshot_, route_index_).policy.stale_if_unreachable;
+    const cache::Seconds staleness = decision.ttl.count() < 0 ? -decision.ttl : cache::Seconds(0);
+    return grace.count() > 0 && !stored.must_revalidate && !stored.no_cache &&
+           !request_cc_.no_cache && !(request_cc_.max_age && *request_cc_.max_age == 0) &&
+           staleness <= grace;
+}
+
 // A stored entry, from either tier, is served, refreshed or revalidated by one rule: an instance
 // with a cold L1 must not cost the origin more than one with a warm L1. False when the entry
 // cannot answer (only-if-cached and it is stale): the caller treats it as a miss.
@@ -898,6 +911,7 @@ bool Transaction::useStored(const cache::EntryPtr& entry, const cache::LookupDec
             // keep() updates L1 and L2.
             stale_ = entry;
             serve_stale_on_error_ = decision.serve_stale_on_error;
+            serve_stale_if_unreachable_ = staleIfUnreachable(*entry, decision);
             revalidating_ = true;
             // RFC 9211: a fresh entry revalidated because the client asked is fwd=request
             // (ttl, unlike the stored lifetime, is <= 0 once soft-purged). It stays "stale"
@@ -1417,6 +1431,7 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
             // RFC 5861 4: stale-if-error covers 5xx answers too.
             exchange_->abort();
             dropExchange();
+            metrics::global().staleServed(metrics::StaleReason::Error);
             setOutcome(metrics::CacheResult::Stale,
                        "strata; fwd=stale; fwd-status=" + std::to_string(head.status) +
                            "; detail=stale-if-error");
@@ -1697,6 +1712,7 @@ void Transaction::onExchangeComplete() {
 }
 
 void Transaction::onExchangeFailure(int status, bool after_head, const char* what) {
+    const bool unreachable = exchange_ && exchange_->originUnreachable();
     dropExchange();
     if (!after_head) {
         countUpgradeOutcome(metrics::TunnelResult::Failed);
@@ -1711,7 +1727,14 @@ void Transaction::onExchangeFailure(int status, bool after_head, const char* wha
     }
     if (stale_ && serve_stale_on_error_) {
         // RFC 5861 4: the origin failed; a stale answer beats an error.
+        metrics::global().staleServed(metrics::StaleReason::Error);
         setOutcome(metrics::CacheResult::Stale, "strata; fwd=stale; detail=stale-if-error");
+        deliver(stale_);
+        return;
+    }
+    if (stale_ && serve_stale_if_unreachable_ && unreachable) {
+        metrics::global().staleServed(metrics::StaleReason::Unreachable);
+        setOutcome(metrics::CacheResult::Stale, "strata; fwd=stale; detail=origin-unreachable");
         deliver(stale_);
         return;
     }

@@ -641,6 +641,7 @@ void UpstreamExchange::fail(Failure failure) {
     }
     endAccounting();
     state_ = State::Failed;
+    unreachable_ = failure == Failure::Connect || failure == Failure::ConnectTimeout;
     int status = (failure == Failure::Timeout || failure == Failure::ConnectTimeout) ? 504 : 502;
     callbacks_.onExchangeFailure(status, after_head, what);
 }

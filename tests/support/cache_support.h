@@ -21,6 +21,7 @@ struct RouteCacheYaml {
     std::string default_ttl = "60s";
     std::string stale_while_revalidate = "0s";
     std::string stale_if_error = "0s";
+    std::string stale_if_unreachable = "";  // "": strata's default
 };
 
 // proxyConfig() with caching enabled on the catch-all route and an admin listener ("admin" in
@@ -42,6 +43,8 @@ inline std::string cacheConfig(const std::string& servers_yaml, const RouteCache
            "    cache: {enabled: true, default_ttl: " +
            c.default_ttl + ", stale_while_revalidate: " + c.stale_while_revalidate +
            ", stale_if_error: " + c.stale_if_error +
+           (c.stale_if_unreachable.empty() ? ""
+                                           : ", stale_if_unreachable: " + c.stale_if_unreachable) +
            "}\n"
            "logging: {access_log: off}\n" +
            extra;

@@ -341,6 +341,7 @@ TEST_SUITE("config/load") {
         CHECK(r.cache.default_ttl == 0ms);
         CHECK(r.cache.stale_while_revalidate == 0ms);
         CHECK(r.cache.stale_if_error == 0ms);
+        CHECK(r.cache.stale_if_unreachable == 5min);
         CHECK(r.cache.max_object_bytes == 16 * strata::config::kMiB);
         CHECK_FALSE(r.cache.allow_set_cookie);
         CHECK(r.cache.key.query == "sorted");
@@ -509,7 +510,7 @@ TEST_SUITE("config/load") {
             "  - match: {host: API.Example.COM, path_prefix: /v1/, methods: [get, Head]}\n"
             "    upstream: app\n"
             "    cache: {enabled: true, default_ttl: 60s, stale_while_revalidate: 30s, "
-            "stale_if_error: 1d}\n"
+            "stale_if_error: 1d, stale_if_unreachable: 0s}\n"
             "  - match: {host: \"*.Example.com\"}\n"
             "    upstream: other\n"
             "  - match: {host: \"*\"}\n"
@@ -578,6 +579,7 @@ TEST_SUITE("config/load") {
         CHECK(c->routes[0].cache.default_ttl == 60s);
         CHECK(c->routes[0].cache.stale_while_revalidate == 30s);
         CHECK(c->routes[0].cache.stale_if_error == 24h);
+        CHECK(c->routes[0].cache.stale_if_unreachable == 0ms);
         CHECK(c->routes[1].match.hosts == std::vector<std::string>{"*.example.com"});
         CHECK(c->routes[2].match.hosts.empty());  // "*" is any host
         CHECK(c->limits.client_header_timeout == 5s);

@@ -28,6 +28,9 @@ struct CachePolicy {
     // Route defaults for the RFC 5861 windows when the response has no such directive.
     Seconds stale_while_revalidate{0};
     Seconds stale_if_error{0};
+    // How long past freshness a stored answer may stand in while the origin cannot be reached
+    // (RFC 9111 4.2.4, "disconnected"); 0: never.
+    Seconds stale_if_unreachable{0};
     // Set-Cookie responses are never shared unless the route says so.
     bool allow_set_cookie = false;
     // Largest body stored (0: no limit).

@@ -274,6 +274,9 @@ struct RouteCache {
     Duration default_ttl{0};
     Duration stale_while_revalidate{0};
     Duration stale_if_error{0};
+    // RFC 9111 4.2.4: while no server of the upstream can be reached (connect refused or timed
+    // out, none healthy), a stale answer is served for this long past its freshness.
+    Duration stale_if_unreachable{std::chrono::minutes(5)};
     // Larger bodies stream to the client uncached (also the most buffered for storing).
     std::uint64_t max_object_bytes = 16 * kMiB;
     bool allow_set_cookie = false;  // share responses carrying Set-Cookie

@@ -49,6 +49,8 @@ enum class L2Op : std::uint8_t { Get, Set, Delete, PurgeLogGet, PurgeLogSet, Lea
 // saved), expired (the wait ended at the owner's deadline or the wait cap: fetched alone), pass
 // (the owner found the answer uncacheable: fetched at once).
 enum class LeaseEvent : std::uint8_t { Taken, Waited, Avoided, Expired, Pass, Count };
+// Why a stale stored answer was served instead of an error.
+enum class StaleReason : std::uint8_t { Error, Unreachable, Count };
 enum class TlsResult : std::uint8_t { Ok, Failed, Count };
 enum class TlsVersion : std::uint8_t { Tls12, Tls13, Other, Count };
 enum class ReloadResult : std::uint8_t { Success, Failure, Count };
@@ -106,6 +108,7 @@ std::string_view name(Tier v);
 std::string_view name(LookupResult v);
 std::string_view name(L2Op v);
 std::string_view name(LeaseEvent v);
+std::string_view name(StaleReason v);
 std::string_view name(TlsResult v);
 std::string_view name(TlsVersion v);
 std::string_view name(ReloadResult v);
@@ -279,6 +282,7 @@ public:
     void l2Operation(L2Op op, double seconds, bool ok);
     void setL2BreakerOpen(const std::string& server, bool open);
     void fillLease(LeaseEvent event);
+    void staleServed(StaleReason reason);
     void setL1Usage(std::uint64_t bytes, std::uint64_t objects);
     // The L1's own counters, read at scrape time (the cache keeps them; nothing is copied on
     // the request path). Reset to null before the cache goes away.

@@ -109,6 +109,8 @@ private:
     void adoptTrustedRequestId(const config::Listener& listener);
     void lookup();
     void lookupL2();
+    bool staleIfUnreachable(const cache::CacheEntry& entry,
+                            const cache::LookupDecision& decision) const;
     bool useStored(const cache::EntryPtr& entry, const cache::LookupDecision& decision,
                    metrics::Tier tier);
     void answerOnlyIfCachedMiss();
@@ -185,6 +187,9 @@ private:
     std::string primary_key_;
     cache::EntryPtr stale_;  // entry being revalidated / kept for stale-if-error
     bool serve_stale_on_error_ = false;
+    // RFC 9111 4.2.4: stale_ may stand in if no server can be reached (the route's
+    // cache.stale_if_unreachable, and nothing in the stored answer or the request forbids it).
+    bool serve_stale_if_unreachable_ = false;
     bool coalescing_leader_ = false;
     bool lease_owner_ = false;   // this exchange holds the URL's L2 fill lease
     bool lease_waited_ = false;  // it waited for another instance's fetch

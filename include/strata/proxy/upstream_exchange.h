@@ -100,6 +100,9 @@ public:
     std::string_view serverLabel() const;
     // Time from the first attempt to the response head, or -1.
     double upstreamSeconds() const { return upstream_seconds_; }
+    // After onExchangeFailure(): no server could be reached (every connect refused or timed
+    // out, or none was healthy), as opposed to a server that answered badly or late.
+    bool originUnreachable() const { return unreachable_; }
     bool headReceived() const {
         return state_ == State::StreamingBody || state_ == State::Done || state_ == State::Upgraded;
     }
@@ -166,6 +169,7 @@ private:
     bool aborted_ = false;
     const std::string* server_label_ = nullptr;  // owned by the group's ServerState
     double upstream_seconds_ = -1;
+    bool unreachable_ = false;
     http::ResponseHead upgraded_head_;  // the 101, until the owner takes the connection
     int slot_index_ = -1;               // server whose max_connections slot this exchange holds
     upstream::ConnectionQueue::TicketPtr ticket_;
