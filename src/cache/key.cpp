@@ -141,6 +141,54 @@ void appendNormalized(std::string& out, std::string_view value) {
     }
 }
 
+// Fields whose lists are sets of case-insensitive tokens with optional q-values (RFC 9110
+// 12.5.3, 12.5.4; language tags and charsets compare without case): their members are keyed
+// without whitespace, lower-cased and sorted, so "en-US, fr;q=0.8" and "fr; q=0.8,en-us" share
+// one variant (RFC 9111 4.1). Order carries no meaning once weights are stated: equal weights
+// are equally preferred.
+bool isTokenSetField(std::string_view lower_name) {
+    return lower_name == "accept-language" || lower_name == "accept-charset";
+}
+
+// False when the request has no such field.
+bool appendTokenSet(std::string& out, const http::Fields& request_fields, std::string_view name) {
+    std::vector<std::string> members;
+    bool present = false;
+    for (const auto& f : request_fields) {
+        if (!equalsIgnoreCase(f.name, name)) {
+            continue;
+        }
+        present = true;
+        std::string_view list = f.value;
+        while (!list.empty()) {
+            const auto comma = list.find(',');
+            std::string member;
+            for (char c : list.substr(0, comma)) {
+                if (c != ' ' && c != '\t') {
+                    member.push_back(asciiLower(c));
+                }
+            }
+            if (!member.empty()) {  // empty list elements do not count (RFC 9110 5.6.1)
+                members.push_back(std::move(member));
+            }
+            list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+        }
+    }
+    if (!present) {
+        return false;
+    }
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    out.push_back('=');
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        if (i > 0) {
+            out.push_back(',');
+        }
+        out.append(members[i]);
+    }
+    return true;
+}
+
 }  // namespace
 
 std::string primaryKeyForUri(std::string_view scheme, std::string_view host,
@@ -201,6 +249,13 @@ std::string secondaryKey(const VarySpec& vary, const http::Fields& request_field
             // and what varies by coding makes at most 16 (http::acceptClass()).
             out.push_back('=');
             out.append(http::acceptClassKey(http::acceptEncodingOf(request_fields)));
+            out.push_back('\n');
+            continue;
+        }
+        if (isTokenSetField(name)) {
+            if (!appendTokenSet(out, request_fields, name)) {
+                out.push_back('!');
+            }
             out.push_back('\n');
             continue;
         }

@@ -54,6 +54,20 @@ TEST_SUITE("e2e/cache") {
         CHECK(origin.requestCount(0, "/headers") == 1);
     }
 
+    TEST_CASE("Accept-Language variants compare as sets: case and order do not split them") {
+        Origin origin;
+        Strata strata(cacheConfig(origin.serversYaml()));
+        const std::string url =
+            "/headers?" + ccParam("max-age=60") + "&" + hParam("Vary", "Accept-Language");
+        get(strata.port(), url, "Accept-Language: en-US, fr;q=0.8\r\n");
+        auto same = get(strata.port(), url, "Accept-Language: fr; q=0.8, en-us\r\n");
+        STRATA_CACHE_STATUS(same);
+        CHECK(cacheStatusHas(same, "hit"));
+        auto other = get(strata.port(), url, "Accept-Language: fr, en-US;q=0.8\r\n");
+        CHECK(cacheStatusHas(other, "fwd=vary-miss"));
+        CHECK(origin.requestCount(0, "/headers") == 2);
+    }
+
     TEST_CASE("Vary: * is never served from the cache") {
         Origin origin;
         Strata strata(cacheConfig(origin.serversYaml()));

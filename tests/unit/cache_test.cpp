@@ -797,6 +797,27 @@ TEST_SUITE("cache/key") {
         CHECK(d.serve_stale_on_error);
     }
 
+    TEST_CASE("Vary: Accept-Language and Accept-Charset are keyed as sets of lower-case members") {
+        auto vary = parseVary(fieldsOf({{"Vary", "Accept-Language, Accept-Charset"}}));
+        auto key = [&](std::initializer_list<std::pair<const char*, const char*>> fields) {
+            return secondaryKey(vary, fieldsOf(fields));
+        };
+        // Case, whitespace, order, repeats, empty members and line splits do not matter.
+        CHECK(key({{"Accept-Language", "en-US, fr;q=0.8"}}) ==
+              key({{"Accept-Language", "fr; q=0.8 ,EN-us,,"}}));
+        CHECK(key({{"Accept-Language", "en-US, fr;q=0.8"}}) ==
+              key({{"Accept-Language", "fr;q=0.8"}, {"accept-language", "en-us, en-US"}}));
+        CHECK(key({{"Accept-Charset", "UTF-8, iso-8859-1;q=0.5"}}) ==
+              key({{"Accept-Charset", "ISO-8859-1;q=0.5,utf-8"}}));
+        // What does matter: the members, their weights, absent versus empty.
+        CHECK(key({{"Accept-Language", "en"}}) != key({{"Accept-Language", "fr"}}));
+        CHECK(key({{"Accept-Language", "en, fr;q=0.8"}}) !=
+              key({{"Accept-Language", "en, fr;q=0.5"}}));
+        CHECK(key({}) != key({{"Accept-Language", ""}}));
+        CHECK(key({{"Accept-Language", "en-US,fr;q=0.8"}}) ==
+              "accept-charset!\naccept-language=en-us,fr;q=0.8\n");
+    }
+
     TEST_CASE("Vary: normalised names, secondary key from request values (RFC 9111 4.1)") {
         auto vary = parseVary(fieldsOf({{"Vary", "Accept-Encoding, accept"}, {"vary", "ACCEPT"}}));
         CHECK(vary.names == std::vector<std::string>{"accept", "accept-encoding"});
