@@ -321,7 +321,9 @@ bool Connection::feedInput() {
             closeNow();
             return false;
         }
-        proxy_info_ = "v" + std::to_string(result.header.version) + " ";
+        // Appended rather than "v" + to_string(): GCC 12's -Wrestrict misreads that at -O3.
+        proxy_info_ = "v";
+        proxy_info_.append(std::to_string(result.header.version)).append(" ");
         proxy_info_ += result.header.local ? std::string("local")
                                            : result.header.source.toString() + " " +
                                                  result.header.destination.toString();
@@ -635,9 +637,11 @@ void Connection::onRequestComplete() {
         const std::uint64_t n = std::min<std::uint64_t>(toNumber(value, 0), 4);
         std::string out;
         for (std::uint64_t i = 0; i < n; ++i) {
-            out += i == 0 && n > 1 ? "HTTP/1.1 102 Processing\r\n" : "HTTP/1.1 103 Early Hints\r\n";
-            out += "Link: </hint-" + std::to_string(i) + ".css>; rel=preload\r\n";
-            out += "X-Interim: " + std::to_string(i) + "\r\n\r\n";
+            const std::string number = std::to_string(i);
+            out.append(i == 0 && n > 1 ? "HTTP/1.1 102 Processing\r\n"
+                                       : "HTTP/1.1 103 Early Hints\r\n");
+            out.append("Link: </hint-").append(number).append(".css>; rel=preload\r\n");
+            out.append("X-Interim: ").append(number).append("\r\n\r\n");
         }
         bufferevent_write(bev_, out.data(), out.size());
     }
