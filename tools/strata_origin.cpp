@@ -33,6 +33,7 @@
 #include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <optional>
 #include <signal.h>
 #include <string>
 #include <string_view>
@@ -958,37 +959,62 @@ void Connection::onTimer(evutil_socket_t, short, void* arg) {
 void Connection::startBytes() {
     std::uint64_t n = toNumber(std::string_view(head_.path).substr(7), 0);
     bool want_chunked = head_.query.find("chunked=1") != std::string::npos;
+    // ?ranges=1: one "bytes=A-B" or "bytes=A-" range is answered 206 (others get the 200), so
+    // tests can tell a Range the proxy relayed from one it dropped.
+    std::uint64_t first = 0;
+    std::uint64_t length = n;
+    int status = 200;
     std::string fields = "Content-Type: application/octet-stream\r\n";
+    const std::string* range = head_.fields.get("Range");
+    if (range != nullptr && head_.query.find("ranges=1") != std::string::npos &&
+        range->starts_with("bytes=") && range->find(',') == std::string::npos) {
+        const std::string_view spec = std::string_view(*range).substr(6);
+        const auto dash = spec.find('-');
+        const auto from = strata::parseDecimal(spec.substr(0, dash));
+        const auto to = dash == std::string_view::npos || dash + 1 == spec.size()
+                            ? std::optional<std::uint64_t>(n == 0 ? 0 : n - 1)
+                            : strata::parseDecimal(spec.substr(dash + 1));
+        if (dash != std::string_view::npos && from && to && *from <= *to && *from < n) {
+            first = *from;
+            length = std::min(*to, n - 1) - first + 1;
+            status = 206;
+            fields += "Content-Range: bytes " + std::to_string(first) + "-" +
+                      std::to_string(first + length - 1) + "/" + std::to_string(n) + "\r\n";
+            want_chunked = false;
+        }
+    }
     if (want_chunked && head_.version_minor >= 1) {
         chunked_out_ = true;
         fields += "Transfer-Encoding: chunked\r\n";
     } else {
-        fields += "Content-Length: " + std::to_string(n) + "\r\n";
+        fields += "Content-Length: " + std::to_string(length) + "\r\n";
     }
     std::string out;
-    appendHead(out, 200, fields);
+    appendHead(out, status, fields);
     bufferevent_write(bev_, out.data(), out.size());
     if (head_.isHead()) {
         finishResponse();
         return;
     }
-    remaining_ = n;
-    offset_ = 0;
+    remaining_ = length;
+    offset_ = first;
     pumpBytes();
 }
 
 void Connection::pumpBytes() {
     evbuffer* out = output();
     while (remaining_ > 0 && evbuffer_get_length(out) < kHighWater) {
-        std::size_t piece =
-            remaining_ < kBlockSize ? static_cast<std::size_t>(remaining_) : kBlockSize;
+        // A piece starts where the pattern is at offset_ and runs to the end of the block at
+        // most, so every later piece starts in phase (kBlockSize is a multiple of 64).
+        const std::size_t phase = static_cast<std::size_t>(offset_ % kBlockSize);
+        std::size_t piece = remaining_ < kBlockSize - phase ? static_cast<std::size_t>(remaining_)
+                                                            : kBlockSize - phase;
         if (chunked_out_) {
             char line[32];
             int n = std::snprintf(line, sizeof line, "%zx\r\n", piece);
             evbuffer_add(out, line, static_cast<std::size_t>(n));
         }
-        // Pieces start at multiples of kBlockSize, so the static block is always in phase.
-        evbuffer_add_reference(out, g_block, piece, nullptr, nullptr);
+        evbuffer_add_reference(out, g_block + phase, piece, nullptr, nullptr);
         if (chunked_out_) {
             evbuffer_add(out, "\r\n", 2);
         }
@@ -1114,8 +1140,10 @@ int main(int argc, char** argv) {
             std::printf(
                 "usage: strata-origin --listen HOST:PORT [--listen ...] [--port-file FILE] "
                 "[--name NAME] [--threads N] [--expect-proxy]\n"
-                "endpoints: / /bytes/N[?chunked=1] /status/CODE /delay/MS /echo /upload /headers\n"
-                "           /close /drop /hang /slowbody/MS /events/MS /seq... /__stats /__reset\n"
+                "endpoints: / /bytes/N[?chunked=1][?ranges=1] /status/CODE /delay/MS /echo "
+                "/upload\n"
+                "           /headers /close /drop /hang /slowbody/MS /events/MS /seq... /__stats "
+                "/__reset\n"
                 "           .../ws[?hello=TEXT] (WebSocket echo)\n"
                 "           /__fail?status=CODE|hang; ?early=N (102/103 first) ?cc=... ?h=N:V "
                 "(h=ETag:.. / "

@@ -23,6 +23,9 @@ namespace {
 constexpr std::size_t kClientOutputHighWater = 256 * 1024;
 // A response found uncacheable lets later requests for its key skip coalescing this long.
 constexpr std::chrono::milliseconds kHitForPass{10000};
+// An object too large to store stays too large: its key passes for longer, and those passes
+// carry the client's Range upstream, so a seek into a big file fetches only what it asks for.
+constexpr std::chrono::milliseconds kTooLargeForPass{5 * 60 * 1000};
 // Polls of L2 while another instance fills: soon at first (an origin answering in tens of
 // milliseconds), then less often. One poll per instance and URL (local waiters coalesce).
 constexpr std::chrono::milliseconds kFirstFillPoll{5};
@@ -700,6 +703,7 @@ void Transaction::lookup() {
         case cache::Coalescer::Role::Pass:
             // Known uncacheable (hit-for-pass): the header says so too, as the log's cache=pass.
             setOutcome(metrics::CacheResult::Pass, cache_status_ + "; detail=hit-for-pass");
+            passing_ = true;
             forward();
             return;
         case cache::Coalescer::Role::Stale:
@@ -811,6 +815,7 @@ void Transaction::onFillLease(const cache::L2Lease& lease) {
             registry.fillLease(metrics::LeaseEvent::Pass);
             finishCoalescing(nullptr, /*uncacheable=*/true);
             setOutcome(metrics::CacheResult::Pass, cache_status_ + "; detail=hit-for-pass");
+            passing_ = true;
             forward();
             return;
         case cache::LeaseState::Filling:
@@ -960,6 +965,7 @@ void Transaction::onCoalescedWake(const cache::Coalescer::Outcome& outcome) {
     // fetch alone, without coalescing again.
     if (outcome.uncacheable) {
         setOutcome(metrics::CacheResult::Pass, cache_status_ + "; detail=hit-for-pass");
+        passing_ = true;
     }
     forward();
 }
@@ -1007,7 +1013,7 @@ void Transaction::startBackgroundRefresh() {
     raw->start();
 }
 
-void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheable) {
+void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheable, bool too_large) {
     releaseFillLease(uncacheable);
     if (!coalescing_leader_) {
         return;
@@ -1015,7 +1021,7 @@ void Transaction::finishCoalescing(const cache::EntryPtr& entry, bool uncacheabl
     coalescing_leader_ = false;
     if (auto* runtime = client_.worker().cache) {
         runtime->coalescer.finish(primary_key_, cache::Coalescer::Outcome{entry, uncacheable},
-                                  event::loopTime(), kHitForPass);
+                                  event::loopTime(), too_large ? kTooLargeForPass : kHitForPass);
     }
 }
 
@@ -1153,9 +1159,9 @@ UpstreamExchange::Request Transaction::buildUpstreamRequest(UpstreamPurpose purp
         edits.drop("If-None-Match");
         edits.drop("If-Modified-Since");
     }
-    if (cacheable_route_ && !primary_key_.empty()) {
+    if (cacheable_route_ && !primary_key_.empty() && !passing_) {
         // A cacheable fetch brings back the whole object: a 206 could not be stored, and the
-        // client may get the full 200 instead of its range (RFC 9110 14.2).
+        // client may get the full 200 instead of its range (RFC 9110 14.2). A pass keeps it.
         edits.drop("Range");
         edits.drop("If-Range");
     }
@@ -1465,7 +1471,8 @@ void Transaction::onExchangeHead(http::ResponseHead& head) {
                 const bool request_specific = verdict == cache::StoreVerdict::RequestNoStore ||
                                               verdict == cache::StoreVerdict::Authorization ||
                                               head.status == 206;
-                finishCoalescing(nullptr, /*uncacheable=*/!request_specific);
+                finishCoalescing(nullptr, /*uncacheable=*/!request_specific,
+                                 verdict == cache::StoreVerdict::TooLarge);
             }
             if (revalidating_) {
                 // A full answer replaced the stale entry: the client got what a miss gets.
@@ -1617,7 +1624,7 @@ void Transaction::onExchangeBody(std::string_view data) {
         if (body_.size() + data.size() >
             routeCache(*snapshot_, route_index_).policy.max_object_bytes) {
             storing_ = false;
-            finishCoalescing(nullptr, /*uncacheable=*/true);
+            finishCoalescing(nullptr, /*uncacheable=*/true, /*too_large=*/true);
             if (state_ == State::HoldingHead) {
                 releaseDeferredResponse();
                 std::string held = std::move(body_);

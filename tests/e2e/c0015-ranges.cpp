@@ -5,7 +5,9 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <string>
+#include <tuple>
 
 #include "cache_support.h"
 
@@ -262,5 +264,45 @@ TEST_SUITE("e2e/cache") {
         CHECK(head.find("content-length: 4445") != std::string::npos);
         CHECK(out.substr(end + 4) == full.substr(1234, 4445));
         CHECK(origin.requestCount(0, "/bytes/" + std::to_string(kLength)) == 1);
+    }
+
+    TEST_CASE("too large to cache: the first range gets the whole 200, later ones a relayed 206") {
+        Origin origin;
+        // cache.max_object_bytes below the object: it is never stored.
+        const std::string config = cacheConfig(origin.serversYaml());
+        const std::string small =
+            std::regex_replace(config, std::regex("cache: \\{enabled: true"),
+                               "cache: {enabled: true, max_object_bytes: 4KiB");
+        REQUIRE(small != config);
+        Strata strata(small);
+        const std::string url = "/bytes/" + std::to_string(kLength) + "?ranges=1";
+        std::string full(kLength, '\0');
+        originPattern(0, full);
+        // The first request does not know the size: it asks for the whole object and the client
+        // gets it (RFC 9110 14.2 allows ignoring Range), not stored.
+        Response first = get(strata.port(), url, "Range: bytes=1234-5678\r\n");
+        STRATA_CACHE_STATUS(first);
+        CHECK(first.status == 200);
+        CHECK(first.body == full);
+        CHECK_FALSE(cacheStatusHas(first, "stored"));
+        // From then on the URL passes, Range and all: the origin's 206 is relayed.
+        for (const auto& [range, from, to] :
+             std::vector<std::tuple<std::string, std::size_t, std::size_t>>{
+                 {"bytes=1234-5678", 1234, 5678}, {"bytes=9001-", 9001, kLength - 1}}) {
+            INFO(range);
+            Response r = get(strata.port(), url, "Range: " + range + "\r\n");
+            STRATA_CACHE_STATUS(r);
+            CHECK(r.status == 206);
+            CHECK(cacheStatusHas(r, "detail=hit-for-pass"));
+            CHECK(r.header("Content-Range") == "bytes " + std::to_string(from) + "-" +
+                                                   std::to_string(to) + "/" +
+                                                   std::to_string(kLength));
+            CHECK(r.body == full.substr(from, to - from + 1));
+        }
+        // A request without Range still gets the whole object.
+        Response whole = get(strata.port(), url);
+        CHECK(whole.status == 200);
+        CHECK(whole.body == full);
+        CHECK(origin.requestCount(0, "/bytes/" + std::to_string(kLength)) == 4);
     }
 }

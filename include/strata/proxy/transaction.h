@@ -131,7 +131,8 @@ private:
     void setOutcome(metrics::CacheResult result, std::string cache_status);
     void deliverNotModifiedMerge(http::ResponseHead& head);
     void startBackgroundRefresh();
-    void finishCoalescing(const cache::EntryPtr& entry, bool uncacheable);
+    // `too_large`: the response was uncacheable by its size alone (kTooLargeForPass).
+    void finishCoalescing(const cache::EntryPtr& entry, bool uncacheable, bool too_large = false);
     void storeResponse();
     // The upstream's head as the client gets it (Via, Cache-Status, Date added).
     void sendForwardedHead(const http::ResponseHead& head);
@@ -199,6 +200,8 @@ private:
     std::unique_ptr<event::Timer> fill_poll_;
     bool storing_ = false;
     bool revalidating_ = false;
+    // Known uncacheable (hit-for-pass): forwarded as the client asked, Range included.
+    bool passing_ = false;
     http::ResponseHead stored_head_;   // copy of the head being stored
     std::string body_;                 // body being stored
     bool client_conditional_ = false;  // the client's validators were held back from upstream
