@@ -49,7 +49,7 @@ void ParkedConnection::park(WorkerContext& worker, Identity identity,
                           static_cast<suseconds_t>((ms % 1000) * 1000)};
     if (event_add(&parked->event_, &timeout) != 0) {
         LOG_ERROR("cannot watch a parked connection; closing it");
-        parked->closeSocket();
+        release(worker, parked->fd_, parked->expand(parked->peer_), parked->holds_client_slot_);
         delete parked;
         return;
     }
@@ -58,11 +58,10 @@ void ParkedConnection::park(WorkerContext& worker, Identity identity,
         worker.parked_->prev_ = parked;
     }
     worker.parked_ = parked;
-    ++worker.parked_count_;
     metrics::global().clientConnectionParked();
 }
 
-ParkedConnection::Identity ParkedConnection::unpark() {
+void ParkedConnection::unlink() {
     event_del(&event_);
     if (prev_ != nullptr) {
         prev_->next_ = next_;
@@ -72,18 +71,21 @@ ParkedConnection::Identity ParkedConnection::unpark() {
     if (next_ != nullptr) {
         next_->prev_ = prev_;
     }
-    --worker_.parked_count_;
     metrics::global().clientConnectionUnparked();
+}
+
+ParkedConnection::Identity ParkedConnection::unpark() {
+    unlink();
     Identity identity{
         fd_, id_, expand(peer_), expand(local_), std::move(listener_), holds_client_slot_};
     delete this;
     return identity;
 }
 
-void ParkedConnection::closeSocket() {
-    release(worker_, fd_, holds_client_slot_ ? expand(peer_) : net::SocketAddress{},
-            holds_client_slot_);
-    fd_ = -1;
+void ParkedConnection::close() {
+    unlink();
+    release(worker_, fd_, expand(peer_), holds_client_slot_);
+    delete this;
 }
 
 void ParkedConnection::release(WorkerContext& worker, int fd, const net::SocketAddress& peer,
@@ -98,8 +100,7 @@ void ParkedConnection::release(WorkerContext& worker, int fd, const net::SocketA
 void ParkedConnection::onEvent(int /*fd*/, short what, void* arg) {
     auto* parked = static_cast<ParkedConnection*>(arg);
     if ((what & EV_READ) == 0) {
-        parked->closeSocket();  // limits.client_idle_timeout, as for a session
-        parked->unpark();
+        parked->close();  // limits.client_idle_timeout, as for a session
         return;
     }
     WorkerContext& worker = parked->worker_;
@@ -116,9 +117,7 @@ void ParkedConnection::onEvent(int /*fd*/, short what, void* arg) {
 
 void ParkedConnection::closeAll(WorkerContext& worker) {
     while (worker.parked_ != nullptr) {
-        ParkedConnection* parked = worker.parked_;
-        parked->closeSocket();
-        parked->unpark();
+        worker.parked_->close();
     }
 }
 

@@ -1352,13 +1352,12 @@ void Transaction::onExchangeInterim(const http::ResponseHead& head) {
     if (state_ != State::Forwarding) {
         return;  // only before the final head, and only to the client this exchange serves
     }
-    // RFC 9110 15.2: passed on as received, less its hop-by-hop fields, and never stored; the
-    // route's response header rules are for the final answer.
-    http::Fields fields = head.fields;
-    http::removeHopByHop(fields);
+    // RFC 9110 15.2: passed on as received and never stored; both codecs leave out hop-by-hop
+    // fields as for any forwarded head. The route's response header rules are for the final
+    // answer.
     http::OutgoingResponse interim;
     interim.status = head.status;
-    interim.fields = &fields;
+    interim.fields = &head.fields;
     client_.sendInterim(interim);
 }
 

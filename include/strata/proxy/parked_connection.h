@@ -46,8 +46,9 @@ private:
 
     ParkedConnection(WorkerContext& worker, Identity&& identity);
     static void onEvent(int fd, short what, void* arg);
-    Identity unpark();  // leaves the worker's list and frees this; the caller owns the socket
-    void closeSocket();
+    void unlink();      // off the event loop and the worker's list
+    Identity unpark();  // unlinks and frees this; the caller owns the socket
+    void close();       // unlinks, closes the socket and frees this
     // What closing a connection that has no session undoes: the socket, the per-client slot,
     // the process's connection count.
     static void release(WorkerContext& worker, int fd, const net::SocketAddress& peer,

@@ -74,8 +74,6 @@ public:
     void addSession(DownstreamSession* session) { sessions_.insert(session); }
     void removeSession(DownstreamSession* session);
     std::size_t sessionCount() const { return sessions_.size(); }
-    // Keep-alive connections idle long enough to have given back their session.
-    std::size_t parkedCount() const { return parked_count_; }
     // Closes every session at once (drain timeout expired).
     void closeAllSessions();
 
@@ -86,7 +84,6 @@ private:
     std::function<void()> on_drained_;
     std::unordered_set<DownstreamSession*> sessions_;
     ParkedConnection* parked_ = nullptr;  // an intrusive list: no allocation per connection
-    std::size_t parked_count_ = 0;
     std::unordered_map<event::DeferredDeletable*, std::unique_ptr<event::DeferredDeletable>>
         background_;
 };
